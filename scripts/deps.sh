@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages flowcast needs to build, test and run.
+# Idempotent: installs only what is missing. Uses sudo when not root.
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake pkg-config git
+  node-llhttp libuv1-dev libjansson-dev libsqlite3-dev
+  libwslay-dev libjwt-dev libsodium-dev libhiredis-dev libssl-dev
+  libcmocka-dev
+  nodejs npm chromium
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
