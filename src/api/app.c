@@ -1,0 +1,126 @@
+/* Wiring: config -> hub, http, sse, net; signals; the route table. */
+#include "api/api.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const fc_route_t routes[] = {
+    {"/api/v1/channels/{}/events", FC_POST, fc_api_publish, "publish"},
+    {"/api/v1/channels/{}/events", FC_GET, fc_api_history, "history"},
+    {"/api/v1/channels/{}/sse", FC_GET, fc_api_channel_sse, "sse"},
+    {"/api/v1/channels/{}", FC_DELETE, fc_api_channel_delete, "channel_delete"},
+    {"/api/v1/channels", FC_GET, fc_api_channels, "channels"},
+    {"/api/v1/sse", FC_GET, fc_api_multi_sse, "sse_multi"},
+    {"/healthz", FC_GET, fc_api_healthz, "healthz"},
+    {"/metrics", FC_GET, fc_api_metrics, "metrics"},
+    {"/", FC_GET, fc_api_dashboard, "dashboard"},
+};
+
+fc_app_t *fc_app_of(fc_req_t *req) { return fc_http_opts(req->http)->ud; }
+
+/* The one place where access is decided. Auth is not built yet: every request
+ * is allowed. */
+static int authorize(fc_req_t *req) {
+  (void)req;
+  return 0;
+}
+
+static void on_accept(fc_conn_t *c) {
+  fc_app_t *app = c->loop->ud;
+  fc_http_accept(app->http, c);
+}
+
+static void on_wake(fc_loop_t *l) {
+  fc_app_t *app = l->ud;
+  fc_sse_wake(app->sse, l);
+}
+
+static void on_tick(fc_loop_t *l, uint64_t now) {
+  fc_app_t *app = l->ud;
+  fc_http_tick(l, now);
+  fc_sse_tick(app->sse, l, now);
+}
+
+static void on_stop(fc_loop_t *l) { fc_http_stop(l); }
+
+static void hub_notify(unsigned thread, void *ud) {
+  fc_app_t *app = ud;
+  fc_net_wake(app->net, thread);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  fc_app_t *app = s->data;
+  fc_log(FC_LOG_INFO, "stopping", "signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  uv_close((uv_handle_t *)&app->sigterm, NULL);
+  uv_close((uv_handle_t *)&app->sigint, NULL);
+  fc_net_stop(app->net);
+}
+
+static fc_log_level_t level_of(const char *s) {
+  if (!strcmp(s, "debug")) return FC_LOG_DEBUG;
+  if (!strcmp(s, "warn")) return FC_LOG_WARN;
+  if (!strcmp(s, "error")) return FC_LOG_ERROR;
+  return FC_LOG_INFO;
+}
+
+int fc_app_run(const fc_config_t *cfg) {
+  fc_log_set_level(level_of(cfg->log_level));
+  signal(SIGPIPE, SIG_IGN);
+  fc_app_t *app = fc_xcalloc(1, sizeof *app);
+  app->cfg = cfg;
+  app->started_ms = fc_mono_ms();
+  app->hub = fc_hub_new(&(fc_hub_opts_t){
+      .threads = cfg->threads, .retention = cfg->retention, .notify = hub_notify, .notify_ud = app});
+  app->sse = fc_sse_new(&(fc_sse_opts_t){.hub = app->hub,
+                                         .threads = cfg->threads,
+                                         .keepalive_ms = cfg->keepalive_s * 1000,
+                                         .retry_ms = 3000,
+                                         .queue_bytes = cfg->queue_bytes});
+  app->http = fc_http_new(&(fc_http_opts_t){
+      .max_header_bytes = 16 * 1024,
+      .max_url_bytes = 8 * 1024,
+      .max_body_bytes = cfg->max_body,
+      .header_timeout_ms = cfg->header_timeout_s * 1000,
+      .idle_timeout_ms = cfg->idle_timeout_s * 1000,
+      .cors_origins = (const char *const *)cfg->cors_list,
+      .cors_credentials = cfg->cors_credentials,
+      .routes = routes,
+      .nroutes = FC_ARRAY_LEN(routes),
+      .authorize = authorize,
+      .ud = app,
+  });
+
+  void *uds[256];
+  for (unsigned i = 0; i < cfg->threads; i++) uds[i] = app;
+  char err[256];
+  app->net = fc_net_new(&(fc_net_opts_t){.host = cfg->host,
+                                         .port = cfg->port,
+                                         .threads = cfg->threads,
+                                         .stop_grace_ms = 5000,
+                                         .h = {on_accept, on_wake, on_tick, on_stop}},
+                        uds, err, sizeof err);
+  int status = 0;
+  if (!app->net) {
+    fprintf(stderr, "flowcast: %s\n", err);
+    status = 1;
+  } else {
+    fc_loop_t *l0 = fc_net_loop(app->net, 0);
+    uv_signal_init(&l0->uv, &app->sigterm);
+    uv_signal_init(&l0->uv, &app->sigint);
+    app->sigterm.data = app->sigint.data = app;
+    uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&app->sigint, on_signal, SIGINT);
+    fc_log(FC_LOG_INFO, "listening", "addr=%s:%d threads=%u retention=%u keepalive_s=%u", cfg->host,
+           fc_net_port(app->net), cfg->threads, cfg->retention, cfg->keepalive_s);
+    fc_net_run(app->net);
+    fc_log(FC_LOG_INFO, "stopped", "uptime_s=%llu", (unsigned long long)((fc_mono_ms() - app->started_ms) / 1000));
+    fc_net_free(app->net);
+  }
+  fc_http_free(app->http);
+  fc_sse_free(app->sse);
+  fc_hub_free(app->hub);
+  free(app);
+  return status;
+}

@@ -1,0 +1,344 @@
+/* Channel endpoints: publish, history, listing, purge and SSE subscribe. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/api.h"
+
+#define MAX_SSE_CHANNELS 64
+#define MAX_HISTORY_LIMIT 1000
+
+/* The channel named by the route, created when `create`; answers 400/404 and
+ * returns NULL otherwise. */
+static fc_channel_t *route_channel(fc_req_t *req, bool create) {
+  const char *name = req->params[0];
+  size_t len = strlen(name);
+  if (!fc_channel_name_valid(name, len)) {
+    fc_http_error(req, 400, "bad_channel", "channel name must match [A-Za-z0-9._:-]{1,128}");
+    return NULL;
+  }
+  fc_channel_t *ch = fc_hub_channel(fc_app_of(req)->hub, name, len, create);
+  if (!ch) fc_http_error(req, 404, "no_channel", "channel '%s' has no events yet", name);
+  return ch;
+}
+
+/* The media type of the body, lowercased, without parameters. */
+static void media_type(fc_req_t *req, char *out, size_t len) {
+  fc_str_t ct = fc_req_header(req, "content-type");
+  size_t k = 0;
+  for (size_t i = 0; ct.base && i < ct.len && ct.base[i] != ';' && k + 1 < len; i++) {
+    char c = ct.base[i];
+    if (c == ' ' || c == '\t') continue;
+    out[k++] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+  }
+  out[k] = '\0';
+}
+
+/* JSON unless another type is named. curl -d sends the form type by default,
+ * and no form is ever posted here, so it counts as unnamed. */
+static bool is_json_type(const char *mt) {
+  size_t n = strlen(mt);
+  return n == 0 || !strcmp(mt, "application/x-www-form-urlencoded") || !strcmp(mt, "application/json") || (n > 5 && !strcmp(mt + n - 5, "+json"));
+}
+
+static fc_str_t trim_ws(const char *p, size_t n) {
+  while (n && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++, n--;
+  while (n && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r' || p[n - 1] == '\n')) n--;
+  return (fc_str_t){p, n};
+}
+
+/* Checks one JSON text. Returns 0, or answers 400 and returns -1. */
+static int check_json(fc_req_t *req, const char *p, size_t n, const char *where) {
+  json_error_t e;
+  json_t *j = json_loadb(p, n, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &e);
+  if (!j) {
+    fc_http_error(req, 400, "bad_json", "%sinvalid JSON at line %d column %d: %s", where, e.line, e.column,
+                  e.text);
+    return -1;
+  }
+  json_decref(j);
+  return 0;
+}
+
+static void answer_published(fc_req_t *req, fc_channel_t *ch, const fc_publish_result_t *r, size_t n,
+                             bool batch) {
+  fc_app_t *app = fc_app_of(req);
+  app->published_total += n;
+  fc_buf_t b;
+  fc_buf_init(&b);
+  fc_buf_printf(&b, "{\"id\":\"%llu\",\"channel\":", (unsigned long long)r->last_seq);
+  fc_json_quote(&b, fc_channel_name(ch), strlen(fc_channel_name(ch)));
+  fc_buf_printf(&b, ",\"subscribers\":%zu", r->subscribers);
+  if (batch) {
+    fc_buf_printf(&b, ",\"count\":%zu,\"ids\":[", n);
+    for (uint64_t s = r->first_seq; s <= r->last_seq; s++)
+      fc_buf_printf(&b, "%s\"%llu\"", s == r->first_seq ? "" : ",", (unsigned long long)s);
+    fc_buf_puts(&b, "]");
+  }
+  fc_buf_puts(&b, "}");
+  fc_http_respond(req, 201, "application/json", NULL, b.data, b.len);
+  fc_buf_dispose(&b);
+}
+
+/* One NDJSON line: {"data": <any>, "event": "name"?}. Fills `ev`, whose data
+ * is kept alive in `keep`. Returns 0, or answers 400 and returns -1. */
+static int parse_ndjson_line(fc_req_t *req, fc_str_t line, size_t lineno, fc_event_in_t *ev, json_t **keep) {
+  json_error_t e;
+  json_t *j = json_loadb(line.base, line.len, 0, &e);
+  if (!j || !json_is_object(j)) {
+    fc_http_error(req, 400, "bad_json", "line %zu: %s", lineno,
+                  j ? "expected an object {\"data\": ..., \"event\": ...}" : e.text);
+    json_decref(j);
+    return -1;
+  }
+  *keep = j;
+  json_t *data = json_object_get(j, "data"), *name = json_object_get(j, "event");
+  if (!data) {
+    fc_http_error(req, 400, "bad_json", "line %zu: missing \"data\"", lineno);
+    return -1;
+  }
+  if (name && !json_is_null(name)) {
+    if (!json_is_string(name) || !fc_event_name_valid(json_string_value(name), json_string_length(name))) {
+      fc_http_error(req, 400, "bad_event", "line %zu: event name must match [A-Za-z0-9._:-]{1,128}", lineno);
+      return -1;
+    }
+    ev->name = (fc_str_t){json_string_value(name), json_string_length(name)};
+  }
+  if (json_is_string(data)) {
+    ev->data = (fc_str_t){json_string_value(data), json_string_length(data)};
+    if (memchr(ev->data.base, '\0', ev->data.len)) {
+      fc_http_error(req, 400, "bad_utf8", "line %zu: data must not contain NUL", lineno);
+      return -1;
+    }
+  } else {
+    char *s = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_object_set_new(j, "_text", json_string(s)); /* keeps the text alive with the line */
+    free(s);
+    json_t *t = json_object_get(j, "_text");
+    ev->data = (fc_str_t){json_string_value(t), json_string_length(t)};
+    ev->is_json = true;
+  }
+  return 0;
+}
+
+static void publish_ndjson(fc_req_t *req, fc_channel_t *ch) {
+  const char *p = req->body.data, *end = p + req->body.len;
+  size_t cap = 16, n = 0, lineno = 0;
+  fc_event_in_t *evs = fc_xcalloc(cap, sizeof *evs);
+  json_t **keep = fc_xcalloc(cap, sizeof *keep);
+  int rc = 0;
+  while (p < end && rc == 0) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl) nl = end;
+    fc_str_t line = trim_ws(p, (size_t)(nl - p));
+    p = nl + 1;
+    lineno++;
+    if (!line.len) continue;
+    if (n == cap) {
+      cap *= 2;
+      evs = fc_xrealloc(evs, cap * sizeof *evs);
+      keep = fc_xrealloc(keep, cap * sizeof *keep);
+    }
+    memset(&evs[n], 0, sizeof evs[n]);
+    keep[n] = NULL;
+    rc = parse_ndjson_line(req, line, lineno, &evs[n], &keep[n]);
+    n++;
+  }
+  if (rc == 0 && n == 0) {
+    fc_http_error(req, 400, "empty_batch", "the NDJSON body holds no event");
+    rc = -1;
+  }
+  if (rc == 0) {
+    fc_publish_result_t r;
+    fc_hub_publish(fc_app_of(req)->hub, ch, evs, n, &r);
+    answer_published(req, ch, &r, n, true);
+  }
+  for (size_t i = 0; i < n; i++) json_decref(keep[i]);
+  free(keep);
+  free(evs);
+}
+
+void fc_api_publish(fc_req_t *req) {
+  bool bad = false;
+  const char *name = fc_req_query(req, "event", 0, &bad);
+  if (bad || (name && !fc_event_name_valid(name, strlen(name)))) {
+    fc_http_error(req, 400, "bad_event", "event name must match [A-Za-z0-9._:-]{1,128}");
+    return;
+  }
+  fc_channel_t *ch = NULL;
+  if (!fc_channel_name_valid(req->params[0], strlen(req->params[0]))) {
+    route_channel(req, false);
+    return;
+  }
+  if (!fc_utf8_valid(req->body.data, req->body.len)) {
+    fc_http_error(req, 400, "bad_utf8", "the body is not valid UTF-8 text");
+    return;
+  }
+  char mt[128];
+  media_type(req, mt, sizeof mt);
+  bool ndjson = !strcmp(mt, "application/x-ndjson");
+  fc_event_in_t ev = {.name = name ? (fc_str_t){name, strlen(name)} : (fc_str_t){"", 0}};
+  if (!ndjson) {
+    ev.is_json = is_json_type(mt);
+    ev.data = ev.is_json ? trim_ws(req->body.data, req->body.len) : (fc_str_t){req->body.data, req->body.len};
+    if (ev.is_json && check_json(req, req->body.data, req->body.len, "") < 0) return;
+  }
+  /* Valid: only now does the channel come to exist. */
+  ch = route_channel(req, true);
+  if (ndjson) {
+    publish_ndjson(req, ch);
+    return;
+  }
+  fc_publish_result_t r;
+  fc_hub_publish(fc_app_of(req)->hub, ch, &ev, 1, &r);
+  answer_published(req, ch, &r, 1, false);
+}
+
+/* Appends one event as history JSON. */
+static void event_json(fc_buf_t *b, const fc_event_t *ev) {
+  fc_buf_printf(b, "{\"id\":\"%llu\",\"channel\":", (unsigned long long)ev->seq);
+  const char *cn = fc_channel_name(ev->channel);
+  fc_json_quote(b, cn, strlen(cn));
+  fc_buf_puts(b, ",\"event\":");
+  if (ev->name_len)
+    fc_json_quote(b, ev->name, ev->name_len);
+  else
+    fc_buf_puts(b, "null");
+  fc_buf_puts(b, ",\"data\":");
+  if (ev->is_json)
+    fc_buf_append(b, ev->data, ev->data_len);
+  else
+    fc_json_quote(b, ev->data, ev->data_len);
+  fc_buf_puts(b, ",\"time\":\"");
+  fc_time_rfc3339(b, ev->time_ms);
+  fc_buf_puts(b, "\"");
+  if (ev->from_len) {
+    fc_buf_puts(b, ",\"from\":");
+    fc_json_quote(b, ev->from, ev->from_len);
+  }
+  fc_buf_puts(b, "}");
+}
+
+/* Reads an optional u64 query parameter; answers 400 and returns -1 if bad. */
+static int query_u64(fc_req_t *req, const char *key, uint64_t *out, bool *present) {
+  bool bad = false;
+  const char *v = fc_req_query(req, key, 0, &bad);
+  *present = v != NULL;
+  if (!bad && (!v || fc_parse_u64(v, strlen(v), out) == 0)) return 0;
+  fc_http_error(req, 400, "bad_parameter", "%s must be a whole number", key);
+  return -1;
+}
+
+void fc_api_history(fc_req_t *req) {
+  uint64_t after = 0, limit = 100;
+  bool has;
+  if (query_u64(req, "after", &after, &has) < 0 || query_u64(req, "limit", &limit, &has) < 0) return;
+  if (limit > MAX_HISTORY_LIMIT) limit = MAX_HISTORY_LIMIT;
+  fc_channel_t *ch = route_channel(req, false);
+  if (!ch) return;
+  fc_backlog_t h;
+  fc_hub_history(fc_app_of(req)->hub, ch, after, (size_t)limit, &h);
+  fc_buf_t b;
+  fc_buf_init(&b);
+  fc_buf_puts(&b, "[");
+  for (size_t i = 0; i < h.nevents; i++) {
+    if (i) fc_buf_puts(&b, ",");
+    event_json(&b, h.events[i]);
+  }
+  fc_buf_puts(&b, "]");
+  fc_backlog_dispose(&h);
+  fc_http_respond(req, 200, "application/json", NULL, b.data, b.len);
+  fc_buf_dispose(&b);
+}
+
+void fc_api_channels(fc_req_t *req) {
+  size_t n;
+  fc_channel_info_t *list = fc_hub_list(fc_app_of(req)->hub, &n);
+  fc_buf_t b;
+  fc_buf_init(&b);
+  fc_buf_puts(&b, "{\"channels\":[");
+  for (size_t i = 0; i < n; i++) {
+    fc_buf_puts(&b, i ? ",{\"name\":" : "{\"name\":");
+    fc_json_quote(&b, list[i].name, strlen(list[i].name));
+    fc_buf_printf(&b, ",\"retained\":%zu,\"lastId\":", list[i].retained);
+    if (list[i].last_seq)
+      fc_buf_printf(&b, "\"%llu\"", (unsigned long long)list[i].last_seq);
+    else
+      fc_buf_puts(&b, "null");
+    fc_buf_printf(&b, ",\"subscribers\":%zu}", list[i].subscribers);
+  }
+  fc_buf_puts(&b, "]}");
+  free(list);
+  fc_http_respond(req, 200, "application/json", NULL, b.data, b.len);
+  fc_buf_dispose(&b);
+}
+
+void fc_api_channel_delete(fc_req_t *req) {
+  fc_channel_t *ch = route_channel(req, false);
+  if (!ch) return;
+  fc_hub_purge(fc_app_of(req)->hub, ch);
+  fc_http_respond(req, 204, NULL, NULL, "", 0);
+}
+
+/* Reads where a subscription starts: Last-Event-ID (header, then
+ * ?lastEventId=) or ?replay=N. Answers 400 and returns -1 when malformed. */
+static int parse_resume(fc_req_t *req, fc_resume_t *r) {
+  memset(r, 0, sizeof *r);
+  r->replay = fc_app_of(req)->cfg->retention;
+  fc_str_t h = fc_req_header(req, "last-event-id");
+  bool bad = false;
+  const char *q = fc_req_query(req, "lastEventId", 0, &bad);
+  const char *id = h.base && h.len ? h.base : q;
+  size_t idlen = h.base && h.len ? h.len : (q ? strlen(q) : 0);
+  if (bad || (id && idlen && fc_sse_parse_id(id, idlen, &r->after) < 0)) {
+    fc_http_error(req, 400, "bad_last_event_id", "Last-Event-ID must be an event id (a decimal number)");
+    return -1;
+  }
+  r->has_after = id && idlen;
+  uint64_t replay;
+  bool has;
+  if (query_u64(req, "replay", &replay, &has) < 0) return -1;
+  if (has) r->replay = replay > 1000000 ? 1000000 : (unsigned)replay;
+  return 0;
+}
+
+void fc_api_channel_sse(fc_req_t *req) {
+  fc_resume_t from;
+  if (parse_resume(req, &from) < 0) return;
+  fc_channel_t *ch = route_channel(req, true);
+  if (!ch) return;
+  fc_sse_open(fc_app_of(req)->sse, req, &ch, 1, &from);
+}
+
+void fc_api_multi_sse(fc_req_t *req) {
+  fc_channel_t *chs[MAX_SSE_CHANNELS];
+  size_t n = 0;
+  bool bad = false;
+  for (const char *name; (name = fc_req_query(req, "channel", n, &bad)) != NULL || bad;) {
+    if (bad || !fc_channel_name_valid(name, strlen(name))) {
+      fc_http_error(req, 400, "bad_channel", "channel name must match [A-Za-z0-9._:-]{1,128}");
+      return;
+    }
+    if (n == MAX_SSE_CHANNELS) {
+      fc_http_error(req, 400, "too_many_channels", "at most %d channels on one stream", MAX_SSE_CHANNELS);
+      return;
+    }
+    chs[n++] = NULL;
+  }
+  if (n == 0) {
+    fc_http_error(req, 400, "bad_channel", "name at least one channel: /api/v1/sse?channel=a&channel=b");
+    return;
+  }
+  fc_resume_t from;
+  if (parse_resume(req, &from) < 0) return;
+  fc_hub_t *hub = fc_app_of(req)->hub;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *name = fc_req_query(req, "channel", i, &bad);
+    fc_channel_t *ch = fc_hub_channel(hub, name, strlen(name), true);
+    bool dup = false;
+    for (size_t j = 0; j < k; j++) dup |= chs[j] == ch;
+    if (!dup) chs[k++] = ch;
+  }
+  fc_sse_open(fc_app_of(req)->sse, req, chs, k, &from);
+}

@@ -1,0 +1,50 @@
+/* Operations endpoints: health, Prometheus metrics and the dashboard page. */
+#include <string.h>
+
+#include "api/api.h"
+
+/* The dashboard page, embedded from web/index.html at build time. */
+extern const unsigned char fc_web_index_html[];
+extern const size_t fc_web_index_html_len;
+
+void fc_api_healthz(fc_req_t *req) {
+  static const char ok[] = "{\"status\":\"ok\"}";
+  fc_http_respond(req, 200, "application/json", NULL, ok, sizeof ok - 1);
+}
+
+static void metric(fc_buf_t *b, const char *name, const char *type, const char *help,
+                   unsigned long long v) {
+  fc_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
+}
+
+void fc_api_metrics(fc_req_t *req) {
+  fc_app_t *app = fc_app_of(req);
+  fc_sse_stats_t s;
+  fc_sse_stats(app->sse, &s);
+  size_t nch;
+  free(fc_hub_list(app->hub, &nch));
+  fc_buf_t b;
+  fc_buf_init(&b);
+  metric(&b, "flowcast_connections", "gauge", "Open client connections.", fc_http_stats.connections);
+  metric(&b, "flowcast_connections_total", "counter", "Connections accepted.", fc_http_stats.connections_total);
+  metric(&b, "flowcast_requests_total", "counter", "HTTP requests received.", fc_http_stats.requests_total);
+  metric(&b, "flowcast_responses_4xx_total", "counter", "Responses with a 4xx status.", fc_http_stats.responses_4xx);
+  metric(&b, "flowcast_responses_5xx_total", "counter", "Responses with a 5xx status.", fc_http_stats.responses_5xx);
+  metric(&b, "flowcast_request_timeouts_total", "counter", "Requests whose head did not arrive in time.",
+         fc_http_stats.timeouts_total);
+  metric(&b, "flowcast_subscribers", "gauge", "Open subscriptions (SSE streams).", s.subscribers);
+  metric(&b, "flowcast_channels", "gauge", "Channels known.", nch);
+  metric(&b, "flowcast_events_published_total", "counter", "Events accepted from publishers.",
+         app->published_total);
+  metric(&b, "flowcast_events_delivered_total", "counter", "Events queued to subscribers.", s.delivered_total);
+  metric(&b, "flowcast_subscriber_drops_total", "counter",
+         "Subscribers disconnected because their queue passed its bound.", s.drops_total);
+  metric(&b, "flowcast_uptime_seconds", "gauge", "Seconds since start.", (fc_mono_ms() - app->started_ms) / 1000);
+  fc_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b.data, b.len);
+  fc_buf_dispose(&b);
+}
+
+void fc_api_dashboard(fc_req_t *req) {
+  fc_http_respond(req, 200, "text/html; charset=utf-8", "Cache-Control: no-cache\r\n", fc_web_index_html,
+                  fc_web_index_html_len);
+}

@@ -1,0 +1,8 @@
+/* cli: the command-line front end: `flowcast serve` and help. */
+#ifndef FC_CLI_H
+#define FC_CLI_H
+
+/* Runs the command named in argv[1]. Returns the process exit status. */
+int fc_cli_main(int argc, char **argv);
+
+#endif

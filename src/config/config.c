@@ -1,0 +1,297 @@
+/* The options table and its three sources. */
+#include "config/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/core.h"
+
+typedef enum { OPT_STR, OPT_UINT, OPT_SIZE, OPT_BOOL } opt_type_t;
+
+typedef struct {
+  const char *name; /* flag without "--"; the file key; env FLOWCAST_<NAME> */
+  opt_type_t type;
+  size_t offset;
+  const char *def;
+  const char *help;
+} opt_t;
+
+#define OFF(f) offsetof(fc_config_t, f)
+static const opt_t options[] = {
+    {"listen", OPT_STR, OFF(listen), "0.0.0.0:8000", "address and port to listen on"},
+    {"data", OPT_STR, OFF(data_dir), "./data", "data directory"},
+    {"workflows", OPT_STR, OFF(workflows_dir), "./workflows", "workflow definitions directory"},
+    {"threads", OPT_UINT, OFF(threads), "0", "event loops (0: one per CPU)"},
+    {"keepalive", OPT_UINT, OFF(keepalive_s), "15", "seconds between SSE keepalive comments"},
+    {"retention", OPT_UINT, OFF(retention), "100", "events retained per channel"},
+    {"max-body", OPT_SIZE, OFF(max_body), "1M", "largest request body (bytes; k/M suffixes)"},
+    {"queue-bytes", OPT_SIZE, OFF(queue_bytes), "1M", "a subscriber's unsent bytes before it is dropped"},
+    {"cors-origins", OPT_STR, OFF(cors_origins), "", "allowed CORS origins, comma-separated, or *"},
+    {"cors-credentials", OPT_BOOL, OFF(cors_credentials), "false", "allow credentials (needs an origin list)"},
+    {"header-timeout", OPT_UINT, OFF(header_timeout_s), "10", "seconds to receive a request's head"},
+    {"idle-timeout", OPT_UINT, OFF(idle_timeout_s), "60", "seconds an idle keep-alive connection stays"},
+    {"log-level", OPT_STR, OFF(log_level), "info", "debug, info, warn or error"},
+};
+
+void fc_config_usage(FILE *out) {
+  fprintf(out,
+          "Usage: flowcast serve [options]\n\n"
+          "Runs the event server. Options come from the config file, then FLOWCAST_*\n"
+          "environment variables, then flags (flags win). Flags take --name VALUE or --name=VALUE.\n\n"
+          "  --config FILE            config file of `name = value` lines (default ./flowcast.conf if present)\n");
+  for (size_t i = 0; i < FC_ARRAY_LEN(options); i++) {
+    const opt_t *o = &options[i];
+    char flag[64];
+    snprintf(flag, sizeof flag, "--%s%s", o->name, o->type == OPT_BOOL ? "" : " VALUE");
+    fprintf(out, "  %-24s %s (default: %s)\n", flag, o->help, *o->def ? o->def : "none");
+  }
+  fprintf(out, "\nEach option NAME is also FLOWCAST_NAME in the environment (dashes as underscores),\n"
+               "e.g. FLOWCAST_LISTEN=127.0.0.1:9000.\n");
+}
+
+static int parse_size(const char *v, size_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(v, &end, 10);
+  if (end == v || errno || *v == '-') return -1;
+  unsigned long long mult = 1;
+  if (*end == 'k' || *end == 'K') mult = 1024, end++;
+  else if (*end == 'm' || *end == 'M') mult = 1024 * 1024, end++;
+  else if (*end == 'g' || *end == 'G') mult = 1024ull * 1024 * 1024, end++;
+  if (*end == 'i' && mult > 1) end++;
+  if (*end == 'B' || *end == 'b') end++;
+  if (*end) return -1;
+  *out = (size_t)(n * mult);
+  return 0;
+}
+
+/* Sets one option from text. `src` names where the text came from, for errors. */
+static int set_opt(fc_config_t *cfg, const opt_t *o, const char *v, const char *src, char *err, size_t errlen) {
+  void *field = (char *)cfg + o->offset;
+  switch (o->type) {
+    case OPT_STR:
+      free(*(char **)field);
+      *(char **)field = fc_xstrndup(v, strlen(v));
+      return 0;
+    case OPT_UINT: {
+      uint64_t n;
+      if (fc_parse_u64(v, strlen(v), &n) < 0 || n > 1000000000) {
+        snprintf(err, errlen, "%s: %s wants a whole number, got '%s'", src, o->name, v);
+        return -1;
+      }
+      *(unsigned *)field = (unsigned)n;
+      return 0;
+    }
+    case OPT_SIZE:
+      if (parse_size(v, (size_t *)field) < 0) {
+        snprintf(err, errlen, "%s: %s wants a size like 1048576, 64k or 1M, got '%s'", src, o->name, v);
+        return -1;
+      }
+      return 0;
+    case OPT_BOOL:
+      if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on")) {
+        *(bool *)field = true;
+      } else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "off")) {
+        *(bool *)field = false;
+      } else {
+        snprintf(err, errlen, "%s: %s wants true or false, got '%s'", src, o->name, v);
+        return -1;
+      }
+      return 0;
+  }
+  return 0;
+}
+
+static const opt_t *find_opt(const char *name, size_t len) {
+  for (size_t i = 0; i < FC_ARRAY_LEN(options); i++)
+    if (strlen(options[i].name) == len && !strncmp(options[i].name, name, len)) return &options[i];
+  return NULL;
+}
+
+static char *trim(char *s) {
+  while (isspace((unsigned char)*s)) s++;
+  char *e = s + strlen(s);
+  while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+  return s;
+}
+
+static int load_file(fc_config_t *cfg, const char *path, bool must_exist, char *err, size_t errlen) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    if (!must_exist && errno == ENOENT) return 0;
+    snprintf(err, errlen, "cannot read config file %s: %s", path, strerror(errno));
+    return -1;
+  }
+  char line[4096];
+  int lineno = 0, rc = 0;
+  while (rc == 0 && fgets(line, sizeof line, f)) {
+    lineno++;
+    char *s = trim(line);
+    if (!*s || *s == '#') continue;
+    char *eq = strchr(s, '=');
+    if (!eq) {
+      snprintf(err, errlen, "%s:%d: expected `name = value`", path, lineno);
+      rc = -1;
+      break;
+    }
+    *eq = '\0';
+    char *key = trim(s), *val = trim(eq + 1);
+    size_t vl = strlen(val);
+    if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') val[vl - 1] = '\0', val++;
+    const opt_t *o = find_opt(key, strlen(key));
+    if (!o) {
+      snprintf(err, errlen, "%s:%d: unknown option '%s'", path, lineno, key);
+      rc = -1;
+      break;
+    }
+    char src[600];
+    snprintf(src, sizeof src, "%s:%d", path, lineno);
+    rc = set_opt(cfg, o, val, src, err, errlen);
+  }
+  fclose(f);
+  return rc;
+}
+
+static int load_env(fc_config_t *cfg, char *err, size_t errlen) {
+  for (size_t i = 0; i < FC_ARRAY_LEN(options); i++) {
+    char var[64] = "FLOWCAST_";
+    size_t k = strlen(var);
+    for (const char *p = options[i].name; *p && k < sizeof var - 1; p++)
+      var[k++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    var[k] = '\0';
+    const char *v = getenv(var);
+    if (v && set_opt(cfg, &options[i], v, var, err, errlen) < 0) return -1;
+  }
+  return 0;
+}
+
+/* Finds --config in argv (or FLOWCAST_CONFIG) before anything else is read. */
+static const char *config_path(int argc, char **argv, bool *explicit) {
+  *explicit = true;
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--config") && i + 1 < argc) return argv[i + 1];
+    if (!strncmp(argv[i], "--config=", 9)) return argv[i] + 9;
+  }
+  const char *env = getenv("FLOWCAST_CONFIG");
+  if (env && *env) return env;
+  *explicit = false;
+  return "flowcast.conf";
+}
+
+static int load_flags(fc_config_t *cfg, int argc, char **argv, char *err, size_t errlen) {
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
+    if (strncmp(a, "--", 2) != 0) {
+      snprintf(err, errlen, "unexpected argument '%s' (see flowcast serve --help)", a);
+      return -1;
+    }
+    const char *name = a + 2, *eq = strchr(name, '=');
+    size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+    if (nlen == 6 && !strncmp(name, "config", 6)) {
+      if (!eq) i++;
+      continue;
+    }
+    const opt_t *o = find_opt(name, nlen);
+    if (!o) {
+      snprintf(err, errlen, "unknown option '%s' (see flowcast serve --help)", a);
+      return -1;
+    }
+    const char *v;
+    if (eq) {
+      v = eq + 1;
+    } else if (o->type == OPT_BOOL) {
+      v = "true";
+    } else if (i + 1 < argc) {
+      v = argv[++i];
+    } else {
+      snprintf(err, errlen, "option --%s needs a value", o->name);
+      return -1;
+    }
+    char src[80];
+    snprintf(src, sizeof src, "--%s", o->name);
+    if (set_opt(cfg, o, v, src, err, errlen) < 0) return -1;
+  }
+  return 0;
+}
+
+/* Checks values and derives host, port and the CORS list. */
+static int finish(fc_config_t *cfg, char *err, size_t errlen) {
+  const char *colon = strrchr(cfg->listen, ':');
+  uint64_t port;
+  if (!colon || colon == cfg->listen || fc_parse_u64(colon + 1, strlen(colon + 1), &port) < 0 || port > 65535) {
+    snprintf(err, errlen, "listen: expected HOST:PORT such as 127.0.0.1:8000, got '%s'", cfg->listen);
+    return -1;
+  }
+  cfg->host = fc_xstrndup(cfg->listen, (size_t)(colon - cfg->listen));
+  cfg->port = (int)port;
+  if (cfg->threads == 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->threads = n > 0 ? (unsigned)n : 1;
+  }
+  if (cfg->threads > 256) {
+    snprintf(err, errlen, "threads: at most 256");
+    return -1;
+  }
+  if (cfg->keepalive_s == 0 || cfg->header_timeout_s == 0 || cfg->idle_timeout_s == 0) {
+    snprintf(err, errlen, "keepalive, header-timeout and idle-timeout must be at least 1 second");
+    return -1;
+  }
+  if (cfg->queue_bytes < 4096) {
+    snprintf(err, errlen, "queue-bytes: at least 4096");
+    return -1;
+  }
+  size_t n = 0;
+  cfg->cors_list = fc_xcalloc(1, sizeof *cfg->cors_list);
+  bool star = false;
+  for (char *p = cfg->cors_origins; *p;) {
+    char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    char *item = fc_xstrndup(p, len);
+    char *t = trim(item);
+    if (*t) {
+      star |= !strcmp(t, "*");
+      cfg->cors_list = fc_xrealloc(cfg->cors_list, (n + 2) * sizeof *cfg->cors_list);
+      cfg->cors_list[n++] = fc_xstrndup(t, strlen(t));
+      cfg->cors_list[n] = NULL;
+    }
+    free(item);
+    p += len + (comma ? 1 : 0);
+  }
+  if (star && cfg->cors_credentials) {
+    snprintf(err, errlen, "cors-credentials needs an explicit origin list; it is never allowed with '*'");
+    return -1;
+  }
+  static const char *const levels[] = {"debug", "info", "warn", "error"};
+  for (size_t i = 0; i < FC_ARRAY_LEN(levels); i++)
+    if (!strcmp(cfg->log_level, levels[i])) return 0;
+  snprintf(err, errlen, "log-level: expected debug, info, warn or error, got '%s'", cfg->log_level);
+  return -1;
+}
+
+int fc_config_load(fc_config_t *cfg, int argc, char **argv, char *err, size_t errlen) {
+  memset(cfg, 0, sizeof *cfg);
+  for (size_t i = 0; i < FC_ARRAY_LEN(options); i++) set_opt(cfg, &options[i], options[i].def, "default", err, errlen);
+  bool explicit;
+  const char *path = config_path(argc, argv, &explicit);
+  cfg->config_file = fc_xstrndup(path, strlen(path));
+  int rc = load_file(cfg, path, explicit, err, errlen);
+  if (rc == 0) rc = load_env(cfg, err, errlen);
+  if (rc == 0) rc = load_flags(cfg, argc, argv, err, errlen);
+  if (rc == 0) rc = finish(cfg, err, errlen);
+  return rc;
+}
+
+void fc_config_dispose(fc_config_t *cfg) {
+  for (size_t i = 0; i < FC_ARRAY_LEN(options); i++)
+    if (options[i].type == OPT_STR) free(*(char **)((char *)cfg + options[i].offset));
+  if (cfg->cors_list)
+    for (char **p = cfg->cors_list; *p; p++) free(*p);
+  free(cfg->cors_list);
+  free(cfg->host);
+  free(cfg->config_file);
+  memset(cfg, 0, sizeof *cfg);
+}

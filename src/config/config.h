@@ -1,0 +1,39 @@
+/* config: the server's options from one table, read from a file
+ * (flowcast.conf), then FLOWCAST_* environment variables, then flags; later
+ * sources win. */
+#ifndef FC_CONFIG_H
+#define FC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct {
+  char *listen;      /* host:port */
+  char *host;        /* parsed from listen */
+  int port;
+  char *data_dir;
+  char *workflows_dir;
+  char *config_file; /* NULL: ./flowcast.conf when it exists */
+  unsigned threads;  /* loops; 0 means the CPU count */
+  unsigned keepalive_s;
+  unsigned retention;
+  size_t max_body;
+  size_t queue_bytes;
+  char *cors_origins; /* comma-separated, or "*" */
+  bool cors_credentials;
+  unsigned header_timeout_s;
+  unsigned idle_timeout_s;
+  char *log_level;
+  char **cors_list; /* cors_origins split, NULL-terminated */
+} fc_config_t;
+
+/* Fills defaults, then the file, environment and `argv` (the flags after
+ * `serve`). Returns 0; or -1 with a message in `err` for the user; or 1 when
+ * --help was asked (usage printed). */
+int fc_config_load(fc_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
+void fc_config_dispose(fc_config_t *cfg);
+/* Prints the options, their variables and defaults. */
+void fc_config_usage(FILE *out);
+
+#endif

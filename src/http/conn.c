@@ -1,0 +1,328 @@
+/* llhttp glue: one parser per connection, limits, pipelining and timeouts. */
+#include "http/internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+fc_http_stats_t fc_http_stats;
+
+static fc_http_conn_t *hc_of(llhttp_t *p) { return p->data; }
+
+static int abort_parse(fc_http_conn_t *hc, int status, const char *code) {
+  hc->err_status = status;
+  hc->err_code = code;
+  return HPE_USER;
+}
+
+static fc_req_t *req_new(fc_http_conn_t *hc) {
+  fc_req_t *r = fc_xcalloc(1, sizeof *r);
+  r->hc = hc;
+  r->http = hc->http;
+  r->loop = hc->conn->loop;
+  r->start_ms = fc_mono_ms();
+  r->keep_alive = true;
+  return r;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  fc_http_conn_t *hc = hc_of(p);
+  if (!hc->req) hc->req = req_new(hc);
+  hc->state = HC_HEAD;
+  hc->since_ms = uv_now(&hc->conn->loop->uv);
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n) {
+  fc_http_conn_t *hc = hc_of(p);
+  fc_req_t *r = hc->req;
+  if (r->raw.len + n > hc->http->opts.max_url_bytes)
+    return abort_parse(hc, 414, "uri_too_long");
+  fc_buf_append(&r->raw, at, n);
+  r->url.len = r->raw.len;
+  return 0;
+}
+
+static int check_head_size(fc_http_conn_t *hc) {
+  if (hc->req->raw.len > hc->http->opts.max_header_bytes)
+    return abort_parse(hc, 431, "headers_too_large");
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n) {
+  fc_http_conn_t *hc = hc_of(p);
+  fc_req_t *r = hc->req;
+  if (r->in_value || r->nheaders == 0) {
+    if (r->nheaders == FC_HTTP_MAX_HEADERS) return abort_parse(hc, 431, "too_many_headers");
+    r->in_value = false;
+    size_t *o = r->hdr_off[r->nheaders++];
+    o[0] = r->raw.len, o[1] = 0, o[2] = 0, o[3] = 0;
+  }
+  fc_buf_append(&r->raw, at, n);
+  r->hdr_off[r->nheaders - 1][1] += n;
+  return check_head_size(hc);
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n) {
+  fc_http_conn_t *hc = hc_of(p);
+  fc_req_t *r = hc->req;
+  size_t *o = r->hdr_off[r->nheaders - 1];
+  if (!r->in_value) {
+    r->in_value = true;
+    o[2] = r->raw.len;
+  }
+  fc_buf_append(&r->raw, at, n);
+  o[3] += n;
+  return check_head_size(hc);
+}
+
+static unsigned method_bit(uint8_t m) {
+  switch (m) {
+    case HTTP_GET: return FC_GET;
+    case HTTP_POST: return FC_POST;
+    case HTTP_PUT: return FC_PUT;
+    case HTTP_DELETE: return FC_DELETE;
+    case HTTP_OPTIONS: return FC_OPTIONS;
+    case HTTP_HEAD: return FC_HEAD;
+    default: return 0;
+  }
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  fc_http_conn_t *hc = hc_of(p);
+  fc_req_t *r = hc->req;
+  r->url.base = r->raw.data ? r->raw.data : "";
+  for (size_t i = 0; i < r->nheaders; i++) {
+    size_t *o = r->hdr_off[i];
+    r->headers[i].name = (fc_str_t){r->raw.data + o[0], o[1]};
+    r->headers[i].value = (fc_str_t){o[3] ? r->raw.data + o[2] : "", o[3]};
+  }
+  r->method = method_bit(p->method);
+  r->method_name = llhttp_method_name(p->method);
+  r->keep_alive = llhttp_should_keep_alive(p);
+  hc->state = HC_BODY;
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > hc->http->opts.max_body_bytes)
+    return abort_parse(hc, 413, "body_too_large");
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+  fc_http_conn_t *hc = hc_of(p);
+  fc_req_t *r = hc->req;
+  if (r->body.len + n > hc->http->opts.max_body_bytes) return abort_parse(hc, 413, "body_too_large");
+  fc_buf_append(&r->body, at, n);
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  fc_http_conn_t *hc = hc_of(p);
+  fc_req_t *r = hc->req;
+  hc->state = HC_HANDLING;
+  fc_http_stats.requests_total++;
+  if (!r->body.data) fc_buf_append(&r->body, "", 0);
+  if (fc__req_parse_target(r) < 0)
+    fc_http_error(r, 400, "bad_request", "malformed percent-escape in the request target");
+  else
+    fc__http_dispatch(r);
+  /* Go on with pipelined requests only when that one is fully answered. */
+  return hc->state == HC_IDLE ? 0 : HPE_PAUSED;
+}
+
+void fc__http_init_settings(llhttp_settings_t *s);
+void fc__http_init_settings(llhttp_settings_t *s) {
+  llhttp_settings_init(s);
+  s->on_message_begin = on_message_begin;
+  s->on_url = on_url;
+  s->on_header_field = on_header_field;
+  s->on_header_value = on_header_value;
+  s->on_headers_complete = on_headers_complete;
+  s->on_body = on_body;
+  s->on_message_complete = on_message_complete;
+}
+
+/* Answers a request the parser rejected, then closes. */
+static void parse_failed(fc_http_conn_t *hc, llhttp_errno_t err) {
+  if (!hc->req) hc->req = req_new(hc);
+  fc_req_t *r = hc->req;
+  r->keep_alive = false;
+  if (!r->method_name) r->method_name = "-";
+  if (hc->err_status) {
+    const char *what = hc->err_status == 414   ? "request target longer than %zu bytes"
+                       : hc->err_status == 413 ? "body larger than %zu bytes"
+                                               : "request head larger than %zu bytes";
+    size_t limit = hc->err_status == 414   ? hc->http->opts.max_url_bytes
+                   : hc->err_status == 413 ? hc->http->opts.max_body_bytes
+                                           : hc->http->opts.max_header_bytes;
+    fc_http_error(r, hc->err_status, hc->err_code, what, limit);
+  } else {
+    const char *reason = llhttp_get_error_reason(&hc->parser);
+    fc_http_error(r, 400, "bad_request", "malformed request: %s (%s)", reason ? reason : "-",
+                  llhttp_errno_name(err));
+  }
+}
+
+/* Feeds bytes to the parser; keeps what follows a pause for later. */
+static void execute(fc_http_conn_t *hc, const char *p, size_t n) {
+  hc->in_execute = true;
+  llhttp_errno_t err = llhttp_execute(&hc->parser, p, n);
+  hc->in_execute = false;
+  if (err == HPE_OK) return;
+  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+    if (hc->state == HC_HANDLING) {
+      const char *pos = llhttp_get_error_pos(&hc->parser);
+      if (pos && pos < p + n) fc_buf_append(&hc->pending, pos, (size_t)(p + n - pos));
+      fc_conn_read_stop(hc->conn);
+    }
+    return; /* streaming or closing: the rest of the input is not HTTP for us */
+  }
+  parse_failed(hc, err);
+}
+
+static void on_data(fc_conn_t *c, const char *p, size_t n) {
+  fc_http_conn_t *hc = c->ud;
+  switch (hc->state) {
+    case HC_STREAM:
+    case HC_CLOSING: return; /* a streaming client has nothing more to say */
+    case HC_HANDLING: fc_buf_append(&hc->pending, p, n); return;
+    default: execute(hc, p, n);
+  }
+}
+
+static void on_eof(fc_conn_t *c) {
+  fc_http_conn_t *hc = c->ud;
+  /* A half-closed client may still wait for the answer to a pending request. */
+  if (hc->state == HC_HANDLING) return;
+  hc->state = HC_CLOSING;
+  fc_conn_close(c, hc->stream == NULL);
+}
+
+static void on_close(fc_conn_t *c) {
+  fc_http_conn_t *hc = c->ud;
+  fc_http_stats.connections--;
+  if (hc->stream) {
+    fc_stream_t *s = hc->stream;
+    if (s->h->on_close) s->h->on_close(s);
+    if (s->log_line) {
+      fc_log(FC_LOG_INFO, "stream", "%s dur_ms=%llu", s->log_line,
+             (unsigned long long)(fc_mono_ms() - s->start_ms));
+      free(s->log_line);
+    }
+    free(s);
+  }
+  if (hc->req) {
+    /* A handler still holds the request: it will see the connection gone. */
+    if (hc->state == HC_HANDLING)
+      hc->req->hc = NULL;
+    else
+      fc__req_free(hc->req);
+  }
+  fc_buf_dispose(&hc->pending);
+  free(hc);
+}
+
+static void on_drained(fc_conn_t *c) {
+  fc_http_conn_t *hc = c->ud;
+  if (hc->stream && hc->stream->h->on_drained) hc->stream->h->on_drained(hc->stream);
+}
+
+static const fc_conn_handler_t http_conn_handler = {
+    .on_data = on_data,
+    .on_eof = on_eof,
+    .on_drained = on_drained,
+    .on_close = on_close,
+};
+
+void fc_http_accept(fc_http_t *http, fc_conn_t *c) {
+  fc_http_conn_t *hc = fc_xcalloc(1, sizeof *hc);
+  hc->conn = c;
+  hc->http = http;
+  hc->since_ms = uv_now(&c->loop->uv);
+  llhttp_init(&hc->parser, HTTP_REQUEST, &http->settings);
+  hc->parser.data = hc;
+  c->h = &http_conn_handler;
+  c->ud = hc;
+  fc_http_stats.connections++;
+  fc_http_stats.connections_total++;
+  if (c->loop->stopping) {
+    hc->stopping = true;
+  }
+}
+
+void fc__http_finish(fc_http_conn_t *hc, fc_req_t *req) {
+  fc_buf_t line;
+  fc_buf_init(&line);
+  fc__http_log_fields(req, &line);
+  fc_log(req->status >= 500 ? FC_LOG_ERROR : FC_LOG_INFO, "request", "%s", line.data);
+  fc_buf_dispose(&line);
+  if (!hc) {
+    fc__req_free(req);
+    return;
+  }
+  bool keep = req->keep_alive && !hc->stopping;
+  fc__req_free(req);
+  hc->req = NULL;
+  if (hc->state == HC_STREAM) return;
+  if (!keep) {
+    hc->state = HC_CLOSING;
+    fc_conn_close(hc->conn, true);
+    return;
+  }
+  hc->state = HC_IDLE;
+  hc->since_ms = uv_now(&hc->conn->loop->uv);
+  if (hc->in_execute) return; /* llhttp goes on by itself */
+
+  /* An answer that came later: resume the parser on what arrived meanwhile. */
+  llhttp_resume(&hc->parser);
+  fc_buf_t pending = hc->pending;
+  fc_buf_init(&hc->pending);
+  if (pending.len) execute(hc, pending.data, pending.len);
+  fc_buf_dispose(&pending);
+  if (hc->state == HC_IDLE || hc->state == HC_HEAD || hc->state == HC_BODY) fc_conn_read_start(hc->conn);
+}
+
+void fc_http_tick(fc_loop_t *l, uint64_t now) {
+  for (fc_conn_t *c = l->conns; c; c = c->next) {
+    if (c->h != &http_conn_handler || c->closing) continue;
+    fc_http_conn_t *hc = c->ud;
+    const fc_http_opts_t *o = &hc->http->opts;
+    if (hc->state == HC_HEAD && now - hc->since_ms > o->header_timeout_ms) {
+      fc_http_stats.timeouts_total++;
+      hc->parser.data = hc;
+      fc_req_t *r = hc->req;
+      r->keep_alive = false;
+      if (!r->method_name) r->method_name = "-";
+      hc->state = HC_HANDLING; /* the request is answered outside the parser */
+      fc_http_error(r, 408, "timeout", "request head not received within %u ms", o->header_timeout_ms);
+    } else if ((hc->state == HC_IDLE && now - hc->since_ms > o->idle_timeout_ms) ||
+               (hc->state == HC_BODY && now - hc->since_ms > o->idle_timeout_ms)) {
+      hc->state = HC_CLOSING;
+      fc_conn_close(c, false);
+    }
+  }
+}
+
+void fc_http_stop(fc_loop_t *l) {
+  for (fc_conn_t *c = l->conns; c; c = c->next) {
+    if (c->h != &http_conn_handler || c->closing) continue;
+    fc_http_conn_t *hc = c->ud;
+    hc->stopping = true;
+    if (hc->state == HC_STREAM) {
+      if (hc->stream->h->on_stop) hc->stream->h->on_stop(hc->stream);
+      else fc_conn_close(c, true);
+    } else if (hc->state == HC_IDLE) {
+      hc->state = HC_CLOSING;
+      fc_conn_close(c, true);
+    }
+  }
+}
+
+fc_http_t *fc_http_new(const fc_http_opts_t *opts) {
+  fc_http_t *http = fc_xcalloc(1, sizeof *http);
+  http->opts = *opts;
+  fc__http_init_settings(&http->settings);
+  return http;
+}
+
+void fc_http_free(fc_http_t *http) { free(http); }
+
+const fc_http_opts_t *fc_http_opts(const fc_http_t *http) { return &http->opts; }

@@ -1,0 +1,168 @@
+/* http: HTTP/1.1 over net connections with llhttp: requests with limits,
+ * keep-alive and pipelining, a router, JSON errors, CORS, and streaming
+ * responses that transports (SSE, later WebSocket) take over. */
+#ifndef FC_HTTP_H
+#define FC_HTTP_H
+
+#include <jansson.h>
+#include <llhttp.h>
+
+#include "core/core.h"
+#include "net/net.h"
+
+typedef struct fc_http fc_http_t;
+typedef struct fc_http_conn fc_http_conn_t;
+typedef struct fc_req fc_req_t;
+
+#define FC_HTTP_MAX_HEADERS 100
+#define FC_HTTP_MAX_SEGMENTS 16
+#define FC_HTTP_MAX_PARAMS 4
+
+typedef void (*fc_handler_cb)(fc_req_t *req);
+
+/* Method bits for routes. */
+enum {
+  FC_GET = 1 << 0,
+  FC_POST = 1 << 1,
+  FC_PUT = 1 << 2,
+  FC_DELETE = 1 << 3,
+  FC_OPTIONS = 1 << 4,
+  FC_HEAD = 1 << 5,
+};
+
+/* A route: a path pattern whose `{}` segments capture one decoded segment each
+ * into req->params, the methods it accepts, and its handler. */
+typedef struct {
+  const char *pattern;
+  unsigned methods;
+  fc_handler_cb handler;
+  const char *name; /* for logs and auth rules */
+} fc_route_t;
+
+typedef struct {
+  size_t max_header_bytes; /* request line + headers; past it: 431 */
+  size_t max_url_bytes;    /* past it: 414 */
+  size_t max_body_bytes;   /* past it: 413 */
+  unsigned header_timeout_ms; /* a request's head must arrive within this */
+  unsigned idle_timeout_ms;   /* a keep-alive connection with no request is closed after */
+  const char *const *cors_origins; /* NULL-terminated; {"*"} allows any origin */
+  bool cors_credentials;           /* only with an explicit list, never with "*" */
+  const fc_route_t *routes;
+  size_t nroutes;
+  /* Runs before every handler: the one place where access is decided. Returns
+   * 0 to go on, or answers the request itself and returns non-zero. */
+  int (*authorize)(fc_req_t *req);
+  void *ud;
+} fc_http_opts_t;
+
+typedef struct {
+  fc_str_t name, value;
+} fc_header_t;
+
+struct fc_req {
+  fc_http_conn_t *hc;
+  fc_http_t *http;
+  fc_loop_t *loop;
+  unsigned method;     /* one FC_* bit; 0 for methods no route uses */
+  const char *method_name;
+  fc_str_t url;        /* raw request target */
+  fc_str_t path;       /* raw path, before '?' */
+  fc_str_t query;      /* raw query, after '?' (may be empty) */
+  char *segs[FC_HTTP_MAX_SEGMENTS]; /* percent-decoded path segments */
+  size_t nsegs;
+  char *params[FC_HTTP_MAX_PARAMS]; /* the route's captured segments */
+  const fc_route_t *route;
+  fc_header_t headers[FC_HTTP_MAX_HEADERS];
+  size_t nheaders;
+  fc_buf_t body;
+  bool keep_alive;
+  bool answered;
+  uint64_t start_ms;
+  int status;         /* for the log */
+  size_t out_bytes;
+  void *user;         /* whoever handles the request (auth later) */
+  /* internal: url and header bytes, and offsets while parsing */
+  fc_buf_t raw;
+  size_t hdr_off[FC_HTTP_MAX_HEADERS][4];
+  bool in_value;
+  void *mem;          /* fc_req_alloc blocks, freed with the request */
+};
+
+fc_http_t *fc_http_new(const fc_http_opts_t *opts);
+void fc_http_free(fc_http_t *http);
+const fc_http_opts_t *fc_http_opts(const fc_http_t *http);
+
+/* Takes over a freshly accepted connection (the net on_accept hook). */
+void fc_http_accept(fc_http_t *http, fc_conn_t *c);
+/* Sweeps the loop's connections for header and idle timeouts (the net tick). */
+void fc_http_tick(fc_loop_t *l, uint64_t now_ms);
+/* Begins a graceful stop on a loop: idle keep-alive connections close, busy
+ * ones close after their response, streams get on_stream_stop. */
+void fc_http_stop(fc_loop_t *l);
+
+/* Memory that lives until the request is done. */
+void *fc_req_alloc(fc_req_t *req, size_t n);
+char *fc_req_strndup(fc_req_t *req, const char *s, size_t n);
+
+/* The first value of a header (case-insensitive name), or an empty slice with
+ * base NULL. */
+fc_str_t fc_req_header(const fc_req_t *req, const char *name);
+/* The `index`-th value of query parameter `name`, percent-decoded ('+' is a
+ * space), or NULL. Sets *bad when the escape is malformed. */
+const char *fc_req_query(fc_req_t *req, const char *name, size_t index, bool *bad);
+/* Percent-decodes [s, s+n) into out (at least n+1 bytes). `plus` turns '+' into
+ * ' '. Returns the decoded length, or -1 for a malformed escape. */
+ssize_t fc_url_decode(const char *s, size_t n, char *out, bool plus);
+
+/* Writes a response with a body and ends the request (it may be freed at once).
+ * `extra` holds more header lines, each ending in CRLF, or NULL. */
+void fc_http_respond(fc_req_t *req, int status, const char *content_type, const char *extra,
+                     const void *body, size_t len);
+/* Responds with `j` serialized (takes the reference). */
+void fc_http_respond_json(fc_req_t *req, int status, json_t *j);
+/* Responds {"error":{"code","message"}} with `status`. */
+void fc_http_error(fc_req_t *req, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* A streaming response: the connection now belongs to a transport. */
+typedef struct fc_stream fc_stream_t;
+typedef struct {
+  /* The connection is closing (peer gone, error, or fc_stream_close). Free the
+   * transport state here; the stream and connection are freed after. */
+  void (*on_close)(fc_stream_t *s);
+  /* The server is stopping: finish and close (flush what is queued). */
+  void (*on_stop)(fc_stream_t *s);
+  /* Everything queued has been written; may be NULL. */
+  void (*on_drained)(fc_stream_t *s);
+} fc_stream_handler_t;
+
+struct fc_stream {
+  fc_conn_t *conn;
+  fc_loop_t *loop;
+  const fc_stream_handler_t *h;
+  void *ud;
+  uint64_t start_ms;
+  char *log_line; /* the request's log fields, written when the stream ends */
+};
+
+/* Sends the status line and headers (CORS included, close-delimited body),
+ * ends the request and hands the connection to `h`. Returns the stream. */
+fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers,
+                            const fc_stream_handler_t *h, void *ud);
+/* Ends a stream: flushes what is queued, then closes. */
+void fc_stream_close(fc_stream_t *s, bool flush);
+
+/* Status reason phrase. */
+const char *fc_http_reason(int status);
+
+/* Stats kept by the HTTP layer, for /metrics. */
+typedef struct {
+  atomic_ullong connections;       /* currently open */
+  atomic_ullong connections_total;
+  atomic_ullong requests_total;
+  atomic_ullong responses_4xx, responses_5xx;
+  atomic_ullong timeouts_total;
+} fc_http_stats_t;
+extern fc_http_stats_t fc_http_stats;
+
+#endif

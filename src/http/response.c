@@ -1,0 +1,198 @@
+/* Responses: status line and headers, JSON bodies and errors, CORS, streams,
+ * and the request log line. */
+#include "http/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *fc_http_reason(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+  }
+}
+
+/* The Date header value, cached per thread and second. */
+static const char *http_date(void) {
+  static _Thread_local time_t cached_at;
+  static _Thread_local char cached[40];
+  time_t now = time(NULL);
+  if (now != cached_at) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(cached, sizeof cached, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    cached_at = now;
+  }
+  return cached;
+}
+
+void fc__http_cors_headers(fc_req_t *req, fc_buf_t *out) {
+  const fc_http_opts_t *o = &req->http->opts;
+  fc_str_t origin = fc_req_header(req, "origin");
+  if (!origin.base || !o->cors_origins) return;
+  for (const char *const *p = o->cors_origins; *p; p++) {
+    if (strcmp(*p, "*") == 0) {
+      fc_buf_puts(out, "Access-Control-Allow-Origin: *\r\n");
+      return;
+    }
+    if (fc_str_eq(origin, *p)) {
+      fc_buf_puts(out, "Access-Control-Allow-Origin: ");
+      fc_buf_append(out, origin.base, origin.len);
+      fc_buf_puts(out, "\r\nVary: Origin\r\n");
+      if (o->cors_credentials) fc_buf_puts(out, "Access-Control-Allow-Credentials: true\r\n");
+      return;
+    }
+  }
+}
+
+static void head_into(fc_buf_t *b, fc_req_t *req, int status, const char *extra) {
+  fc_buf_printf(b, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: flowcast\r\n", status, fc_http_reason(status),
+                http_date());
+  fc__http_cors_headers(req, b);
+  if (extra) fc_buf_puts(b, extra);
+}
+
+void fc_http_respond(fc_req_t *req, int status, const char *content_type, const char *extra,
+                     const void *body, size_t len) {
+  if (req->answered) return;
+  req->answered = true;
+  req->status = status;
+  if (status >= 500)
+    fc_http_stats.responses_5xx++;
+  else if (status >= 400)
+    fc_http_stats.responses_4xx++;
+  fc_http_conn_t *hc = req->hc;
+  if (hc) {
+    bool keep = req->keep_alive && !hc->stopping;
+    fc_buf_t b;
+    fc_buf_init(&b);
+    head_into(&b, req, status, extra);
+    if (content_type) fc_buf_printf(&b, "Content-Type: %s\r\n", content_type);
+    if (status != 204 && status != 304) fc_buf_printf(&b, "Content-Length: %zu\r\n", len);
+    fc_buf_puts(&b, keep ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
+    if (req->method != FC_HEAD && status != 204) fc_buf_append(&b, body, len);
+    req->out_bytes = b.len;
+    size_t n;
+    char *bytes = fc_buf_take(&b, &n);
+    fc_frame_t *f = fc_frame_take(bytes, n);
+    fc_conn_send(hc->conn, f);
+    fc_frame_unref(f);
+  }
+  fc__http_finish(hc, req);
+}
+
+void fc_http_respond_json(fc_req_t *req, int status, json_t *j) {
+  char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+  json_decref(j);
+  fc_http_respond(req, status, "application/json", NULL, s, strlen(s));
+  free(s);
+}
+
+static void error_json(fc_req_t *req, int status, const char *code, const char *extra,
+                       const char *fmt, va_list ap) {
+  char msg[512];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
+  char *s = json_dumps(j, JSON_COMPACT);
+  json_decref(j);
+  fc_http_respond(req, status, "application/json", extra, s, strlen(s));
+  free(s);
+}
+
+void fc_http_error(fc_req_t *req, int status, const char *code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  error_json(req, status, code, NULL, fmt, ap);
+  va_end(ap);
+}
+
+fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers,
+                            const fc_stream_handler_t *h, void *ud) {
+  fc_http_conn_t *hc = req->hc;
+  req->answered = true;
+  req->status = status;
+  fc_buf_t b;
+  fc_buf_init(&b);
+  head_into(&b, req, status, extra_headers);
+  fc_buf_puts(&b, "Connection: close\r\n\r\n");
+  fc_stream_t *s = fc_xcalloc(1, sizeof *s);
+  s->conn = hc->conn;
+  s->loop = hc->conn->loop;
+  s->h = h;
+  s->ud = ud;
+  s->start_ms = fc_mono_ms();
+  fc_conn_send_copy(hc->conn, b.data, b.len);
+  fc_buf_dispose(&b);
+  fc_buf_t line;
+  fc_buf_init(&line);
+  fc__http_log_fields(req, &line);
+  s->log_line = fc_buf_take(&line, NULL);
+  hc->stream = s;
+  hc->state = HC_STREAM;
+  hc->req = NULL;
+  fc__req_free(req);
+  return s;
+}
+
+void fc_stream_close(fc_stream_t *s, bool flush) { fc_conn_close(s->conn, flush); }
+
+/* Appends the target with token-bearing query values replaced. */
+static void redacted_target(fc_req_t *req, fc_buf_t *out) {
+  fc_buf_append(out, req->path.base, req->path.len);
+  if (!req->query.len) return;
+  fc_buf_append(out, "?", 1);
+  const char *p = req->query.base, *end = p + req->query.len;
+  while (p < end) {
+    const char *amp = memchr(p, '&', (size_t)(end - p));
+    if (!amp) amp = end;
+    const char *eq = memchr(p, '=', (size_t)(amp - p));
+    size_t klen = eq ? (size_t)(eq - p) : (size_t)(amp - p);
+    bool secret = (klen == 12 && memcmp(p, "access_token", 12) == 0) ||
+                  (klen == 5 && memcmp(p, "token", 5) == 0) ||
+                  (klen == 8 && memcmp(p, "password", 8) == 0);
+    if (secret && eq) {
+      fc_buf_append(out, p, klen);
+      fc_buf_puts(out, "=REDACTED");
+    } else {
+      fc_buf_append(out, p, (size_t)(amp - p));
+    }
+    if (amp < end) fc_buf_append(out, "&", 1);
+    p = amp + 1;
+  }
+}
+
+void fc__http_log_fields(fc_req_t *req, fc_buf_t *out) {
+  char peer[64] = "-";
+  if (req->hc) fc_conn_peer(req->hc->conn, peer, sizeof peer);
+  fc_buf_t target;
+  fc_buf_init(&target);
+  if (req->path.base)
+    redacted_target(req, &target);
+  else
+    fc_buf_puts(&target, "-");
+  fc_buf_printf(out, "method=%s target=", req->method_name ? req->method_name : "-");
+  fc_log_quote(out, target.data, target.len);
+  fc_buf_printf(out, " status=%d bytes=%zu in_bytes=%zu ms=%llu peer=%s", req->status, req->out_bytes,
+                req->body.len, (unsigned long long)(fc_mono_ms() - req->start_ms), peer);
+  fc_buf_dispose(&target);
+}

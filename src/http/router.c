@@ -1,0 +1,187 @@
+/* Request targets, query strings and routing. */
+#include "http/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct mem_block {
+  struct mem_block *next;
+  max_align_t align[];
+} mem_block_t;
+
+void *fc_req_alloc(fc_req_t *req, size_t n) {
+  mem_block_t *b = fc_xmalloc(sizeof *b + n);
+  b->next = req->mem;
+  req->mem = b;
+  return b->align;
+}
+
+char *fc_req_strndup(fc_req_t *req, const char *s, size_t n) {
+  char *p = fc_req_alloc(req, n + 1);
+  memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
+
+void fc__req_free(fc_req_t *req) {
+  for (mem_block_t *b = req->mem, *next; b; b = next) {
+    next = b->next;
+    free(b);
+  }
+  fc_buf_dispose(&req->raw);
+  fc_buf_dispose(&req->body);
+  free(req);
+}
+
+fc_str_t fc_req_header(const fc_req_t *req, const char *name) {
+  size_t n = strlen(name);
+  for (size_t i = 0; i < req->nheaders; i++) {
+    const fc_header_t *h = &req->headers[i];
+    if (h->name.len == n && strncasecmp(h->name.base, name, n) == 0) return h->value;
+  }
+  return (fc_str_t){NULL, 0};
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+ssize_t fc_url_decode(const char *s, size_t n, char *out, bool plus) {
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '%') {
+      if (i + 2 >= n) return -1; /* fewer than two hex digits left */
+      int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+      if (hi < 0 || lo < 0) return -1;
+      out[k++] = (char)(hi * 16 + lo);
+      i += 2;
+    } else if (plus && s[i] == '+') {
+      out[k++] = ' ';
+    } else {
+      out[k++] = s[i];
+    }
+  }
+  out[k] = '\0';
+  return (ssize_t)k;
+}
+
+int fc__req_parse_target(fc_req_t *req) {
+  const char *u = req->url.base;
+  size_t n = req->url.len;
+  const char *q = memchr(u, '?', n);
+  req->path = (fc_str_t){u, q ? (size_t)(q - u) : n};
+  req->query = q ? (fc_str_t){q + 1, n - (size_t)(q + 1 - u)} : (fc_str_t){"", 0};
+  const char *p = req->path.base, *end = p + req->path.len;
+  if (p < end && *p == '/') p++;
+  req->nsegs = 0;
+  while (p < end) {
+    const char *slash = memchr(p, '/', (size_t)(end - p));
+    if (!slash) slash = end;
+    if (req->nsegs == FC_HTTP_MAX_SEGMENTS) return -1;
+    char *seg = fc_req_alloc(req, (size_t)(slash - p) + 1);
+    if (fc_url_decode(p, (size_t)(slash - p), seg, false) < 0) return -1;
+    req->segs[req->nsegs++] = seg;
+    p = slash + 1;
+    if (slash + 1 == end) break; /* a trailing slash adds no segment */
+  }
+  return 0;
+}
+
+const char *fc_req_query(fc_req_t *req, const char *name, size_t index, bool *bad) {
+  size_t nlen = strlen(name);
+  const char *p = req->query.base, *end = p + req->query.len;
+  while (p < end) {
+    const char *amp = memchr(p, '&', (size_t)(end - p));
+    if (!amp) amp = end;
+    const char *eq = memchr(p, '=', (size_t)(amp - p));
+    const char *kend = eq ? eq : amp;
+    if ((size_t)(kend - p) == nlen && memcmp(p, name, nlen) == 0) {
+      if (index-- == 0) {
+        const char *v = eq ? eq + 1 : amp;
+        char *out = fc_req_alloc(req, (size_t)(amp - v) + 1);
+        if (fc_url_decode(v, (size_t)(amp - v), out, true) < 0) {
+          if (bad) *bad = true;
+          return NULL;
+        }
+        return out;
+      }
+    }
+    p = amp + 1;
+  }
+  return NULL;
+}
+
+/* Matches the request's segments against a route pattern; fills params. */
+static bool pattern_match(const char *pattern, fc_req_t *req) {
+  const char *p = pattern;
+  if (*p == '/') p++;
+  size_t seg = 0, param = 0;
+  while (*p) {
+    const char *slash = strchr(p, '/');
+    size_t len = slash ? (size_t)(slash - p) : strlen(p);
+    if (seg >= req->nsegs) return false;
+    if (len == 2 && p[0] == '{' && p[1] == '}') {
+      if (param < FC_HTTP_MAX_PARAMS) req->params[param++] = req->segs[seg];
+    } else if (strlen(req->segs[seg]) != len || memcmp(req->segs[seg], p, len) != 0) {
+      return false;
+    }
+    seg++;
+    p += len;
+    if (*p == '/') p++;
+  }
+  return seg == req->nsegs;
+}
+
+static void allow_header(unsigned methods, fc_buf_t *b) {
+  static const struct {
+    unsigned bit;
+    const char *name;
+  } names[] = {{FC_GET, "GET"}, {FC_HEAD, "HEAD"}, {FC_POST, "POST"}, {FC_PUT, "PUT"}, {FC_DELETE, "DELETE"}};
+  fc_buf_puts(b, "Allow: ");
+  for (size_t i = 0; i < FC_ARRAY_LEN(names); i++)
+    if (methods & names[i].bit) fc_buf_printf(b, "%s, ", names[i].name);
+  fc_buf_puts(b, "OPTIONS\r\n");
+}
+
+void fc__http_dispatch(fc_req_t *req) {
+  const fc_http_opts_t *o = &req->http->opts;
+  unsigned allowed = 0;
+  const fc_route_t *found = NULL;
+  for (size_t i = 0; i < o->nroutes; i++) {
+    if (!pattern_match(o->routes[i].pattern, req)) continue;
+    allowed |= o->routes[i].methods;
+    if (o->routes[i].methods & (req->method == FC_HEAD ? FC_GET | FC_HEAD : req->method)) {
+      found = &o->routes[i];
+      break;
+    }
+  }
+  if (!found && !allowed) {
+    fc_http_error(req, 404, "not_found", "no such resource");
+    return;
+  }
+  fc_buf_t extra;
+  fc_buf_init(&extra);
+  if (req->method == FC_OPTIONS) {
+    allow_header(allowed, &extra);
+    if (fc_req_header(req, "access-control-request-method").base) {
+      fc_buf_puts(&extra,
+                  "Access-Control-Allow-Methods: GET, POST, DELETE, OPTIONS\r\n"
+                  "Access-Control-Allow-Headers: Authorization, Content-Type, Last-Event-ID, Cache-Control\r\n"
+                  "Access-Control-Max-Age: 600\r\n");
+    }
+    fc_http_respond(req, 204, NULL, extra.data, "", 0);
+  } else if (!found) {
+    allow_header(allowed, &extra);
+    static const char body[] =
+        "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"method not allowed on this resource\"}}";
+    fc_http_respond(req, 405, "application/json", extra.data, body, sizeof body - 1);
+  } else {
+    req->route = found;
+    if (!o->authorize || o->authorize(req) == 0) found->handler(req);
+  }
+  fc_buf_dispose(&extra);
+}

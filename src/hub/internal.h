@@ -1,0 +1,50 @@
+/* Shared between the hub's own files. */
+#ifndef FC_HUB_INTERNAL_H
+#define FC_HUB_INTERNAL_H
+
+#include "hub/hub.h"
+
+#include <pthread.h>
+
+/* A fixed-capacity ring of 64-bit values or pointers, oldest first. */
+typedef struct {
+  void **items;
+  unsigned cap, head, count;
+} fc__ring_t;
+
+struct fc_channel {
+  fc_channel_t *hnext; /* hash chain */
+  uint32_t hash;
+  uint32_t name_len;
+  char *name;
+  uint64_t next_n;    /* ordinal the next event gets (from 1) */
+  uint64_t first_seq; /* id of the channel's first event ever, 0 if none */
+  uint64_t last_seq;  /* id of its newest event, 0 if none */
+  fc__ring_t history; /* fc_event_t*, retained events */
+  /* Ids of the most recently evicted events (as uintptr_t), so that a resume
+   * can count exactly what it lost while it was not too far behind. */
+  fc__ring_t evicted;
+  uint64_t evicted_total; /* events evicted or purged since start */
+  unsigned *local_count;  /* [threads] subscribers per loop thread */
+  fc_sub_link_t **local;  /* [threads] list heads; each touched by its thread only */
+};
+
+typedef struct {
+  pthread_mutex_t lock;
+  fc_event_t **items;
+  size_t len, cap;
+} fc__inbox_t;
+
+struct fc_hub {
+  fc_hub_opts_t opts;
+  pthread_mutex_t lock; /* channels, history, registration, id assignment */
+  uint64_t seq;         /* last id given */
+  fc_channel_t **buckets;
+  size_t nbuckets, nchannels;
+  fc__inbox_t *inboxes; /* [threads] */
+};
+
+fc_event_t *fc__event_new(fc_channel_t *ch, uint64_t seq, uint64_t n, int64_t time_ms,
+                          const fc_event_in_t *in);
+
+#endif

@@ -1,0 +1,221 @@
+/* Connections: reading into the loop's shared buffer, and write queues of
+ * shared frames flushed once per loop iteration. */
+#include "net/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_IOV 128
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  fc_conn_t *c = h->data;
+  buf->base = c->loop->readbuf;
+  buf->len = sizeof c->loop->readbuf;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  fc_conn_t *c = s->data;
+  if (n > 0) {
+    if (!c->closing) c->h->on_data(c, buf->base, (size_t)n);
+  } else if (n < 0) {
+    fc_conn_read_stop(c);
+    if (!c->closing) c->h->on_eof(c);
+  }
+}
+
+void fc_conn_read_start(fc_conn_t *c) {
+  if (c->reading || c->closing) return;
+  c->reading = true;
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+void fc_conn_read_stop(fc_conn_t *c) {
+  if (!c->reading) return;
+  c->reading = false;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void fc__conn_accept(fc_loop_t *l) {
+  fc_conn_t *c = fc_xcalloc(1, sizeof *c);
+  uv_tcp_init(&l->uv, &c->tcp);
+  c->tcp.data = c;
+  c->loop = l;
+  if (uv_accept((uv_stream_t *)&l->listener, (uv_stream_t *)&c->tcp) != 0) {
+    uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->next = l->conns;
+  if (c->next) c->next->prev = c;
+  l->conns = c;
+  l->nconns++;
+  l->net->opts.h.on_accept(c);
+  fc_conn_read_start(c);
+}
+
+static void queue_clear(fc_conn_t *c) {
+  while (c->qlen) {
+    fc_frame_unref(c->q[c->qhead]);
+    c->qhead = (c->qhead + 1) % c->qcap;
+    c->qlen--;
+  }
+  free(c->q);
+  c->q = NULL;
+  c->qcap = 0;
+  c->queued = 0;
+}
+
+static void on_closed(uv_handle_t *h) {
+  fc_conn_t *c = h->data;
+  fc_loop_t *l = c->loop;
+  if (c->h && c->h->on_close) c->h->on_close(c);
+  queue_clear(c);
+  free(c->wreq);
+  if (c->dirty) {
+    fc_conn_t **pp = &l->dirty;
+    while (*pp != c) pp = &(*pp)->dirty_next;
+    *pp = c->dirty_next;
+  }
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    l->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  l->nconns--;
+  free(c);
+  fc__loop_maybe_finish(l);
+}
+
+static void close_now(fc_conn_t *c) {
+  if (uv_is_closing((uv_handle_t *)&c->tcp)) return;
+  c->closing = true;
+  fc_conn_read_stop(c);
+  uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+void fc_conn_close(fc_conn_t *c, bool flush) {
+  if (c->closing) return;
+  if (flush && c->qlen > 0) {
+    c->close_when_flushed = true;
+    fc_conn_read_stop(c);
+    return;
+  }
+  c->closing = true;
+  /* A write in flight keeps its frames until its callback: let libuv cancel it. */
+  close_now(c);
+}
+
+void fc__conn_close_all(fc_loop_t *l) {
+  for (fc_conn_t *c = l->conns; c; c = c->next) close_now(c);
+}
+
+static void mark_dirty(fc_conn_t *c) {
+  if (c->dirty) return;
+  c->dirty = true;
+  c->dirty_next = c->loop->dirty;
+  c->loop->dirty = c;
+}
+
+int fc_conn_send(fc_conn_t *c, fc_frame_t *f) {
+  if (c->closing || c->close_when_flushed) return -EPIPE;
+  if (c->bound && c->queued + f->len > c->bound) return -ENOBUFS;
+  if (c->qlen == c->qcap) {
+    uint32_t cap = c->qcap ? c->qcap * 2 : 8;
+    fc_frame_t **q = fc_xmalloc(cap * sizeof *q);
+    for (uint32_t i = 0; i < c->qlen; i++) q[i] = c->q[(c->qhead + i) % c->qcap];
+    free(c->q);
+    c->q = q;
+    c->qhead = 0;
+    c->qcap = cap;
+  }
+  c->q[(c->qhead + c->qlen++) % c->qcap] = fc_frame_ref(f);
+  c->queued += f->len;
+  mark_dirty(c);
+  return 0;
+}
+
+int fc_conn_send_copy(fc_conn_t *c, const void *p, size_t n) {
+  fc_frame_t *f = fc_frame_copy(p, n);
+  int rc = fc_conn_send(c, f);
+  fc_frame_unref(f);
+  return rc;
+}
+
+static void write_some(fc_conn_t *c);
+
+static void on_write(uv_write_t *req, int status) {
+  fc_conn_t *c = req->data;
+  for (uint32_t i = 0; i < c->inflight; i++) {
+    fc_frame_t *f = c->q[c->qhead];
+    c->queued -= f->len;
+    fc_frame_unref(f);
+    c->qhead = (c->qhead + 1) % c->qcap;
+    c->qlen--;
+  }
+  c->inflight = 0;
+  if (c->closing) return; /* status is UV_ECANCELED: on_closed frees the rest */
+  if (status < 0) {
+    close_now(c);
+    return;
+  }
+  if (c->qlen > 0) {
+    write_some(c);
+  } else if (c->close_when_flushed) {
+    close_now(c);
+  } else if (c->h->on_drained) {
+    c->h->on_drained(c);
+  }
+}
+
+/* Starts one writev of everything queued (up to MAX_IOV frames). */
+static void write_some(fc_conn_t *c) {
+  if (c->inflight || c->qlen == 0 || c->closing) return;
+  uv_buf_t bufs[MAX_IOV];
+  uint32_t n = c->qlen < MAX_IOV ? c->qlen : MAX_IOV;
+  for (uint32_t i = 0; i < n; i++) {
+    fc_frame_t *f = c->q[(c->qhead + i) % c->qcap];
+    bufs[i] = uv_buf_init((char *)f->bytes, f->len);
+  }
+  if (!c->wreq) c->wreq = fc_xmalloc(sizeof *c->wreq);
+  c->wreq->data = c;
+  c->inflight = n;
+  int rc = uv_write(c->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write);
+  if (rc < 0) {
+    c->inflight = 0;
+    close_now(c);
+  }
+}
+
+void fc__conn_flush_all(fc_loop_t *l) {
+  fc_conn_t *c = l->dirty;
+  l->dirty = NULL;
+  while (c) {
+    fc_conn_t *next = c->dirty_next;
+    c->dirty = false;
+    c->dirty_next = NULL;
+    write_some(c);
+    c = next;
+  }
+}
+
+void fc_conn_peer(fc_conn_t *c, char *out, size_t len) {
+  struct sockaddr_storage ss;
+  int n = sizeof ss;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &n) != 0) {
+    snprintf(out, len, "-");
+    return;
+  }
+  char ip[64] = "";
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    uv_ip4_name(a, ip, sizeof ip);
+    snprintf(out, len, "%s:%d", ip, ntohs(a->sin_port));
+  } else {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    uv_ip6_name(a, ip, sizeof ip);
+    snprintf(out, len, "[%s]:%d", ip, ntohs(a->sin6_port));
+  }
+}

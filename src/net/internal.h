@@ -1,0 +1,23 @@
+#ifndef FC_NET_INTERNAL_H
+#define FC_NET_INTERNAL_H
+
+#include "net/net.h"
+
+struct fc_net {
+  fc_net_opts_t opts;
+  fc_loop_t **loops;
+  unsigned nloops;
+  int port;
+  atomic_bool stopping;
+};
+
+/* Accepts a connection on loop `l`. */
+void fc__conn_accept(fc_loop_t *l);
+/* Writes every dirty connection's queue (the loop's check callback). */
+void fc__conn_flush_all(fc_loop_t *l);
+/* Closes every connection at once (the stop deadline). */
+void fc__conn_close_all(fc_loop_t *l);
+/* Closes the loop's own handles once it is stopping and has no connection. */
+void fc__loop_maybe_finish(fc_loop_t *l);
+
+#endif

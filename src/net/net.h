@@ -1,0 +1,103 @@
+/* net: one libuv loop per thread, listeners sharing the port (SO_REUSEPORT),
+ * and connections whose write queues hold references to shared frames.
+ * Queued frames are flushed once per loop iteration with one writev, so frames
+ * queued in the same tick coalesce into one write. */
+#ifndef FC_NET_H
+#define FC_NET_H
+
+#include <uv.h>
+
+#include "core/core.h"
+
+typedef struct fc_net fc_net_t;
+typedef struct fc_loop fc_loop_t;
+typedef struct fc_conn fc_conn_t;
+
+/* What the application does on a loop. All run on that loop's thread. */
+typedef struct {
+  void (*on_accept)(fc_conn_t *c);       /* a new connection: set c->h and c->ud */
+  void (*on_wake)(fc_loop_t *l);         /* fc_net_wake() was called for this loop */
+  void (*on_tick)(fc_loop_t *l, uint64_t now_ms); /* about once a second */
+  void (*on_stop)(fc_loop_t *l);         /* shutdown began: end streams, finish requests */
+} fc_net_handlers_t;
+
+/* What a connection does with its bytes. All run on the connection's loop. */
+typedef struct {
+  void (*on_data)(fc_conn_t *c, const char *p, size_t n);
+  void (*on_eof)(fc_conn_t *c); /* peer closed or a read error: call fc_conn_close() */
+  void (*on_drained)(fc_conn_t *c); /* the write queue became empty; may be NULL */
+  void (*on_close)(fc_conn_t *c); /* the socket is closed: release c->ud */
+} fc_conn_handler_t;
+
+struct fc_loop {
+  uv_loop_t uv;
+  unsigned index;   /* 0..threads-1 */
+  fc_net_t *net;
+  void *ud;         /* the application's per-loop state */
+  uv_tcp_t listener;
+  uv_async_t wake;
+  uv_check_t flush; /* writes queued frames once per iteration */
+  uv_timer_t tick;
+  uv_timer_t stop_deadline;
+  uv_thread_t thread;
+  fc_conn_t *dirty;  /* connections with frames to write */
+  fc_conn_t *conns;  /* every open connection */
+  size_t nconns;
+  bool stopping;
+  char readbuf[64 * 1024]; /* shared by every connection: data is parsed in read_cb */
+};
+
+struct fc_conn {
+  uv_tcp_t tcp;
+  fc_loop_t *loop;
+  const fc_conn_handler_t *h;
+  void *ud;
+  fc_conn_t *prev, *next; /* in loop->conns */
+  fc_conn_t *dirty_next;
+  fc_frame_t **q;        /* ring of frames to write; the first `inflight` are in a write */
+  uint32_t qhead, qlen, qcap, inflight;
+  size_t queued;         /* bytes queued and not yet written, in-flight included */
+  size_t bound;          /* fc_conn_send fails past this many queued bytes; 0: none */
+  uv_write_t *wreq;      /* the write in flight, if any */
+  bool dirty, closing, close_when_flushed, reading;
+};
+
+typedef struct {
+  const char *host;
+  int port;
+  unsigned threads;
+  fc_net_handlers_t h;
+  unsigned stop_grace_ms; /* how long a stop waits for connections before closing them */
+} fc_net_opts_t;
+
+/* Binds one listener per loop and starts loops 1..n-1 on their own threads.
+ * Loop 0 runs in fc_net_run() on the caller's thread. Returns NULL and fills
+ * `err` on failure (address in use, bad address). */
+fc_net_t *fc_net_new(const fc_net_opts_t *opts, void **loop_uds, char *err, size_t errlen);
+/* Runs loop 0 until every loop has stopped, then joins the threads. */
+void fc_net_run(fc_net_t *net);
+/* Frees what fc_net_run left. */
+void fc_net_free(fc_net_t *net);
+/* Begins a graceful stop: listeners close, on_stop runs on each loop, loops end
+ * when their connections are gone (or at the grace deadline). Any thread. */
+void fc_net_stop(fc_net_t *net);
+/* Calls on_wake on loop `index` soon. Any thread. */
+void fc_net_wake(fc_net_t *net, unsigned index);
+unsigned fc_net_threads(const fc_net_t *net);
+fc_loop_t *fc_net_loop(fc_net_t *net, unsigned index);
+/* The port the listeners are bound to (useful with port 0). */
+int fc_net_port(const fc_net_t *net);
+
+/* Queues a frame; takes a reference of its own. Returns -ENOBUFS when the queue
+ * would pass c->bound (nothing queued), -EPIPE when the connection is closing. */
+int fc_conn_send(fc_conn_t *c, fc_frame_t *f);
+/* Queues a copy of the bytes. */
+int fc_conn_send_copy(fc_conn_t *c, const void *p, size_t n);
+/* Closes the connection; with `flush` after the queued frames are written. */
+void fc_conn_close(fc_conn_t *c, bool flush);
+void fc_conn_read_stop(fc_conn_t *c);
+void fc_conn_read_start(fc_conn_t *c);
+/* The peer address as "ip:port". */
+void fc_conn_peer(fc_conn_t *c, char *out, size_t len);
+
+#endif

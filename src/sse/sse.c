@@ -1,0 +1,178 @@
+/* SSE subscribers. Each lives on one loop thread; the hub hands it shared
+ * event frames, which it queues on its connection by reference. */
+#include "sse/sse.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct sse_sub sse_sub_t;
+
+/* Per-loop state, touched only by its loop thread (counters read atomically). */
+typedef struct {
+  sse_sub_t *subs; /* every subscriber on the loop, for keepalives */
+  uint64_t last_keepalive_ms;
+  atomic_ullong subscribers, delivered, drops;
+} sse_loop_t;
+
+struct fc_sse {
+  fc_sse_opts_t opts;
+  sse_loop_t *loops;
+  char retry[32];
+  fc_frame_t retry_frame;
+};
+
+struct sse_sub {
+  fc_sse_t *sse;
+  fc_stream_t *stream;
+  sse_sub_t *prev, *next; /* in its loop's list */
+  unsigned thread;
+  bool dead; /* being closed: ignore further events */
+  size_t nlinks;
+  fc_sub_link_t links[];
+};
+
+static fc_frame_t keepalive_frame = FC_FRAME_STATIC(":keepalive\n\n");
+
+static const char sse_headers[] =
+    "Content-Type: text/event-stream; charset=utf-8\r\n"
+    "Cache-Control: no-cache\r\n"
+    "X-Accel-Buffering: no\r\n";
+
+fc_sse_t *fc_sse_new(const fc_sse_opts_t *opts) {
+  fc_sse_t *sse = fc_xcalloc(1, sizeof *sse);
+  sse->opts = *opts;
+  sse->loops = fc_xcalloc(opts->threads, sizeof *sse->loops);
+  int n = snprintf(sse->retry, sizeof sse->retry, "retry: %u\n\n", opts->retry_ms);
+  sse->retry_frame = (fc_frame_t){0, (uint32_t)n, sse->retry, NULL};
+  return sse;
+}
+
+void fc_sse_free(fc_sse_t *sse) {
+  if (!sse) return;
+  free(sse->loops);
+  free(sse);
+}
+
+int fc_sse_parse_id(const char *s, size_t n, uint64_t *out) { return fc_parse_u64(s, n, out); }
+
+/* Disconnects a subscriber that fell too far behind. It resumes later with
+ * Last-Event-ID; nothing is lost while its events are retained. */
+static void drop_slow(sse_sub_t *sub) {
+  sub->dead = true;
+  atomic_fetch_add_explicit(&sub->sse->loops[sub->thread].drops, 1, memory_order_relaxed);
+  fc_log(FC_LOG_WARN, "slow subscriber disconnected", "queued_bytes=%zu bound=%zu",
+         sub->stream->conn->queued, sub->stream->conn->bound);
+  fc_stream_close(sub->stream, false);
+}
+
+static void on_event(fc_sub_link_t *link, fc_event_t *ev) {
+  sse_sub_t *sub = link->owner;
+  if (sub->dead) return;
+  if (fc_conn_send(sub->stream->conn, &ev->sse) == -ENOBUFS) {
+    drop_slow(sub);
+    return;
+  }
+  atomic_fetch_add_explicit(&sub->sse->loops[sub->thread].delivered, 1, memory_order_relaxed);
+}
+
+static void on_stream_close(fc_stream_t *s) {
+  sse_sub_t *sub = s->ud;
+  fc_sse_t *sse = sub->sse;
+  sse_loop_t *sl = &sse->loops[sub->thread];
+  for (size_t i = 0; i < sub->nlinks; i++) fc_hub_unsubscribe(sse->opts.hub, sub->thread, &sub->links[i]);
+  if (sub->prev)
+    sub->prev->next = sub->next;
+  else
+    sl->subs = sub->next;
+  if (sub->next) sub->next->prev = sub->prev;
+  atomic_fetch_sub_explicit(&sl->subscribers, 1, memory_order_relaxed);
+  free(sub);
+}
+
+static void on_stream_stop(fc_stream_t *s) {
+  sse_sub_t *sub = s->ud;
+  sub->dead = true;
+  fc_stream_close(s, true);
+}
+
+/* Everything queued is written: from now on the plain bound applies (the
+ * replayed backlog was allowed on top of it). */
+static void on_stream_drained(fc_stream_t *s) {
+  sse_sub_t *sub = s->ud;
+  s->conn->bound = sub->sse->opts.queue_bytes;
+}
+
+static const fc_stream_handler_t sse_stream = {
+    .on_close = on_stream_close, .on_stop = on_stream_stop, .on_drained = on_stream_drained};
+
+/* Queues a flowcast.gap notice: how many events of a channel were evicted
+ * between the resume point and the oldest one still retained. */
+static void send_gap(fc_conn_t *c, const fc_gap_t *g) {
+  char next[32] = "null";
+  if (g->next_seq) snprintf(next, sizeof next, "\"%llu\"", (unsigned long long)g->next_seq);
+  char buf[FC_CHANNEL_NAME_MAX + 160];
+  int n = snprintf(buf, sizeof buf,
+                   "event: flowcast.gap\ndata: {\"channel\":\"%s\",\"lost\":%llu,\"exact\":%s,\"next\":%s}\n\n",
+                   fc_channel_name(g->channel), (unsigned long long)g->lost, g->exact ? "true" : "false", next);
+  fc_conn_send_copy(c, buf, (size_t)n);
+}
+
+void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n,
+                 const fc_resume_t *from) {
+  unsigned thread = req->loop->index;
+  sse_sub_t *sub = fc_xcalloc(1, sizeof *sub + n * sizeof(fc_sub_link_t));
+  sub->sse = sse;
+  sub->thread = thread;
+  sub->nlinks = n;
+  fc_sub_link_t *links[n];
+  for (size_t i = 0; i < n; i++) {
+    sub->links[i].channel = channels[i];
+    sub->links[i].deliver = on_event;
+    sub->links[i].owner = sub;
+    links[i] = &sub->links[i];
+  }
+  fc_stream_t *s = fc_http_stream(req, 200, sse_headers, &sse_stream, sub);
+  sub->stream = s;
+  fc_conn_t *c = s->conn;
+  fc_conn_send(c, &sse->retry_frame);
+
+  fc_backlog_t backlog;
+  fc_hub_subscribe(sse->opts.hub, thread, links, n, from, &backlog);
+  for (size_t i = 0; i < backlog.ngaps; i++) send_gap(c, &backlog.gaps[i]);
+  for (size_t i = 0; i < backlog.nevents; i++) fc_conn_send(c, &backlog.events[i]->sse);
+  sse_loop_t *sl = &sse->loops[thread];
+  atomic_fetch_add_explicit(&sl->delivered, backlog.nevents, memory_order_relaxed);
+  fc_backlog_dispose(&backlog);
+  /* The backlog is shared frames already retained: it does not count against
+   * the bound, which limits how far behind live delivery may fall. */
+  c->bound = c->queued + sse->opts.queue_bytes;
+
+  sub->next = sl->subs;
+  if (sub->next) sub->next->prev = sub;
+  sl->subs = sub;
+  atomic_fetch_add_explicit(&sl->subscribers, 1, memory_order_relaxed);
+}
+
+void fc_sse_wake(fc_sse_t *sse, fc_loop_t *l) { fc_hub_drain(sse->opts.hub, l->index); }
+
+void fc_sse_tick(fc_sse_t *sse, fc_loop_t *l, uint64_t now_ms) {
+  sse_loop_t *sl = &sse->loops[l->index];
+  if (now_ms - sl->last_keepalive_ms < sse->opts.keepalive_ms) return;
+  sl->last_keepalive_ms = now_ms;
+  for (sse_sub_t *sub = sl->subs; sub; sub = sub->next) {
+    if (sub->dead) continue;
+    if (fc_conn_send(sub->stream->conn, &keepalive_frame) == -ENOBUFS) drop_slow(sub);
+  }
+}
+
+void fc_sse_stats(fc_sse_t *sse, fc_sse_stats_t *out) {
+  memset(out, 0, sizeof *out);
+  for (unsigned t = 0; t < sse->opts.threads; t++) {
+    sse_loop_t *sl = &sse->loops[t];
+    out->subscribers += atomic_load_explicit(&sl->subscribers, memory_order_relaxed);
+    out->delivered_total += atomic_load_explicit(&sl->delivered, memory_order_relaxed);
+    out->drops_total += atomic_load_explicit(&sl->drops, memory_order_relaxed);
+  }
+}

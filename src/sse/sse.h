@@ -1,0 +1,44 @@
+/* sse: Server-Sent Events subscribers over an HTTP stream: the opening
+ * `retry:`, gap notices, the replayed backlog, live events, keepalive comments,
+ * and disconnection of subscribers that cannot keep up. */
+#ifndef FC_SSE_H
+#define FC_SSE_H
+
+#include "http/http.h"
+#include "hub/hub.h"
+
+typedef struct fc_sse fc_sse_t;
+
+typedef struct {
+  fc_hub_t *hub;
+  unsigned threads;
+  unsigned keepalive_ms; /* a ":keepalive" comment this often */
+  unsigned retry_ms;     /* the reconnection delay announced to clients */
+  size_t queue_bytes;    /* a subscriber's unsent bytes past this: disconnected */
+} fc_sse_opts_t;
+
+fc_sse_t *fc_sse_new(const fc_sse_opts_t *opts);
+void fc_sse_free(fc_sse_t *sse);
+
+/* Answers `req` with an event stream of `channels` (already validated and
+ * created), starting where `from` says. Loop thread of the request. */
+void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n,
+                 const fc_resume_t *from);
+
+/* Delivers what the hub queued for this loop (the loop's wake). */
+void fc_sse_wake(fc_sse_t *sse, fc_loop_t *l);
+/* Sends keepalive comments when due (the loop's tick). */
+void fc_sse_tick(fc_sse_t *sse, fc_loop_t *l, uint64_t now_ms);
+
+/* Counters for /metrics, summed over loops. */
+typedef struct {
+  uint64_t subscribers;      /* open SSE subscriptions */
+  uint64_t delivered_total;  /* events queued to SSE subscribers */
+  uint64_t drops_total;      /* subscribers disconnected for being too slow */
+} fc_sse_stats_t;
+void fc_sse_stats(fc_sse_t *sse, fc_sse_stats_t *out);
+
+/* Parses a Last-Event-ID value. Returns 0, or -EINVAL when malformed. */
+int fc_sse_parse_id(const char *s, size_t n, uint64_t *out);
+
+#endif
