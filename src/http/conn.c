@@ -120,7 +120,7 @@ static int on_message_complete(llhttp_t *p) {
   hc->state = HC_HANDLING;
   fc_http_stats.requests_total++;
   if (!r->body.data) fc_buf_append(&r->body, "", 0);
-  if (fc__req_parse_target(r) < 0)
+  if (fc_http_parse_target(r) < 0)
     fc_http_error(r, 400, "bad_request", "malformed percent-escape in the request target");
   else
     fc__http_dispatch(r);

@@ -114,6 +114,15 @@ const char *fc_req_query(fc_req_t *req, const char *name, size_t index, bool *ba
  * ' '. Returns the decoded length, or -1 for a malformed escape. */
 ssize_t fc_url_decode(const char *s, size_t n, char *out, bool plus);
 
+/* The route for a request whose target is parsed (segments set), or NULL.
+ * `allowed` gets the methods of every route whose path matches (for 405). */
+const fc_route_t *fc_http_match(const fc_route_t *routes, size_t n, fc_req_t *req, unsigned *allowed);
+/* Parses req->url into path, query and decoded segments. Returns 0, or -1 for
+ * a malformed escape or too many segments. */
+int fc_http_parse_target(fc_req_t *req);
+/* Frees a request made outside a connection (tests). */
+void fc_http_req_free(fc_req_t *req);
+
 /* Writes a response with a body and ends the request (it may be freed at once).
  * `extra` holds more header lines, each ending in CRLF, or NULL. */
 void fc_http_respond(fc_req_t *req, int status, const char *content_type, const char *extra,

@@ -34,9 +34,6 @@ struct fc_http_conn {
 
 /* Routes and runs a complete request (router.c). */
 void fc__http_dispatch(fc_req_t *req);
-/* Parses req->url into path, query and decoded segments. Returns 0 or -1 for a
- * malformed escape. */
-int fc__req_parse_target(fc_req_t *req);
 /* Frees a request and everything it allocated. */
 void fc__req_free(fc_req_t *req);
 /* Called by fc_http_respond once the response is queued: logs it, frees the

@@ -24,6 +24,8 @@ char *fc_req_strndup(fc_req_t *req, const char *s, size_t n) {
   return p;
 }
 
+void fc_http_req_free(fc_req_t *req) { fc__req_free(req); }
+
 void fc__req_free(fc_req_t *req) {
   for (mem_block_t *b = req->mem, *next; b; b = next) {
     next = b->next;
@@ -69,7 +71,7 @@ ssize_t fc_url_decode(const char *s, size_t n, char *out, bool plus) {
   return (ssize_t)k;
 }
 
-int fc__req_parse_target(fc_req_t *req) {
+int fc_http_parse_target(fc_req_t *req) {
   const char *u = req->url.base;
   size_t n = req->url.len;
   const char *q = memchr(u, '?', n);
@@ -147,18 +149,21 @@ static void allow_header(unsigned methods, fc_buf_t *b) {
   fc_buf_puts(b, "OPTIONS\r\n");
 }
 
+const fc_route_t *fc_http_match(const fc_route_t *routes, size_t n, fc_req_t *req, unsigned *allowed) {
+  *allowed = 0;
+  unsigned want = req->method == FC_HEAD ? FC_GET | FC_HEAD : req->method;
+  for (size_t i = 0; i < n; i++) {
+    if (!pattern_match(routes[i].pattern, req)) continue;
+    *allowed |= routes[i].methods;
+    if (routes[i].methods & want) return &routes[i];
+  }
+  return NULL;
+}
+
 void fc__http_dispatch(fc_req_t *req) {
   const fc_http_opts_t *o = &req->http->opts;
-  unsigned allowed = 0;
-  const fc_route_t *found = NULL;
-  for (size_t i = 0; i < o->nroutes; i++) {
-    if (!pattern_match(o->routes[i].pattern, req)) continue;
-    allowed |= o->routes[i].methods;
-    if (o->routes[i].methods & (req->method == FC_HEAD ? FC_GET | FC_HEAD : req->method)) {
-      found = &o->routes[i];
-      break;
-    }
-  }
+  unsigned allowed;
+  const fc_route_t *found = fc_http_match(o->routes, o->nroutes, req, &allowed);
   if (!found && !allowed) {
     fc_http_error(req, 404, "not_found", "no such resource");
     return;
