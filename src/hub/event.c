@@ -66,7 +66,7 @@ fc_event_t *fc__event_new(fc_channel_t *ch, uint64_t seq, uint64_t n, int64_t ti
   fc_buf_dispose(&frame);
 
   ev->name = p;
-  memcpy(p, in->name.base, in->name.len);
+  if (in->name.len) memcpy(p, in->name.base, in->name.len);
   p[in->name.len] = '\0';
   p += in->name.len + 1;
   ev->data = p;
