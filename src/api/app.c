@@ -1,6 +1,7 @@
 /* Wiring: config -> hub, http, sse, net; signals; the route table. */
 #include "api/api.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@ static void on_accept(fc_conn_t *c) {
 
 static void on_wake(fc_loop_t *l) {
   fc_app_t *app = l->ud;
+  fc_api_publish_answer(app, l);
   fc_sse_wake(app->sse, l);
 }
 
@@ -65,14 +67,79 @@ static fc_log_level_t level_of(const char *s) {
   return FC_LOG_INFO;
 }
 
+/* Loads a channel's stored tail into the hub (the hub's lazy-load hook). */
+static void restore_event(void *ud, const fc_event_in_t *ev) { fc_hub_restore_event(ud, ev); }
+static void load_tail(void *ud, fc_channel_t *ch, unsigned limit) {
+  fc_app_t *app = ud;
+  fc_store_load_tail(app->store, fc_channel_name(ch), limit, restore_event, ch);
+}
+
+static void restore_channel(void *ud, const char *name, const fc_store_channel_t *c) {
+  fc_hub_restore_channel(ud, name, c->first_seq, c->last_seq, c->next_n, c->stored);
+}
+
+/* Opens the store and registers what it holds with the hub: the id counter and
+ * every channel; their events load on first use. */
+static int open_store(fc_app_t *app, char *err, size_t errlen) {
+  const fc_config_t *cfg = app->cfg;
+  uint64_t t0 = fc_mono_ms();
+  app->store = fc_store_open(&(fc_store_opts_t){.dir = cfg->data_dir,
+                                                .durability = !strcmp(cfg->durability, "power")
+                                                                  ? FC_DURABILITY_POWER
+                                                                  : FC_DURABILITY_CRASH,
+                                                .max_bytes = cfg->max_db_size,
+                                                .hub = app->hub,
+                                                .rules = app->rules,
+                                                .nrules = cfg->nrules},
+                             err, errlen);
+  if (!app->store) return -1;
+  fc_hub_restore_seq(app->hub, fc_store_last_seq(app->store));
+  fc_store_each_channel(app->store, restore_channel, app->hub);
+  size_t n;
+  free(fc_hub_list(app->hub, &n));
+  fc_log(FC_LOG_INFO, "storage open", "dir=%s durability=%s channels=%zu last_id=%llu ms=%llu", cfg->data_dir,
+         cfg->durability, n, (unsigned long long)fc_store_last_seq(app->store),
+         (unsigned long long)(fc_mono_ms() - t0));
+  return 0;
+}
+
+/* Stops storage (committing what is queued), answers what it finished, and
+ * frees everything. */
+static void app_free(fc_app_t *app) {
+  fc_store_close(app->store);
+  for (unsigned i = 0; i < app->cfg->threads; i++) {
+    if (app->net) fc_api_publish_answer(app, fc_net_loop(app->net, i));
+    pthread_mutex_destroy(&app->loops[i].lock);
+  }
+  fc_net_free(app->net);
+  fc_http_free(app->http);
+  fc_sse_free(app->sse);
+  fc_hub_free(app->hub);
+  free(app->loops);
+  free(app->rules);
+  free(app);
+}
+
 int fc_app_run(const fc_config_t *cfg) {
   fc_log_set_level(level_of(cfg->log_level));
   signal(SIGPIPE, SIG_IGN);
   fc_app_t *app = fc_xcalloc(1, sizeof *app);
   app->cfg = cfg;
   app->started_ms = fc_mono_ms();
-  app->hub = fc_hub_new(&(fc_hub_opts_t){
-      .threads = cfg->threads, .retention = cfg->retention, .notify = hub_notify, .notify_ud = app});
+  app->rules = fc_xcalloc(cfg->nrules + 1, sizeof *app->rules);
+  for (size_t i = 0; i < cfg->nrules; i++)
+    app->rules[i] = (fc_hub_rule_t){cfg->rules[i].pattern, cfg->rules[i].count, cfg->rules[i].max_age_s};
+  app->loops = fc_xcalloc(cfg->threads, sizeof *app->loops);
+  for (unsigned i = 0; i < cfg->threads; i++) pthread_mutex_init(&app->loops[i].lock, NULL);
+  bool durable = !strcmp(cfg->storage, "sqlite");
+  app->hub = fc_hub_new(&(fc_hub_opts_t){.threads = cfg->threads,
+                                         .retention = cfg->retention,
+                                         .rules = app->rules,
+                                         .nrules = cfg->nrules,
+                                         .load = durable ? load_tail : NULL,
+                                         .load_ud = app,
+                                         .notify = hub_notify,
+                                         .notify_ud = app});
   app->sse = fc_sse_new(&(fc_sse_opts_t){.hub = app->hub,
                                          .threads = cfg->threads,
                                          .keepalive_ms = cfg->keepalive_s * 1000,
@@ -94,7 +161,12 @@ int fc_app_run(const fc_config_t *cfg) {
 
   void *uds[256];
   for (unsigned i = 0; i < cfg->threads; i++) uds[i] = app;
-  char err[256];
+  char err[512];
+  if (durable && open_store(app, err, sizeof err) < 0) {
+    fprintf(stderr, "flowcast: %s\n", err);
+    app_free(app);
+    return 1;
+  }
   app->net = fc_net_new(&(fc_net_opts_t){.host = cfg->host,
                                          .port = cfg->port,
                                          .threads = cfg->threads,
@@ -115,12 +187,8 @@ int fc_app_run(const fc_config_t *cfg) {
     fc_log(FC_LOG_INFO, "listening", "addr=%s:%d threads=%u retention=%u keepalive_s=%u", cfg->host,
            fc_net_port(app->net), cfg->threads, cfg->retention, cfg->keepalive_s);
     fc_net_run(app->net);
-    fc_log(FC_LOG_INFO, "stopped", "uptime_s=%llu", (unsigned long long)((fc_mono_ms() - app->started_ms) / 1000));
-    fc_net_free(app->net);
   }
-  fc_http_free(app->http);
-  fc_sse_free(app->sse);
-  fc_hub_free(app->hub);
-  free(app);
+  app_free(app);
+  if (status == 0) fc_log(FC_LOG_INFO, "stopped", "status=0");
   return status;
 }

@@ -1,4 +1,6 @@
 /* Channel endpoints: publish, history, listing, purge and SSE subscribe. */
+#include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -80,6 +82,82 @@ static void answer_published(fc_req_t *req, fc_channel_t *ch, const fc_publish_r
   fc_buf_dispose(&b);
 }
 
+static void pub_free(fc_pub_t *p) {
+  for (size_t i = 0; i < p->nkeep; i++) json_decref(p->keep[i]);
+  free(p->keep);
+  free(p->events);
+  free(p);
+}
+
+/* Answers a publish once its fate is known, on the request's loop. */
+static void pub_answer(fc_pub_t *p) {
+  fc_store_job_t *j = &p->job;
+  if (j->status == 0 && j->purge) {
+    fc_http_respond(p->req, 204, NULL, NULL, "", 0);
+  } else if (j->status == 0) {
+    answer_published(p->req, j->channel, &j->result, j->n, p->batch);
+  } else if (j->status == -ENOSPC) {
+    fc_http_error(p->req, 503, "storage_full",
+                  "storage is full (disk or --max-db-size): nothing was stored; retry later");
+  } else {
+    fc_http_error(p->req, 503, "storage_error", "storage failed to commit: nothing was stored; retry later");
+  }
+  pub_free(p);
+}
+
+/* The writer thread finished a job: hand it back to the request's loop. */
+static void on_committed(fc_store_job_t *job) {
+  fc_pub_t *p = job->ud;
+  fc_app_loop_t *al = &p->app->loops[p->loop];
+  pthread_mutex_lock(&al->lock);
+  p->next_done = al->done;
+  al->done = p;
+  pthread_mutex_unlock(&al->lock);
+  fc_net_wake(p->app->net, p->loop);
+}
+
+void fc_api_publish_answer(fc_app_t *app, fc_loop_t *l) {
+  fc_app_loop_t *al = &app->loops[l->index];
+  pthread_mutex_lock(&al->lock);
+  fc_pub_t *list = al->done;
+  al->done = NULL;
+  pthread_mutex_unlock(&al->lock);
+  /* The list is newest first: answer in commit order. */
+  fc_pub_t *rev = NULL;
+  while (list) {
+    fc_pub_t *next = list->next_done;
+    list->next_done = rev;
+    rev = list;
+    list = next;
+  }
+  while (rev) {
+    fc_pub_t *next = rev->next_done;
+    pub_answer(rev);
+    rev = next;
+  }
+}
+
+/* Stores (or, in memory mode, publishes at once) a validated publish. Takes
+ * `p`; the answer comes once the events are committed. */
+static void pub_submit(fc_req_t *req, fc_pub_t *p) {
+  fc_app_t *app = fc_app_of(req);
+  p->app = app;
+  p->req = req;
+  p->loop = req->loop->index;
+  p->job.events = p->events;
+  p->job.done = on_committed;
+  p->job.ud = p;
+  if (app->store) {
+    fc_store_submit(app->store, &p->job);
+    return;
+  }
+  if (p->job.purge)
+    fc_hub_purge(app->hub, p->job.channel);
+  else
+    fc_hub_publish(app->hub, p->job.channel, p->events, p->job.n, &p->job.result);
+  pub_answer(p);
+}
+
 /* One NDJSON line: {"data": <any>, "event": "name"?}. Fills `ev`, whose data
  * is kept alive in `keep`. Returns 0, or answers 400 and returns -1. */
 static int parse_ndjson_line(fc_req_t *req, fc_str_t line, size_t lineno, fc_event_in_t *ev, json_t **keep) {
@@ -121,41 +199,42 @@ static int parse_ndjson_line(fc_req_t *req, fc_str_t line, size_t lineno, fc_eve
   return 0;
 }
 
-static void publish_ndjson(fc_req_t *req, fc_channel_t *ch) {
-  const char *p = req->body.data, *end = p + req->body.len;
+static void publish_ndjson(fc_req_t *req, fc_channel_t *ch, fc_pub_t *p) {
+  const char *c = req->body.data, *end = c + req->body.len;
   size_t cap = 16, n = 0, lineno = 0;
-  fc_event_in_t *evs = fc_xcalloc(cap, sizeof *evs);
-  json_t **keep = fc_xcalloc(cap, sizeof *keep);
+  p->events = fc_xcalloc(cap, sizeof *p->events);
+  p->keep = fc_xcalloc(cap, sizeof *p->keep);
   int rc = 0;
-  while (p < end && rc == 0) {
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
+  while (c < end && rc == 0) {
+    const char *nl = memchr(c, '\n', (size_t)(end - c));
     if (!nl) nl = end;
-    fc_str_t line = trim_ws(p, (size_t)(nl - p));
-    p = nl + 1;
+    fc_str_t line = trim_ws(c, (size_t)(nl - c));
+    c = nl + 1;
     lineno++;
     if (!line.len) continue;
     if (n == cap) {
       cap *= 2;
-      evs = fc_xrealloc(evs, cap * sizeof *evs);
-      keep = fc_xrealloc(keep, cap * sizeof *keep);
+      p->events = fc_xrealloc(p->events, cap * sizeof *p->events);
+      p->keep = fc_xrealloc(p->keep, cap * sizeof *p->keep);
     }
-    memset(&evs[n], 0, sizeof evs[n]);
-    keep[n] = NULL;
-    rc = parse_ndjson_line(req, line, lineno, &evs[n], &keep[n]);
+    memset(&p->events[n], 0, sizeof p->events[n]);
+    json_t *keep = NULL;
+    rc = parse_ndjson_line(req, line, lineno, &p->events[n], &keep);
+    p->keep[p->nkeep++] = keep;
     n++;
   }
   if (rc == 0 && n == 0) {
     fc_http_error(req, 400, "empty_batch", "the NDJSON body holds no event");
     rc = -1;
   }
-  if (rc == 0) {
-    fc_publish_result_t r;
-    fc_hub_publish(fc_app_of(req)->hub, ch, evs, n, &r);
-    answer_published(req, ch, &r, n, true);
+  if (rc != 0) {
+    pub_free(p);
+    return;
   }
-  for (size_t i = 0; i < n; i++) json_decref(keep[i]);
-  free(keep);
-  free(evs);
+  p->job.channel = ch;
+  p->job.n = n;
+  p->batch = true;
+  pub_submit(req, p);
 }
 
 void fc_api_publish(fc_req_t *req) {
@@ -185,13 +264,16 @@ void fc_api_publish(fc_req_t *req) {
   }
   /* Valid: only now does the channel come to exist. */
   ch = route_channel(req, true);
+  fc_pub_t *p = fc_xcalloc(1, sizeof *p);
   if (ndjson) {
-    publish_ndjson(req, ch);
+    publish_ndjson(req, ch, p);
     return;
   }
-  fc_publish_result_t r;
-  fc_hub_publish(fc_app_of(req)->hub, ch, &ev, 1, &r);
-  answer_published(req, ch, &r, 1, false);
+  p->events = fc_xmalloc(sizeof *p->events);
+  p->events[0] = ev;
+  p->job.channel = ch;
+  p->job.n = 1;
+  pub_submit(req, p);
 }
 
 /* Appends one event as history JSON. */
@@ -276,8 +358,10 @@ void fc_api_channels(fc_req_t *req) {
 void fc_api_channel_delete(fc_req_t *req) {
   fc_channel_t *ch = route_channel(req, false);
   if (!ch) return;
-  fc_hub_purge(fc_app_of(req)->hub, ch);
-  fc_http_respond(req, 204, NULL, NULL, "", 0);
+  fc_pub_t *p = fc_xcalloc(1, sizeof *p);
+  p->job.channel = ch;
+  p->job.purge = true;
+  pub_submit(req, p);
 }
 
 /* Reads where a subscription starts: Last-Event-ID (header, then

@@ -34,6 +34,10 @@ static const opt_t options[] = {
     {"header-timeout", OPT_UINT, OFF(header_timeout_s), "10", "seconds to receive a request's head"},
     {"idle-timeout", OPT_UINT, OFF(idle_timeout_s), "60", "seconds an idle keep-alive connection stays"},
     {"log-level", OPT_STR, OFF(log_level), "info", "debug, info, warn or error"},
+    {"storage", OPT_STR, OFF(storage), "sqlite", "sqlite (durable, in --data) or memory (lost on exit)"},
+    {"durability", OPT_STR, OFF(durability), "crash",
+     "crash: survives a killed process; power: also power loss (fsync per commit)"},
+    {"max-db-size", OPT_SIZE, OFF(max_db_size), "0", "database size cap; publishes get 503 past it (0: none)"},
 };
 
 void fc_config_usage(FILE *out) {
@@ -41,7 +45,9 @@ void fc_config_usage(FILE *out) {
           "Usage: flowcast serve [options]\n\n"
           "Runs the event server. Options come from the config file, then FLOWCAST_*\n"
           "environment variables, then flags (flags win). Flags take --name VALUE or --name=VALUE.\n\n"
-          "  --config FILE            config file of `name = value` lines (default ./flowcast.conf if present)\n");
+          "  --config FILE            config file of `name = value` lines (default ./flowcast.conf if present)\n"
+          "                           it may also hold `retention:PATTERN = N` and `max-age:PATTERN = SECONDS`\n"
+          "                           (PATTERN a channel name or glob such as orders.*; the first match wins)\n");
   for (size_t i = 0; i < FC_ARRAY_LEN(options); i++) {
     const opt_t *o = &options[i];
     char flag[64];
@@ -118,6 +124,32 @@ static char *trim(char *s) {
   return s;
 }
 
+/* `retention:PATTERN = N` or `max-age:PATTERN = SECONDS`. */
+static int set_rule(fc_config_t *cfg, const char *key, const char *val, const char *path, int lineno, char *err,
+                    size_t errlen) {
+  bool age = key[0] == 'm';
+  const char *pattern = strchr(key, ':') + 1;
+  uint64_t n;
+  if (!*pattern || fc_parse_u64(val, strlen(val), &n) < 0 || n > 100000000) {
+    snprintf(err, errlen, "%s:%d: expected %s:PATTERN = %s", path, lineno, age ? "max-age" : "retention",
+             age ? "SECONDS" : "COUNT");
+    return -1;
+  }
+  struct fc_config_rule *r = NULL;
+  for (size_t i = 0; i < cfg->nrules; i++)
+    if (!strcmp(cfg->rules[i].pattern, pattern)) r = &cfg->rules[i];
+  if (!r) {
+    cfg->rules = fc_xrealloc(cfg->rules, (cfg->nrules + 1) * sizeof *cfg->rules);
+    r = &cfg->rules[cfg->nrules++];
+    *r = (struct fc_config_rule){fc_xstrndup(pattern, strlen(pattern)), 0, 0};
+  }
+  if (age)
+    r->max_age_s = (unsigned)n;
+  else
+    r->count = (unsigned)n;
+  return 0;
+}
+
 static int load_file(fc_config_t *cfg, const char *path, bool must_exist, char *err, size_t errlen) {
   FILE *f = fopen(path, "r");
   if (!f) {
@@ -141,6 +173,10 @@ static int load_file(fc_config_t *cfg, const char *path, bool must_exist, char *
     char *key = trim(s), *val = trim(eq + 1);
     size_t vl = strlen(val);
     if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') val[vl - 1] = '\0', val++;
+    if (!strncmp(key, "retention:", 10) || !strncmp(key, "max-age:", 8)) {
+      rc = set_rule(cfg, key, val, path, lineno, err, errlen);
+      continue;
+    }
     const opt_t *o = find_opt(key, strlen(key));
     if (!o) {
       snprintf(err, errlen, "%s:%d: unknown option '%s'", path, lineno, key);
@@ -265,6 +301,16 @@ static int finish(fc_config_t *cfg, char *err, size_t errlen) {
     snprintf(err, errlen, "cors-credentials needs an explicit origin list; it is never allowed with '*'");
     return -1;
   }
+  for (size_t i = 0; i < cfg->nrules; i++)
+    if (!cfg->rules[i].count) cfg->rules[i].count = cfg->retention;
+  if (strcmp(cfg->storage, "sqlite") && strcmp(cfg->storage, "memory")) {
+    snprintf(err, errlen, "storage: expected sqlite or memory, got '%s'", cfg->storage);
+    return -1;
+  }
+  if (strcmp(cfg->durability, "crash") && strcmp(cfg->durability, "power")) {
+    snprintf(err, errlen, "durability: expected crash or power, got '%s'", cfg->durability);
+    return -1;
+  }
   static const char *const levels[] = {"debug", "info", "warn", "error"};
   for (size_t i = 0; i < FC_ARRAY_LEN(levels); i++)
     if (!strcmp(cfg->log_level, levels[i])) return 0;
@@ -291,6 +337,8 @@ void fc_config_dispose(fc_config_t *cfg) {
   if (cfg->cors_list)
     for (char **p = cfg->cors_list; *p; p++) free(*p);
   free(cfg->cors_list);
+  for (size_t i = 0; i < cfg->nrules; i++) free(cfg->rules[i].pattern);
+  free(cfg->rules);
   free(cfg->host);
   free(cfg->config_file);
   memset(cfg, 0, sizeof *cfg);

@@ -25,6 +25,17 @@ typedef struct {
   unsigned header_timeout_s;
   unsigned idle_timeout_s;
   char *log_level;
+  char *storage;     /* "sqlite" or "memory" */
+  char *durability;  /* "crash" or "power" */
+  size_t max_db_size; /* 0: no cap */
+  /* Per-pattern retention from the config file: `retention:PATTERN = N` and
+   * `max-age:PATTERN = SECONDS`. */
+  struct fc_config_rule {
+    char *pattern;
+    unsigned count;
+    unsigned max_age_s;
+  } *rules;
+  size_t nrules;
   char **cors_list; /* cors_origins split, NULL-terminated */
 } fc_config_t;
 

@@ -39,6 +39,8 @@ static void *ring_shift(fc__ring_t *r) {
   return v;
 }
 
+static void history_append(fc_channel_t *ch, fc_event_t *ev);
+
 /* ---- channel table -------------------------------------------------------- */
 
 static uint32_t hash_name(const char *s, size_t n) {
@@ -62,14 +64,41 @@ static void table_grow(fc_hub_t *hub) {
   hub->nbuckets = nb;
 }
 
+bool fc_glob_match(const char *p, const char *s) {
+  const char *star = NULL, *resume = NULL;
+  while (*s) {
+    if (*p == '*') {
+      star = p++;
+      resume = s;
+    } else if (*p == *s) {
+      p++, s++;
+    } else if (star) {
+      p = star + 1;
+      s = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (*p == '*') p++;
+  return *p == '\0';
+}
+
 static fc_channel_t *channel_new(fc_hub_t *hub, const char *name, size_t len, uint32_t h) {
   fc_channel_t *ch = fc_xcalloc(1, sizeof *ch);
   ch->hash = h;
   ch->name = fc_xstrndup(name, len);
   ch->name_len = (uint32_t)len;
   ch->next_n = 1;
-  ring_init(&ch->history, hub->opts.retention);
-  ring_init(&ch->evicted, hub->opts.retention ? hub->opts.retention : 1);
+  ch->retention = hub->opts.retention;
+  for (size_t i = 0; i < hub->opts.nrules; i++) {
+    if (fc_glob_match(hub->opts.rules[i].pattern, ch->name)) {
+      ch->retention = hub->opts.rules[i].count;
+      ch->max_age_s = hub->opts.rules[i].max_age_s;
+      break;
+    }
+  }
+  ring_init(&ch->history, ch->retention);
+  ring_init(&ch->evicted, ch->retention ? ch->retention : 1);
   ch->local_count = fc_xcalloc(hub->opts.threads, sizeof *ch->local_count);
   ch->local = fc_xcalloc(hub->opts.threads, sizeof *ch->local);
   return ch;
@@ -85,10 +114,9 @@ static void channel_free(fc_channel_t *ch) {
   free(ch);
 }
 
-fc_channel_t *fc_hub_channel(fc_hub_t *hub, const char *name, size_t len, bool create) {
-  if (!fc_channel_name_valid(name, len)) return NULL;
+/* Finds or (with `create`) adds a channel. Hub lock held. */
+static fc_channel_t *find_locked(fc_hub_t *hub, const char *name, size_t len, bool create) {
   uint32_t h = hash_name(name, len);
-  pthread_mutex_lock(&hub->lock);
   fc_channel_t *ch = hub->buckets[h & (hub->nbuckets - 1)];
   while (ch && !(ch->hash == h && ch->name_len == len && memcmp(ch->name, name, len) == 0))
     ch = ch->hnext;
@@ -99,9 +127,60 @@ fc_channel_t *fc_hub_channel(fc_hub_t *hub, const char *name, size_t len, bool c
     hub->buckets[h & (hub->nbuckets - 1)] = ch;
     hub->nchannels++;
   }
+  return ch;
+}
+
+fc_channel_t *fc_hub_channel(fc_hub_t *hub, const char *name, size_t len, bool create) {
+  if (!fc_channel_name_valid(name, len)) return NULL;
+  pthread_mutex_lock(&hub->lock);
+  fc_channel_t *ch = find_locked(hub, name, len, create);
+  if (ch && ch->load_pending) {
+    ch->load_pending = false;
+    /* Twice the retention: the older half only fills the evicted-id window. */
+    hub->opts.load(hub->opts.load_ud, ch, ch->retention * 2);
+    /* Whatever is older than the oldest loaded event was trimmed or purged. */
+    ch->evicted_total = ch->history.count ? ((fc_event_t *)ring_at(&ch->history, 0))->n - 1 : ch->next_n - 1;
+  }
   pthread_mutex_unlock(&hub->lock);
   return ch;
 }
+
+void fc_hub_restore_seq(fc_hub_t *hub, uint64_t last_seq) {
+  pthread_mutex_lock(&hub->lock);
+  if (last_seq > hub->seq) hub->seq = last_seq;
+  pthread_mutex_unlock(&hub->lock);
+}
+
+void fc_hub_restore_channel(fc_hub_t *hub, const char *name, uint64_t first_seq, uint64_t last_seq,
+                            uint64_t next_n, uint64_t stored) {
+  size_t len = strlen(name);
+  if (!fc_channel_name_valid(name, len)) return;
+  pthread_mutex_lock(&hub->lock);
+  fc_channel_t *ch = find_locked(hub, name, len, true);
+  ch->first_seq = first_seq;
+  ch->last_seq = last_seq;
+  ch->next_n = next_n;
+  ch->stored = stored;
+  ch->load_pending = hub->opts.load != NULL;
+  pthread_mutex_unlock(&hub->lock);
+}
+
+void fc_hub_restore_event(fc_channel_t *ch, const fc_event_in_t *in) {
+  history_append(ch, fc__event_new(ch, in->seq, in->n, in->time_ms, in));
+}
+
+fc_channel_store_t *fc_channel_store(fc_channel_t *ch) { return &ch->store; }
+
+uint64_t fc_channel_next_n(fc_hub_t *hub, fc_channel_t *ch) {
+  pthread_mutex_lock(&hub->lock);
+  uint64_t n = ch->next_n;
+  pthread_mutex_unlock(&hub->lock);
+  return n;
+}
+
+unsigned fc_channel_retention(const fc_channel_t *ch) { return ch->retention; }
+
+uint64_t fc_channel_max_age(const fc_channel_t *ch) { return ch->max_age_s; }
 
 const char *fc_channel_name(const fc_channel_t *ch) { return ch->name; }
 
@@ -187,10 +266,12 @@ void fc_hub_publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, si
   fc_event_t **evs = n <= FC_ARRAY_LEN(stack) ? stack : fc_xmalloc(n * sizeof *evs);
 
   pthread_mutex_lock(&hub->lock);
-  res->first_seq = hub->seq + 1;
+  res->first_seq = in[0].seq ? in[0].seq : hub->seq + 1;
   for (size_t i = 0; i < n; i++) {
-    uint64_t seq = ++hub->seq;
-    evs[i] = fc__event_new(ch, seq, ch->next_n++, now, &in[i]);
+    /* The store hands ids it took from this same counter, in order. */
+    uint64_t seq = in[i].seq ? in[i].seq : hub->seq + 1;
+    hub->seq = seq;
+    evs[i] = fc__event_new(ch, seq, ch->next_n++, in[i].time_ms ? in[i].time_ms : now, &in[i]);
     if (!ch->first_seq) ch->first_seq = seq;
     ch->last_seq = seq;
     history_append(ch, fc_event_ref(evs[i]));
@@ -232,11 +313,12 @@ static void count_lost(const fc_channel_t *ch, uint64_t after, fc_gap_t *gap) {
   gap->lost = 0;
   gap->exact = true;
   if (ch->evicted_total == 0 || ch->first_seq == 0) return;
-  const fc__ring_t *ev = &ch->evicted;
   if (after < ch->first_seq) {
     gap->lost = ch->evicted_total; /* every evicted event came after `after` */
     return;
   }
+  if (ch->history.count && after >= ((fc_event_t *)ring_at(&ch->history, 0))->seq) return;
+  const fc__ring_t *ev = &ch->evicted;
   unsigned lo = 0, hi = ev->count;
   while (lo < hi) {
     unsigned mid = (lo + hi) / 2;
@@ -246,8 +328,11 @@ static void count_lost(const fc_channel_t *ch, uint64_t after, fc_gap_t *gap) {
       hi = mid;
   }
   gap->lost = ev->count - lo;
-  /* Older evictions than the window are not tracked: a bound only. */
-  if (lo == 0 && ev->count < ch->evicted_total && gap->lost > 0) gap->exact = false;
+  if (lo == 0 && ev->count < ch->evicted_total) {
+    /* Older evictions than the window are not tracked: a lower bound only. */
+    gap->exact = false;
+    if (gap->lost == 0) gap->lost = 1;
+  }
 }
 
 static int cmp_seq(const void *a, const void *b) {
@@ -349,15 +434,18 @@ void fc_hub_history(fc_hub_t *hub, fc_channel_t *ch, uint64_t after, size_t limi
   pthread_mutex_unlock(&hub->lock);
 }
 
+/* Drops the oldest retained event, remembering its id for gap counts. */
+static void evict_oldest(fc_channel_t *ch) {
+  fc_event_t *ev = ring_shift(&ch->history);
+  bool out;
+  ring_push(&ch->evicted, (void *)(uintptr_t)ev->seq, &out);
+  ch->evicted_total++;
+  fc_event_unref(ev);
+}
+
 void fc_hub_purge(fc_hub_t *hub, fc_channel_t *ch) {
   pthread_mutex_lock(&hub->lock);
-  while (ch->history.count) {
-    fc_event_t *ev = ring_shift(&ch->history);
-    bool dropped;
-    ring_push(&ch->evicted, (void *)(uintptr_t)ev->seq, &dropped);
-    ch->evicted_total++;
-    fc_event_unref(ev);
-  }
+  while (ch->history.count) evict_oldest(ch);
   pthread_mutex_unlock(&hub->lock);
 }
 
@@ -371,11 +459,29 @@ fc_channel_info_t *fc_hub_list(fc_hub_t *hub, size_t *n) {
   size_t k = 0;
   for (size_t i = 0; i < hub->nbuckets; i++) {
     for (fc_channel_t *c = hub->buckets[i]; c; c = c->hnext) {
-      list[k++] = (fc_channel_info_t){c->name, c->history.count, c->last_seq, subscriber_count(hub, c)};
+      size_t kept = c->load_pending ? (c->stored < c->retention ? c->stored : c->retention) : c->history.count;
+      list[k++] = (fc_channel_info_t){c->name, kept, c->last_seq, subscriber_count(hub, c)};
     }
   }
   pthread_mutex_unlock(&hub->lock);
   qsort(list, k, sizeof *list, cmp_info);
   *n = k;
   return list;
+}
+
+size_t fc_hub_expire(fc_hub_t *hub, int64_t now_ms) {
+  size_t dropped = 0;
+  pthread_mutex_lock(&hub->lock);
+  for (size_t i = 0; i < hub->nbuckets; i++) {
+    for (fc_channel_t *c = hub->buckets[i]; c; c = c->hnext) {
+      if (!c->max_age_s) continue;
+      int64_t cutoff = now_ms - (int64_t)c->max_age_s * 1000;
+      while (c->history.count && ((fc_event_t *)ring_at(&c->history, 0))->time_ms < cutoff) {
+        evict_oldest(c);
+        dropped++;
+      }
+    }
+  }
+  pthread_mutex_unlock(&hub->lock);
+  return dropped;
 }

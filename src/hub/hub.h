@@ -47,6 +47,10 @@ typedef struct {
   fc_str_t data;
   fc_str_t from; /* may be empty */
   bool is_json;
+  /* 0 unless the store already gave them (it is then the only publisher, and
+   * gives exactly what the hub would): id, ordinal, time in ms. */
+  uint64_t seq, n;
+  int64_t time_ms;
 } fc_event_in_t;
 
 /* Builds the SSE frame of `data` for event `seq` into `out`: an `id:` line, an
@@ -66,9 +70,26 @@ struct fc_sub_link {
   void *owner;
 };
 
+/* Retention for channels whose name matches `pattern` (a name, or a glob
+ * where '*' matches any run of characters). The first matching rule wins. */
+typedef struct {
+  const char *pattern;
+  unsigned count;     /* events kept */
+  uint64_t max_age_s; /* 0: no age limit */
+} fc_hub_rule_t;
+
+/* Fills a channel's history from storage the first time it is used after a
+ * start: calls fc_hub_restore_event() for each event, oldest first. Runs with
+ * the hub lock held. */
+typedef void (*fc_hub_load_cb)(void *ud, fc_channel_t *ch, unsigned limit);
+
 typedef struct {
   unsigned threads;   /* loop threads that hold subscribers */
-  unsigned retention; /* events kept per channel */
+  unsigned retention; /* events kept per channel, unless a rule says otherwise */
+  const fc_hub_rule_t *rules;
+  size_t nrules;
+  fc_hub_load_cb load;
+  void *load_ud;
   /* Called, from any thread, when `thread`'s inbox goes from empty to not empty;
    * the loop then calls fc_hub_drain() on that thread. */
   void (*notify)(unsigned thread, void *ud);
@@ -155,5 +176,36 @@ fc_channel_info_t *fc_hub_list(fc_hub_t *hub, size_t *n);
 
 /* The highest id given so far. */
 uint64_t fc_hub_last_seq(fc_hub_t *hub);
+
+/* True when `name` matches `pattern` ('*' matches any run, possibly empty). */
+bool fc_glob_match(const char *pattern, const char *name);
+
+/* Start-up: sets the id counter to continue after `last_seq`, and registers a
+ * stored channel with its counters; its events load when it is first used. */
+void fc_hub_restore_seq(fc_hub_t *hub, uint64_t last_seq);
+void fc_hub_restore_channel(fc_hub_t *hub, const char *name, uint64_t first_seq, uint64_t last_seq,
+                            uint64_t next_n, uint64_t stored);
+/* Adds a stored event (seq, n and time set) to a channel being loaded. Only
+ * from within the load callback. */
+void fc_hub_restore_event(fc_channel_t *ch, const fc_event_in_t *ev);
+
+/* Storage's private per-channel slot: the store's writer thread only. */
+typedef struct {
+  int64_t id;         /* row id */
+  uint64_t group;     /* commit group next_n belongs to */
+  uint64_t next_n;    /* ordinal for the next event written in that group */
+  uint64_t trimmed_n; /* events with smaller ordinals are trimmed */
+  bool trim_listed;
+} fc_channel_store_t;
+fc_channel_store_t *fc_channel_store(fc_channel_t *ch);
+/* The ordinal the channel's next event gets. */
+uint64_t fc_channel_next_n(fc_hub_t *hub, fc_channel_t *ch);
+/* Events the channel keeps, and its age limit in seconds (0: none). */
+unsigned fc_channel_retention(const fc_channel_t *ch);
+uint64_t fc_channel_max_age(const fc_channel_t *ch);
+
+/* Drops retained events older than their channel's age limit; returns how
+ * many. Any thread. */
+size_t fc_hub_expire(fc_hub_t *hub, int64_t now_ms);
 
 #endif

@@ -25,6 +25,11 @@ struct fc_channel {
    * can count exactly what it lost while it was not too far behind. */
   fc__ring_t evicted;
   uint64_t evicted_total; /* events evicted or purged since start */
+  unsigned retention;     /* history capacity */
+  uint64_t max_age_s;     /* 0: none */
+  bool load_pending;      /* stored events not loaded yet */
+  uint64_t stored;        /* while load_pending: events in storage */
+  fc_channel_store_t store;
   unsigned *local_count;  /* [threads] subscribers per loop thread */
   fc_sub_link_t **local;  /* [threads] list heads; each touched by its thread only */
 };

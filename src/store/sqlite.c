@@ -1,0 +1,307 @@
+/* The embedded store: SQLite in WAL mode, one writer thread with group commit. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/internal.h"
+
+#define SCHEMA_VERSION 1
+
+
+/* Each entry upgrades the schema from version i to i+1. */
+static const char *const migrations[] = {
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO meta VALUES('last_seq', 0);"
+    "CREATE TABLE channels(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+    " first_seq INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0,"
+    " next_n INTEGER NOT NULL DEFAULT 1);"
+    "CREATE TABLE events(seq INTEGER PRIMARY KEY, channel_id INTEGER NOT NULL, n INTEGER NOT NULL,"
+    " time_ms INTEGER NOT NULL, name TEXT NOT NULL, data BLOB NOT NULL, is_json INTEGER NOT NULL,"
+    " from_conn TEXT NOT NULL);"
+    "CREATE INDEX events_channel_n ON events(channel_id, n);",
+};
+
+static int exec(sqlite3 *db, const char *sql) { return sqlite3_exec(db, sql, NULL, NULL, NULL); }
+
+/* Reads PRAGMA user_version, applies what migrations are missing. */
+static int migrate(sqlite3 *db, char *err, size_t errlen) {
+  sqlite3_stmt *st;
+  int version = -1, rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+  if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
+  rc = sqlite3_finalize(st);
+  if (version < 0 || rc != SQLITE_OK) {
+    snprintf(err, errlen, "cannot read the database: %s (is it a flowcast database? is it corrupt?)",
+             sqlite3_errmsg(db));
+    return -1;
+  }
+  if (version > SCHEMA_VERSION) {
+    snprintf(err, errlen,
+             "the database has schema version %d, newer than this flowcast understands (%d): "
+             "run a newer flowcast, or restore a backup",
+             version, SCHEMA_VERSION);
+    return -1;
+  }
+  for (int v = version; v < SCHEMA_VERSION; v++) {
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version=%d", v + 1);
+    if (exec(db, "BEGIN IMMEDIATE") || exec(db, migrations[v]) || exec(db, sql) || exec(db, "COMMIT")) {
+      snprintf(err, errlen, "cannot upgrade the database schema to version %d: %s", v + 1, sqlite3_errmsg(db));
+      exec(db, "ROLLBACK");
+      return -1;
+    }
+    if (v > 0 || version > 0) fc_log(FC_LOG_INFO, "schema upgraded", "version=%d", v + 1);
+  }
+  return 0;
+}
+
+/* Takes an exclusive lock on DIR/flowcast.lock: one server per data directory. */
+static int lock_dir(const char *dir, char *err, size_t errlen) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/flowcast.lock", dir);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+    return -1;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    char pid[32] = "";
+    ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+    if (n > 0) pid[n] = '\0';
+    snprintf(err, errlen, "the data directory %s is in use by another flowcast%s%s", dir,
+             n > 0 ? " (pid " : "", n > 0 ? pid : "");
+    if (n > 0) strncat(err, ")", errlen - strlen(err) - 1);
+    close(fd);
+    return -1;
+  }
+  char pid[32];
+  int len = snprintf(pid, sizeof pid, "%d", (int)getpid());
+  if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)len, 0) < 0) { /* informative only */
+  }
+  return fd;
+}
+
+/* Creates the data directory if needed and checks it can be written. */
+static int prepare_dir(const char *dir, char *err, size_t errlen) {
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    snprintf(err, errlen, "cannot create the data directory %s: %s", dir, strerror(errno));
+    return -1;
+  }
+  struct stat st;
+  if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "the data directory %s is not a directory", dir);
+    return -1;
+  }
+  if (access(dir, R_OK | W_OK | X_OK) < 0) {
+    snprintf(err, errlen, "the data directory %s is not writable by this user (mode %o): %s", dir,
+             st.st_mode & 0777, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+static sqlite3 *open_db(const char *path, int flags, char *err, size_t errlen) {
+  sqlite3 *db = NULL;
+  if (sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    snprintf(err, errlen, "cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_close(db);
+    return NULL;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_extended_result_codes(db, 0);
+  return db;
+}
+
+/* Sets the journal and sync mode and the size cap; checks the file is a database. */
+static int configure(fc_store_t *s, char *err, size_t errlen) {
+  const char *sync = s->opts.durability == FC_DURABILITY_POWER ? "PRAGMA synchronous=FULL"
+                                                                : "PRAGMA synchronous=NORMAL";
+  if (exec(s->db, "PRAGMA journal_mode=WAL") != SQLITE_OK || exec(s->db, sync) != SQLITE_OK) {
+    snprintf(err, errlen, "cannot use the database %s: %s (is it corrupt, or not a database?)", s->path,
+             sqlite3_errmsg(s->db));
+    return -1;
+  }
+  exec(s->db, "PRAGMA wal_autocheckpoint=4000");
+  if (s->opts.max_bytes) {
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(s->db, "PRAGMA page_size", -1, &st, NULL);
+    int page = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 4096;
+    sqlite3_finalize(st);
+    char sql[80];
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count=%llu",
+             (unsigned long long)(s->opts.max_bytes / (uint64_t)(page > 0 ? page : 4096)));
+    exec(s->db, sql);
+  }
+  return 0;
+}
+
+static int prepare_statements(fc_store_t *s) {
+  static const char *const sql[] = {
+      "INSERT INTO events(seq, channel_id, n, time_ms, name, data, is_json, from_conn) VALUES(?,?,?,?,?,?,?,?)",
+      "UPDATE channels SET first_seq=CASE first_seq WHEN 0 THEN ?1 ELSE first_seq END, last_seq=?2, next_n=?3 "
+      "WHERE id=?4",
+      "UPDATE meta SET value=? WHERE key='last_seq'",
+      "INSERT INTO channels(name) VALUES(?) ON CONFLICT(name) DO UPDATE SET name=name RETURNING id",
+      "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE channel_id=? AND n<? LIMIT ?)",
+      "DELETE FROM events WHERE seq IN (SELECT e.seq FROM events e JOIN channels c ON c.id=e.channel_id "
+      "WHERE c.name GLOB ?1 AND e.time_ms<?2 LIMIT ?3)",
+  };
+  sqlite3_stmt **out[] = {&s->ins_event, &s->upd_channel, &s->upd_meta, &s->ins_channel, &s->trim_count,
+                          &s->trim_age};
+  for (size_t i = 0; i < FC_ARRAY_LEN(sql); i++)
+    if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, out[i], NULL) != SQLITE_OK) return -1;
+  return 0;
+}
+
+static uint64_t read_last_seq(sqlite3 *db) {
+  sqlite3_stmt *st;
+  uint64_t v = 0;
+  if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='last_seq'", -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    v = (uint64_t)sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+fc_store_t *fc_store_open(const fc_store_opts_t *opts, char *err, size_t errlen) {
+  if (prepare_dir(opts->dir, err, errlen) < 0) return NULL;
+  fc_store_t *s = fc_xcalloc(1, sizeof *s);
+  s->opts = *opts;
+  s->lock_fd = -1;
+  snprintf(s->path, sizeof s->path, "%s/flowcast.db", opts->dir);
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_cond_init(&s->wake, NULL);
+  pthread_cond_init(&s->idle, NULL);
+  pthread_mutex_init(&s->read_lock, NULL);
+  s->lock_fd = lock_dir(opts->dir, err, errlen);
+  if (s->lock_fd < 0) goto fail;
+  s->db = open_db(s->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err, errlen);
+  if (!s->db || configure(s, err, errlen) < 0 || migrate(s->db, err, errlen) < 0) goto fail;
+  if (prepare_statements(s) < 0) {
+    snprintf(err, errlen, "cannot prepare statements on %s: %s", s->path, sqlite3_errmsg(s->db));
+    goto fail;
+  }
+  s->rdb = open_db(s->path, SQLITE_OPEN_READONLY, err, errlen);
+  if (!s->rdb) goto fail;
+  s->last_seq = read_last_seq(s->db);
+  pthread_create(&s->thread, NULL, fc__store_writer, s);
+  s->running = true;
+  return s;
+fail:
+  fc_store_close(s);
+  return NULL;
+}
+
+void fc_store_close(fc_store_t *s) {
+  if (!s) return;
+  if (s->running) {
+    pthread_mutex_lock(&s->lock);
+    s->stopping = true;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+  }
+  sqlite3_stmt *sts[] = {s->ins_event, s->upd_channel, s->upd_meta, s->ins_channel, s->trim_count, s->trim_age};
+  for (size_t i = 0; i < FC_ARRAY_LEN(sts); i++) sqlite3_finalize(sts[i]);
+  sqlite3_close(s->rdb);
+  sqlite3_close(s->db);
+  if (s->lock_fd >= 0) close(s->lock_fd);
+  pthread_mutex_destroy(&s->lock);
+  pthread_cond_destroy(&s->wake);
+  pthread_cond_destroy(&s->idle);
+  pthread_mutex_destroy(&s->read_lock);
+  free(s);
+}
+
+uint64_t fc_store_last_seq(fc_store_t *s) { return s->last_seq; }
+
+int fc_store_each_channel(fc_store_t *s, void (*each)(void *ud, const char *name, const fc_store_channel_t *c),
+                          void *ud) {
+  sqlite3_stmt *st;
+  pthread_mutex_lock(&s->read_lock);
+  int rc = sqlite3_prepare_v2(s->rdb,
+                              "SELECT name, first_seq, last_seq, next_n, "
+                              "(SELECT count(*) FROM events e WHERE e.channel_id = c.id) FROM channels c",
+                              -1, &st, NULL);
+  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    fc_store_channel_t c = {(uint64_t)sqlite3_column_int64(st, 1), (uint64_t)sqlite3_column_int64(st, 2),
+                            (uint64_t)sqlite3_column_int64(st, 3), (uint64_t)sqlite3_column_int64(st, 4)};
+    each(ud, (const char *)sqlite3_column_text(st, 0), &c);
+  }
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->read_lock);
+  return rc == SQLITE_OK ? 0 : -EIO;
+}
+
+int fc_store_load_tail(fc_store_t *s, const char *channel, unsigned limit,
+                       void (*each)(void *ud, const fc_event_in_t *ev), void *ud) {
+  static const char sql[] =
+      "SELECT * FROM (SELECT e.seq, e.n, e.time_ms, e.name, e.data, e.is_json, e.from_conn FROM events e "
+      "JOIN channels c ON c.id = e.channel_id WHERE c.name=?1 ORDER BY e.n DESC LIMIT ?2) ORDER BY n";
+  pthread_mutex_lock(&s->read_lock);
+  sqlite3_stmt *st;
+  int n = 0, rc = sqlite3_prepare_v2(s->rdb, sql, -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      fc_event_in_t ev = {
+          .seq = (uint64_t)sqlite3_column_int64(st, 0),
+          .n = (uint64_t)sqlite3_column_int64(st, 1),
+          .time_ms = sqlite3_column_int64(st, 2),
+          .name = {(const char *)sqlite3_column_text(st, 3), (size_t)sqlite3_column_bytes(st, 3)},
+          .data = {(const char *)sqlite3_column_blob(st, 4), (size_t)sqlite3_column_bytes(st, 4)},
+          .is_json = sqlite3_column_int(st, 5) != 0,
+          .from = {(const char *)sqlite3_column_text(st, 6), (size_t)sqlite3_column_bytes(st, 6)},
+      };
+      each(ud, &ev);
+      n++;
+    }
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  }
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->read_lock);
+  if (rc != SQLITE_OK) {
+    fc_log(FC_LOG_ERROR, "store read failed", "channel=%s error=\"%s\"", channel, sqlite3_errstr(rc));
+    return -EIO;
+  }
+  return n;
+}
+
+int fc_store_backup(const char *dir, const char *path, char *err, size_t errlen) {
+  char src[4096];
+  snprintf(src, sizeof src, "%s/flowcast.db", dir);
+  if (access(src, R_OK) < 0) {
+    snprintf(err, errlen, "no database at %s: %s", src, strerror(errno));
+    return -1;
+  }
+  sqlite3 *from = open_db(src, SQLITE_OPEN_READONLY, err, errlen);
+  if (!from) return -1;
+  sqlite3 *to = open_db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err, errlen);
+  int rc = -1;
+  if (to) {
+    sqlite3_backup *b = sqlite3_backup_init(to, "main", from, "main");
+    int step = b ? sqlite3_backup_step(b, -1) : SQLITE_ERROR;
+    if (b) sqlite3_backup_finish(b);
+    if (step == SQLITE_DONE)
+      rc = 0;
+    else
+      snprintf(err, errlen, "backup to %s failed: %s", path, sqlite3_errmsg(to));
+  }
+  sqlite3_close(to);
+  sqlite3_close(from);
+  return rc;
+}
+
+void fc_store_stats(fc_store_t *s, fc_store_stats_t *out) {
+  out->groups = atomic_load(&s->groups);
+  out->events = atomic_load(&s->events);
+  out->failures = atomic_load(&s->failures);
+  out->trimmed = atomic_load(&s->trimmed);
+}
