@@ -87,9 +87,22 @@ static int lock_dir(const char *dir, char *err, size_t errlen) {
   return fd;
 }
 
+/* mkdir -p, each new directory with mode 0700. */
+static int make_dirs(const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s", dir);
+  for (char *p = path + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(path, 0700) < 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  return mkdir(path, 0700) < 0 && errno != EEXIST ? -1 : 0;
+}
+
 /* Creates the data directory if needed and checks it can be written. */
 static int prepare_dir(const char *dir, char *err, size_t errlen) {
-  if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+  if (make_dirs(dir) < 0) {
     snprintf(err, errlen, "cannot create the data directory %s: %s", dir, strerror(errno));
     return -1;
   }
