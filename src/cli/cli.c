@@ -2,17 +2,20 @@
 #include "cli/cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
 #include "config/config.h"
+#include "store/store.h"
 
 static void usage(FILE *out) {
   fprintf(out,
-          "flowcast: a real-time event server (SSE now; WebSocket, auth and workflows to come)\n\n"
+          "flowcast: a real-time event server: publish to channels over HTTP, subscribe over SSE\n\n"
           "Usage: flowcast COMMAND [options]\n\n"
           "Commands:\n"
           "  serve     run the server (flowcast serve --help for its options)\n"
+          "  backup    copy the database into one consistent file, even while serving\n"
           "  help      show this help\n\n"
           "Quick start:\n"
           "  flowcast serve --listen 127.0.0.1:8000\n"
@@ -44,12 +47,47 @@ static int cmd_serve(int argc, char **argv) {
   return status;
 }
 
+static int cmd_backup(int argc, char **argv) {
+  const char *dir = getenv("FLOWCAST_DATA"), *file = NULL;
+  if (!dir || !*dir) dir = "./data";
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      printf("Usage: flowcast backup [--data DIR] FILE\n\n"
+             "Copies DIR/flowcast.db (default ./data, or FLOWCAST_DATA) into FILE with SQLite's\n"
+             "online backup: one consistent file, taken while the server may be running.\n"
+             "To restore, stop the server and put FILE in place of DIR/flowcast.db.\n");
+      return 0;
+    } else if (!strcmp(argv[i], "--data") && i + 1 < argc) {
+      dir = argv[++i];
+    } else if (!strncmp(argv[i], "--data=", 7)) {
+      dir = argv[i] + 7;
+    } else if (argv[i][0] == '-' || file) {
+      fprintf(stderr, "flowcast backup: unexpected argument '%s' (see --help)\n", argv[i]);
+      return 2;
+    } else {
+      file = argv[i];
+    }
+  }
+  if (!file) {
+    fprintf(stderr, "flowcast backup: name the file to write (see --help)\n");
+    return 2;
+  }
+  char err[512];
+  if (fc_store_backup(dir, file, err, sizeof err) < 0) {
+    fprintf(stderr, "flowcast backup: %s\n", err);
+    return 1;
+  }
+  printf("backed up %s/flowcast.db to %s\n", dir, file);
+  return 0;
+}
+
 int fc_cli_main(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     usage(stdout);
     return 0;
   }
   if (!strcmp(argv[1], "serve")) return cmd_serve(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "backup")) return cmd_backup(argc - 2, argv + 2);
   fprintf(stderr, "flowcast: unknown command '%s'\n\n", argv[1]);
   usage(stderr);
   return 2;

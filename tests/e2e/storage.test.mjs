@@ -1,0 +1,234 @@
+// Durable storage (SQLite): restart and resume, kill -9 under concurrent
+// publishers, a full database, and start-up faults.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  BIN, T, sleep, startServer, publish, publishOk, storedEvents, assertHealthy, assertJsonError, request,
+} from './lib/server.mjs';
+import { subscribe } from './lib/sse.mjs';
+
+const tmpDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'flowcast-store-'));
+
+/** Runs `flowcast serve` expecting it to refuse to start; returns {status, stderr}. */
+function serveFails(dataDir, extra = []) {
+  const r = spawnSync(BIN, ['serve', '--listen', '127.0.0.1:0', '--data', dataDir, ...extra], {
+    encoding: 'utf8',
+    timeout: T(10000),
+  });
+  return { status: r.status, stderr: r.stderr };
+}
+
+test('ids continue after a restart and Last-Event-ID resumes across it', async (t) => {
+  const h = await startServer();
+  t.after(() => h.stop());
+  const before = [];
+  for (let i = 0; i < 5; i++) before.push((await publishOk(h.url, 'orders', { i })).id);
+  await h.restart();
+  const after = [];
+  for (let i = 5; i < 8; i++) after.push((await publishOk(h.url, 'orders', { i })).id);
+  assert.ok(BigInt(after[0]) > BigInt(before[4]), `ids went back: ${before} then ${after}`);
+
+  const s = await subscribe(`${h.url}/api/v1/channels/orders/sse`, { headers: { 'last-event-id': before[2] } });
+  t.after(() => s.close());
+  const evs = await s.waitEvents(5);
+  assert.deepEqual(evs.map((e) => e.id), [...before.slice(3), ...after]);
+  assert.deepEqual(evs.map((e) => JSON.parse(e.data).i), [3, 4, 5, 6, 7]);
+  await sleep(T(200));
+  assert.equal(s.events.length, 5, 'no duplicates after the resume');
+  assert.ok(!s.events.some((e) => e.event === 'flowcast.gap'));
+});
+
+test('the gap rule holds across a restart', async (t) => {
+  const h = await startServer({ retention: 3 });
+  t.after(() => h.stop());
+  const ids = [];
+  for (let i = 0; i < 8; i++) ids.push((await publishOk(h.url, 'g', { i })).id);
+  await h.restart();
+  // Retained: the last 3. Resuming after ids[2] misses ids[3], ids[4].
+  const s = await subscribe(`${h.url}/api/v1/channels/g/sse?lastEventId=${ids[2]}`);
+  t.after(() => s.close());
+  const evs = await s.waitEvents(4);
+  assert.equal(evs[0].event, 'flowcast.gap');
+  const gap = JSON.parse(evs[0].data);
+  assert.equal(gap.channel, 'g');
+  assert.equal(gap.lost, 2);
+  assert.equal(gap.exact, true);
+  assert.equal(gap.next, ids[5]);
+  assert.deepEqual(evs.slice(1).map((e) => e.id), ids.slice(5));
+  // History shows only what is retained.
+  assert.deepEqual((await storedEvents(h.url, 'g')).map((e) => e.id), ids.slice(5));
+});
+
+/** Publishes in a loop until `stop()`; records every acknowledged id. */
+function publisher(url, channel, acked) {
+  let running = true;
+  const done = (async () => {
+    for (let i = 0; running; i++) {
+      try {
+        const r = await fetch(`${url}/api/v1/channels/${channel}/events`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ channel, i }),
+        });
+        const text = await r.text();
+        if (r.status === 201) acked.push({ channel, id: JSON.parse(text).id, i });
+      } catch {
+        return; // the server died mid-request: that one was never acknowledged
+      }
+    }
+  })();
+  return { stop: () => { running = false; return done; }, done };
+}
+
+test('kill -9 under 8 concurrent publishers loses no acknowledged event', async (t) => {
+  const dataDir = tmpDir();
+  t.after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const channels = Array.from({ length: 8 }, (_, k) => `k${k}`);
+  let lastMax = 0n;
+  for (let round = 0; round < 3; round++) {
+    const h = await startServer({ dataDir, retention: 1000000, logLevel: 'warn' });
+    const acked = [];
+    const pubs = channels.map((c) => publisher(h.url, c, acked));
+    await sleep(T(400) + round * 100);
+    h.proc.kill('SIGKILL');
+    await Promise.all(pubs.map((p) => p.done));
+    assert.ok(acked.length > 20, `round ${round}: only ${acked.length} publishes were acknowledged`);
+
+    const h2 = await startServer({ dataDir, retention: 1000000, logLevel: 'warn' });
+    try {
+      for (const c of channels) {
+        const stored = [];
+        for (let after = ''; ;) {
+          const page = await storedEvents(h2.url, c, `?limit=1000${after}`);
+          stored.push(...page);
+          if (page.length < 1000) break;
+          after = `&after=${page[page.length - 1].id}`;
+        }
+        const have = new Set(stored.map((e) => e.id));
+        const want = acked.filter((a) => a.channel === c);
+        const missing = want.filter((a) => !have.has(a.id));
+        assert.deepEqual(missing, [], `round ${round}: acknowledged events of ${c} lost after kill -9`);
+        // Ids strictly increase within the channel, and payloads match their ids.
+        for (let k = 1; k < stored.length; k++) assert.ok(BigInt(stored[k].id) > BigInt(stored[k - 1].id));
+        const byId = new Map(stored.map((e) => [e.id, e.data]));
+        for (const a of want) assert.deepEqual(byId.get(a.id), { channel: c, i: a.i });
+      }
+      const next = BigInt((await publishOk(h2.url, 'k0', { after: 'restart' })).id);
+      const maxAcked = acked.reduce((m, a) => (BigInt(a.id) > m ? BigInt(a.id) : m), 0n);
+      assert.ok(next > maxAcked && next > lastMax, 'ids continue after the crash');
+      lastMax = next;
+    } finally {
+      await h2.stop();
+    }
+  }
+});
+
+test('a full database answers 503, keeps what it acknowledged, serves subscribers, and recovers', async (t) => {
+  const h = await startServer({ retention: 100000, extraArgs: ['--max-db-size', '256k'], logLevel: 'warn' });
+  t.after(() => h.stop());
+  const s = await subscribe(`${h.url}/api/v1/channels/big/sse`);
+  t.after(() => s.close());
+  const payload = { pad: 'x'.repeat(3000) };
+  const acked = [];
+  let full = null;
+  for (let i = 0; i < 400 && !full; i++) {
+    const r = await publish(h.url, 'big', { ...payload, i });
+    if (r.status === 201) acked.push(r.json.id);
+    else full = r;
+  }
+  assert.ok(full, 'the size cap was never reached');
+  assertJsonError(full, 503, 'storage_full');
+  assert.ok(acked.length > 10, `only ${acked.length} events fit`);
+  await assertHealthy(h.url);
+  // Every acknowledged event is stored and was delivered; the refused one was not.
+  assert.deepEqual((await storedEvents(h.url, 'big', '?limit=1000')).map((e) => e.id), acked);
+  await s.waitEvents(acked.length);
+  assert.deepEqual(s.events.map((e) => e.id), acked);
+  // Other channels are refused too while full, with the same clear error.
+  assertJsonError(await publish(h.url, 'other', { pad: 'y'.repeat(3000) }), 503, 'storage_full');
+  // Making room (a purge) lets publishing work again.
+  const del = await request(`${h.url}/api/v1/channels/big`, { method: 'DELETE' });
+  assert.equal(del.status, 204, del.text);
+  const again = await publishOk(h.url, 'big', { after: 'purge' });
+  await s.waitFor((x) => x.events.some((e) => e.id === again.id), T(5000), 'the event after recovery');
+});
+
+test('--durability power stores and restores too', async (t) => {
+  const h = await startServer({ extraArgs: ['--durability', 'power'] });
+  t.after(() => h.stop());
+  const a = await publishOk(h.url, 'p', 'one', { contentType: 'text/plain' });
+  await h.restart();
+  assert.deepEqual((await storedEvents(h.url, 'p')).map((e) => [e.id, e.data]), [[a.id, 'one']]);
+});
+
+test('a corrupt database stops the start with a clear message', () => {
+  const dir = tmpDir();
+  try {
+    fs.writeFileSync(path.join(dir, 'flowcast.db'), Buffer.alloc(8192, 0x5a));
+    const r = serveFails(dir);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /flowcast: .*(not a database|corrupt)/i, r.stderr);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a database from a newer flowcast is refused', () => {
+  const dir = tmpDir();
+  try {
+    const db = path.join(dir, 'flowcast.db');
+    const r0 = spawnSync('sqlite3', [db, 'PRAGMA user_version=99; CREATE TABLE t(x);'], { encoding: 'utf8' });
+    assert.equal(r0.status, 0, r0.stderr);
+    const r = serveFails(dir);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /schema version 99, newer/, r.stderr);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a data directory in use, or not a directory, is refused', async (t) => {
+  const h = await startServer();
+  t.after(() => h.stop());
+  const r = serveFails(h.dataDir);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /in use by another flowcast/, r.stderr);
+  await assertHealthy(h.url);
+
+  const file = path.join(tmpDir(), 'plainfile');
+  fs.writeFileSync(file, 'x');
+  const r2 = serveFails(file);
+  assert.notEqual(r2.status, 0);
+  assert.match(r2.stderr, /flowcast: .*(not a directory|cannot create)/, r2.stderr);
+});
+
+test('an unwritable data directory is refused', { skip: process.getuid() === 0 && 'root ignores file modes' }, () => {
+  const dir = tmpDir();
+  try {
+    fs.chmodSync(dir, 0o500);
+    const r = serveFails(dir);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /not writable/, r.stderr);
+  } finally {
+    fs.chmodSync(dir, 0o700);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('flowcast backup copies a consistent database while serving', async (t) => {
+  const h = await startServer();
+  t.after(() => h.stop());
+  const ids = [];
+  for (let i = 0; i < 20; i++) ids.push((await publishOk(h.url, 'b', { i })).id);
+  const copyDir = tmpDir();
+  t.after(() => fs.rmSync(copyDir, { recursive: true, force: true }));
+  const r = spawnSync(BIN, ['backup', '--data', h.dataDir, path.join(copyDir, 'flowcast.db')], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const h2 = await startServer({ dataDir: copyDir });
+  t.after(() => h2.stop());
+  assert.deepEqual((await storedEvents(h2.url, 'b')).map((e) => e.id), ids);
+});
