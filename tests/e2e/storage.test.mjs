@@ -232,3 +232,40 @@ test('flowcast backup copies a consistent database while serving', async (t) => 
   t.after(() => h2.stop());
   assert.deepEqual((await storedEvents(h2.url, 'b')).map((e) => e.id), ids);
 });
+
+test('retention by pattern and by age, from the config file, survives a restart', async (t) => {
+  const dir = tmpDir();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const conf = path.join(dir, 'flowcast.conf');
+  fs.writeFileSync(conf, '# per-pattern retention\nretention:short.* = 2\nmax-age:eph.* = 1\n');
+  const h = await startServer({ extraArgs: ['--config', conf], retention: 5 });
+  t.after(() => h.stop());
+  const short = [], plain = [];
+  for (let i = 0; i < 6; i++) {
+    short.push((await publishOk(h.url, 'short.a', { i })).id);
+    plain.push((await publishOk(h.url, 'plain', { i })).id);
+  }
+  await publishOk(h.url, 'eph.a', { gone: 'soon' });
+  assert.deepEqual((await storedEvents(h.url, 'short.a')).map((e) => e.id), short.slice(4));
+  assert.deepEqual((await storedEvents(h.url, 'plain')).map((e) => e.id), plain.slice(1));
+  assert.equal((await storedEvents(h.url, 'eph.a')).length, 1);
+  await sleep(2500);
+  assert.equal((await storedEvents(h.url, 'eph.a')).length, 0, 'an event past its max-age is dropped');
+  await h.restart();
+  assert.deepEqual((await storedEvents(h.url, 'short.a')).map((e) => e.id), short.slice(4));
+  assert.deepEqual((await storedEvents(h.url, 'plain')).map((e) => e.id), plain.slice(1));
+  assert.equal((await storedEvents(h.url, 'eph.a')).length, 0, 'and it stays dropped after a restart');
+});
+
+test('a bad config file stops the start with the file and line', () => {
+  const dir = tmpDir();
+  try {
+    const conf = path.join(dir, 'flowcast.conf');
+    fs.writeFileSync(conf, 'retention = 10\nretention:x.* = lots\n');
+    const r = serveFails(path.join(dir, 'data'), ['--config', conf]);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /flowcast.conf:2: expected retention:PATTERN = COUNT/, r.stderr);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
