@@ -3,6 +3,8 @@
 #ifndef FC_API_H
 #define FC_API_H
 
+#include "auth/auth.h"
+#include "auth/users.h"
 #include "config/config.h"
 #include "http/http.h"
 #include "hub/hub.h"
@@ -10,6 +12,15 @@
 #include "store/store.h"
 
 typedef struct fc_pub fc_pub_t;
+
+/* Access rules of routes (fc_route_t.access), decided in fc_api_authorize(). */
+enum {
+  FC_ACCESS_OPEN,      /* anyone */
+  FC_ACCESS_PUBLISH,   /* the publish right on the route's channel */
+  FC_ACCESS_SUBSCRIBE, /* the subscribe right on the route's channel, or a public channel */
+  FC_ACCESS_SUBSCRIBE_QUERY, /* the same, for every ?channel= */
+  FC_ACCESS_ADMIN,     /* an admin token */
+};
 
 /* Per-loop state of the app: publishes whose commit ended, to answer. */
 typedef struct {
@@ -24,6 +35,9 @@ typedef struct fc_app {
   fc_sse_t *sse;
   fc_net_t *net;
   fc_store_t *store;      /* NULL with --storage memory */
+  fc_auth_t *auth;        /* NULL with --open */
+  fc_users_t *users;
+  fc_limiter_t *limiter;
   fc_hub_rule_t *rules;
   fc_app_loop_t *loops;   /* [threads] */
   uv_signal_t sigterm, sigint;
@@ -51,6 +65,18 @@ struct fc_pub {
 };
 /* Answers publishes whose commit ended (on the loop's wake). */
 void fc_api_publish_answer(fc_app_t *app, fc_loop_t *l);
+
+/* Auth (auth.c): set up keys, users and the first admin; and the check that
+ * runs before every handler. */
+int fc_api_auth_init(fc_app_t *app, char *err, size_t errlen);
+void fc_api_auth_free(fc_app_t *app);
+int fc_api_authorize(fc_req_t *req);
+/* The claims of the request's token, or NULL (no token, or --open). */
+const fc_claims_t *fc_api_claims(fc_req_t *req);
+/* When the request's token expires (ms since the epoch), 0 for never. */
+int64_t fc_api_expiry_ms(fc_req_t *req);
+void fc_api_login(fc_req_t *req);
+void fc_api_tokens(fc_req_t *req);
 
 /* Handlers (channels.c, ops.c). */
 void fc_api_publish(fc_req_t *req);

@@ -8,25 +8,20 @@
 #include <string.h>
 
 static const fc_route_t routes[] = {
-    {"/api/v1/channels/{}/events", FC_POST, fc_api_publish, "publish"},
-    {"/api/v1/channels/{}/events", FC_GET, fc_api_history, "history"},
-    {"/api/v1/channels/{}/sse", FC_GET, fc_api_channel_sse, "sse"},
-    {"/api/v1/channels/{}", FC_DELETE, fc_api_channel_delete, "channel_delete"},
-    {"/api/v1/channels", FC_GET, fc_api_channels, "channels"},
-    {"/api/v1/sse", FC_GET, fc_api_multi_sse, "sse_multi"},
-    {"/healthz", FC_GET, fc_api_healthz, "healthz"},
-    {"/metrics", FC_GET, fc_api_metrics, "metrics"},
-    {"/", FC_GET, fc_api_dashboard, "dashboard"},
+    {"/api/v1/channels/{}/events", FC_POST, fc_api_publish, "publish", FC_ACCESS_PUBLISH},
+    {"/api/v1/channels/{}/events", FC_GET, fc_api_history, "history", FC_ACCESS_SUBSCRIBE},
+    {"/api/v1/channels/{}/sse", FC_GET, fc_api_channel_sse, "sse", FC_ACCESS_SUBSCRIBE},
+    {"/api/v1/channels/{}", FC_DELETE, fc_api_channel_delete, "channel_delete", FC_ACCESS_ADMIN},
+    {"/api/v1/channels", FC_GET, fc_api_channels, "channels", FC_ACCESS_ADMIN},
+    {"/api/v1/sse", FC_GET, fc_api_multi_sse, "sse_multi", FC_ACCESS_SUBSCRIBE_QUERY},
+    {"/api/v1/login", FC_POST, fc_api_login, "login", FC_ACCESS_OPEN},
+    {"/api/v1/tokens", FC_POST, fc_api_tokens, "tokens", FC_ACCESS_ADMIN},
+    {"/healthz", FC_GET, fc_api_healthz, "healthz", FC_ACCESS_OPEN},
+    {"/metrics", FC_GET, fc_api_metrics, "metrics", FC_ACCESS_OPEN},
+    {"/", FC_GET, fc_api_dashboard, "dashboard", FC_ACCESS_OPEN},
 };
 
 fc_app_t *fc_app_of(fc_req_t *req) { return fc_http_opts(req->http)->ud; }
-
-/* The one place where access is decided. Auth is not built yet: every request
- * is allowed. */
-static int authorize(fc_req_t *req) {
-  (void)req;
-  return 0;
-}
 
 static void on_accept(fc_conn_t *c) {
   fc_app_t *app = c->loop->ud;
@@ -107,6 +102,7 @@ static int open_store(fc_app_t *app, char *err, size_t errlen) {
  * frees everything. */
 static void app_free(fc_app_t *app) {
   fc_store_close(app->store);
+  fc_api_auth_free(app);
   for (unsigned i = 0; i < app->cfg->threads; i++) {
     if (app->net) fc_api_publish_answer(app, fc_net_loop(app->net, i));
     pthread_mutex_destroy(&app->loops[i].lock);
@@ -155,14 +151,14 @@ int fc_app_run(const fc_config_t *cfg) {
       .cors_credentials = cfg->cors_credentials,
       .routes = routes,
       .nroutes = FC_ARRAY_LEN(routes),
-      .authorize = authorize,
+      .authorize = fc_api_authorize,
       .ud = app,
   });
 
   void *uds[256];
   for (unsigned i = 0; i < cfg->threads; i++) uds[i] = app;
   char err[512];
-  if (durable && open_store(app, err, sizeof err) < 0) {
+  if ((durable && open_store(app, err, sizeof err) < 0) || fc_api_auth_init(app, err, sizeof err) < 0) {
     fprintf(stderr, "flowcast: %s\n", err);
     app_free(app);
     return 1;

@@ -391,7 +391,7 @@ void fc_api_channel_sse(fc_req_t *req) {
   if (parse_resume(req, &from) < 0) return;
   fc_channel_t *ch = route_channel(req, true);
   if (!ch) return;
-  fc_sse_open(fc_app_of(req)->sse, req, &ch, 1, &from);
+  fc_sse_open(fc_app_of(req)->sse, req, &ch, 1, &from, fc_api_expiry_ms(req));
 }
 
 void fc_api_multi_sse(fc_req_t *req) {
@@ -424,5 +424,5 @@ void fc_api_multi_sse(fc_req_t *req) {
     for (size_t j = 0; j < k; j++) dup |= chs[j] == ch;
     if (!dup) chs[k++] = ch;
   }
-  fc_sse_open(fc_app_of(req)->sse, req, chs, k, &from);
+  fc_sse_open(fc_app_of(req)->sse, req, chs, k, &from, fc_api_expiry_ms(req));
 }

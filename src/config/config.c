@@ -34,6 +34,13 @@ static const opt_t options[] = {
     {"header-timeout", OPT_UINT, OFF(header_timeout_s), "10", "seconds to receive a request's head"},
     {"idle-timeout", OPT_UINT, OFF(idle_timeout_s), "60", "seconds an idle keep-alive connection stays"},
     {"log-level", OPT_STR, OFF(log_level), "info", "debug, info, warn or error"},
+    {"public", OPT_STR, OFF(public_patterns), "", "channels anyone may subscribe to, comma-separated globs"},
+    {"open", OPT_BOOL, OFF(open), "false", "no authentication at all: every request is allowed (development only)"},
+    {"jwt-secret", OPT_STR, OFF(jwt_secret), "", "HS256 secret, 32+ bytes (default: made once in DATA/jwt.secret)"},
+    {"jwt-public-key", OPT_STR, OFF(jwt_public_key), "", "PEM file: also accept RS256/ES256 tokens signed by its key"},
+    {"token-ttl", OPT_UINT, OFF(token_ttl_s), "3600", "seconds a login token lives"},
+    {"token-ttl-long", OPT_UINT, OFF(token_ttl_long_s), "2592000", "seconds it lives with stayConnected"},
+    {"login-limit", OPT_UINT, OFF(login_limit), "5", "failed logins per minute per address and per user"},
     {"storage", OPT_STR, OFF(storage), "sqlite", "sqlite (durable, in --data) or memory (lost on exit)"},
     {"durability", OPT_STR, OFF(durability), "crash",
      "crash: survives a killed process; power: also power loss (fsync per commit)"},
@@ -254,6 +261,32 @@ static int load_flags(fc_config_t *cfg, int argc, char **argv, char *err, size_t
   return 0;
 }
 
+/* Splits a comma-separated list into trimmed, non-empty items (NULL-terminated). */
+static char **split_list(const char *s) {
+  size_t n = 0;
+  char **list = fc_xcalloc(1, sizeof *list);
+  for (const char *p = s; *p;) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    char *item = fc_xstrndup(p, len);
+    char *t = trim(item);
+    if (*t) {
+      list = fc_xrealloc(list, (n + 2) * sizeof *list);
+      list[n++] = fc_xstrndup(t, strlen(t));
+      list[n] = NULL;
+    }
+    free(item);
+    p += len + (comma ? 1 : 0);
+  }
+  return list;
+}
+
+static void free_list(char **list) {
+  if (!list) return;
+  for (char **p = list; *p; p++) free(*p);
+  free(list);
+}
+
 /* Checks values and derives host, port and the CORS list. */
 static int finish(fc_config_t *cfg, char *err, size_t errlen) {
   const char *colon = strrchr(cfg->listen, ':');
@@ -276,27 +309,22 @@ static int finish(fc_config_t *cfg, char *err, size_t errlen) {
     snprintf(err, errlen, "keepalive, header-timeout and idle-timeout must be at least 1 second");
     return -1;
   }
+  if (cfg->token_ttl_s == 0 || cfg->token_ttl_long_s == 0) {
+    snprintf(err, errlen, "token-ttl and token-ttl-long must be at least 1 second");
+    return -1;
+  }
+  if (*cfg->jwt_secret && strlen(cfg->jwt_secret) < 32) {
+    snprintf(err, errlen, "jwt-secret must be at least 32 characters");
+    return -1;
+  }
   if (cfg->queue_bytes < 4096) {
     snprintf(err, errlen, "queue-bytes: at least 4096");
     return -1;
   }
-  size_t n = 0;
-  cfg->cors_list = fc_xcalloc(1, sizeof *cfg->cors_list);
+  cfg->cors_list = split_list(cfg->cors_origins);
+  cfg->public_list = split_list(cfg->public_patterns);
   bool star = false;
-  for (char *p = cfg->cors_origins; *p;) {
-    char *comma = strchr(p, ',');
-    size_t len = comma ? (size_t)(comma - p) : strlen(p);
-    char *item = fc_xstrndup(p, len);
-    char *t = trim(item);
-    if (*t) {
-      star |= !strcmp(t, "*");
-      cfg->cors_list = fc_xrealloc(cfg->cors_list, (n + 2) * sizeof *cfg->cors_list);
-      cfg->cors_list[n++] = fc_xstrndup(t, strlen(t));
-      cfg->cors_list[n] = NULL;
-    }
-    free(item);
-    p += len + (comma ? 1 : 0);
-  }
+  for (char **p = cfg->cors_list; *p; p++) star |= !strcmp(*p, "*");
   if (star && cfg->cors_credentials) {
     snprintf(err, errlen, "cors-credentials needs an explicit origin list; it is never allowed with '*'");
     return -1;
@@ -334,9 +362,8 @@ int fc_config_load(fc_config_t *cfg, int argc, char **argv, char *err, size_t er
 void fc_config_dispose(fc_config_t *cfg) {
   for (size_t i = 0; i < FC_ARRAY_LEN(options); i++)
     if (options[i].type == OPT_STR) free(*(char **)((char *)cfg + options[i].offset));
-  if (cfg->cors_list)
-    for (char **p = cfg->cors_list; *p; p++) free(*p);
-  free(cfg->cors_list);
+  free_list(cfg->cors_list);
+  free_list(cfg->public_list);
   for (size_t i = 0; i < cfg->nrules; i++) free(cfg->rules[i].pattern);
   free(cfg->rules);
   free(cfg->host);

@@ -25,6 +25,14 @@ typedef struct {
   unsigned header_timeout_s;
   unsigned idle_timeout_s;
   char *log_level;
+  char *public_patterns; /* channels subscribable without a token, comma-separated */
+  bool open;             /* no auth at all (development and tests) */
+  char *jwt_secret;      /* HS256 key; empty: DIR/jwt.secret, made on first start */
+  char *jwt_public_key;  /* PEM file of an RS256/ES256 key for tokens minted elsewhere */
+  unsigned token_ttl_s;
+  unsigned token_ttl_long_s; /* with stayConnected */
+  unsigned login_limit;  /* failed logins per address and per user per minute */
+  char **public_list;    /* public_patterns split, NULL-terminated */
   char *storage;     /* "sqlite" or "memory" */
   char *durability;  /* "crash" or "power" */
   size_t max_db_size; /* 0: no cap */

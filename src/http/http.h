@@ -36,7 +36,8 @@ typedef struct {
   const char *pattern;
   unsigned methods;
   fc_handler_cb handler;
-  const char *name; /* for logs and auth rules */
+  const char *name; /* for logs */
+  int access;       /* the application's access rule for authorize() */
 } fc_route_t;
 
 typedef struct {
@@ -80,7 +81,8 @@ struct fc_req {
   uint64_t start_ms;
   int status;         /* for the log */
   size_t out_bytes;
-  void *user;         /* whoever handles the request (auth later) */
+  void *user;         /* who sent it (the app's auth); freed with user_free */
+  void (*user_free)(void *user);
   /* internal: url and header bytes, and offsets while parsing */
   fc_buf_t raw;
   size_t hdr_off[FC_HTTP_MAX_HEADERS][4];
@@ -103,6 +105,9 @@ void fc_http_stop(fc_loop_t *l);
 /* Memory that lives until the request is done. */
 void *fc_req_alloc(fc_req_t *req, size_t n);
 char *fc_req_strndup(fc_req_t *req, const char *s, size_t n);
+
+/* The peer's IP address as text ("-" when unknown). */
+void fc_req_peer_ip(fc_req_t *req, char *out, size_t len);
 
 /* The first value of a header (case-insensitive name), or an empty slice with
  * base NULL. */

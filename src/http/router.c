@@ -1,6 +1,7 @@
 /* Request targets, query strings and routing. */
 #include "http/internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -27,6 +28,7 @@ char *fc_req_strndup(fc_req_t *req, const char *s, size_t n) {
 void fc_http_req_free(fc_req_t *req) { fc__req_free(req); }
 
 void fc__req_free(fc_req_t *req) {
+  if (req->user && req->user_free) req->user_free(req->user);
   for (mem_block_t *b = req->mem, *next; b; b = next) {
     next = b->next;
     free(b);
@@ -34,6 +36,14 @@ void fc__req_free(fc_req_t *req) {
   fc_buf_dispose(&req->raw);
   fc_buf_dispose(&req->body);
   free(req);
+}
+
+void fc_req_peer_ip(fc_req_t *req, char *out, size_t len) {
+  snprintf(out, len, "-");
+  if (!req->hc) return;
+  fc_conn_peer(req->hc->conn, out, len);
+  char *colon = out[0] == '[' ? strstr(out, "]:") : strrchr(out, ':');
+  if (colon) *(colon + (out[0] == '[')) = '\0';
 }
 
 fc_str_t fc_req_header(const fc_req_t *req, const char *name) {

@@ -29,6 +29,7 @@ struct sse_sub {
   sse_sub_t *prev, *next; /* in its loop's list */
   unsigned thread;
   bool dead; /* being closed: ignore further events */
+  int64_t expires_ms; /* token expiry, ms since the epoch; 0: never */
   size_t nlinks;
   fc_sub_link_t links[];
 };
@@ -120,12 +121,13 @@ static void send_gap(fc_conn_t *c, const fc_gap_t *g) {
 }
 
 void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n,
-                 const fc_resume_t *from) {
+                 const fc_resume_t *from, int64_t expires_ms) {
   unsigned thread = req->loop->index;
   sse_sub_t *sub = fc_xcalloc(1, sizeof *sub + n * sizeof(fc_sub_link_t));
   sub->sse = sse;
   sub->thread = thread;
   sub->nlinks = n;
+  sub->expires_ms = expires_ms;
   fc_sub_link_t *links[n];
   for (size_t i = 0; i < n; i++) {
     sub->links[i].channel = channels[i];
@@ -157,13 +159,23 @@ void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n
 
 void fc_sse_wake(fc_sse_t *sse, fc_loop_t *l) { fc_hub_drain(sse->opts.hub, l->index); }
 
+static fc_frame_t expired_frame = FC_FRAME_STATIC("event: flowcast.expired\ndata: {\"reason\":\"token expired\"}\n\n");
+
 void fc_sse_tick(fc_sse_t *sse, fc_loop_t *l, uint64_t now_ms) {
   sse_loop_t *sl = &sse->loops[l->index];
-  if (now_ms - sl->last_keepalive_ms < sse->opts.keepalive_ms) return;
-  sl->last_keepalive_ms = now_ms;
+  bool keepalive = now_ms - sl->last_keepalive_ms >= sse->opts.keepalive_ms;
+  if (keepalive) sl->last_keepalive_ms = now_ms;
+  int64_t wall = fc_now_ms();
   for (sse_sub_t *sub = sl->subs; sub; sub = sub->next) {
     if (sub->dead) continue;
-    if (fc_conn_send(sub->stream->conn, &keepalive_frame) == -ENOBUFS) drop_slow(sub);
+    if (sub->expires_ms && wall >= sub->expires_ms) {
+      /* Said once, then closed: the client needs a new token to go on. */
+      sub->dead = true;
+      fc_conn_send(sub->stream->conn, &expired_frame);
+      fc_stream_close(sub->stream, true);
+    } else if (keepalive && fc_conn_send(sub->stream->conn, &keepalive_frame) == -ENOBUFS) {
+      drop_slow(sub);
+    }
   }
 }
 

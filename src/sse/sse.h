@@ -21,13 +21,16 @@ fc_sse_t *fc_sse_new(const fc_sse_opts_t *opts);
 void fc_sse_free(fc_sse_t *sse);
 
 /* Answers `req` with an event stream of `channels` (already validated and
- * created), starting where `from` says. Loop thread of the request. */
+ * created), starting where `from` says. The stream ends within a second of
+ * `expires_ms` (ms since the epoch; 0: never), when its token expires. Loop
+ * thread of the request. */
 void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n,
-                 const fc_resume_t *from);
+                 const fc_resume_t *from, int64_t expires_ms);
 
 /* Delivers what the hub queued for this loop (the loop's wake). */
 void fc_sse_wake(fc_sse_t *sse, fc_loop_t *l);
-/* Sends keepalive comments when due (the loop's tick). */
+/* Sends keepalive comments when due and ends streams whose token expired (the
+ * loop's tick, once a second). */
 void fc_sse_tick(fc_sse_t *sse, fc_loop_t *l, uint64_t now_ms);
 
 /* Counters for /metrics, summed over loops. */

@@ -12,7 +12,7 @@
 
 #include "store/internal.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 
 /* Each entry upgrades the schema from version i to i+1. */
@@ -26,6 +26,8 @@ static const char *const migrations[] = {
     " time_ms INTEGER NOT NULL, name TEXT NOT NULL, data BLOB NOT NULL, is_json INTEGER NOT NULL,"
     " from_conn TEXT NOT NULL);"
     "CREATE INDEX events_channel_n ON events(channel_id, n);",
+    "CREATE TABLE users(name TEXT PRIMARY KEY, hash TEXT NOT NULL, admin INTEGER NOT NULL DEFAULT 0,"
+    " created_ms INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 static int exec(sqlite3 *db, const char *sql) { return sqlite3_exec(db, sql, NULL, NULL, NULL); }
@@ -56,7 +58,7 @@ static int migrate(sqlite3 *db, char *err, size_t errlen) {
       exec(db, "ROLLBACK");
       return -1;
     }
-    if (v > 0 || version > 0) fc_log(FC_LOG_INFO, "schema upgraded", "version=%d", v + 1);
+    if (version > 0) fc_log(FC_LOG_INFO, "schema upgraded", "from=%d to=%d", v, v + 1);
   }
   return 0;
 }
@@ -180,6 +182,25 @@ static uint64_t read_last_seq(sqlite3 *db) {
     v = (uint64_t)sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);
   return v;
+}
+
+sqlite3 *fc_store_open_db(const char *dir, char *err, size_t errlen) {
+  if (prepare_dir(dir, err, errlen) < 0) return NULL;
+  char path[4096];
+  snprintf(path, sizeof path, "%s/flowcast.db", dir);
+  sqlite3 *db = open_db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err, errlen);
+  if (!db) return NULL;
+  if (exec(db, "PRAGMA journal_mode=WAL") != SQLITE_OK) {
+    snprintf(err, errlen, "cannot use the database %s: %s (is it corrupt, or not a database?)", path,
+             sqlite3_errmsg(db));
+    sqlite3_close(db);
+    return NULL;
+  }
+  if (migrate(db, err, errlen) < 0) {
+    sqlite3_close(db);
+    return NULL;
+  }
+  return db;
 }
 
 fc_store_t *fc_store_open(const fc_store_opts_t *opts, char *err, size_t errlen) {

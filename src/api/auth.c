@@ -1,0 +1,324 @@
+/* Access control for every route, login, and token minting. */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/api.h"
+
+#define MAX_TOKEN_TTL_S (366 * 24 * 3600)
+#define COOKIE_NAME "flowcast_token"
+
+static int64_t now_s(void) { return fc_now_ms() / 1000; }
+
+/* Reads the configured secret, or DIR/jwt.secret, and an optional public key. */
+static fc_auth_t *make_auth(const fc_config_t *cfg, char *err, size_t errlen) {
+  uint8_t secret[64];
+  int len;
+  if (*cfg->jwt_secret) {
+    len = (int)strlen(cfg->jwt_secret) < (int)sizeof secret ? (int)strlen(cfg->jwt_secret) : (int)sizeof secret;
+    memcpy(secret, cfg->jwt_secret, (size_t)len);
+  } else if ((len = fc_auth_load_secret(cfg->data_dir, secret, sizeof secret, err, errlen)) < 0) {
+    return NULL;
+  }
+  char *pem = NULL;
+  if (*cfg->jwt_public_key) {
+    FILE *f = fopen(cfg->jwt_public_key, "r");
+    if (!f) {
+      snprintf(err, errlen, "cannot read the JWT public key %s", cfg->jwt_public_key);
+      return NULL;
+    }
+    fc_buf_t b;
+    fc_buf_init(&b);
+    char chunk[4096];
+    for (size_t n; (n = fread(chunk, 1, sizeof chunk, f)) > 0;) fc_buf_append(&b, chunk, n);
+    fclose(f);
+    pem = fc_buf_take(&b, NULL);
+  }
+  fc_auth_t *a = fc_auth_new(&(fc_auth_opts_t){secret, (size_t)len, pem}, err, errlen);
+  sodium_memzero(secret, sizeof secret);
+  free(pem);
+  return a;
+}
+
+/* First start with no users: `admin` gets FLOWCAST_ADMIN_PASSWORD, or a random
+ * password printed once. */
+static int first_admin(fc_app_t *app, char *err, size_t errlen) {
+  if (fc_users_count(app->users) != 0) return 0;
+  const char *env = getenv("FLOWCAST_ADMIN_PASSWORD");
+  char pw[33];
+  if (env && *env) {
+    snprintf(pw, sizeof pw, "%s", env);
+  } else {
+    uint8_t raw[12];
+    randombytes_buf(raw, sizeof raw);
+    sodium_bin2base64(pw, sizeof pw, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  }
+  if (fc_users_add(app->users, "admin", env && *env ? env : pw, true) != 0) {
+    snprintf(err, errlen, "cannot create the first user (admin)");
+    return -1;
+  }
+  if (env && *env)
+    fc_log(FC_LOG_INFO, "created user admin", "password=from-FLOWCAST_ADMIN_PASSWORD");
+  else
+    fprintf(stderr,
+            "\n  flowcast: created user 'admin' with password: %s\n"
+            "  It is shown only this once. Change it with: flowcast users passwd admin\n\n",
+            pw);
+  sodium_memzero(pw, sizeof pw);
+  return 0;
+}
+
+int fc_api_auth_init(fc_app_t *app, char *err, size_t errlen) {
+  const fc_config_t *cfg = app->cfg;
+  if (cfg->open) {
+    fc_log(FC_LOG_WARN, "authentication is off: every request is allowed", "flag=--open");
+    return 0;
+  }
+  app->auth = make_auth(cfg, err, errlen);
+  if (!app->auth) return -1;
+  app->users = fc_users_open(cfg->data_dir, err, errlen);
+  if (!app->users) return -1;
+  app->limiter = fc_limiter_new(cfg->login_limit, 60);
+  return first_admin(app, err, errlen);
+}
+
+void fc_api_auth_free(fc_app_t *app) {
+  fc_auth_free(app->auth);
+  fc_users_close(app->users);
+  fc_limiter_free(app->limiter);
+}
+
+/* The token of a request: Authorization: Bearer, the cookie, or ?access_token=. */
+static const char *request_token(fc_req_t *req) {
+  fc_str_t h = fc_req_header(req, "authorization");
+  if (h.base && h.len > 7 && !strncasecmp(h.base, "Bearer ", 7)) return fc_req_strndup(req, h.base + 7, h.len - 7);
+  fc_str_t c = fc_req_header(req, "cookie");
+  for (const char *p = c.base, *end = c.base + c.len; p && p < end;) {
+    while (p < end && (*p == ' ' || *p == ';')) p++;
+    const char *semi = memchr(p, ';', (size_t)(end - p));
+    if (!semi) semi = end;
+    size_t klen = strlen(COOKIE_NAME);
+    if ((size_t)(semi - p) > klen && !strncmp(p, COOKIE_NAME "=", klen + 1))
+      return fc_req_strndup(req, p + klen + 1, (size_t)(semi - p) - klen - 1);
+    p = semi + 1;
+  }
+  return fc_req_query(req, "access_token", 0, NULL);
+}
+
+static void claims_free(void *c) {
+  fc_claims_dispose(c);
+  free(c);
+}
+
+const fc_claims_t *fc_api_claims(fc_req_t *req) { return req->user; }
+
+int64_t fc_api_expiry_ms(fc_req_t *req) {
+  const fc_claims_t *c = req->user;
+  return c ? c->exp * 1000 : 0;
+}
+
+static int deny(fc_req_t *req, int status, const char *code, const char *msg) {
+  const char *extra = status == 401 ? "WWW-Authenticate: Bearer realm=\"flowcast\"\r\n" : NULL;
+  char body[512];
+  int n = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
+  fc_http_respond(req, status, "application/json", extra, body, (size_t)n);
+  return -1;
+}
+
+/* May the token (or no token) subscribe to `channel`? Answers and returns -1 if not. */
+static int check_subscribe(fc_req_t *req, const fc_claims_t *c, const char *channel) {
+  fc_app_t *app = fc_app_of(req);
+  if (fc_patterns_match(app->cfg->public_list, SIZE_MAX, channel)) return 0;
+  if (!c) return deny(req, 401, "unauthorized", "a token is needed to subscribe to this channel");
+  if (!fc_patterns_match(c->subscribe, c->nsubscribe, channel))
+    return deny(req, 403, "forbidden", "the token may not subscribe to this channel");
+  return 0;
+}
+
+int fc_api_authorize(fc_req_t *req) {
+  fc_app_t *app = fc_app_of(req);
+  int access = req->route->access;
+  if (!app->auth || access == FC_ACCESS_OPEN) return 0;
+  fc_claims_t *c = NULL;
+  const char *tok = request_token(req);
+  if (tok && *tok) {
+    c = fc_xcalloc(1, sizeof *c);
+    char why[128];
+    if (fc_auth_verify(app->auth, tok, now_s(), c, why, sizeof why) < 0) {
+      free(c);
+      char msg[160];
+      snprintf(msg, sizeof msg, "invalid token: %s", why);
+      return deny(req, 401, "invalid_token", msg);
+    }
+    req->user = c;
+    req->user_free = claims_free;
+  }
+  switch (access) {
+    case FC_ACCESS_SUBSCRIBE: return check_subscribe(req, c, req->params[0]);
+    case FC_ACCESS_SUBSCRIBE_QUERY:
+      for (size_t i = 0;; i++) {
+        const char *ch = fc_req_query(req, "channel", i, NULL);
+        if (!ch) return 0; /* the handler checks the names themselves */
+        if (check_subscribe(req, c, ch) < 0) return -1;
+      }
+    case FC_ACCESS_PUBLISH:
+      if (!c) return deny(req, 401, "unauthorized", "a token is needed to publish");
+      if (!fc_patterns_match(c->publish, c->npublish, req->params[0]))
+        return deny(req, 403, "forbidden", "the token may not publish to this channel");
+      return 0;
+    case FC_ACCESS_ADMIN:
+      if (!c) return deny(req, 401, "unauthorized", "a token is needed");
+      if (!c->admin) return deny(req, 403, "forbidden", "this needs an admin token");
+      return 0;
+  }
+  return 0;
+}
+
+/* ---- login ----------------------------------------------------------------- */
+
+typedef struct {
+  uv_work_t work;
+  fc_app_t *app;
+  fc_req_t *req;
+  char *user, *password;
+  char ip_key[80], user_key[80];
+  bool stay;
+  bool ok;
+  fc_claims_t claims;
+} login_t;
+
+/* On a libuv worker thread: argon2id is too slow for a loop thread. */
+static void login_work(uv_work_t *w) {
+  login_t *l = w->data;
+  l->ok = fc_users_check(l->app->users, l->user, l->password, &l->claims) == 0;
+}
+
+static void login_done(uv_work_t *w, int status) {
+  login_t *l = w->data;
+  fc_app_t *app = l->app;
+  if (status == 0 && l->ok) {
+    int64_t ttl = l->stay ? app->cfg->token_ttl_long_s : app->cfg->token_ttl_s;
+    char *tok = fc_auth_mint(app->auth, &l->claims, now_s(), ttl);
+    char extra[1024];
+    snprintf(extra, sizeof extra, "Set-Cookie: " COOKIE_NAME "=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Lax\r\n"
+             "Cache-Control: no-store\r\n", tok, (long long)ttl);
+    char body[1024];
+    int n = snprintf(body, sizeof body, "{\"access_token\":\"%s\",\"token_type\":\"Bearer\",\"expires_in\":%lld}", tok,
+                     (long long)ttl);
+    fc_http_respond(l->req, 200, "application/json", extra, body, (size_t)n);
+    free(tok);
+  } else {
+    fc_limiter_fail(app->limiter, l->ip_key, now_s());
+    fc_limiter_fail(app->limiter, l->user_key, now_s());
+    deny(l->req, 401, "invalid_credentials", "wrong user name or password");
+  }
+  sodium_memzero(l->password, strlen(l->password));
+  free(l->password);
+  free(l->user);
+  fc_claims_dispose(&l->claims);
+  free(l);
+}
+
+void fc_api_login(fc_req_t *req) {
+  fc_app_t *app = fc_app_of(req);
+  if (!app->auth) {
+    fc_http_error(req, 404, "auth_off", "authentication is off (--open): no login needed");
+    return;
+  }
+  json_t *j = json_loadb(req->body.data, req->body.len, 0, NULL);
+  const char *user = json_string_value(json_object_get(j, "username"));
+  const char *pass = json_string_value(json_object_get(j, "password"));
+  if (!user || !pass || strlen(user) > 128 || strlen(pass) > 1024) {
+    json_decref(j);
+    fc_http_error(req, 400, "bad_login", "expected {\"username\": \"...\", \"password\": \"...\", \"stayConnected\": false}");
+    return;
+  }
+  login_t *l = fc_xcalloc(1, sizeof *l);
+  l->app = app;
+  l->req = req;
+  l->user = fc_xstrndup(user, strlen(user));
+  l->password = fc_xstrndup(pass, strlen(pass));
+  l->stay = json_is_true(json_object_get(j, "stayConnected"));
+  json_decref(j);
+  char ip[64];
+  fc_req_peer_ip(req, ip, sizeof ip);
+  snprintf(l->ip_key, sizeof l->ip_key, "ip:%s", ip);
+  snprintf(l->user_key, sizeof l->user_key, "user:%.70s", l->user);
+  unsigned wait = fc_limiter_check(app->limiter, l->ip_key, now_s());
+  unsigned wait_user = fc_limiter_check(app->limiter, l->user_key, now_s());
+  if (wait_user > wait) wait = wait_user;
+  if (wait) {
+    char extra[64];
+    snprintf(extra, sizeof extra, "Retry-After: %u\r\n", wait);
+    char body[200];
+    int n = snprintf(body, sizeof body,
+                     "{\"error\":{\"code\":\"too_many_attempts\",\"message\":\"too many failed logins; retry in %u s\"}}",
+                     wait);
+    fc_http_respond(req, 429, "application/json", extra, body, (size_t)n);
+    free(l->user);
+    free(l->password);
+    free(l);
+    return;
+  }
+  l->work.data = l;
+  uv_queue_work(&req->loop->uv, &l->work, login_work, login_done);
+}
+
+/* ---- tokens ---------------------------------------------------------------- */
+
+/* A list of channel patterns: names with '*' allowed. */
+static char **pattern_list(json_t *arr, size_t *n, bool *bad) {
+  *n = 0;
+  if (!arr) return NULL;
+  if (!json_is_array(arr)) {
+    *bad = true;
+    return NULL;
+  }
+  char **out = fc_xcalloc(json_array_size(arr) + 1, sizeof *out);
+  size_t i;
+  json_t *v;
+  json_array_foreach(arr, i, v) {
+    const char *s = json_string_value(v);
+    bool ok = s && *s && strlen(s) <= FC_CHANNEL_NAME_MAX;
+    for (const char *p = s; ok && *p; p++) ok = *p == '*' || fc_channel_name_valid(p, 1);
+    if (!ok) *bad = true;
+    else out[(*n)++] = fc_xstrndup(s, strlen(s));
+  }
+  return out;
+}
+
+void fc_api_tokens(fc_req_t *req) {
+  fc_app_t *app = fc_app_of(req);
+  if (!app->auth) {
+    fc_http_error(req, 404, "auth_off", "authentication is off (--open): tokens mean nothing");
+    return;
+  }
+  json_t *j = json_loadb(req->body.data, req->body.len, 0, NULL);
+  fc_claims_t c = {0};
+  bool bad = !json_is_object(j);
+  const char *sub = json_string_value(json_object_get(j, "sub"));
+  json_t *ttl_j = json_object_get(j, "ttl");
+  json_int_t ttl = ttl_j ? (json_is_integer(ttl_j) ? json_integer_value(ttl_j) : -1) : app->cfg->token_ttl_s;
+  c.publish = pattern_list(json_object_get(j, "publish"), &c.npublish, &bad);
+  c.subscribe = pattern_list(json_object_get(j, "subscribe"), &c.nsubscribe, &bad);
+  c.admin = json_is_true(json_object_get(j, "admin"));
+  if (bad || !sub || !*sub || strlen(sub) > 128 || ttl < 1 || ttl > MAX_TOKEN_TTL_S) {
+    fc_http_error(req, 400, "bad_token_request",
+                  "expected {\"sub\": \"name\", \"publish\": [patterns], \"subscribe\": [patterns], \"ttl\": 1..%d}; "
+                  "patterns are channel names or globs such as orders.*",
+                  MAX_TOKEN_TTL_S);
+  } else {
+    c.sub = fc_xstrndup(sub, strlen(sub));
+    char *tok = fc_auth_mint(app->auth, &c, now_s(), ttl);
+    char body[4096];
+    int n = snprintf(body, sizeof body, "{\"access_token\":\"%s\",\"token_type\":\"Bearer\",\"expires_in\":%lld}", tok,
+                     (long long)ttl);
+    fc_http_respond(req, 201, "application/json", NULL, body, (size_t)n < sizeof body ? (size_t)n : 0);
+    free(tok);
+  }
+  fc_claims_dispose(&c);
+  json_decref(j);
+}

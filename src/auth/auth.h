@@ -1,0 +1,59 @@
+/* auth: JWT tokens (libjwt) with per-channel rights, users with argon2id
+ * password hashes (libsodium), and login rate limits. */
+#ifndef FC_AUTH_H
+#define FC_AUTH_H
+
+#include "core/core.h"
+
+typedef struct fc_auth fc_auth_t;
+
+/* What a token allows. Patterns are channel names or globs ("orders.*", "*"). */
+typedef struct {
+  char *sub;
+  char **publish;
+  size_t npublish;
+  char **subscribe;
+  size_t nsubscribe;
+  bool admin;
+  int64_t exp; /* seconds since the epoch */
+} fc_claims_t;
+
+void fc_claims_dispose(fc_claims_t *c);
+/* True when some pattern of `patterns` matches `channel`. Stops at `n`
+ * patterns or at a NULL one, so a NULL-terminated list may pass SIZE_MAX. */
+bool fc_patterns_match(char *const *patterns, size_t n, const char *channel);
+
+typedef struct {
+  const uint8_t *secret; /* HS256 key */
+  size_t secret_len;
+  const char *public_key_pem; /* optional RS256/ES256 public key for tokens minted elsewhere */
+} fc_auth_opts_t;
+
+fc_auth_t *fc_auth_new(const fc_auth_opts_t *opts, char *err, size_t errlen);
+void fc_auth_free(fc_auth_t *a);
+
+/* Checks a token: a well-formed JWT, signed by the configured key with the
+ * configured algorithm (never "none"), `exp` in the future, `nbf` (if any) in
+ * the past. Fills `out` (dispose it). Returns 0, or -1 with a reason in `why`. */
+int fc_auth_verify(fc_auth_t *a, const char *token, int64_t now_s, fc_claims_t *out, char *why, size_t whylen);
+
+/* Mints an HS256 token carrying `c` (its exp is set to now + ttl_s). Returns a
+ * malloc'd string. */
+char *fc_auth_mint(fc_auth_t *a, const fc_claims_t *c, int64_t now_s, int64_t ttl_s);
+
+/* Reads DIR/jwt.secret, creating it (32 random bytes, hex, mode 0600) on first
+ * start. Returns the key length, or -1 with `err`. */
+int fc_auth_load_secret(const char *dir, uint8_t *out, size_t cap, char *err, size_t errlen);
+
+
+
+/* Failed-login limits: at most `max` failures per key (an address, a user)
+ * within `window_s` seconds. Thread-safe, bounded in memory. */
+typedef struct fc_limiter fc_limiter_t;
+fc_limiter_t *fc_limiter_new(unsigned max, unsigned window_s);
+void fc_limiter_free(fc_limiter_t *l);
+/* 0 when `key` may try now, else the seconds to wait. */
+unsigned fc_limiter_check(fc_limiter_t *l, const char *key, int64_t now_s);
+void fc_limiter_fail(fc_limiter_t *l, const char *key, int64_t now_s);
+
+#endif

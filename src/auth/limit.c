@@ -1,0 +1,81 @@
+/* Fixed-window failure counters for login attempts. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/auth.h"
+
+#define LIMITER_SLOTS 4096 /* keys tracked at once; the oldest window is reused */
+
+typedef struct {
+  char key[96];
+  int64_t window_start;
+  unsigned failures;
+} slot_t;
+
+struct fc_limiter {
+  pthread_mutex_t lock;
+  unsigned max, window_s;
+  slot_t slots[LIMITER_SLOTS];
+};
+
+fc_limiter_t *fc_limiter_new(unsigned max, unsigned window_s) {
+  fc_limiter_t *l = fc_xcalloc(1, sizeof *l);
+  pthread_mutex_init(&l->lock, NULL);
+  l->max = max;
+  l->window_s = window_s;
+  return l;
+}
+
+void fc_limiter_free(fc_limiter_t *l) {
+  if (!l) return;
+  pthread_mutex_destroy(&l->lock);
+  free(l);
+}
+
+static uint32_t hash(const char *s) {
+  uint32_t h = 2166136261u;
+  while (*s) h = (h ^ (uint8_t)*s++) * 16777619u;
+  return h;
+}
+
+/* The slot of `key` (open addressing over 8 probes), or a free or stale one
+ * to take over when `take`. */
+static slot_t *find(fc_limiter_t *l, const char *key, int64_t now, bool take) {
+  uint32_t h = hash(key);
+  slot_t *victim = NULL;
+  for (unsigned i = 0; i < 8; i++) {
+    slot_t *s = &l->slots[(h + i) % LIMITER_SLOTS];
+    if (!strcmp(s->key, key)) return s;
+    bool stale = !s->key[0] || now - s->window_start >= l->window_s;
+    if (stale && !victim) victim = s;
+    if (!victim || s->window_start < victim->window_start) victim = victim ? victim : s;
+  }
+  if (!take) return NULL;
+  if (!victim) victim = &l->slots[h % LIMITER_SLOTS];
+  memset(victim, 0, sizeof *victim);
+  strncpy(victim->key, key, sizeof victim->key - 1);
+  victim->window_start = now;
+  return victim;
+}
+
+unsigned fc_limiter_check(fc_limiter_t *l, const char *key, int64_t now) {
+  pthread_mutex_lock(&l->lock);
+  slot_t *s = find(l, key, now, false);
+  unsigned wait = 0;
+  if (s && now - s->window_start < l->window_s && s->failures >= l->max)
+    wait = (unsigned)(s->window_start + l->window_s - now);
+  pthread_mutex_unlock(&l->lock);
+  return wait ? wait : 0;
+}
+
+void fc_limiter_fail(fc_limiter_t *l, const char *key, int64_t now) {
+  pthread_mutex_lock(&l->lock);
+  slot_t *s = find(l, key, now, true);
+  if (now - s->window_start >= l->window_s) {
+    s->window_start = now;
+    s->failures = 0;
+  }
+  s->failures++;
+  pthread_mutex_unlock(&l->lock);
+}

@@ -1,0 +1,222 @@
+/* JWT verification and minting. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <jwt.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth/auth.h"
+#include "hub/hub.h"
+
+struct fc_auth {
+  uint8_t *secret;
+  size_t secret_len;
+  char *public_key; /* PEM, or NULL */
+  jwt_alg_t public_alg; /* RS256 or ES256, from the key type */
+};
+
+void fc_claims_dispose(fc_claims_t *c) {
+  free(c->sub);
+  for (size_t i = 0; i < c->npublish; i++) free(c->publish[i]);
+  for (size_t i = 0; i < c->nsubscribe; i++) free(c->subscribe[i]);
+  free(c->publish);
+  free(c->subscribe);
+  memset(c, 0, sizeof *c);
+}
+
+bool fc_patterns_match(char *const *patterns, size_t n, const char *channel) {
+  for (size_t i = 0; i < n && patterns && patterns[i]; i++)
+    if (fc_glob_match(patterns[i], channel)) return true;
+  return false;
+}
+
+fc_auth_t *fc_auth_new(const fc_auth_opts_t *o, char *err, size_t errlen) {
+  if (sodium_init() < 0) {
+    snprintf(err, errlen, "libsodium failed to initialize");
+    return NULL;
+  }
+  if (o->secret_len < 32) {
+    snprintf(err, errlen, "the JWT secret must be at least 32 bytes");
+    return NULL;
+  }
+  fc_auth_t *a = fc_xcalloc(1, sizeof *a);
+  a->secret = fc_xmalloc(o->secret_len);
+  memcpy(a->secret, o->secret, o->secret_len);
+  a->secret_len = o->secret_len;
+  if (o->public_key_pem) {
+    a->public_key = fc_xstrndup(o->public_key_pem, strlen(o->public_key_pem));
+    /* The key's type names the algorithm: EC is ES256, RSA is RS256. */
+    BIO *bio = BIO_new_mem_buf(o->public_key_pem, -1);
+    EVP_PKEY *pk = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+    int type = pk ? EVP_PKEY_base_id(pk) : EVP_PKEY_NONE;
+    EVP_PKEY_free(pk);
+    BIO_free(bio);
+    if (type != EVP_PKEY_RSA && type != EVP_PKEY_EC) {
+      snprintf(err, errlen, "the JWT public key is not an RSA or EC public key in PEM form");
+      fc_auth_free(a);
+      return NULL;
+    }
+    a->public_alg = type == EVP_PKEY_EC ? JWT_ALG_ES256 : JWT_ALG_RS256;
+  }
+  return a;
+}
+
+void fc_auth_free(fc_auth_t *a) {
+  if (!a) return;
+  sodium_memzero(a->secret, a->secret_len);
+  free(a->secret);
+  free(a->public_key);
+  free(a);
+}
+
+/* The "alg" of a token's header, read before any verification, so that the
+ * key is chosen by the server, never by the token. */
+static int header_alg(const char *token, char *alg, size_t cap) {
+  const char *dot = strchr(token, '.');
+  if (!dot || dot == token || (size_t)(dot - token) > 2048) return -1;
+  unsigned char raw[1600];
+  size_t len;
+  if (sodium_base642bin(raw, sizeof raw - 1, token, (size_t)(dot - token), NULL, &len, NULL,
+                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+    return -1;
+  json_t *h = json_loadb((const char *)raw, len, 0, NULL);
+  const char *a = json_string_value(json_object_get(h, "alg"));
+  int rc = a && strlen(a) < cap ? 0 : -1;
+  if (rc == 0) strcpy(alg, a);
+  json_decref(h);
+  return rc;
+}
+
+static char **string_list(json_t *arr, size_t *n) {
+  *n = 0;
+  if (!json_is_array(arr)) return NULL;
+  char **out = fc_xcalloc(json_array_size(arr) + 1, sizeof *out);
+  size_t i;
+  json_t *v;
+  json_array_foreach(arr, i, v) {
+    if (json_is_string(v)) out[(*n)++] = fc_xstrndup(json_string_value(v), json_string_length(v));
+  }
+  return out;
+}
+
+/* Reads sub, exp and the flowcast claim. */
+static int read_claims(jwt_t *jwt, fc_claims_t *out, int64_t now, char *why, size_t whylen) {
+  errno = 0;
+  long exp = jwt_get_grant_int(jwt, "exp");
+  if (errno == ENOENT || exp <= 0) {
+    snprintf(why, whylen, "the token has no exp claim");
+    return -1;
+  }
+  if (exp <= now) {
+    snprintf(why, whylen, "the token expired");
+    return -1;
+  }
+  errno = 0;
+  long nbf = jwt_get_grant_int(jwt, "nbf");
+  if (errno != ENOENT && nbf > now) {
+    snprintf(why, whylen, "the token is not valid yet (nbf)");
+    return -1;
+  }
+  const char *sub = jwt_get_grant(jwt, "sub");
+  out->sub = fc_xstrndup(sub ? sub : "", sub ? strlen(sub) : 0);
+  out->exp = exp;
+  char *fc = jwt_get_grants_json(jwt, "flowcast");
+  json_t *j = fc ? json_loads(fc, 0, NULL) : NULL;
+  free(fc);
+  out->publish = string_list(json_object_get(j, "publish"), &out->npublish);
+  out->subscribe = string_list(json_object_get(j, "subscribe"), &out->nsubscribe);
+  out->admin = json_is_true(json_object_get(j, "admin"));
+  json_decref(j);
+  return 0;
+}
+
+int fc_auth_verify(fc_auth_t *a, const char *token, int64_t now, fc_claims_t *out, char *why, size_t whylen) {
+  memset(out, 0, sizeof *out);
+  char alg[16];
+  if (strlen(token) > 8192 || header_alg(token, alg, sizeof alg) < 0) {
+    snprintf(why, whylen, "malformed token");
+    return -1;
+  }
+  const unsigned char *key;
+  int keylen;
+  jwt_alg_t want;
+  if (!strcmp(alg, "HS256")) {
+    want = JWT_ALG_HS256, key = a->secret, keylen = (int)a->secret_len;
+  } else if (a->public_key && !strcmp(alg, jwt_alg_str(a->public_alg))) {
+    want = a->public_alg, key = (const unsigned char *)a->public_key, keylen = (int)strlen(a->public_key);
+  } else {
+    snprintf(why, whylen, "token algorithm %s is not accepted", alg);
+    return -1;
+  }
+  jwt_t *jwt = NULL;
+  if (jwt_decode(&jwt, token, key, keylen) != 0 || !jwt || jwt_get_alg(jwt) != want) {
+    jwt_free(jwt);
+    snprintf(why, whylen, "bad token signature");
+    return -1;
+  }
+  int rc = read_claims(jwt, out, now, why, whylen);
+  jwt_free(jwt);
+  if (rc < 0) fc_claims_dispose(out);
+  return rc;
+}
+
+static json_t *json_list(char *const *v, size_t n) {
+  json_t *a = json_array();
+  for (size_t i = 0; i < n; i++) json_array_append_new(a, json_string(v[i]));
+  return a;
+}
+
+char *fc_auth_mint(fc_auth_t *a, const fc_claims_t *c, int64_t now, int64_t ttl) {
+  jwt_t *jwt;
+  if (jwt_new(&jwt) != 0) return NULL;
+  jwt_add_grant(jwt, "sub", c->sub ? c->sub : "");
+  jwt_add_grant_int(jwt, "iat", (long)now);
+  jwt_add_grant_int(jwt, "exp", (long)(now + ttl));
+  json_t *fc = json_pack("{s:{s:o,s:o,s:b}}", "flowcast", "publish", json_list(c->publish, c->npublish),
+                         "subscribe", json_list(c->subscribe, c->nsubscribe), "admin", c->admin);
+  char *s = json_dumps(fc, JSON_COMPACT);
+  jwt_add_grants_json(jwt, s);
+  free(s);
+  json_decref(fc);
+  jwt_set_alg(jwt, JWT_ALG_HS256, a->secret, (int)a->secret_len);
+  char *tok = jwt_encode_str(jwt);
+  jwt_free(jwt);
+  return tok;
+}
+
+int fc_auth_load_secret(const char *dir, uint8_t *out, size_t cap, char *err, size_t errlen) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/jwt.secret", dir);
+  char hex[129] = "";
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ssize_t n = read(fd, hex, sizeof hex - 1);
+    close(fd);
+    size_t len;
+    if (n < 64 || sodium_hex2bin(out, cap, hex, (size_t)n, "\n", &len, NULL) != 0 || len < 32) {
+      snprintf(err, errlen, "%s is damaged (expected 64+ hex digits); remove it to make a new one", path);
+      return -1;
+    }
+    return (int)len;
+  }
+  if (errno != ENOENT) {
+    snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+    return -1;
+  }
+  randombytes_buf(out, 32);
+  sodium_bin2hex(hex, sizeof hex, out, 32);
+  fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 || write(fd, hex, 64) != 64 || write(fd, "\n", 1) != 1 || fsync(fd) != 0) {
+    snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  close(fd);
+  return 32;
+}
