@@ -1,0 +1,137 @@
+/* Glob matching, token claims and verification failures. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <jwt.h>
+
+#include "auth/auth.h"
+#include "hub/hub.h"
+
+static const uint8_t secret[32] = "0123456789abcdef0123456789abcdef";
+#define NOW 1800000000
+
+static void globs(void **state) {
+  (void)state;
+  assert_true(fc_glob_match("*", "anything"));
+  assert_true(fc_glob_match("*", ""));
+  assert_true(fc_glob_match("orders.*", "orders.eu"));
+  assert_true(fc_glob_match("orders.*", "orders."));
+  assert_false(fc_glob_match("orders.*", "orders"));
+  assert_false(fc_glob_match("orders.*", "xorders.eu"));
+  assert_true(fc_glob_match("a*b*c", "aXXbYYc"));
+  assert_false(fc_glob_match("a*b*c", "aXXbYY"));
+  assert_true(fc_glob_match("job.*.log", "job.42.log"));
+  assert_true(fc_glob_match("exact", "exact"));
+  assert_false(fc_glob_match("exact", "exact2"));
+  char *list[] = {"a.*", "b", NULL};
+  assert_true(fc_patterns_match(list, SIZE_MAX, "a.x"));
+  assert_true(fc_patterns_match(list, 2, "b"));
+  assert_false(fc_patterns_match(list, SIZE_MAX, "c"));
+  assert_false(fc_patterns_match(NULL, 0, "c"));
+}
+
+static fc_auth_t *auth(void) {
+  char err[128];
+  fc_auth_t *a = fc_auth_new(&(fc_auth_opts_t){secret, sizeof secret, NULL}, err, sizeof err);
+  assert_non_null(a);
+  return a;
+}
+
+static void mint_and_verify_claims(void **state) {
+  (void)state;
+  fc_auth_t *a = auth();
+  char *pub[] = {"orders.*"}, *sub[] = {"orders.*", "news"};
+  fc_claims_t c = {.sub = "svc", .publish = pub, .npublish = 1, .subscribe = sub, .nsubscribe = 2, .admin = false};
+  char *tok = fc_auth_mint(a, &c, NOW, 60);
+  fc_claims_t got;
+  char why[128];
+  assert_int_equal(fc_auth_verify(a, tok, NOW + 1, &got, why, sizeof why), 0);
+  assert_string_equal(got.sub, "svc");
+  assert_int_equal(got.npublish, 1);
+  assert_string_equal(got.publish[0], "orders.*");
+  assert_int_equal(got.nsubscribe, 2);
+  assert_string_equal(got.subscribe[1], "news");
+  assert_false(got.admin);
+  assert_int_equal(got.exp, NOW + 60);
+  fc_claims_dispose(&got);
+  /* Expired at exp. */
+  assert_int_equal(fc_auth_verify(a, tok, NOW + 60, &got, why, sizeof why), -1);
+  assert_non_null(strstr(why, "expired"));
+  free(tok);
+  fc_auth_free(a);
+}
+
+/* A token signed with `key` by libjwt with `alg` and the given claims JSON. */
+static char *forge(jwt_alg_t alg, const uint8_t *key, int keylen, const char *claims) {
+  jwt_t *j;
+  jwt_new(&j);
+  jwt_add_grants_json(j, claims);
+  jwt_set_alg(j, alg, key, keylen);
+  char *t = jwt_encode_str(j);
+  jwt_free(j);
+  return t;
+}
+
+static void rejects_bad_tokens(void **state) {
+  (void)state;
+  fc_auth_t *a = auth();
+  fc_claims_t got;
+  char why[128];
+  const uint8_t other[32] = "another-secret-another-secret-xx";
+  char *t;
+  t = forge(JWT_ALG_HS256, other, 32, "{\"sub\":\"x\",\"exp\":1900000000}");
+  assert_int_equal(fc_auth_verify(a, t, NOW, &got, why, sizeof why), -1); /* bad signature */
+  free(t);
+  t = forge(JWT_ALG_NONE, NULL, 0, "{\"sub\":\"x\",\"exp\":1900000000}");
+  assert_int_equal(fc_auth_verify(a, t, NOW, &got, why, sizeof why), -1); /* alg none */
+  assert_non_null(strstr(why, "none"));
+  free(t);
+  t = forge(JWT_ALG_HS512, secret, 32, "{\"sub\":\"x\",\"exp\":1900000000}");
+  assert_int_equal(fc_auth_verify(a, t, NOW, &got, why, sizeof why), -1); /* other algorithm */
+  free(t);
+  t = forge(JWT_ALG_HS256, secret, 32, "{\"sub\":\"x\"}");
+  assert_int_equal(fc_auth_verify(a, t, NOW, &got, why, sizeof why), -1); /* no exp */
+  free(t);
+  t = forge(JWT_ALG_HS256, secret, 32, "{\"sub\":\"x\",\"exp\":1900000000,\"nbf\":1850000000}");
+  assert_int_equal(fc_auth_verify(a, t, NOW, &got, why, sizeof why), -1); /* not yet valid */
+  assert_non_null(strstr(why, "nbf"));
+  free(t);
+  const char *garbage[] = {"", "abc", "a.b.c", "eyJhbGciOiJIUzI1NiJ9..", "....", "eyJ.eyJ.eyJ"};
+  for (size_t i = 0; i < sizeof garbage / sizeof *garbage; i++)
+    assert_int_equal(fc_auth_verify(a, garbage[i], NOW, &got, why, sizeof why), -1);
+  /* A good one passes, and the flowcast claim may be absent: no rights then. */
+  t = forge(JWT_ALG_HS256, secret, 32, "{\"sub\":\"x\",\"exp\":1900000000}");
+  assert_int_equal(fc_auth_verify(a, t, NOW, &got, why, sizeof why), 0);
+  assert_int_equal(got.npublish, 0);
+  assert_false(got.admin);
+  fc_claims_dispose(&got);
+  free(t);
+  fc_auth_free(a);
+}
+
+static void limiter(void **state) {
+  (void)state;
+  fc_limiter_t *l = fc_limiter_new(3, 60);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(fc_limiter_check(l, "ip:1", 1000), 0);
+    fc_limiter_fail(l, "ip:1", 1000);
+  }
+  assert_int_equal(fc_limiter_check(l, "ip:1", 1010), 50);
+  assert_int_equal(fc_limiter_check(l, "ip:2", 1010), 0); /* other keys are free */
+  assert_int_equal(fc_limiter_check(l, "ip:1", 1060), 0); /* a new window */
+  fc_limiter_free(l);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(globs),
+      cmocka_unit_test(mint_and_verify_claims),
+      cmocka_unit_test(rejects_bad_tokens),
+      cmocka_unit_test(limiter),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
