@@ -16,6 +16,7 @@ static void usage(FILE *out) {
           "Commands:\n"
           "  serve     run the server (flowcast serve --help for its options)\n"
           "  backup    copy the database into one consistent file, even while serving\n"
+          "  users     add, change, remove and list users (flowcast users --help)\n"
           "  help      show this help\n\n"
           "Quick start:\n"
           "  flowcast serve --listen 127.0.0.1:8000\n"
@@ -88,6 +89,7 @@ int fc_cli_main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "serve")) return cmd_serve(argc - 2, argv + 2);
   if (!strcmp(argv[1], "backup")) return cmd_backup(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "users")) return fc_cli_users(argc - 2, argv + 2);
   fprintf(stderr, "flowcast: unknown command '%s'\n\n", argv[1]);
   usage(stderr);
   return 2;

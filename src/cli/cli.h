@@ -5,4 +5,7 @@
 /* Runs the command named in argv[1]. Returns the process exit status. */
 int fc_cli_main(int argc, char **argv);
 
+/* Subcommands, each given the arguments after its name. */
+int fc_cli_users(int argc, char **argv);
+
 #endif
