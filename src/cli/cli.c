@@ -17,7 +17,12 @@ static void usage(FILE *out) {
           "  serve     run the server (flowcast serve --help for its options)\n"
           "  backup    copy the database into one consistent file, even while serving\n"
           "  users     add, change, remove and list users (flowcast users --help)\n"
+          "  publish   publish an event: flowcast publish CHANNEL [DATA|-]\n"
+          "  subscribe follow channels, reconnecting and resuming: flowcast subscribe CHANNEL...\n"
+          "  token     mint a scoped token: flowcast token --sub NAME --publish P --subscribe P\n"
           "  help      show this help\n\n"
+          "Client commands take --url (FLOWCAST_URL, default http://127.0.0.1:8000) and --token\n"
+          "(FLOWCAST_TOKEN); each command has --help.\n\n"
           "Quick start:\n"
           "  flowcast serve --listen 127.0.0.1:8000\n"
           "  curl -N http://127.0.0.1:8000/api/v1/channels/news/sse\n"
@@ -90,6 +95,9 @@ int fc_cli_main(int argc, char **argv) {
   if (!strcmp(argv[1], "serve")) return cmd_serve(argc - 2, argv + 2);
   if (!strcmp(argv[1], "backup")) return cmd_backup(argc - 2, argv + 2);
   if (!strcmp(argv[1], "users")) return fc_cli_users(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "publish")) return fc_cli_publish(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "subscribe")) return fc_cli_subscribe(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "token")) return fc_cli_token(argc - 2, argv + 2);
   fprintf(stderr, "flowcast: unknown command '%s'\n\n", argv[1]);
   usage(stderr);
   return 2;

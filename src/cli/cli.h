@@ -7,5 +7,8 @@ int fc_cli_main(int argc, char **argv);
 
 /* Subcommands, each given the arguments after its name. */
 int fc_cli_users(int argc, char **argv);
+int fc_cli_publish(int argc, char **argv);
+int fc_cli_subscribe(int argc, char **argv);
+int fc_cli_token(int argc, char **argv);
 
 #endif

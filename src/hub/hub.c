@@ -377,6 +377,7 @@ void fc_hub_subscribe(fc_hub_t *hub, unsigned thread, fc_sub_link_t **links, siz
     ch->local[thread] = l;
     ch->local_count[thread]++;
   }
+  out->position = hub->seq;
   pthread_mutex_unlock(&hub->lock);
   if (n > 1 && out->nevents > 1) qsort(out->events, out->nevents, sizeof *out->events, cmp_seq);
 }

@@ -142,6 +142,7 @@ typedef struct {
   size_t ngaps;
   fc_event_t **events; /* each holds a reference, owned by the caller */
   size_t nevents;
+  uint64_t position; /* the last id given on the server when the backlog was taken */
 } fc_backlog_t;
 void fc_backlog_dispose(fc_backlog_t *b);
 

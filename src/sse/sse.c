@@ -144,6 +144,13 @@ void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n
   fc_hub_subscribe(sse->opts.hub, thread, links, n, from, &backlog);
   for (size_t i = 0; i < backlog.ngaps; i++) send_gap(c, &backlog.gaps[i]);
   for (size_t i = 0; i < backlog.nevents; i++) fc_conn_send(c, &backlog.events[i]->sse);
+  if (backlog.nevents == 0) {
+    /* Nothing replayed: an id with no data gives the client its position
+     * without an event, so a reconnect resumes exactly from here. */
+    char pos[40];
+    int len = snprintf(pos, sizeof pos, "id: %llu\n\n", (unsigned long long)backlog.position);
+    fc_conn_send_copy(c, pos, (size_t)len);
+  }
   sse_loop_t *sl = &sse->loops[thread];
   atomic_fetch_add_explicit(&sl->delivered, backlog.nevents, memory_order_relaxed);
   fc_backlog_dispose(&backlog);

@@ -1,0 +1,282 @@
+/* Client commands: publish, subscribe (reconnecting, resuming) and token. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/client.h"
+
+/* Options every client command takes. */
+typedef struct {
+  fc_url_t url;
+  const char *token;
+  bool json;
+} client_opts_t;
+
+static int client_init(client_opts_t *o, const char *url, const char *token, const char *cmd) {
+  if (!url) url = getenv("FLOWCAST_URL");
+  if (!url || !*url) url = "http://127.0.0.1:8000";
+  if (!token) token = getenv("FLOWCAST_TOKEN");
+  o->token = token;
+  char err[256];
+  if (fc_url_parse(url, &o->url, err, sizeof err) < 0) {
+    fprintf(stderr, "flowcast %s: %s\n", cmd, err);
+    return -1;
+  }
+  return 0;
+}
+
+/* Prints the server's JSON error (or the raw answer) for a failed call. */
+static void print_failure(const char *cmd, int status, const fc_buf_t *body) {
+  json_t *j = body->data ? json_loadb(body->data, body->len, 0, NULL) : NULL;
+  const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+  fprintf(stderr, "flowcast %s: %d: %s\n", cmd, status, msg ? msg : body->data ? body->data : "");
+  json_decref(j);
+}
+
+/* Reads all of stdin. */
+static char *read_stdin(size_t *len) {
+  fc_buf_t b;
+  fc_buf_init(&b);
+  char chunk[8192];
+  for (size_t n; (n = fread(chunk, 1, sizeof chunk, stdin)) > 0;) fc_buf_append(&b, chunk, n);
+  return fc_buf_take(&b, len);
+}
+
+int fc_cli_publish(int argc, char **argv) {
+  const char *url = NULL, *token = NULL, *event = NULL, *type = "application/json", *channel = NULL, *data = NULL;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      printf("Usage: flowcast publish CHANNEL [DATA|-] [--event NAME] [--type CONTENT-TYPE] [--url URL] [--token T]\n\n"
+             "Publishes DATA (or standard input with - or no DATA) to CHANNEL and prints the event id.\n"
+             "DATA is JSON unless --type says otherwise (e.g. text/plain, application/x-ndjson).\n"
+             "URL and T default to FLOWCAST_URL (http://127.0.0.1:8000) and FLOWCAST_TOKEN.\n");
+      return 0;
+    }
+    if (!strcmp(a, "--event") && v) event = v, i++;
+    else if (!strcmp(a, "--type") && v) type = v, i++;
+    else if (!strcmp(a, "--url") && v) url = v, i++;
+    else if (!strcmp(a, "--token") && v) token = v, i++;
+    else if (a[0] == '-' && a[1]) return fprintf(stderr, "flowcast publish: unknown option '%s'\n", a), 2;
+    else if (!channel) channel = a;
+    else if (!data) data = a;
+    else return fprintf(stderr, "flowcast publish: unexpected argument '%s'\n", a), 2;
+  }
+  client_opts_t o;
+  if (!channel) return fprintf(stderr, "flowcast publish: name a channel (see --help)\n"), 2;
+  if (client_init(&o, url, token, "publish") < 0) return 2;
+  size_t len;
+  char *body = !data || !strcmp(data, "-") ? read_stdin(&len) : fc_xstrndup(data, len = strlen(data));
+  char path[512];
+  snprintf(path, sizeof path, "/api/v1/channels/%s/events%s%s", channel, event ? "?event=" : "", event ? event : "");
+  fc_buf_t out;
+  fc_buf_init(&out);
+  char err[256];
+  int status = fc_http_call(&o.url, &(fc_http_call_t){.method = "POST", .path = path, .token = o.token,
+                                                       .content_type = type, .body = body, .body_len = len},
+                            &out, err, sizeof err);
+  free(body);
+  int rc = 0;
+  if (status < 0) {
+    fprintf(stderr, "flowcast publish: %s\n", err);
+    rc = 1;
+  } else if (status != 201) {
+    print_failure("publish", status, &out);
+    rc = 1;
+  } else {
+    json_t *j = json_loadb(out.data, out.len, 0, NULL);
+    printf("%s\n", json_string_value(json_object_get(j, "id")) ? json_string_value(json_object_get(j, "id")) : out.data);
+    json_decref(j);
+  }
+  fc_buf_dispose(&out);
+  return rc;
+}
+
+/* ---- subscribe ------------------------------------------------------------- */
+
+typedef struct {
+  bool json;
+  long count; /* events to print before exiting; 0: no limit */
+  long printed;
+  fc_buf_t line, data;
+  char id[64], event[129];
+  unsigned retry_ms;
+} sse_reader_t;
+
+/* Prints the event gathered so far, SSE's dispatch step. */
+static void dispatch(sse_reader_t *r) {
+  if (!r->data.data) return;
+  if (r->json) {
+    json_t *j = json_pack("{s:s,s:s?,s:s%}", "id", r->id, "event", r->event[0] ? r->event : NULL, "data",
+                          r->data.data, r->data.len);
+    char *s = json_dumps(j, JSON_COMPACT);
+    printf("%s\n", s);
+    free(s);
+    json_decref(j);
+  } else if (!strcmp(r->event, "flowcast.gap")) {
+    fprintf(stderr, "flowcast subscribe: gap: %s\n", r->data.data);
+  } else {
+    printf("%s\n", r->data.data);
+  }
+  fflush(stdout);
+  r->printed++;
+  fc_buf_dispose(&r->data);
+  r->event[0] = '\0';
+}
+
+static void field(sse_reader_t *r, const char *line, size_t n) {
+  const char *colon = memchr(line, ':', n);
+  size_t klen = colon ? (size_t)(colon - line) : n;
+  const char *v = colon ? colon + 1 : line + n;
+  if (v < line + n && *v == ' ') v++;
+  size_t vlen = (size_t)(line + n - v);
+  if (klen == 4 && !memcmp(line, "data", 4)) {
+    if (r->data.data) fc_buf_append(&r->data, "\n", 1);
+    fc_buf_append(&r->data, v, vlen);
+  } else if (klen == 2 && !memcmp(line, "id", 2) && vlen < sizeof r->id) {
+    memcpy(r->id, v, vlen), r->id[vlen] = '\0';
+  } else if (klen == 5 && !memcmp(line, "event", 5) && vlen < sizeof r->event) {
+    memcpy(r->event, v, vlen), r->event[vlen] = '\0';
+  } else if (klen == 5 && !memcmp(line, "retry", 5)) {
+    uint64_t ms;
+    if (fc_parse_u64(v, vlen, &ms) == 0 && ms < 600000) r->retry_ms = (unsigned)ms;
+  }
+}
+
+static int on_sse_bytes(void *ud, const char *p, size_t n) {
+  sse_reader_t *r = ud;
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] != '\n') {
+      if (p[i] != '\r') fc_buf_append(&r->line, &p[i], 1);
+      continue;
+    }
+    if (r->line.len == 0) {
+      dispatch(r);
+      if (r->count && r->printed >= r->count) return 1;
+    } else if (r->line.data[0] != ':') {
+      field(r, r->line.data, r->line.len);
+    }
+    r->line.len = 0;
+  }
+  return 0;
+}
+
+int fc_cli_subscribe(int argc, char **argv) {
+  const char *url = NULL, *token = NULL, *last = NULL;
+  sse_reader_t r = {.retry_ms = 3000};
+  fc_buf_t query;
+  fc_buf_init(&query);
+  fc_buf_puts(&query, "/api/v1/sse?replay=0");
+  int nch = 0;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      printf("Usage: flowcast subscribe CHANNEL... [--last-event-id ID] [--json] [--count N] [--url URL] [--token T]\n\n"
+             "Prints each event's data as it arrives (with --json: {\"id\",\"event\",\"data\"} per line).\n"
+             "Reconnects by itself and resumes after the last event it printed; a gap is reported on\n"
+             "standard error. --count N exits after N events.\n");
+      return 0;
+    }
+    if (!strcmp(a, "--last-event-id") && v) last = v, i++;
+    else if (!strcmp(a, "--json")) r.json = true;
+    else if (!strcmp(a, "--count") && v) r.count = atol(v), i++;
+    else if (!strcmp(a, "--url") && v) url = v, i++;
+    else if (!strcmp(a, "--token") && v) token = v, i++;
+    else if (a[0] == '-') return fprintf(stderr, "flowcast subscribe: unknown option '%s'\n", a), 2;
+    else fc_buf_printf(&query, "&channel=%s", a), nch++;
+  }
+  client_opts_t o;
+  if (!nch) return fprintf(stderr, "flowcast subscribe: name at least one channel (see --help)\n"), 2;
+  if (client_init(&o, url, token, "subscribe") < 0) return 2;
+  if (last) snprintf(r.id, sizeof r.id, "%s", last);
+  int rc = 0;
+  for (;;) {
+    fc_buf_t out;
+    fc_buf_init(&out);
+    char err[256];
+    r.line.len = 0;
+    int status = fc_http_call(&o.url, &(fc_http_call_t){.method = "GET", .path = query.data, .token = o.token,
+                                                         .last_event_id = r.id, .on_body = on_sse_bytes, .ud = &r},
+                              &out, err, sizeof err);
+    if (status >= 400 && status < 500) {
+      print_failure("subscribe", status, &out);
+      rc = 1;
+    }
+    fc_buf_dispose(&out);
+    if (rc || (r.count && r.printed >= r.count)) break;
+    if (status < 0) fprintf(stderr, "flowcast subscribe: %s; retrying in %u ms\n", err, r.retry_ms);
+    usleep(r.retry_ms * 1000);
+  }
+  fc_buf_dispose(&query);
+  fc_buf_dispose(&r.line);
+  fc_buf_dispose(&r.data);
+  return rc;
+}
+
+/* ---- token ----------------------------------------------------------------- */
+
+int fc_cli_token(int argc, char **argv) {
+  const char *url = NULL, *token = NULL, *sub = NULL;
+  json_t *pub = json_array(), *subs = json_array();
+  long ttl = 0;
+  bool admin = false;
+  int rc = 2;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      printf("Usage: flowcast token --sub NAME [--publish PATTERN]... [--subscribe PATTERN]... [--ttl S] [--admin]\n"
+             "                      [--url URL] [--token ADMIN_TOKEN]\n\n"
+             "Mints a scoped token through POST /api/v1/tokens (needs an admin token) and prints it.\n"
+             "PATTERN is a channel name or a glob such as orders.*\n");
+      rc = 0;
+      goto done;
+    }
+    if (!strcmp(a, "--sub") && v) sub = v, i++;
+    else if (!strcmp(a, "--publish") && v) json_array_append_new(pub, json_string(v)), i++;
+    else if (!strcmp(a, "--subscribe") && v) json_array_append_new(subs, json_string(v)), i++;
+    else if (!strcmp(a, "--ttl") && v) ttl = atol(v), i++;
+    else if (!strcmp(a, "--admin")) admin = true;
+    else if (!strcmp(a, "--url") && v) url = v, i++;
+    else if (!strcmp(a, "--token") && v) token = v, i++;
+    else {
+      fprintf(stderr, "flowcast token: unexpected argument '%s' (see --help)\n", a);
+      goto done;
+    }
+  }
+  client_opts_t o;
+  if (!sub) {
+    fprintf(stderr, "flowcast token: --sub NAME is required\n");
+    goto done;
+  }
+  if (client_init(&o, url, token, "token") < 0) goto done;
+  json_t *req = json_pack("{s:s,s:O,s:O,s:b}", "sub", sub, "publish", pub, "subscribe", subs, "admin", admin);
+  if (ttl > 0) json_object_set_new(req, "ttl", json_integer(ttl));
+  char *body = json_dumps(req, JSON_COMPACT);
+  json_decref(req);
+  fc_buf_t out;
+  fc_buf_init(&out);
+  char err[256];
+  int status = fc_http_call(&o.url, &(fc_http_call_t){.method = "POST", .path = "/api/v1/tokens", .token = o.token,
+                                                       .body = body, .body_len = strlen(body)},
+                            &out, err, sizeof err);
+  free(body);
+  rc = 1;
+  if (status < 0) {
+    fprintf(stderr, "flowcast token: %s\n", err);
+  } else if (status != 201) {
+    print_failure("token", status, &out);
+  } else {
+    json_t *j = json_loadb(out.data, out.len, 0, NULL);
+    printf("%s\n", json_string_value(json_object_get(j, "access_token")));
+    json_decref(j);
+    rc = 0;
+  }
+  fc_buf_dispose(&out);
+done:
+  json_decref(pub);
+  json_decref(subs);
+  return rc;
+}
