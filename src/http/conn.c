@@ -68,6 +68,9 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   fc_req_t *r = hc->req;
   size_t *o = r->hdr_off[r->nheaders - 1];
   if (!r->in_value) {
+    /* RFC 9112 5.1: no whitespace between a field name and its colon. */
+    char last = o[1] ? r->raw.data[o[0] + o[1] - 1] : ' ';
+    if (last == ' ' || last == '\t') return abort_parse(hc, 400, "bad_request");
     r->in_value = true;
     o[2] = r->raw.len;
   }
@@ -146,7 +149,9 @@ static void parse_failed(fc_http_conn_t *hc, llhttp_errno_t err) {
   fc_req_t *r = hc->req;
   r->keep_alive = false;
   if (!r->method_name) r->method_name = "-";
-  if (hc->err_status) {
+  if (hc->err_status == 400) {
+    fc_http_error(r, 400, hc->err_code, "malformed request: whitespace before a header's colon");
+  } else if (hc->err_status) {
     const char *what = hc->err_status == 414   ? "request target longer than %zu bytes"
                        : hc->err_status == 413 ? "body larger than %zu bytes"
                                                : "request head larger than %zu bytes";
@@ -309,7 +314,8 @@ void fc_http_stop(fc_loop_t *l) {
     if (hc->state == HC_STREAM) {
       if (hc->stream->h->on_stop) hc->stream->h->on_stop(hc->stream);
       else fc_conn_close(c, true);
-    } else if (hc->state == HC_IDLE) {
+    } else if (hc->state == HC_IDLE || hc->state == HC_HEAD || hc->state == HC_BODY) {
+      /* Nothing answered is lost: a request not fully received was never taken. */
       hc->state = HC_CLOSING;
       fc_conn_close(c, true);
     }

@@ -68,7 +68,7 @@ ssize_t fc_url_decode(const char *s, size_t n, char *out, bool plus) {
     if (s[i] == '%') {
       if (i + 2 >= n) return -1; /* fewer than two hex digits left */
       int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
-      if (hi < 0 || lo < 0) return -1;
+      if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return -1; /* %00 has no use here */
       out[k++] = (char)(hi * 16 + lo);
       i += 2;
     } else if (plus && s[i] == '+') {

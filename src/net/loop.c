@@ -19,12 +19,15 @@ static void on_connection(uv_stream_t *server, int status) {
   fc__conn_accept(l);
 }
 
+/* The grace period is over: whatever is still open is closed now. */
+static void on_stop_deadline(uv_timer_t *t) { fc__conn_close_all(t->data); }
+
 static void begin_stop(fc_loop_t *l) {
   if (l->stopping) return;
   l->stopping = true;
   if (!uv_is_closing((uv_handle_t *)&l->listener)) uv_close((uv_handle_t *)&l->listener, NULL);
   if (l->net->opts.h.on_stop) l->net->opts.h.on_stop(l);
-  uv_timer_start(&l->stop_deadline, (uv_timer_cb)fc__conn_close_all, l->net->opts.stop_grace_ms, 0);
+  uv_timer_start(&l->stop_deadline, on_stop_deadline, l->net->opts.stop_grace_ms, 0);
   fc__loop_maybe_finish(l);
 }
 
@@ -50,6 +53,23 @@ void fc__loop_maybe_finish(fc_loop_t *l) {
                        (uv_handle_t *)&l->stop_deadline};
   for (size_t i = 0; i < FC_ARRAY_LEN(hs); i++)
     if (!uv_is_closing(hs[i])) uv_close(hs[i], NULL);
+}
+
+/* SO_REUSEPORT would let this process share a port another server holds:
+ * a plain bind first tells whether the port is free. */
+static int port_free(const struct sockaddr_in *addr, char *err, size_t errlen) {
+  if (addr->sin_port == 0) return 0;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  int rc = bind(fd, (const struct sockaddr *)addr, sizeof *addr);
+  int e = errno;
+  close(fd);
+  if (rc == 0) return 0;
+  char ip[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &addr->sin_addr, ip, sizeof ip);
+  snprintf(err, errlen, "cannot listen on %s:%d: %s", ip, ntohs(addr->sin_port), strerror(e));
+  return -1;
 }
 
 /* A listening socket with SO_REUSEPORT, so every loop accepts on the same port
@@ -112,6 +132,7 @@ fc_net_t *fc_net_new(const fc_net_opts_t *opts, void **loop_uds, char *err, size
     snprintf(err, errlen, "bad listen address %s:%d (expected an IPv4 address)", opts->host, opts->port);
     return NULL;
   }
+  if (port_free(&addr, err, errlen) < 0) return NULL;
   fc_net_t *net = fc_xcalloc(1, sizeof *net);
   net->opts = *opts;
   net->nloops = opts->threads ? opts->threads : 1;

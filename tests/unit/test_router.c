@@ -39,7 +39,7 @@ static void parse_and_decode(void **state) {
 
 static void malformed_escapes(void **state) {
   (void)state;
-  const char *bad[] = {"/a%2", "/a%zz/b", "/%", "/a%G1"};
+  const char *bad[] = {"/a%2", "/a%zz/b", "/%", "/a%G1", "/nul%00byte"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     fc_req_t *r = req_for(FC_GET, bad[i]);
     assert_int_equal(fc_http_parse_target(r), -1);
