@@ -8,7 +8,7 @@ pkgs=(
   node-llhttp libuv1-dev libjansson-dev libsqlite3-dev
   libwslay-dev libjwt-dev libsodium-dev libhiredis-dev libssl-dev
   libcmocka-dev sqlite3
-  nodejs npm chromium
+  chromium
 )
 
 missing=()
@@ -17,6 +17,11 @@ for p in "${pkgs[@]}"; do
     missing+=("$p")
   fi
 done
+
+# node and npm may come from elsewhere (NodeSource ships npm inside nodejs, and
+# Debian's npm package then conflicts): only install them when the commands are missing.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
