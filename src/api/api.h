@@ -10,6 +10,7 @@
 #include "hub/hub.h"
 #include "sse/sse.h"
 #include "store/store.h"
+#include "ws/ws.h"
 
 typedef struct fc_pub fc_pub_t;
 
@@ -20,6 +21,7 @@ enum {
   FC_ACCESS_SUBSCRIBE, /* the subscribe right on the route's channel, or a public channel */
   FC_ACCESS_SUBSCRIBE_QUERY, /* the same, for every ?channel= */
   FC_ACCESS_ADMIN,     /* an admin token */
+  FC_ACCESS_TOKEN,     /* any valid token (rights are checked per operation) */
 };
 
 /* Per-loop state of the app: publishes whose commit ended, to answer. */
@@ -33,6 +35,7 @@ typedef struct fc_app {
   fc_hub_t *hub;
   fc_http_t *http;
   fc_sse_t *sse;
+  fc_ws_t *ws;
   fc_net_t *net;
   fc_store_t *store;      /* NULL with --storage memory */
   fc_auth_t *auth;        /* NULL with --open */
@@ -55,7 +58,10 @@ fc_app_t *fc_app_of(fc_req_t *req);
 struct fc_pub {
   fc_store_job_t job;
   fc_app_t *app;
-  fc_req_t *req;
+  void (*answer)(fc_pub_t *p); /* on the loop, once the commit ended */
+  fc_req_t *req;               /* an HTTP publish */
+  fc_ws_session_t *session;    /* or a WebSocket one, with its ref */
+  char *ref;
   unsigned loop;
   bool batch;
   fc_event_in_t *events;
@@ -76,6 +82,14 @@ const fc_claims_t *fc_api_claims(fc_req_t *req);
 /* When the request's token expires (ms since the epoch), 0 for never. */
 int64_t fc_api_expiry_ms(fc_req_t *req);
 void fc_api_login(fc_req_t *req);
+void fc_api_ws(fc_req_t *req);
+fc_ws_t *fc_api_ws_new(fc_app_t *app);
+/* May the user of a WebSocket session subscribe to / publish on `channel`? */
+bool fc_api_may(fc_app_t *app, const fc_claims_t *c, bool publish, const char *channel);
+/* Queues a validated publish for storage (or publishes at once in memory
+ * mode); p->answer runs on p->loop once the events are committed. */
+void fc_api_pub_submit(fc_pub_t *p);
+void fc_api_pub_free(fc_pub_t *p);
 void fc_api_tokens(fc_req_t *req);
 
 /* Handlers (channels.c, ops.c). */

@@ -14,6 +14,7 @@ static const fc_route_t routes[] = {
     {"/api/v1/channels/{}", FC_DELETE, fc_api_channel_delete, "channel_delete", FC_ACCESS_ADMIN},
     {"/api/v1/channels", FC_GET, fc_api_channels, "channels", FC_ACCESS_ADMIN},
     {"/api/v1/sse", FC_GET, fc_api_multi_sse, "sse_multi", FC_ACCESS_SUBSCRIBE_QUERY},
+    {"/api/v1/ws", FC_GET, fc_api_ws, "ws", FC_ACCESS_TOKEN},
     {"/api/v1/login", FC_POST, fc_api_login, "login", FC_ACCESS_OPEN},
     {"/api/v1/tokens", FC_POST, fc_api_tokens, "tokens", FC_ACCESS_ADMIN},
     {"/healthz", FC_GET, fc_api_healthz, "healthz", FC_ACCESS_OPEN},
@@ -32,12 +33,14 @@ static void on_wake(fc_loop_t *l) {
   fc_app_t *app = l->ud;
   fc_api_publish_answer(app, l);
   fc_sse_wake(app->sse, l);
+  fc_ws_wake(app->ws, l);
 }
 
 static void on_tick(fc_loop_t *l, uint64_t now) {
   fc_app_t *app = l->ud;
   fc_http_tick(l, now);
   fc_sse_tick(app->sse, l, now);
+  fc_ws_tick(app->ws, l);
 }
 
 static void on_stop(fc_loop_t *l) { fc_http_stop(l); }
@@ -110,6 +113,7 @@ static void app_free(fc_app_t *app) {
   fc_net_free(app->net);
   fc_http_free(app->http);
   fc_sse_free(app->sse);
+  fc_ws_free(app->ws);
   fc_hub_free(app->hub);
   free(app->loops);
   free(app->rules);
@@ -141,6 +145,7 @@ int fc_app_run(const fc_config_t *cfg) {
                                          .keepalive_ms = cfg->keepalive_s * 1000,
                                          .retry_ms = 3000,
                                          .queue_bytes = cfg->queue_bytes});
+  app->ws = fc_api_ws_new(app);
   app->http = fc_http_new(&(fc_http_opts_t){
       .max_header_bytes = 16 * 1024,
       .max_url_bytes = 8 * 1024,

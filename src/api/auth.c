@@ -169,6 +169,9 @@ int fc_api_authorize(fc_req_t *req) {
       if (!fc_patterns_match(c->publish, c->npublish, req->params[0]))
         return deny(req, 403, "forbidden", "the token may not publish to this channel");
       return 0;
+    case FC_ACCESS_TOKEN:
+      if (!c) return deny(req, 401, "unauthorized", "a token is needed");
+      return 0;
     case FC_ACCESS_ADMIN:
       if (!c) return deny(req, 401, "unauthorized", "a token is needed");
       if (!c->admin) return deny(req, 403, "forbidden", "this needs an admin token");

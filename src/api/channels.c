@@ -64,8 +64,6 @@ static int check_json(fc_req_t *req, const char *p, size_t n, const char *where)
 
 static void answer_published(fc_req_t *req, fc_channel_t *ch, const fc_publish_result_t *r, size_t n,
                              bool batch) {
-  fc_app_t *app = fc_app_of(req);
-  app->published_total += n;
   fc_buf_t b;
   fc_buf_init(&b);
   fc_buf_printf(&b, "{\"id\":\"%llu\",\"channel\":", (unsigned long long)r->last_seq);
@@ -82,14 +80,15 @@ static void answer_published(fc_req_t *req, fc_channel_t *ch, const fc_publish_r
   fc_buf_dispose(&b);
 }
 
-static void pub_free(fc_pub_t *p) {
+void fc_api_pub_free(fc_pub_t *p) {
   for (size_t i = 0; i < p->nkeep; i++) json_decref(p->keep[i]);
   free(p->keep);
   free(p->events);
+  free(p->ref);
   free(p);
 }
 
-/* Answers a publish once its fate is known, on the request's loop. */
+/* Answers an HTTP publish once its fate is known, on the request's loop. */
 static void pub_answer(fc_pub_t *p) {
   fc_store_job_t *j = &p->job;
   if (j->status == 0 && j->purge) {
@@ -102,12 +101,13 @@ static void pub_answer(fc_pub_t *p) {
   } else {
     fc_http_error(p->req, 503, "storage_error", "storage failed to commit: nothing was stored; retry later");
   }
-  pub_free(p);
+  fc_api_pub_free(p);
 }
 
 /* The writer thread finished a job: hand it back to the request's loop. */
 static void on_committed(fc_store_job_t *job) {
   fc_pub_t *p = job->ud;
+  if (job->status == 0 && !job->purge) p->app->published_total += job->n;
   fc_app_loop_t *al = &p->app->loops[p->loop];
   pthread_mutex_lock(&al->lock);
   p->next_done = al->done;
@@ -132,18 +132,22 @@ void fc_api_publish_answer(fc_app_t *app, fc_loop_t *l) {
   }
   while (rev) {
     fc_pub_t *next = rev->next_done;
-    pub_answer(rev);
+    rev->answer(rev);
     rev = next;
   }
 }
 
-/* Stores (or, in memory mode, publishes at once) a validated publish. Takes
- * `p`; the answer comes once the events are committed. */
+/* Sets an HTTP publish up for fc_api_pub_submit. */
 static void pub_submit(fc_req_t *req, fc_pub_t *p) {
-  fc_app_t *app = fc_app_of(req);
-  p->app = app;
+  p->app = fc_app_of(req);
   p->req = req;
   p->loop = req->loop->index;
+  p->answer = pub_answer;
+  fc_api_pub_submit(p);
+}
+
+void fc_api_pub_submit(fc_pub_t *p) {
+  fc_app_t *app = p->app;
   p->job.events = p->events;
   p->job.done = on_committed;
   p->job.ud = p;
@@ -155,7 +159,8 @@ static void pub_submit(fc_req_t *req, fc_pub_t *p) {
     fc_hub_purge(app->hub, p->job.channel);
   else
     fc_hub_publish(app->hub, p->job.channel, p->events, p->job.n, &p->job.result);
-  pub_answer(p);
+  if (!p->job.purge) app->published_total += p->job.n;
+  p->answer(p);
 }
 
 /* One NDJSON line: {"data": <any>, "event": "name"?}. Fills `ev`, whose data
@@ -228,7 +233,7 @@ static void publish_ndjson(fc_req_t *req, fc_channel_t *ch, fc_pub_t *p) {
     rc = -1;
   }
   if (rc != 0) {
-    pub_free(p);
+    fc_api_pub_free(p);
     return;
   }
   p->job.channel = ch;

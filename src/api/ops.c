@@ -21,6 +21,8 @@ void fc_api_metrics(fc_req_t *req) {
   fc_app_t *app = fc_app_of(req);
   fc_sse_stats_t s;
   fc_sse_stats(app->sse, &s);
+  fc_ws_stats_t w;
+  fc_ws_stats(app->ws, &w);
   size_t nch;
   free(fc_hub_list(app->hub, &nch));
   fc_buf_t b;
@@ -32,13 +34,15 @@ void fc_api_metrics(fc_req_t *req) {
   metric(&b, "flowcast_responses_5xx_total", "counter", "Responses with a 5xx status.", fc_http_stats.responses_5xx);
   metric(&b, "flowcast_request_timeouts_total", "counter", "Requests whose head did not arrive in time.",
          fc_http_stats.timeouts_total);
-  metric(&b, "flowcast_subscribers", "gauge", "Open subscriptions (SSE streams).", s.subscribers);
+  metric(&b, "flowcast_subscribers", "gauge", "Open SSE streams and WebSocket sessions.", s.subscribers + w.sessions);
+  metric(&b, "flowcast_ws_sessions", "gauge", "Open WebSocket sessions.", w.sessions);
   metric(&b, "flowcast_channels", "gauge", "Channels known.", nch);
   metric(&b, "flowcast_events_published_total", "counter", "Events accepted from publishers.",
          app->published_total);
-  metric(&b, "flowcast_events_delivered_total", "counter", "Events queued to subscribers.", s.delivered_total);
+  metric(&b, "flowcast_events_delivered_total", "counter", "Events queued to subscribers.",
+         s.delivered_total + w.delivered_total);
   metric(&b, "flowcast_subscriber_drops_total", "counter",
-         "Subscribers disconnected because their queue passed its bound.", s.drops_total);
+         "Subscribers disconnected because their queue passed its bound.", s.drops_total + w.drops_total);
   metric(&b, "flowcast_uptime_seconds", "gauge", "Seconds since start.", (fc_mono_ms() - app->started_ms) / 1000);
   fc_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b.data, b.len);
   fc_buf_dispose(&b);

@@ -31,7 +31,9 @@ typedef struct {
   char *jwt_public_key;  /* PEM file of an RS256/ES256 key for tokens minted elsewhere */
   unsigned token_ttl_s;
   unsigned token_ttl_long_s; /* with stayConnected */
-  unsigned login_limit;  /* failed logins per address and per user per minute */
+  unsigned login_limit;
+  size_t ws_max_message;
+  unsigned ws_ping_s;  /* failed logins per address and per user per minute */
   char **public_list;    /* public_patterns split, NULL-terminated */
   char *storage;     /* "sqlite" or "memory" */
   char *durability;  /* "crash" or "power" */

@@ -102,7 +102,8 @@ static int on_headers_complete(llhttp_t *p) {
   }
   r->method = method_bit(p->method);
   r->method_name = llhttp_method_name(p->method);
-  r->keep_alive = llhttp_should_keep_alive(p);
+  /* An upgrade that is refused ends the connection: what follows is not HTTP. */
+  r->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
   hc->state = HC_BODY;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > hc->http->opts.max_body_bytes)
     return abort_parse(hc, 413, "body_too_large");
@@ -177,6 +178,10 @@ static void execute(fc_http_conn_t *hc, const char *p, size_t n) {
       const char *pos = llhttp_get_error_pos(&hc->parser);
       if (pos && pos < p + n) fc_buf_append(&hc->pending, pos, (size_t)(p + n - pos));
       fc_conn_read_stop(hc->conn);
+    } else if (hc->state == HC_STREAM && hc->stream->h->on_data) {
+      /* An upgraded connection: what follows the request is the new protocol's. */
+      const char *pos = llhttp_get_error_pos(&hc->parser);
+      if (pos && pos < p + n) hc->stream->h->on_data(hc->stream, pos, (size_t)(p + n - pos));
     }
     return; /* streaming or closing: the rest of the input is not HTTP for us */
   }
@@ -187,7 +192,9 @@ static void on_data(fc_conn_t *c, const char *p, size_t n) {
   fc_http_conn_t *hc = c->ud;
   switch (hc->state) {
     case HC_STREAM:
-    case HC_CLOSING: return; /* a streaming client has nothing more to say */
+      if (hc->stream->h->on_data) hc->stream->h->on_data(hc->stream, p, n);
+      return; /* an SSE client has nothing more to say */
+    case HC_CLOSING: return;
     case HC_HANDLING: fc_buf_append(&hc->pending, p, n); return;
     default: execute(hc, p, n);
   }

@@ -148,6 +148,8 @@ typedef struct {
   void (*on_stop)(fc_stream_t *s);
   /* Everything queued has been written; may be NULL. */
   void (*on_drained)(fc_stream_t *s);
+  /* Bytes from the client (an upgraded protocol); NULL: they are ignored. */
+  void (*on_data)(fc_stream_t *s, const char *p, size_t n);
 } fc_stream_handler_t;
 
 struct fc_stream {
@@ -159,8 +161,9 @@ struct fc_stream {
   char *log_line; /* the request's log fields, written when the stream ends */
 };
 
-/* Sends the status line and headers (CORS included, close-delimited body),
- * ends the request and hands the connection to `h`. Returns the stream. */
+/* Sends the status line and headers (CORS included, close-delimited body; for
+ * 101 the extra headers say what the connection becomes), ends the request and
+ * hands the connection to `h`. Returns the stream. */
 fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers,
                             const fc_stream_handler_t *h, void *ud);
 /* Ends a stream: flushes what is queued, then closes. */

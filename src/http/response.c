@@ -134,7 +134,7 @@ fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers
   fc_buf_t b;
   fc_buf_init(&b);
   head_into(&b, req, status, extra_headers);
-  fc_buf_puts(&b, "Connection: close\r\n\r\n");
+  fc_buf_puts(&b, status == 101 ? "\r\n" : "Connection: close\r\n\r\n");
   fc_stream_t *s = fc_xcalloc(1, sizeof *s);
   s->conn = hc->conn;
   s->loop = hc->conn->loop;

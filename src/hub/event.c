@@ -45,7 +45,20 @@ void fc_sse_frame_build(fc_buf_t *out, uint64_t seq, fc_str_t name, fc_str_t dat
   fc_buf_append(out, "\n", 1);
 }
 
-static void free_event(fc_frame_t *f) { free((fc_event_t *)((char *)f - offsetof(fc_event_t, sse))); }
+static void free_event(fc_frame_t *f) {
+  fc_event_t *ev = (fc_event_t *)((char *)f - offsetof(fc_event_t, sse));
+  fc_frame_unref(atomic_load(&ev->ws));
+  free(ev);
+}
+
+fc_frame_t *fc_event_ws_frame(fc_event_t *ev, fc_frame_t *(*build)(const fc_event_t *ev)) {
+  fc_frame_t *f = atomic_load_explicit(&ev->ws, memory_order_acquire);
+  if (f) return f;
+  fc_frame_t *mine = build(ev), *expected = NULL;
+  if (atomic_compare_exchange_strong(&ev->ws, &expected, mine)) return mine;
+  fc_frame_unref(mine); /* another thread built it first */
+  return expected;
+}
 
 fc_event_t *fc__event_new(fc_channel_t *ch, uint64_t seq, uint64_t n, int64_t time_ms,
                           const fc_event_in_t *in) {
@@ -85,5 +98,6 @@ fc_event_t *fc__event_new(fc_channel_t *ch, uint64_t seq, uint64_t n, int64_t ti
   ev->name_len = (uint16_t)in->name.len;
   ev->from_len = (uint16_t)in->from.len;
   ev->is_json = in->is_json;
+  atomic_init(&ev->ws, NULL);
   return ev;
 }

@@ -32,6 +32,7 @@ typedef struct fc_event {
   uint32_t data_len;
   uint16_t name_len, from_len;
   bool is_json; /* data is a JSON text: history shows it as a value, not a string */
+  _Atomic(fc_frame_t *) ws; /* the WebSocket frame, built once on first use */
   char mem[];
 } fc_event_t;
 
@@ -40,6 +41,10 @@ static inline fc_event_t *fc_event_ref(fc_event_t *ev) {
   return ev;
 }
 static inline void fc_event_unref(fc_event_t *ev) { fc_frame_unref(&ev->sse); }
+
+/* The event's WebSocket frame: built by `build` the first time any thread asks,
+ * then shared (the event holds one reference). Any thread. */
+fc_frame_t *fc_event_ws_frame(fc_event_t *ev, fc_frame_t *(*build)(const fc_event_t *ev));
 
 /* An event as a publisher hands it in. Borrowed slices. */
 typedef struct {

@@ -1,0 +1,70 @@
+#ifndef FC_WS_INTERNAL_H
+#define FC_WS_INTERNAL_H
+
+#include <pthread.h>
+#include <wslay/wslay.h>
+
+#include "ws/ws.h"
+
+typedef struct ws_sub {
+  fc_sub_link_t link;
+  struct ws_sub *next;
+} ws_sub_t;
+
+/* A direct message on its way to another loop's session. */
+typedef struct direct {
+  struct direct *next;
+  char to[32];
+  fc_frame_t *frame;
+} direct_t;
+
+typedef struct {
+  fc_ws_session_t *sessions; /* for pings and expiry */
+  pthread_mutex_t lock;      /* inbox */
+  direct_t *inbox;
+  uint64_t last_ping_ms;     /* loop time of the last ping round */
+  atomic_ullong count, delivered, drops;
+} ws_loop_t;
+
+struct fc_ws {
+  fc_ws_opts_t opts;
+  ws_loop_t *loops;
+  pthread_mutex_t lock; /* the registry */
+  fc_ws_session_t **buckets; /* id -> session, chained */
+  size_t nbuckets;
+  atomic_ullong next_id;
+  uint32_t id_salt;
+};
+
+struct fc_ws_session {
+  fc_ws_t *ws;
+  fc_stream_t *stream; /* NULL once the connection is gone */
+  unsigned thread;
+  int refs;            /* the connection holds one; pending answers hold more */
+  bool closing;        /* a close was queued or the connection is going */
+  bool awaiting_pong;
+  int64_t expires_ms;
+  wslay_event_context_ptr ctx;
+  const char *in;      /* bytes being fed to wslay */
+  size_t in_len;
+  char id[32];
+  void *user;
+  void (*user_free)(void *);
+  ws_sub_t *subs;
+  fc_ws_session_t *prev, *next; /* in the loop's list */
+  fc_ws_session_t *hnext;       /* in the registry */
+};
+
+/* ops.c: handles one text message. */
+void fc__ws_on_text(fc_ws_session_t *s, const char *p, size_t n);
+/* Sends a JSON object as a text message (takes the reference). */
+void fc__ws_send_json(fc_ws_session_t *s, json_t *j);
+/* Subscribes the session to a channel and queues its backlog. */
+void fc__ws_subscribe(fc_ws_session_t *s, fc_channel_t *ch, const fc_resume_t *from, const char *ref);
+void fc__ws_unsubscribe(fc_ws_session_t *s, fc_channel_t *ch, const char *name, const char *ref);
+/* Closes with a status code (a close frame, then the connection). */
+void fc__ws_close(fc_ws_session_t *s, uint16_t code, const char *reason);
+/* A server-to-client frame holding `payload` as one text message. */
+fc_frame_t *fc__ws_text_frame(const char *payload, size_t len);
+
+#endif

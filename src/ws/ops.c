@@ -1,0 +1,225 @@
+/* The JSON operations of a WebSocket session. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ws/internal.h"
+
+void fc_ws_error(fc_ws_session_t *s, const char *ref, const char *code, const char *fmt, ...) {
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  json_t *j = json_pack("{s:s,s:s,s:s}", "type", "error", "code", code, "message", msg);
+  if (ref) json_object_set_new(j, "ref", json_string(ref));
+  fc__ws_send_json(s, j);
+}
+
+void fc_ws_ack(fc_ws_session_t *s, const char *ref, const char *id) {
+  json_t *j = json_pack("{s:s}", "type", "ack");
+  if (ref) json_object_set_new(j, "ref", json_string(ref));
+  if (id) json_object_set_new(j, "id", json_string(id));
+  fc__ws_send_json(s, j);
+}
+
+/* {"type":"event","channel","id","event","data","from"?} for one event. */
+static fc_frame_t *build_event_frame(const fc_event_t *ev) {
+  fc_buf_t b;
+  fc_buf_init(&b);
+  fc_buf_puts(&b, "{\"type\":\"event\",\"channel\":");
+  const char *cn = fc_channel_name(ev->channel);
+  fc_json_quote(&b, cn, strlen(cn));
+  fc_buf_printf(&b, ",\"id\":\"%llu\",\"event\":", (unsigned long long)ev->seq);
+  if (ev->name_len)
+    fc_json_quote(&b, ev->name, ev->name_len);
+  else
+    fc_buf_puts(&b, "null");
+  fc_buf_puts(&b, ",\"data\":");
+  if (ev->is_json)
+    fc_buf_append(&b, ev->data, ev->data_len);
+  else
+    fc_json_quote(&b, ev->data, ev->data_len);
+  if (ev->from_len) {
+    fc_buf_puts(&b, ",\"from\":");
+    fc_json_quote(&b, ev->from, ev->from_len);
+  }
+  fc_buf_puts(&b, "}");
+  fc_frame_t *f = fc__ws_text_frame(b.data, b.len);
+  fc_buf_dispose(&b);
+  return f;
+}
+
+static void send_event(fc_ws_session_t *s, fc_event_t *ev) {
+  if (s->closing || !s->stream) return;
+  if (fc_conn_send(s->stream->conn, fc_event_ws_frame(ev, build_event_frame)) == -ENOBUFS) {
+    fc__ws_close(s, 1008, "too slow");
+    return;
+  }
+  atomic_fetch_add_explicit(&s->ws->loops[s->thread].delivered, 1, memory_order_relaxed);
+}
+
+static void on_event(fc_sub_link_t *link, fc_event_t *ev) { send_event(link->owner, ev); }
+
+static ws_sub_t *find_sub(fc_ws_session_t *s, fc_channel_t *ch, ws_sub_t ***prevp) {
+  ws_sub_t **pp = &s->subs;
+  while (*pp && (*pp)->link.channel != ch) pp = &(*pp)->next;
+  if (prevp) *prevp = pp;
+  return *pp;
+}
+
+void fc__ws_subscribe(fc_ws_session_t *s, fc_channel_t *ch, const fc_resume_t *from, const char *ref) {
+  json_t *ok = json_pack("{s:s,s:s}", "type", "subscribed", "channel", fc_channel_name(ch));
+  if (ref) json_object_set_new(ok, "ref", json_string(ref));
+  if (find_sub(s, ch, NULL)) { /* already: say so again, give nothing twice */
+    fc__ws_send_json(s, ok);
+    return;
+  }
+  ws_sub_t *sub = fc_xcalloc(1, sizeof *sub);
+  sub->link.channel = ch;
+  sub->link.deliver = on_event;
+  sub->link.owner = s;
+  sub->next = s->subs;
+  s->subs = sub;
+  fc_sub_link_t *links[] = {&sub->link};
+  fc_backlog_t b;
+  fc_hub_subscribe(s->ws->opts.hub, s->thread, links, 1, from, &b);
+  fc__ws_send_json(s, ok);
+  for (size_t i = 0; i < b.ngaps; i++) {
+    char next[24] = "";
+    snprintf(next, sizeof next, "%llu", (unsigned long long)b.gaps[i].next_seq);
+    fc__ws_send_json(s, json_pack("{s:s,s:s,s:I,s:b,s:s?}", "type", "gap", "channel", fc_channel_name(ch), "lost",
+                                  (json_int_t)b.gaps[i].lost, "exact", b.gaps[i].exact, "next",
+                                  b.gaps[i].next_seq ? next : NULL));
+  }
+  for (size_t i = 0; i < b.nevents; i++) send_event(s, b.events[i]);
+  fc_backlog_dispose(&b);
+}
+
+void fc__ws_unsubscribe(fc_ws_session_t *s, fc_channel_t *ch, const char *name, const char *ref) {
+  ws_sub_t **pp, *sub = ch ? find_sub(s, ch, &pp) : NULL;
+  if (sub) {
+    *pp = sub->next;
+    fc_hub_unsubscribe(s->ws->opts.hub, s->thread, &sub->link);
+    free(sub);
+  }
+  json_t *j = json_pack("{s:s,s:s}", "type", "unsubscribed", "channel", name);
+  if (ref) json_object_set_new(j, "ref", json_string(ref));
+  fc__ws_send_json(s, j);
+}
+
+/* The channel an op names, created when `create`; sends an error and returns
+ * NULL when the name is bad (or, without create, unknown). */
+static fc_channel_t *op_channel(fc_ws_session_t *s, json_t *msg, const char *ref, bool create) {
+  const char *name = json_string_value(json_object_get(msg, "channel"));
+  if (!name || !fc_channel_name_valid(name, strlen(name))) {
+    fc_ws_error(s, ref, "bad_channel", "channel name must match [A-Za-z0-9._:-]{1,128}");
+    return NULL;
+  }
+  return fc_hub_channel(s->ws->opts.hub, name, strlen(name), create);
+}
+
+static void op_subscribe(fc_ws_session_t *s, json_t *msg, const char *ref) {
+  const char *name = json_string_value(json_object_get(msg, "channel"));
+  if (name && fc_channel_name_valid(name, strlen(name)) && !s->ws->opts.may_subscribe(s->ws->opts.ud, s, name)) {
+    fc_ws_error(s, ref, "forbidden", "the token may not subscribe to %s", name);
+    return;
+  }
+  fc_resume_t from = {0};
+  json_t *last = json_object_get(msg, "lastEventId"), *replay = json_object_get(msg, "replay");
+  if (last && !json_is_null(last)) {
+    const char *v = json_string_value(last);
+    if (!v || fc_parse_u64(v, strlen(v), &from.after) < 0) {
+      fc_ws_error(s, ref, "bad_last_event_id", "lastEventId must be an event id (a decimal number in a string)");
+      return;
+    }
+    from.has_after = true;
+  }
+  if (replay) {
+    if (!json_is_integer(replay) || json_integer_value(replay) < 0) {
+      fc_ws_error(s, ref, "bad_parameter", "replay must be a whole number");
+      return;
+    }
+    from.replay = json_integer_value(replay) > 1000000 ? 1000000 : (unsigned)json_integer_value(replay);
+  }
+  fc_channel_t *ch = op_channel(s, msg, ref, true);
+  if (ch) fc__ws_subscribe(s, ch, &from, ref);
+}
+
+static void op_publish(fc_ws_session_t *s, json_t *msg, const char *ref) {
+  fc_event_in_t ev = {0};
+  json_t *name = json_object_get(msg, "event"), *data = json_object_get(msg, "data");
+  if (name && !json_is_null(name)) {
+    if (!json_is_string(name) || !fc_event_name_valid(json_string_value(name), json_string_length(name))) {
+      fc_ws_error(s, ref, "bad_event", "event name must match [A-Za-z0-9._:-]{1,128}");
+      return;
+    }
+    ev.name = (fc_str_t){json_string_value(name), json_string_length(name)};
+  }
+  if (!data) {
+    fc_ws_error(s, ref, "bad_message", "publish needs \"data\"");
+    return;
+  }
+  if (json_is_string(data)) {
+    ev.data = (fc_str_t){json_string_value(data), json_string_length(data)};
+    if (memchr(ev.data.base, '\0', ev.data.len)) {
+      fc_ws_error(s, ref, "bad_utf8", "data must not contain NUL");
+      return;
+    }
+  } else {
+    char *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_object_set_new(msg, "_text", json_string(text)); /* lives as long as msg */
+    free(text);
+    json_t *t = json_object_get(msg, "_text");
+    ev.data = (fc_str_t){json_string_value(t), json_string_length(t)};
+    ev.is_json = true;
+  }
+  ev.from = (fc_str_t){s->id, strlen(s->id)};
+  fc_channel_t *ch = op_channel(s, msg, ref, true); /* valid: the channel may come to exist */
+  if (ch) s->ws->opts.publish(s->ws->opts.ud, s, ch, &ev, msg, ref);
+}
+
+static void op_send(fc_ws_session_t *s, json_t *msg, const char *ref) {
+  const char *to = json_string_value(json_object_get(msg, "to"));
+  json_t *data = json_object_get(msg, "data");
+  if (!to || !data) {
+    fc_ws_error(s, ref, "bad_message", "send needs \"to\" (a connection id) and \"data\"");
+    return;
+  }
+  if (fc_ws_send_direct(s->ws, to, s->id, data) < 0) {
+    fc_ws_error(s, ref, "no_such_connection", "no connection %.40s", to);
+    return;
+  }
+  fc_ws_ack(s, ref, NULL);
+}
+
+void fc__ws_on_text(fc_ws_session_t *s, const char *p, size_t n) {
+  json_error_t e;
+  json_t *msg = json_loadb(p, n, 0, &e);
+  const char *ref = json_string_value(json_object_get(msg, "ref"));
+  const char *op = json_string_value(json_object_get(msg, "op"));
+  if (!json_is_object(msg)) {
+    fc_ws_error(s, NULL, "bad_json", "expected a JSON object: %s", msg ? "not an object" : e.text);
+  } else if (!op) {
+    fc_ws_error(s, ref, "bad_message", "missing \"op\"");
+  } else if (!strcmp(op, "subscribe")) {
+    op_subscribe(s, msg, ref);
+  } else if (!strcmp(op, "unsubscribe")) {
+    const char *name = json_string_value(json_object_get(msg, "channel"));
+    fc_channel_t *ch = op_channel(s, msg, ref, false);
+    if (ch || (name && fc_channel_name_valid(name, strlen(name)))) fc__ws_unsubscribe(s, ch, name, ref);
+  } else if (!strcmp(op, "publish")) {
+    op_publish(s, msg, ref);
+  } else if (!strcmp(op, "send")) {
+    op_send(s, msg, ref);
+  } else if (!strcmp(op, "echo")) {
+    json_t *data = json_object_get(msg, "data");
+    fc__ws_send_json(s, json_pack("{s:s,s:O}", "type", "echo", "data", data ? data : json_null()));
+  } else if (!strcmp(op, "ping")) {
+    fc__ws_send_json(s, json_pack("{s:s}", "type", "pong"));
+  } else {
+    fc_ws_error(s, ref, "unknown_op", "unknown op '%.40s'", op);
+  }
+  json_decref(msg);
+}

@@ -1,0 +1,384 @@
+/* WebSocket sessions: handshake, wslay glue, lifetime, pings, direct messages. */
+#include <errno.h>
+#include <openssl/sha.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ws/internal.h"
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+fc_ws_t *fc_ws_new(const fc_ws_opts_t *opts) {
+  fc_ws_t *ws = fc_xcalloc(1, sizeof *ws);
+  ws->opts = *opts;
+  ws->loops = fc_xcalloc(opts->threads, sizeof *ws->loops);
+  for (unsigned i = 0; i < opts->threads; i++) pthread_mutex_init(&ws->loops[i].lock, NULL);
+  pthread_mutex_init(&ws->lock, NULL);
+  ws->nbuckets = 1024;
+  ws->buckets = fc_xcalloc(ws->nbuckets, sizeof *ws->buckets);
+  ws->id_salt = randombytes_random();
+  return ws;
+}
+
+void fc_ws_free(fc_ws_t *ws) {
+  if (!ws) return;
+  for (unsigned i = 0; i < ws->opts.threads; i++) {
+    for (direct_t *d = ws->loops[i].inbox, *next; d; d = next) {
+      next = d->next;
+      fc_frame_unref(d->frame);
+      free(d);
+    }
+    pthread_mutex_destroy(&ws->loops[i].lock);
+  }
+  free(ws->loops);
+  free(ws->buckets);
+  pthread_mutex_destroy(&ws->lock);
+  free(ws);
+}
+
+/* ---- frames ------------------------------------------------------------------ */
+
+fc_frame_t *fc__ws_text_frame(const char *payload, size_t len) {
+  char *b = fc_xmalloc(len + 10);
+  size_t h = 0;
+  b[h++] = (char)0x81; /* FIN, text */
+  if (len < 126) {
+    b[h++] = (char)len;
+  } else if (len < 65536) {
+    b[h++] = 126;
+    b[h++] = (char)(len >> 8), b[h++] = (char)len;
+  } else {
+    b[h++] = 127;
+    for (int i = 7; i >= 0; i--) b[h++] = (char)((uint64_t)len >> (i * 8));
+  }
+  memcpy(b + h, payload, len);
+  return fc_frame_take(b, h + len);
+}
+
+void fc__ws_send_json(fc_ws_session_t *s, json_t *j) {
+  char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+  json_decref(j);
+  if (!text) return;
+  if (s->stream && !s->closing) {
+    fc_frame_t *f = fc__ws_text_frame(text, strlen(text));
+    if (fc_conn_send(s->stream->conn, f) == -ENOBUFS) fc__ws_close(s, 1008, "too slow");
+    fc_frame_unref(f);
+  }
+  free(text);
+}
+
+/* ---- registry ------------------------------------------------------------------ */
+
+static size_t bucket(const fc_ws_t *ws, const char *id) {
+  uint32_t h = 2166136261u;
+  for (const char *p = id; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+  return h & (ws->nbuckets - 1);
+}
+
+static void registry_add(fc_ws_t *ws, fc_ws_session_t *s) {
+  pthread_mutex_lock(&ws->lock);
+  size_t b = bucket(ws, s->id);
+  s->hnext = ws->buckets[b];
+  ws->buckets[b] = s;
+  pthread_mutex_unlock(&ws->lock);
+}
+
+static void registry_del(fc_ws_t *ws, fc_ws_session_t *s) {
+  pthread_mutex_lock(&ws->lock);
+  fc_ws_session_t **pp = &ws->buckets[bucket(ws, s->id)];
+  while (*pp && *pp != s) pp = &(*pp)->hnext;
+  if (*pp) *pp = s->hnext;
+  pthread_mutex_unlock(&ws->lock);
+}
+
+/* The thread of session `id`, or -1. Registry lock held by the caller. */
+static fc_ws_session_t *registry_find(fc_ws_t *ws, const char *id) {
+  fc_ws_session_t *s = ws->buckets[bucket(ws, id)];
+  while (s && strcmp(s->id, id)) s = s->hnext;
+  return s;
+}
+
+int fc_ws_send_direct(fc_ws_t *ws, const char *to, const char *from, const json_t *data) {
+  if (strlen(to) >= sizeof ((direct_t *)0)->to) return -ENOENT;
+  pthread_mutex_lock(&ws->lock);
+  fc_ws_session_t *s = registry_find(ws, to);
+  int thread = s ? (int)s->thread : -1;
+  pthread_mutex_unlock(&ws->lock);
+  if (thread < 0) return -ENOENT;
+  json_t *j = json_pack("{s:s,s:s,s:O}", "type", "direct", "from", from, "data", data);
+  char *text = json_dumps(j, JSON_COMPACT);
+  json_decref(j);
+  direct_t *d = fc_xcalloc(1, sizeof *d);
+  snprintf(d->to, sizeof d->to, "%s", to);
+  d->frame = fc__ws_text_frame(text, strlen(text));
+  free(text);
+  ws_loop_t *wl = &ws->loops[thread];
+  pthread_mutex_lock(&wl->lock);
+  d->next = wl->inbox;
+  wl->inbox = d;
+  pthread_mutex_unlock(&wl->lock);
+  ws->opts.wake((unsigned)thread, ws->opts.ud);
+  return 0;
+}
+
+void fc_ws_wake(fc_ws_t *ws, fc_loop_t *l) {
+  ws_loop_t *wl = &ws->loops[l->index];
+  pthread_mutex_lock(&wl->lock);
+  direct_t *list = wl->inbox, *rev = NULL;
+  wl->inbox = NULL;
+  pthread_mutex_unlock(&wl->lock);
+  while (list) { /* oldest first */
+    direct_t *next = list->next;
+    list->next = rev;
+    rev = list;
+    list = next;
+  }
+  for (direct_t *d = rev, *next; d; d = next) {
+    next = d->next;
+    /* Sessions leave the registry on their own thread, so one found here is alive. */
+    pthread_mutex_lock(&ws->lock);
+    fc_ws_session_t *s = registry_find(ws, d->to);
+    pthread_mutex_unlock(&ws->lock);
+    if (s && s->thread == l->index && s->stream && !s->closing &&
+        fc_conn_send(s->stream->conn, d->frame) == -ENOBUFS)
+      fc__ws_close(s, 1008, "too slow");
+    fc_frame_unref(d->frame);
+    free(d);
+  }
+}
+
+/* ---- wslay glue ---------------------------------------------------------------- */
+
+static ssize_t on_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud) {
+  (void)flags;
+  fc_ws_session_t *s = ud;
+  if (s->in_len == 0) {
+    wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+    return -1;
+  }
+  size_t n = len < s->in_len ? len : s->in_len;
+  memcpy(buf, s->in, n);
+  s->in += n;
+  s->in_len -= n;
+  return (ssize_t)n;
+}
+
+/* Everything wslay writes is queued at once, so it never holds a partial frame
+ * and shared event frames can go between its messages. */
+static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *ud) {
+  (void)flags;
+  fc_ws_session_t *s = ud;
+  if (!s->stream) {
+    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+  }
+  fc_conn_t *c = s->stream->conn;
+  size_t bound = c->bound;
+  c->bound = 0; /* control frames and answers are never refused */
+  fc_conn_send_copy(c, data, len);
+  c->bound = bound;
+  return (ssize_t)len;
+}
+
+static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *m, void *ud) {
+  (void)ctx;
+  fc_ws_session_t *s = ud;
+  if (s->closing) return;
+  switch (m->opcode) {
+    case WSLAY_TEXT_FRAME:
+      if (!fc_utf8_valid((const char *)m->msg, m->msg_length) && m->msg_length) {
+        fc__ws_close(s, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "text is not valid UTF-8");
+        return;
+      }
+      fc__ws_on_text(s, (const char *)m->msg, m->msg_length);
+      break;
+    case WSLAY_BINARY_FRAME: fc__ws_close(s, WSLAY_CODE_UNSUPPORTED_DATA, "binary messages are not supported"); break;
+    case WSLAY_PONG: s->awaiting_pong = false; break;
+    default: break; /* ping (answered by wslay), close (handled by wslay) */
+  }
+}
+
+static const struct wslay_event_callbacks callbacks = {on_recv, on_send, NULL, NULL, NULL, NULL, on_msg};
+
+/* Sends what wslay queued; closes the connection once both sides said close. */
+static void pump(fc_ws_session_t *s) {
+  if (!s->stream) return;
+  wslay_event_send(s->ctx);
+  if (!wslay_event_want_read(s->ctx) && !wslay_event_want_write(s->ctx)) {
+    s->closing = true;
+    fc_stream_close(s->stream, true);
+  }
+}
+
+void fc__ws_close(fc_ws_session_t *s, uint16_t code, const char *reason) {
+  if (s->closing || !s->stream) return;
+  s->closing = true;
+  if (code == 1008 && !strcmp(reason, "too slow")) {
+    /* A peer that does not read gets no close frame: its queue is full. */
+    atomic_fetch_add(&s->ws->loops[s->thread].drops, 1);
+    fc_stream_close(s->stream, false);
+    return;
+  }
+  wslay_event_queue_close(s->ctx, code, (const uint8_t *)reason, strlen(reason));
+  wslay_event_send(s->ctx);
+  fc_stream_close(s->stream, true);
+}
+
+/* ---- session lifetime ---------------------------------------------------------- */
+
+const char *fc_ws_session_id(const fc_ws_session_t *s) { return s->id; }
+void *fc_ws_session_user(fc_ws_session_t *s) { return s->user; }
+unsigned fc_ws_session_thread(const fc_ws_session_t *s) { return s->thread; }
+void fc_ws_session_ref(fc_ws_session_t *s) { s->refs++; }
+
+void fc_ws_session_unref(fc_ws_session_t *s) {
+  if (--s->refs > 0) return;
+  if (s->user && s->user_free) s->user_free(s->user);
+  wslay_event_context_free(s->ctx);
+  free(s);
+}
+
+static void on_stream_data(fc_stream_t *st, const char *p, size_t n) {
+  fc_ws_session_t *s = st->ud;
+  s->in = p;
+  s->in_len = n;
+  if (wslay_event_recv(s->ctx) != 0) {
+    s->closing = true;
+    fc_stream_close(st, false);
+    return;
+  }
+  s->in_len = 0;
+  pump(s);
+}
+
+static void on_stream_close(fc_stream_t *st) {
+  fc_ws_session_t *s = st->ud;
+  fc_ws_t *ws = s->ws;
+  ws_loop_t *wl = &ws->loops[s->thread];
+  registry_del(ws, s);
+  for (ws_sub_t *sub = s->subs, *next; sub; sub = next) {
+    next = sub->next;
+    fc_hub_unsubscribe(ws->opts.hub, s->thread, &sub->link);
+    free(sub);
+  }
+  s->subs = NULL;
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    wl->sessions = s->next;
+  if (s->next) s->next->prev = s->prev;
+  atomic_fetch_sub(&wl->count, 1);
+  s->stream = NULL;
+  s->closing = true;
+  fc_ws_session_unref(s);
+}
+
+static void on_stream_stop(fc_stream_t *st) { fc__ws_close(st->ud, WSLAY_CODE_GOING_AWAY, "server stopping"); }
+
+static const fc_stream_handler_t ws_stream = {
+    .on_close = on_stream_close, .on_stop = on_stream_stop, .on_data = on_stream_data};
+
+/* Sec-WebSocket-Accept for a key: base64(SHA-1(key + GUID)). */
+static void accept_key(fc_str_t key, char out[32]) {
+  char buf[128];
+  int n = snprintf(buf, sizeof buf, "%.*s%s", (int)key.len, key.base, WS_GUID);
+  unsigned char sha[SHA_DIGEST_LENGTH];
+  SHA1((const unsigned char *)buf, (size_t)n, sha);
+  sodium_bin2base64(out, 32, sha, sizeof sha, sodium_base64_VARIANT_ORIGINAL);
+}
+
+static bool header_has(fc_req_t *req, const char *name, const char *token) {
+  fc_str_t v = fc_req_header(req, name);
+  if (!v.base) return false;
+  size_t tl = strlen(token);
+  for (size_t i = 0; i + tl <= v.len; i++)
+    if (!strncasecmp(v.base + i, token, tl)) return true;
+  return false;
+}
+
+/* Checks the handshake; answers 400/426 and returns -1 when it is wrong. */
+static int check_handshake(fc_req_t *req, fc_str_t *key) {
+  if (!header_has(req, "upgrade", "websocket") || !header_has(req, "connection", "upgrade")) {
+    fc_http_error(req, 400, "not_websocket", "expected a WebSocket upgrade (Upgrade: websocket, Connection: Upgrade)");
+    return -1;
+  }
+  fc_str_t v = fc_req_header(req, "sec-websocket-version");
+  if (!v.base || !fc_str_eq(v, "13")) {
+    static const char body[] = "{\"error\":{\"code\":\"bad_version\",\"message\":\"WebSocket version 13 is required\"}}";
+    fc_http_respond(req, 426, "application/json", "Sec-WebSocket-Version: 13\r\n", body, sizeof body - 1);
+    return -1;
+  }
+  *key = fc_req_header(req, "sec-websocket-key");
+  unsigned char raw[32];
+  size_t len = 0;
+  if (!key->base || key->len > 40 ||
+      sodium_base642bin(raw, sizeof raw, key->base, key->len, NULL, &len, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+      len != 16) {
+    fc_http_error(req, 400, "bad_key", "Sec-WebSocket-Key must be 16 bytes in base64");
+    return -1;
+  }
+  return 0;
+}
+
+void fc_ws_accept(fc_ws_t *ws, fc_req_t *req, int64_t expires_ms) {
+  fc_str_t key;
+  if (check_handshake(req, &key) < 0) return;
+  char accept[32], extra[160];
+  accept_key(key, accept);
+  snprintf(extra, sizeof extra, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n", accept);
+  fc_ws_session_t *s = fc_xcalloc(1, sizeof *s);
+  s->ws = ws;
+  s->thread = req->loop->index;
+  s->refs = 1;
+  s->expires_ms = expires_ms;
+  s->user = req->user;
+  s->user_free = req->user_free;
+  req->user = NULL;
+  snprintf(s->id, sizeof s->id, "%08x-%llx", ws->id_salt, (unsigned long long)atomic_fetch_add(&ws->next_id, 1) + 1);
+  wslay_event_context_server_init(&s->ctx, &callbacks, s);
+  wslay_event_config_set_max_recv_msg_length(s->ctx, ws->opts.max_message);
+  s->stream = fc_http_stream(req, 101, extra, &ws_stream, s);
+  s->stream->conn->bound = ws->opts.queue_bytes;
+  registry_add(ws, s);
+  ws_loop_t *wl = &ws->loops[s->thread];
+  s->next = wl->sessions;
+  if (s->next) s->next->prev = s;
+  wl->sessions = s;
+  atomic_fetch_add(&wl->count, 1);
+  fc__ws_send_json(s, json_pack("{s:s,s:s}", "type", "welcome", "conn", s->id));
+}
+
+void fc_ws_tick(fc_ws_t *ws, fc_loop_t *l) {
+  ws_loop_t *wl = &ws->loops[l->index];
+  uint64_t now = uv_now(&l->uv);
+  bool ping = now - wl->last_ping_ms >= ws->opts.ping_ms;
+  if (ping) wl->last_ping_ms = now;
+  int64_t wall = fc_now_ms();
+  for (fc_ws_session_t *s = wl->sessions, *next; s; s = next) {
+    next = s->next;
+    if (s->closing) continue;
+    if (s->expires_ms && wall >= s->expires_ms) {
+      fc__ws_close(s, WSLAY_CODE_POLICY_VIOLATION, "token expired");
+    } else if (ping && s->awaiting_pong) {
+      s->closing = true; /* silent since the last ping: gone */
+      fc_stream_close(s->stream, false);
+    } else if (ping) {
+      s->awaiting_pong = true;
+      struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"", 0};
+      wslay_event_queue_msg(s->ctx, &m);
+      pump(s);
+    }
+  }
+}
+
+void fc_ws_stats(fc_ws_t *ws, fc_ws_stats_t *out) {
+  memset(out, 0, sizeof *out);
+  for (unsigned t = 0; t < ws->opts.threads; t++) {
+    out->sessions += atomic_load(&ws->loops[t].count);
+    out->delivered_total += atomic_load(&ws->loops[t].delivered);
+    out->drops_total += atomic_load(&ws->loops[t].drops);
+  }
+}

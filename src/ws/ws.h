@@ -1,0 +1,65 @@
+/* ws: WebSocket (RFC 6455) sessions on the same channels as SSE. wslay does
+ * the framing and the control frames; event frames are built once per event
+ * and shared by every WebSocket subscriber, like SSE frames. */
+#ifndef FC_WS_H
+#define FC_WS_H
+
+#include <jansson.h>
+
+#include "http/http.h"
+#include "hub/hub.h"
+
+typedef struct fc_ws fc_ws_t;
+typedef struct fc_ws_session fc_ws_session_t;
+
+typedef struct {
+  fc_hub_t *hub;
+  unsigned threads;
+  size_t max_message;  /* bytes; larger messages close with 1009 */
+  unsigned ping_ms;    /* the server pings this often; no pong by the next ping: dropped */
+  size_t queue_bytes;  /* a session's unsent bytes past this: disconnected */
+  void (*wake)(unsigned thread, void *ud); /* run fc_ws_wake() on that loop soon */
+  /* The app's part (rights, storage); all on the session's loop thread. */
+  bool (*may_subscribe)(void *ud, fc_ws_session_t *s, const char *channel);
+  /* A publish op, validated: store it, then fc_ws_ack() or fc_ws_error().
+   * Takes a reference on `msg`, which keeps `ev`'s text alive. */
+  void (*publish)(void *ud, fc_ws_session_t *s, fc_channel_t *ch, fc_event_in_t *ev, json_t *msg, const char *ref);
+  void *ud;
+} fc_ws_opts_t;
+
+fc_ws_t *fc_ws_new(const fc_ws_opts_t *opts);
+void fc_ws_free(fc_ws_t *ws);
+
+/* Answers an upgrade request: 400 for a bad key or a missing Upgrade, 426 for
+ * a version other than 13, else 101 and a session. The session takes the
+ * request's user (claims) and ends at `expires_ms` (0: never) with 1008. */
+void fc_ws_accept(fc_ws_t *ws, fc_req_t *req, int64_t expires_ms);
+
+/* The session's connection id, and the user the handshake carried. */
+const char *fc_ws_session_id(const fc_ws_session_t *s);
+void *fc_ws_session_user(fc_ws_session_t *s);
+unsigned fc_ws_session_thread(const fc_ws_session_t *s);
+/* Keeps a session's memory while an answer is pending (it may close meanwhile). */
+void fc_ws_session_ref(fc_ws_session_t *s);
+void fc_ws_session_unref(fc_ws_session_t *s);
+
+/* Answers an op: {"type":"ack","ref","id"?} or {"type":"error",...}. A no-op
+ * on a closed session. */
+void fc_ws_ack(fc_ws_session_t *s, const char *ref, const char *id);
+void fc_ws_error(fc_ws_session_t *s, const char *ref, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Sends {"type":"direct","from","data"} to the connection `to`, on whatever
+ * thread it lives. Any thread. Returns 0 or -ENOENT. */
+int fc_ws_send_direct(fc_ws_t *ws, const char *to, const char *from, const json_t *data);
+
+/* The loop's wake (direct messages) and tick (pings, token expiry). */
+void fc_ws_wake(fc_ws_t *ws, fc_loop_t *l);
+void fc_ws_tick(fc_ws_t *ws, fc_loop_t *l);
+
+typedef struct {
+  uint64_t sessions, delivered_total, drops_total;
+} fc_ws_stats_t;
+void fc_ws_stats(fc_ws_t *ws, fc_ws_stats_t *out);
+
+#endif
