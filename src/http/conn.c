@@ -276,7 +276,7 @@ void fc__http_finish(fc_http_conn_t *hc, fc_req_t *req) {
   if (hc->state == HC_STREAM) return;
   if (!keep) {
     hc->state = HC_CLOSING;
-    fc_conn_close(hc->conn, true);
+    fc_conn_close_linger(hc->conn);
     return;
   }
   hc->state = HC_IDLE;

@@ -16,8 +16,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = sizeof c->loop->readbuf;
 }
 
+static void close_now(fc_conn_t *c);
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   fc_conn_t *c = s->data;
+  if (c->lingering) {
+    if (n < 0) close_now(c); /* input after our answer is dropped */
+    return;
+  }
   if (n > 0) {
     if (!c->closing) c->h->on_data(c, buf->base, (size_t)n);
   } else if (n < 0) {
@@ -27,7 +33,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 }
 
 void fc_conn_read_start(fc_conn_t *c) {
-  if (c->reading || c->closing) return;
+  if (c->reading || c->closing || (c->close_when_flushed && !c->lingering)) return;
   c->reading = true;
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
@@ -108,6 +114,36 @@ void fc_conn_close(fc_conn_t *c, bool flush) {
   close_now(c);
 }
 
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)status;
+  free(req);
+}
+
+static void start_linger(fc_conn_t *c) {
+  c->linger_since = uv_now(&c->loop->uv);
+  uv_shutdown_t *req = fc_xmalloc(sizeof *req);
+  if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+    free(req);
+    close_now(c);
+    return;
+  }
+  fc_conn_read_start(c);
+}
+
+void fc_conn_close_linger(fc_conn_t *c) {
+  if (c->closing || c->lingering) return;
+  c->lingering = true;
+  if (c->qlen == 0)
+    start_linger(c);
+  else
+    c->close_when_flushed = true;
+}
+
+void fc__conn_sweep_lingering(fc_loop_t *l, uint64_t now) {
+  for (fc_conn_t *c = l->conns; c; c = c->next)
+    if (c->lingering && !c->closing && c->linger_since && now - c->linger_since > 2000) close_now(c);
+}
+
 void fc__conn_close_all(fc_loop_t *l) {
   for (fc_conn_t *c = l->conns; c; c = c->next) close_now(c);
 }
@@ -120,7 +156,7 @@ static void mark_dirty(fc_conn_t *c) {
 }
 
 int fc_conn_send(fc_conn_t *c, fc_frame_t *f) {
-  if (c->closing || c->close_when_flushed) return -EPIPE;
+  if (c->closing || c->close_when_flushed || c->lingering) return -EPIPE;
   if (c->bound && c->queued + f->len > c->bound) return -ENOBUFS;
   if (c->qlen == c->qcap) {
     uint32_t cap = c->qcap ? c->qcap * 2 : 8;
@@ -164,7 +200,10 @@ static void on_write(uv_write_t *req, int status) {
   if (c->qlen > 0) {
     write_some(c);
   } else if (c->close_when_flushed) {
-    close_now(c);
+    if (c->lingering)
+      start_linger(c);
+    else
+      close_now(c);
   } else if (c->h->on_drained) {
     c->h->on_drained(c);
   }

@@ -17,6 +17,8 @@ void fc__conn_accept(fc_loop_t *l);
 void fc__conn_flush_all(fc_loop_t *l);
 /* Closes every connection at once (the stop deadline). */
 void fc__conn_close_all(fc_loop_t *l);
+/* Closes connections that lingered too long (the loop's tick). */
+void fc__conn_sweep_lingering(fc_loop_t *l, uint64_t now);
 /* Closes the loop's own handles once it is stopping and has no connection. */
 void fc__loop_maybe_finish(fc_loop_t *l);
 

@@ -60,6 +60,8 @@ struct fc_conn {
   size_t bound;          /* fc_conn_send fails past this many queued bytes; 0: none */
   uv_write_t *wreq;      /* the write in flight, if any */
   bool dirty, closing, close_when_flushed, reading;
+  bool lingering;       /* answered and shut down: input is read and dropped until EOF */
+  uint64_t linger_since; /* loop time the lingering began */
 };
 
 typedef struct {
@@ -95,6 +97,10 @@ int fc_conn_send(fc_conn_t *c, fc_frame_t *f);
 int fc_conn_send_copy(fc_conn_t *c, const void *p, size_t n);
 /* Closes the connection; with `flush` after the queued frames are written. */
 void fc_conn_close(fc_conn_t *c, bool flush);
+/* Writes what is queued, shuts the sending side down, then reads and drops
+ * what the peer still sends until it closes (at most 2 s), so that a peer
+ * still sending a request we refused reads our answer instead of a reset. */
+void fc_conn_close_linger(fc_conn_t *c);
 void fc_conn_read_stop(fc_conn_t *c);
 void fc_conn_read_start(fc_conn_t *c);
 /* The peer address as "ip:port". */
