@@ -43,6 +43,7 @@ typedef struct fc_app {
   fc_limiter_t *limiter;
   fc_hub_rule_t *rules;
   fc_app_loop_t *loops;   /* [threads] */
+  struct fc_jobs *jobs;   /* the workflow runner (src/jobs), on loop 0 */
   uv_signal_t sigterm, sigint;
   uint64_t started_ms;
   atomic_ullong published_total; /* events accepted */
@@ -102,5 +103,15 @@ void fc_api_multi_sse(fc_req_t *req);
 void fc_api_healthz(fc_req_t *req);
 void fc_api_metrics(fc_req_t *req);
 void fc_api_dashboard(fc_req_t *req);
+
+/* Workflow and job handlers (api/jobs.c). */
+void fc_api_workflows(fc_req_t *req);
+void fc_api_workflow(fc_req_t *req);
+void fc_api_workflows_reload(fc_req_t *req);
+void fc_api_job_start(fc_req_t *req);
+void fc_api_job_control(fc_req_t *req);
+void fc_api_job(fc_req_t *req);
+void fc_api_jobs(fc_req_t *req);
+void fc_api_job_sse(fc_req_t *req);
 
 #endif

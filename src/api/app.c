@@ -1,5 +1,6 @@
 /* Wiring: config -> hub, http, sse, net; signals; the route table. */
 #include "api/api.h"
+#include "jobs/jobs.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -17,6 +18,18 @@ static const fc_route_t routes[] = {
     {"/api/v1/ws", FC_GET, fc_api_ws, "ws", FC_ACCESS_TOKEN},
     {"/api/v1/login", FC_POST, fc_api_login, "login", FC_ACCESS_OPEN},
     {"/api/v1/tokens", FC_POST, fc_api_tokens, "tokens", FC_ACCESS_ADMIN},
+    {"/api/v1/workflows/reload", FC_POST, fc_api_workflows_reload, "workflows_reload", FC_ACCESS_ADMIN},
+    {"/api/v1/workflows/{}", FC_GET, fc_api_workflow, "workflow", FC_ACCESS_TOKEN},
+    {"/api/v1/workflows", FC_GET, fc_api_workflows, "workflows", FC_ACCESS_TOKEN},
+    {"/api/v1/start", FC_POST, fc_api_job_start, "job_start", FC_ACCESS_TOKEN},
+    {"/api/v1/stop", FC_POST, fc_api_job_control, "job_stop", FC_ACCESS_TOKEN},
+    {"/api/v1/suspend", FC_POST, fc_api_job_control, "job_suspend", FC_ACCESS_TOKEN},
+    {"/api/v1/resume", FC_POST, fc_api_job_control, "job_resume", FC_ACCESS_TOKEN},
+    {"/api/v1/approve", FC_POST, fc_api_job_control, "job_approve", FC_ACCESS_TOKEN},
+    {"/api/v1/reject", FC_POST, fc_api_job_control, "job_reject", FC_ACCESS_TOKEN},
+    {"/api/v1/job", FC_GET, fc_api_job, "job", FC_ACCESS_TOKEN},
+    {"/api/v1/jobs", FC_GET, fc_api_jobs, "jobs", FC_ACCESS_TOKEN},
+    {"/api/v1/sse/{}/{}", FC_GET, fc_api_job_sse, "job_sse", FC_ACCESS_TOKEN},
     {"/healthz", FC_GET, fc_api_healthz, "healthz", FC_ACCESS_OPEN},
     {"/metrics", FC_GET, fc_api_metrics, "metrics", FC_ACCESS_OPEN},
     {"/", FC_GET, fc_api_dashboard, "dashboard", FC_ACCESS_OPEN},
@@ -32,6 +45,7 @@ static void on_accept(fc_conn_t *c) {
 static void on_wake(fc_loop_t *l) {
   fc_app_t *app = l->ud;
   fc_api_publish_answer(app, l);
+  fc_jobs_wake(app->jobs, l);
   fc_sse_wake(app->sse, l);
   fc_ws_wake(app->ws, l);
 }
@@ -43,7 +57,11 @@ static void on_tick(fc_loop_t *l, uint64_t now) {
   fc_ws_tick(app->ws, l);
 }
 
-static void on_stop(fc_loop_t *l) { fc_http_stop(l); }
+static void on_stop(fc_loop_t *l) {
+  fc_app_t *app = l->ud;
+  if (l->index == 0) fc_jobs_stop(app->jobs);
+  fc_http_stop(l);
+}
 
 static void hub_notify(unsigned thread, void *ud) {
   fc_app_t *app = ud;
@@ -88,7 +106,7 @@ static int open_store(fc_app_t *app, char *err, size_t errlen) {
                                                 .max_bytes = cfg->max_db_size,
                                                 .hub = app->hub,
                                                 .rules = app->rules,
-                                                .nrules = cfg->nrules},
+                                                .nrules = cfg->nrules + 1},
                              err, errlen);
   if (!app->store) return -1;
   fc_hub_restore_seq(app->hub, fc_store_last_seq(app->store));
@@ -111,6 +129,7 @@ static void app_free(fc_app_t *app) {
     pthread_mutex_destroy(&app->loops[i].lock);
   }
   fc_net_free(app->net);
+  fc_jobs_free(app->jobs);
   fc_http_free(app->http);
   fc_sse_free(app->sse);
   fc_ws_free(app->ws);
@@ -126,16 +145,19 @@ int fc_app_run(const fc_config_t *cfg) {
   fc_app_t *app = fc_xcalloc(1, sizeof *app);
   app->cfg = cfg;
   app->started_ms = fc_mono_ms();
-  app->rules = fc_xcalloc(cfg->nrules + 1, sizeof *app->rules);
+  /* Rule 0 keeps a job's whole stream until its final event is read (src/jobs). */
+  size_t nrules = cfg->nrules + 1;
+  app->rules = fc_xcalloc(nrules + 1, sizeof *app->rules);
+  app->rules[0] = (fc_hub_rule_t){"job.*", FC_JOBS_RETENTION, 0};
   for (size_t i = 0; i < cfg->nrules; i++)
-    app->rules[i] = (fc_hub_rule_t){cfg->rules[i].pattern, cfg->rules[i].count, cfg->rules[i].max_age_s};
+    app->rules[i + 1] = (fc_hub_rule_t){cfg->rules[i].pattern, cfg->rules[i].count, cfg->rules[i].max_age_s};
   app->loops = fc_xcalloc(cfg->threads, sizeof *app->loops);
   for (unsigned i = 0; i < cfg->threads; i++) pthread_mutex_init(&app->loops[i].lock, NULL);
   bool durable = !strcmp(cfg->storage, "sqlite");
   app->hub = fc_hub_new(&(fc_hub_opts_t){.threads = cfg->threads,
                                          .retention = cfg->retention,
                                          .rules = app->rules,
-                                         .nrules = cfg->nrules,
+                                         .nrules = nrules,
                                          .load = durable ? load_tail : NULL,
                                          .load_ud = app,
                                          .notify = hub_notify,
@@ -185,6 +207,7 @@ int fc_app_run(const fc_config_t *cfg) {
     app->sigterm.data = app->sigint.data = app;
     uv_signal_start(&app->sigterm, on_signal, SIGTERM);
     uv_signal_start(&app->sigint, on_signal, SIGINT);
+    if (!(app->jobs = fc_jobs_new(app, err, sizeof err))) fc_log(FC_LOG_ERROR, "workflows disabled", "error=\"%s\"", err);
     fc_log(FC_LOG_INFO, "listening", "addr=%s:%d threads=%u retention=%u keepalive_s=%u", cfg->host,
            fc_net_port(app->net), cfg->threads, cfg->retention, cfg->keepalive_s);
     fc_net_run(app->net);

@@ -24,6 +24,7 @@ static const opt_t options[] = {
     {"listen", OPT_STR, OFF(listen), "0.0.0.0:8000", "address and port to listen on"},
     {"data", OPT_STR, OFF(data_dir), "./data", "data directory"},
     {"workflows", OPT_STR, OFF(workflows_dir), "./workflows", "workflow definitions directory"},
+    {"max-jobs", OPT_UINT, OFF(max_jobs), "16", "workflow jobs running at once; more wait in a queue"},
     {"threads", OPT_UINT, OFF(threads), "0", "event loops (0: one per CPU)"},
     {"keepalive", OPT_UINT, OFF(keepalive_s), "15", "seconds between SSE keepalive comments"},
     {"retention", OPT_UINT, OFF(retention), "100", "events retained per channel"},

@@ -14,6 +14,7 @@ typedef struct {
   int port;
   char *data_dir;
   char *workflows_dir;
+  unsigned max_jobs; /* jobs running at once */
   char *config_file; /* NULL: ./flowcast.conf when it exists */
   unsigned threads;  /* loops; 0 means the CPU count */
   unsigned keepalive_s;

@@ -161,7 +161,7 @@ static void parse_failed(fc_http_conn_t *hc, llhttp_errno_t err) {
                                            : hc->http->opts.max_header_bytes;
     fc_http_error(r, hc->err_status, hc->err_code, what, limit);
   } else {
-    const char *reason = llhttp_get_error_reason(&hc->parser);
+    const char *reason = llhttp_get_error_reason(hc->parser);
     fc_http_error(r, 400, "bad_request", "malformed request: %s (%s)", reason ? reason : "-",
                   llhttp_errno_name(err));
   }
@@ -170,18 +170,20 @@ static void parse_failed(fc_http_conn_t *hc, llhttp_errno_t err) {
 /* Feeds bytes to the parser; keeps what follows a pause for later. */
 static void execute(fc_http_conn_t *hc, const char *p, size_t n) {
   hc->in_execute = true;
-  llhttp_errno_t err = llhttp_execute(&hc->parser, p, n);
+  llhttp_errno_t err = llhttp_execute(hc->parser, p, n);
   hc->in_execute = false;
   if (err == HPE_OK) return;
   if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
     if (hc->state == HC_HANDLING) {
-      const char *pos = llhttp_get_error_pos(&hc->parser);
+      const char *pos = llhttp_get_error_pos(hc->parser);
       if (pos && pos < p + n) fc_buf_append(&hc->pending, pos, (size_t)(p + n - pos));
       fc_conn_read_stop(hc->conn);
-    } else if (hc->state == HC_STREAM && hc->stream->h->on_data) {
+    } else if (hc->state == HC_STREAM) {
       /* An upgraded connection: what follows the request is the new protocol's. */
-      const char *pos = llhttp_get_error_pos(&hc->parser);
-      if (pos && pos < p + n) hc->stream->h->on_data(hc->stream, pos, (size_t)(p + n - pos));
+      const char *pos = llhttp_get_error_pos(hc->parser);
+      free(hc->parser); /* no more HTTP on this connection */
+      hc->parser = NULL;
+      if (hc->stream->h->on_data && pos && pos < p + n) hc->stream->h->on_data(hc->stream, pos, (size_t)(p + n - pos));
     }
     return; /* streaming or closing: the rest of the input is not HTTP for us */
   }
@@ -214,11 +216,7 @@ static void on_close(fc_conn_t *c) {
   if (hc->stream) {
     fc_stream_t *s = hc->stream;
     if (s->h->on_close) s->h->on_close(s);
-    if (s->log_line) {
-      fc_log(FC_LOG_INFO, "stream", "%s dur_ms=%llu", s->log_line,
-             (unsigned long long)(fc_mono_ms() - s->start_ms));
-      free(s->log_line);
-    }
+    fc_log(FC_LOG_DEBUG, "stream closed", "dur_ms=%llu", (unsigned long long)(fc_mono_ms() - s->start_ms));
     free(s);
   }
   if (hc->req) {
@@ -229,6 +227,7 @@ static void on_close(fc_conn_t *c) {
       fc__req_free(hc->req);
   }
   fc_buf_dispose(&hc->pending);
+  free(hc->parser);
   free(hc);
 }
 
@@ -249,8 +248,9 @@ void fc_http_accept(fc_http_t *http, fc_conn_t *c) {
   hc->conn = c;
   hc->http = http;
   hc->since_ms = uv_now(&c->loop->uv);
-  llhttp_init(&hc->parser, HTTP_REQUEST, &http->settings);
-  hc->parser.data = hc;
+  hc->parser = fc_xmalloc(sizeof *hc->parser);
+  llhttp_init(hc->parser, HTTP_REQUEST, &http->settings);
+  hc->parser->data = hc;
   c->h = &http_conn_handler;
   c->ud = hc;
   fc_http_stats.connections++;
@@ -284,7 +284,7 @@ void fc__http_finish(fc_http_conn_t *hc, fc_req_t *req) {
   if (hc->in_execute) return; /* llhttp goes on by itself */
 
   /* An answer that came later: resume the parser on what arrived meanwhile. */
-  llhttp_resume(&hc->parser);
+  llhttp_resume(hc->parser);
   fc_buf_t pending = hc->pending;
   fc_buf_init(&hc->pending);
   if (pending.len) execute(hc, pending.data, pending.len);
@@ -299,7 +299,6 @@ void fc_http_tick(fc_loop_t *l, uint64_t now) {
     const fc_http_opts_t *o = &hc->http->opts;
     if (hc->state == HC_HEAD && now - hc->since_ms > o->header_timeout_ms) {
       fc_http_stats.timeouts_total++;
-      hc->parser.data = hc;
       fc_req_t *r = hc->req;
       r->keep_alive = false;
       if (!r->method_name) r->method_name = "-";

@@ -158,7 +158,6 @@ struct fc_stream {
   const fc_stream_handler_t *h;
   void *ud;
   uint64_t start_ms;
-  char *log_line; /* the request's log fields, written when the stream ends */
 };
 
 /* Sends the status line and headers (CORS included, close-delimited body; for

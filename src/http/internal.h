@@ -29,7 +29,7 @@ struct fc_http_conn {
   bool stopping;       /* close after the current response */
   int err_status;      /* set by a callback that aborts the parse */
   const char *err_code;
-  llhttp_t parser;
+  llhttp_t *parser; /* freed once the connection is a stream: idle streams hold no parser */
 };
 
 /* Routes and runs a complete request (router.c). */

@@ -143,10 +143,12 @@ fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers
   s->start_ms = fc_mono_ms();
   fc_conn_send_copy(hc->conn, b.data, b.len);
   fc_buf_dispose(&b);
+  /* The request's one log line is written now: a stream may last for days. */
   fc_buf_t line;
   fc_buf_init(&line);
   fc__http_log_fields(req, &line);
-  s->log_line = fc_buf_take(&line, NULL);
+  fc_log(FC_LOG_INFO, "stream", "%s", line.data);
+  fc_buf_dispose(&line);
   hc->stream = s;
   hc->state = HC_STREAM;
   hc->req = NULL;

@@ -79,7 +79,6 @@ static void on_closed(uv_handle_t *h) {
   fc_loop_t *l = c->loop;
   if (c->h && c->h->on_close) c->h->on_close(c);
   queue_clear(c);
-  free(c->wreq);
   if (c->dirty) {
     fc_conn_t **pp = &l->dirty;
     while (*pp != c) pp = &(*pp)->dirty_next;
@@ -182,8 +181,32 @@ int fc_conn_send_copy(fc_conn_t *c, const void *p, size_t n) {
 
 static void write_some(fc_conn_t *c);
 
+#define MAX_SPARE_WREQS 1024
+
+/* Write requests come from a per-loop free list, so an idle connection holds
+ * none and a busy one allocates nothing per write. */
+static uv_write_t *wreq_get(fc_loop_t *l) {
+  uv_write_t *w = l->spare_wreqs;
+  if (!w) return fc_xmalloc(sizeof *w);
+  l->spare_wreqs = w->data;
+  l->nspare--;
+  return w;
+}
+
+static void wreq_put(fc_loop_t *l, uv_write_t *w) {
+  if (l->nspare >= MAX_SPARE_WREQS) {
+    free(w);
+    return;
+  }
+  w->data = l->spare_wreqs;
+  l->spare_wreqs = w;
+  l->nspare++;
+}
+
 static void on_write(uv_write_t *req, int status) {
   fc_conn_t *c = req->data;
+  c->wreq = NULL;
+  wreq_put(c->loop, req);
   for (uint32_t i = 0; i < c->inflight; i++) {
     fc_frame_t *f = c->q[c->qhead];
     c->queued -= f->len;
@@ -218,12 +241,14 @@ static void write_some(fc_conn_t *c) {
     fc_frame_t *f = c->q[(c->qhead + i) % c->qcap];
     bufs[i] = uv_buf_init((char *)f->bytes, f->len);
   }
-  if (!c->wreq) c->wreq = fc_xmalloc(sizeof *c->wreq);
+  c->wreq = wreq_get(c->loop);
   c->wreq->data = c;
   c->inflight = n;
   int rc = uv_write(c->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write);
   if (rc < 0) {
     c->inflight = 0;
+    wreq_put(c->loop, c->wreq);
+    c->wreq = NULL;
     close_now(c);
   }
 }

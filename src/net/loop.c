@@ -175,6 +175,10 @@ void fc_net_free(fc_net_t *net) {
     uv_walk(&l->uv, close_walk, NULL);
     uv_run(&l->uv, UV_RUN_DEFAULT);
     uv_loop_close(&l->uv);
+    for (uv_write_t *w = l->spare_wreqs, *next; w; w = next) {
+      next = w->data;
+      free(w);
+    }
     free(l);
   }
   free(net->loops);

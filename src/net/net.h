@@ -41,6 +41,8 @@ struct fc_loop {
   uv_timer_t stop_deadline;
   uv_thread_t thread;
   fc_conn_t *dirty;  /* connections with frames to write */
+  uv_write_t *spare_wreqs; /* write requests to reuse, linked through ->data */
+  size_t nspare;
   fc_conn_t *conns;  /* every open connection */
   size_t nconns;
   bool stopping;
@@ -58,7 +60,7 @@ struct fc_conn {
   uint32_t qhead, qlen, qcap, inflight;
   size_t queued;         /* bytes queued and not yet written, in-flight included */
   size_t bound;          /* fc_conn_send fails past this many queued bytes; 0: none */
-  uv_write_t *wreq;      /* the write in flight, if any */
+  uv_write_t *wreq;      /* the write in flight, if any: idle connections hold none */
   bool dirty, closing, close_when_flushed, reading;
   bool lingering;       /* answered and shut down: input is read and dropped until EOF */
   uint64_t linger_since; /* loop time the lingering began */

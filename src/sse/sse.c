@@ -30,6 +30,7 @@ struct sse_sub {
   unsigned thread;
   bool dead; /* being closed: ignore further events */
   int64_t expires_ms; /* token expiry, ms since the epoch; 0: never */
+  fc_sse_final_cb is_final; /* NULL: the stream never ends by itself */
   size_t nlinks;
   fc_sub_link_t links[];
 };
@@ -76,6 +77,10 @@ static void on_event(fc_sub_link_t *link, fc_event_t *ev) {
     return;
   }
   atomic_fetch_add_explicit(&sub->sse->loops[sub->thread].delivered, 1, memory_order_relaxed);
+  if (sub->is_final && sub->is_final(ev)) {
+    sub->dead = true;
+    fc_stream_close(sub->stream, true);
+  }
 }
 
 static void on_stream_close(fc_stream_t *s) {
@@ -122,12 +127,18 @@ static void send_gap(fc_conn_t *c, const fc_gap_t *g) {
 
 void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n,
                  const fc_resume_t *from, int64_t expires_ms) {
+  fc_sse_open_until(sse, req, channels, n, from, expires_ms, NULL);
+}
+
+void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n,
+                       const fc_resume_t *from, int64_t expires_ms, fc_sse_final_cb is_final) {
   unsigned thread = req->loop->index;
   sse_sub_t *sub = fc_xcalloc(1, sizeof *sub + n * sizeof(fc_sub_link_t));
   sub->sse = sse;
   sub->thread = thread;
   sub->nlinks = n;
   sub->expires_ms = expires_ms;
+  sub->is_final = is_final;
   fc_sub_link_t *links[n];
   for (size_t i = 0; i < n; i++) {
     sub->links[i].channel = channels[i];
@@ -143,7 +154,11 @@ void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n
   fc_backlog_t backlog;
   fc_hub_subscribe(sse->opts.hub, thread, links, n, from, &backlog);
   for (size_t i = 0; i < backlog.ngaps; i++) send_gap(c, &backlog.gaps[i]);
-  for (size_t i = 0; i < backlog.nevents; i++) fc_conn_send(c, &backlog.events[i]->sse);
+  bool ended = false;
+  for (size_t i = 0; i < backlog.nevents && !ended; i++) {
+    fc_conn_send(c, &backlog.events[i]->sse);
+    ended = is_final && is_final(backlog.events[i]);
+  }
   if (backlog.nevents == 0) {
     /* Nothing replayed: an id with no data gives the client its position
      * without an event, so a reconnect resumes exactly from here. */
@@ -162,6 +177,10 @@ void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n
   if (sub->next) sub->next->prev = sub;
   sl->subs = sub;
   atomic_fetch_add_explicit(&sl->subscribers, 1, memory_order_relaxed);
+  if (ended) {
+    sub->dead = true;
+    fc_stream_close(s, true);
+  }
 }
 
 void fc_sse_wake(fc_sse_t *sse, fc_loop_t *l) { fc_hub_drain(sse->opts.hub, l->index); }

@@ -12,7 +12,7 @@
 
 #include "store/internal.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 
 /* Each entry upgrades the schema from version i to i+1. */
@@ -28,6 +28,14 @@ static const char *const migrations[] = {
     "CREATE INDEX events_channel_n ON events(channel_id, n);",
     "CREATE TABLE users(name TEXT PRIMARY KEY, hash TEXT NOT NULL, admin INTEGER NOT NULL DEFAULT 0,"
     " created_ms INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 3: workflow jobs and their task results (src/jobs/db.c) */
+    "CREATE TABLE jobs(id TEXT PRIMARY KEY, workflow_id INTEGER NOT NULL, status TEXT NOT NULL,"
+    " reason TEXT, input TEXT, created_ms INTEGER NOT NULL, started_ms INTEGER, ended_ms INTEGER,"
+    " final_seq INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "CREATE INDEX jobs_workflow ON jobs(workflow_id, created_ms);"
+    "CREATE TABLE job_tasks(job_id TEXT NOT NULL, idx INTEGER NOT NULL, type TEXT NOT NULL,"
+    " status TEXT NOT NULL, exit_code INTEGER, started_ms INTEGER, ended_ms INTEGER,"
+    " PRIMARY KEY(job_id, idx)) WITHOUT ROWID;",
 };
 
 static int exec(sqlite3 *db, const char *sql) { return sqlite3_exec(db, sql, NULL, NULL, NULL); }

@@ -1,0 +1,243 @@
+/* Workflow files: loading, validation, listing, and channel triggers. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobs/internal.h"
+
+/* Names the first invalid field of a task in `field`/`why`; 0 when valid. */
+static int check_task(json_t *t, size_t i, char *field, size_t flen, char *why, size_t wlen) {
+  const char *type = json_string_value(json_object_get(t, "type"));
+  snprintf(field, flen, "tasks[%zu].type", i);
+  if (!json_is_object(t) || !type) return snprintf(why, wlen, "a task needs a \"type\""), -1;
+  json_t *coe = json_object_get(t, "continueOnError");
+  if (coe && !json_is_boolean(coe)) {
+    snprintf(field, flen, "tasks[%zu].continueOnError", i);
+    return snprintf(why, wlen, "must be true or false"), -1;
+  }
+  if (!strcmp(type, "wait")) {
+    json_t *s = json_object_get(t, "seconds");
+    snprintf(field, flen, "tasks[%zu].seconds", i);
+    if (!json_is_number(s) || json_number_value(s) < 0 || json_number_value(s) > 31536000)
+      return snprintf(why, wlen, "must be a number of seconds (0 to one year)"), -1;
+  } else if (!strcmp(type, "exec")) {
+    json_t *cmd = json_object_get(t, "command"), *v;
+    size_t k;
+    snprintf(field, flen, "tasks[%zu].command", i);
+    if (!json_is_array(cmd) || json_array_size(cmd) == 0)
+      return snprintf(why, wlen, "must be a non-empty array of strings (argv)"), -1;
+    json_array_foreach(cmd, k, v) if (!json_is_string(v)) return snprintf(why, wlen, "must hold only strings"), -1;
+    json_t *env = json_object_get(t, "env");
+    const char *key;
+    snprintf(field, flen, "tasks[%zu].env", i);
+    if (env && !json_is_object(env)) return snprintf(why, wlen, "must be an object of strings"), -1;
+    if (env) json_object_foreach(env, key, v) if (!json_is_string(v)) return snprintf(why, wlen, "must hold only strings"), -1;
+    json_t *cwd = json_object_get(t, "cwd"), *to = json_object_get(t, "timeoutSeconds");
+    snprintf(field, flen, "tasks[%zu].cwd", i);
+    if (cwd && !json_is_string(cwd)) return snprintf(why, wlen, "must be a string"), -1;
+    snprintf(field, flen, "tasks[%zu].timeoutSeconds", i);
+    if (to && (!json_is_number(to) || json_number_value(to) <= 0))
+      return snprintf(why, wlen, "must be a positive number"), -1;
+  } else if (!strcmp(type, "publish")) {
+    const char *ch = json_string_value(json_object_get(t, "channel"));
+    json_t *ev = json_object_get(t, "event");
+    snprintf(field, flen, "tasks[%zu].channel", i);
+    if (!ch || !fc_channel_name_valid(ch, strlen(ch)))
+      return snprintf(why, wlen, "must be a channel name [A-Za-z0-9._:-]{1,128}"), -1;
+    snprintf(field, flen, "tasks[%zu].event", i);
+    if (ev && (!json_is_string(ev) || !fc_event_name_valid(json_string_value(ev), json_string_length(ev))))
+      return snprintf(why, wlen, "must be an event name [A-Za-z0-9._:-]{1,128}"), -1;
+    snprintf(field, flen, "tasks[%zu].data", i);
+    if (!json_object_get(t, "data")) return snprintf(why, wlen, "is missing"), -1;
+  } else if (strcmp(type, "approval")) {
+    return snprintf(why, wlen, "unknown task type '%s' (wait, exec, publish, approval)", type), -1;
+  }
+  return 0;
+}
+
+static int check_triggers(json_t *tr, char *field, size_t flen, char *why, size_t wlen) {
+  snprintf(field, flen, "triggers");
+  if (!tr) return 0;
+  if (!json_is_array(tr)) return snprintf(why, wlen, "must be an array"), -1;
+  size_t i;
+  json_t *t;
+  json_array_foreach(tr, i, t) {
+    const char *type = json_string_value(json_object_get(t, "type"));
+    snprintf(field, flen, "triggers[%zu].type", i);
+    if (!type) return snprintf(why, wlen, "a trigger needs a \"type\""), -1;
+    if (!strcmp(type, "channel")) {
+      const char *ch = json_string_value(json_object_get(t, "channel"));
+      snprintf(field, flen, "triggers[%zu].channel", i);
+      if (!ch || !fc_channel_name_valid(ch, strlen(ch)))
+        return snprintf(why, wlen, "must be a channel name [A-Za-z0-9._:-]{1,128}"), -1;
+    } else if (!strcmp(type, "cron")) {
+      snprintf(field, flen, "triggers[%zu].cron", i);
+      if (!json_is_string(json_object_get(t, "cron"))) return snprintf(why, wlen, "must be a cron expression"), -1;
+    } else if (strcmp(type, "manual")) {
+      return snprintf(why, wlen, "unknown trigger type '%s' (manual, channel, cron)", type), -1;
+    }
+  }
+  return 0;
+}
+
+/* Validates a parsed file; names the bad field. 0 when valid. */
+static int check_def(json_t *d, char *field, size_t flen, char *why, size_t wlen) {
+  snprintf(field, flen, "(root)");
+  if (!json_is_object(d)) return snprintf(why, wlen, "must be a JSON object"), -1;
+  json_t *id = json_object_get(d, "id"), *name = json_object_get(d, "name"), *desc = json_object_get(d, "description");
+  snprintf(field, flen, "id");
+  if (!json_is_integer(id) || json_integer_value(id) < 0) return snprintf(why, wlen, "must be a whole number"), -1;
+  snprintf(field, flen, "name");
+  if (!json_is_string(name) || !json_string_length(name)) return snprintf(why, wlen, "must be a non-empty string"), -1;
+  snprintf(field, flen, "description");
+  if (desc && !json_is_string(desc)) return snprintf(why, wlen, "must be a string"), -1;
+  json_t *tasks = json_object_get(d, "tasks"), *t;
+  snprintf(field, flen, "tasks");
+  if (!json_is_array(tasks) || json_array_size(tasks) == 0) return snprintf(why, wlen, "must be a non-empty array"), -1;
+  size_t i;
+  json_array_foreach(tasks, i, t) if (check_task(t, i, field, flen, why, wlen) < 0) return -1;
+  return check_triggers(json_object_get(d, "triggers"), field, flen, why, wlen);
+}
+
+static wf_t *load_file(const char *path, wf_t *list) {
+  json_error_t e;
+  json_t *d = json_load_file(path, 0, &e);
+  char field[64], why[256];
+  if (!d) {
+    fc_log(FC_LOG_ERROR, "invalid workflow", "file=%s field=(json) error=\"line %d: %s\"", path, e.line, e.text);
+    return NULL;
+  }
+  if (check_def(d, field, sizeof field, why, sizeof why) < 0) {
+    fc_log(FC_LOG_ERROR, "invalid workflow", "file=%s field=%s error=\"%s\"", path, field, why);
+    json_decref(d);
+    return NULL;
+  }
+  int64_t id = json_integer_value(json_object_get(d, "id"));
+  for (wf_t *w = list; w; w = w->next)
+    if (w->id == id) {
+      fc_log(FC_LOG_ERROR, "invalid workflow", "file=%s field=id error=\"id %lld is already used by %s\"", path,
+             (long long)id, w->file);
+      json_decref(d);
+      return NULL;
+    }
+  wf_t *w = fc_xcalloc(1, sizeof *w);
+  w->refs = 1;
+  w->id = id;
+  w->def = d;
+  w->tasks = json_object_get(d, "tasks");
+  w->name = fc_xstrdup(json_string_value(json_object_get(d, "name")));
+  const char *desc = json_string_value(json_object_get(d, "description"));
+  w->description = fc_xstrdup(desc ? desc : w->name);
+  w->file = fc_xstrdup(path);
+  return w;
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b) { return strcmp((*a)->d_name, (*b)->d_name); }
+
+/* Loads every *.json file of `dir` (sorted by name); invalid ones are logged
+ * and skipped. Returns the list (owned by the caller) and its length. */
+wf_t *fc__wf_load_dir(fc_jobs_t *j, const char *dir, size_t *n) {
+  struct dirent **names;
+  int k = scandir(dir, &names, NULL, by_name);
+  wf_t *list = NULL, **tail = &list;
+  *n = 0;
+  if (k < 0) {
+    fc_log(FC_LOG_WARN, "no workflows", "dir=%s error=\"%s\"", dir, strerror(errno));
+    return NULL;
+  }
+  for (int i = 0; i < k; i++) {
+    size_t len = strlen(names[i]->d_name);
+    if (len > 5 && !strcmp(names[i]->d_name + len - 5, ".json")) {
+      char path[4096];
+      snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
+      wf_t *w = load_file(path, list);
+      if (w) {
+        w->owner = j;
+        *tail = w;
+        tail = &w->next;
+        (*n)++;
+      }
+    }
+    free(names[i]);
+  }
+  free(names);
+  return list;
+}
+
+void fc__wf_unref(wf_t *w) {
+  if (!w || --w->refs > 0) return;
+  free(w->links);
+  json_decref(w->def);
+  free(w->name);
+  free(w->description);
+  free(w->file);
+  free(w);
+}
+
+wf_t *fc__wf_find(fc_jobs_t *j, int64_t id) {
+  for (wf_t *w = j->wfs; w; w = w->next)
+    if (w->id == id) return w;
+  return NULL;
+}
+
+void fc__wf_json(fc_buf_t *b, const wf_t *w) {
+  char *s = json_dumps(w->def, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  fc_buf_puts(b, s);
+  free(s);
+}
+
+/* A channel trigger fired: start a job with the event as its input. Loop 0. */
+static void on_trigger(fc_sub_link_t *link, fc_event_t *ev) {
+  wf_t *w = link->owner;
+  fc_buf_t b;
+  fc_buf_init(&b);
+  fc_buf_printf(&b, "{\"channel\":");
+  const char *cn = fc_channel_name(ev->channel);
+  fc_json_quote(&b, cn, strlen(cn));
+  fc_buf_printf(&b, ",\"id\":\"%llu\",\"event\":", (unsigned long long)ev->seq);
+  if (ev->name_len)
+    fc_json_quote(&b, ev->name, ev->name_len);
+  else
+    fc_buf_puts(&b, "null");
+  fc_buf_puts(&b, ",\"data\":");
+  if (ev->is_json)
+    fc_buf_append(&b, ev->data, ev->data_len);
+  else
+    fc_json_quote(&b, ev->data, ev->data_len);
+  if (ev->from_len) {
+    fc_buf_puts(&b, ",\"from\":");
+    fc_json_quote(&b, ev->from, ev->from_len);
+  }
+  fc_buf_puts(&b, "}");
+  fc_buf_append(&b, "", 1);
+  char id[40];
+  if (w->owner && !w->owner->stopping && fc_jobs_start(w->owner, w->id, b.data, id) == 0)
+    fc_log(FC_LOG_INFO, "job triggered", "workflow=%lld job=%s channel=%s", (long long)w->id, id, cn);
+  fc_buf_dispose(&b);
+}
+
+/* Subscribes (`on`) or unsubscribes the workflow's channel triggers. Loop 0. */
+void fc__wf_triggers(fc_jobs_t *j, wf_t *w, bool on) {
+  fc_hub_t *hub = j->app->hub;
+  if (!on) {
+    for (size_t i = 0; i < w->nlinks; i++) fc_hub_unsubscribe(hub, 0, &w->links[i]);
+    w->owner = NULL;
+    return;
+  }
+  json_t *tr = json_object_get(w->def, "triggers"), *t;
+  size_t i;
+  w->links = fc_xcalloc(json_array_size(tr) + 1, sizeof *w->links);
+  json_array_foreach(tr, i, t) {
+    const char *ch = json_string_value(json_object_get(t, "channel"));
+    if (strcmp(json_string_value(json_object_get(t, "type")), "channel")) continue;
+    fc_sub_link_t *l = &w->links[w->nlinks++];
+    l->channel = fc_hub_channel(hub, ch, strlen(ch), true);
+    l->deliver = on_trigger;
+    l->owner = w;
+    fc_backlog_t bl;
+    fc_hub_subscribe(hub, 0, &l, 1, &(fc_resume_t){.replay = 0}, &bl);
+    fc_backlog_dispose(&bl);
+  }
+}
