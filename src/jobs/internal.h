@@ -90,6 +90,11 @@ job_t *fc__job_find(fc_jobs_t *j, const char *id);
 void fc__job_publish(job_t *job, const char *channel, const char *event, const char *data, bool is_json);
 void fc__job_log(job_t *job, const char *stream, const char *line, size_t n);
 void fc__job_task_ended(job_t *job, bool ok, const char *why);
+/* Arms the job's timer: an exec timeout while a child runs. */
+void fc__job_timer(job_t *job, uint64_t ms);
+job_t *fc__job_new(fc_jobs_t *j, const char *id, int64_t wf_id);
+void fc__job_fail_stale(job_t *job);
+/* jobs.c: the command queue and lifecycle */
 /* exec.c */
 int fc__exec_start(job_t *job, json_t *task, char *why, size_t whylen);
 void fc__exec_signal(job_t *job, int sig);

@@ -127,10 +127,10 @@ static wf_t *load_file(const char *path, wf_t *list) {
   w->id = id;
   w->def = d;
   w->tasks = json_object_get(d, "tasks");
-  w->name = fc_xstrdup(json_string_value(json_object_get(d, "name")));
+  w->name = strdup(json_string_value(json_object_get(d, "name")));
   const char *desc = json_string_value(json_object_get(d, "description"));
-  w->description = fc_xstrdup(desc ? desc : w->name);
-  w->file = fc_xstrdup(path);
+  w->description = strdup(desc ? desc : w->name);
+  w->file = strdup(path);
   return w;
 }
 
