@@ -1,0 +1,248 @@
+/* Workflow and job endpoints. The runner lives on loop 0: each handler hands
+ * it a command (fc_jobs_post) and answers when the command comes back. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "jobs/jobs.h"
+
+static fc_jobs_cmd_t *cmd_new(fc_req_t *req, void (*run)(fc_jobs_t *, fc_jobs_cmd_t *)) {
+  fc_jobs_cmd_t *c = fc_xcalloc(1, sizeof *c);
+  c->req = req;
+  c->loop = req->loop->index;
+  c->run = run;
+  fc_buf_init(&c->body);
+  return c;
+}
+
+/* Answers a command's outcome: its JSON body, or a JSON error. Frees it. */
+static void answer(fc_jobs_t *j, fc_jobs_cmd_t *c) {
+  (void)j;
+  fc_buf_append(&c->body, "", 1);
+  if (c->status == 503)
+    fc_http_error(c->req, 503, "stopping", "the server is stopping");
+  else if (c->status == 404)
+    fc_http_error(c->req, 404, "not_found", "%s", c->body.data);
+  else if (c->status == 409)
+    fc_http_error(c->req, 409, "wrong_state", "%s", c->body.data);
+  else
+    fc_http_respond(c->req, c->status, "application/json", NULL, c->body.data, c->body.len - 1);
+  fc_buf_dispose(&c->body);
+  free(c);
+}
+
+static void post(fc_req_t *req, fc_jobs_cmd_t *c) {
+  fc_jobs_t *j = fc_app_of(req)->jobs;
+  if (!c->done) c->done = answer;
+  if (!j) {
+    fc_http_error(req, 503, "no_workflows", "workflows are not available (see the server log)");
+    fc_buf_dispose(&c->body);
+    free(c);
+    return;
+  }
+  fc_jobs_post(j, c);
+}
+
+/* Parses a workflow id: answers 400 and returns -1 when it is not a number. */
+static int parse_wf(fc_req_t *req, const char *s, int64_t *out) {
+  uint64_t v;
+  if (!s || fc_parse_u64(s, strlen(s), &v) < 0 || v > INT64_MAX) {
+    fc_http_error(req, 400, "bad_workflow_id", "the workflow id must be a whole number");
+    return -1;
+  }
+  *out = (int64_t)v;
+  return 0;
+}
+
+/* True when `s` is a job id (a UUID: 36 characters of hex and dashes). */
+static bool job_id_valid(const char *s) {
+  if (!s || strlen(s) != 36) return false;
+  for (int i = 0; i < 36; i++) {
+    char ch = s[i];
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? ch != '-' : !((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F')))
+      return false;
+  }
+  return true;
+}
+
+/* Reads ?w= and, when `need_job`, ?i=. Answers 400 and returns -1 if bad. */
+static int parse_query(fc_req_t *req, fc_jobs_cmd_t *c, bool need_job) {
+  bool bad = false;
+  if (parse_wf(req, fc_req_query(req, "w", 0, &bad), &c->wf) < 0) return -1;
+  if (!need_job) return 0;
+  const char *i = fc_req_query(req, "i", 0, &bad);
+  if (bad || !job_id_valid(i)) {
+    fc_http_error(req, 400, "bad_job_id", "the job id (?i=) must be a UUID");
+    return -1;
+  }
+  snprintf(c->id, sizeof c->id, "%s", i);
+  return 0;
+}
+
+static void run_workflows(fc_jobs_t *j, fc_jobs_cmd_t *c) {
+  c->status = 200;
+  fc_jobs_workflows_json(j, &c->body);
+}
+
+void fc_api_workflows(fc_req_t *req) { post(req, cmd_new(req, run_workflows)); }
+
+static void run_workflow(fc_jobs_t *j, fc_jobs_cmd_t *c) {
+  c->status = 200;
+  if (fc_jobs_workflow_json(j, c->wf, &c->body) < 0) {
+    c->status = 404;
+    fc_buf_printf(&c->body, "no workflow %lld", (long long)c->wf);
+  }
+}
+
+void fc_api_workflow(fc_req_t *req) {
+  fc_jobs_cmd_t *c = cmd_new(req, run_workflow);
+  if (parse_wf(req, req->params[0], &c->wf) < 0) {
+    free(c);
+    return;
+  }
+  post(req, c);
+}
+
+static void run_reload(fc_jobs_t *j, fc_jobs_cmd_t *c) {
+  c->status = 200;
+  fc_buf_printf(&c->body, "{\"workflows\":%zu}", fc_jobs_reload(j));
+}
+
+void fc_api_workflows_reload(fc_req_t *req) { post(req, cmd_new(req, run_reload)); }
+
+static void run_start(fc_jobs_t *j, fc_jobs_cmd_t *c) {
+  char id[40];
+  if (fc_jobs_start(j, c->wf, NULL, id) < 0) {
+    c->status = 404;
+    fc_buf_printf(&c->body, "no workflow %lld", (long long)c->wf);
+    return;
+  }
+  c->status = 201;
+  fc_buf_printf(&c->body, "\"%s\"", id);
+}
+
+void fc_api_job_start(fc_req_t *req) {
+  fc_jobs_cmd_t *c = cmd_new(req, run_start);
+  if (parse_query(req, c, false) < 0) {
+    free(c);
+    return;
+  }
+  post(req, c);
+}
+
+static void run_control(fc_jobs_t *j, fc_jobs_cmd_t *c) {
+  static const char *const names[] = {"stop", "suspend", "resume", "approve", "reject"};
+  int rc = fc_jobs_control(j, c->wf, c->id, (fc_job_action_t)c->action);
+  c->status = rc == -ENOENT ? 404 : rc == -EBUSY ? 409 : 200;
+  if (rc == -ENOENT)
+    fc_buf_printf(&c->body, "no job %s of workflow %lld", c->id, (long long)c->wf);
+  else if (rc == -EBUSY)
+    fc_buf_printf(&c->body, "cannot %s job %s in its current state", names[c->action], c->id);
+  else
+    fc_buf_puts(&c->body, "true");
+}
+
+void fc_api_job_control(fc_req_t *req) {
+  fc_jobs_cmd_t *c = cmd_new(req, run_control);
+  const char *name = req->route->name + 4; /* "job_stop" ... */
+  c->action = !strcmp(name, "stop")      ? FC_JOB_STOP
+              : !strcmp(name, "suspend") ? FC_JOB_SUSPEND
+              : !strcmp(name, "resume")  ? FC_JOB_RESUME
+              : !strcmp(name, "approve") ? FC_JOB_APPROVE
+                                         : FC_JOB_REJECT;
+  if (parse_query(req, c, true) < 0) {
+    free(c);
+    return;
+  }
+  post(req, c);
+}
+
+static void run_job(fc_jobs_t *j, fc_jobs_cmd_t *c) {
+  c->status = 200;
+  if (fc_jobs_job_json(j, c->wf, c->id, &c->body, &c->final_seq) < 0) {
+    c->status = 404;
+    fc_buf_printf(&c->body, "no job %s of workflow %lld", c->id, (long long)c->wf);
+  }
+}
+
+void fc_api_job(fc_req_t *req) {
+  fc_jobs_cmd_t *c = cmd_new(req, run_job);
+  if (parse_query(req, c, true) < 0) {
+    free(c);
+    return;
+  }
+  post(req, c);
+}
+
+static void run_jobs(fc_jobs_t *j, fc_jobs_cmd_t *c) {
+  c->status = 200;
+  if (fc_jobs_list_json(j, c->wf, &c->body) < 0) {
+    c->status = 404;
+    c->body.len = 0;
+    fc_buf_printf(&c->body, "no workflow %lld", (long long)c->wf);
+  }
+}
+
+void fc_api_jobs(fc_req_t *req) {
+  fc_jobs_cmd_t *c = cmd_new(req, run_jobs);
+  if (parse_query(req, c, false) < 0) {
+    free(c);
+    return;
+  }
+  post(req, c);
+}
+
+/* A job stream ends with its one unnamed event (status and log are named). */
+static bool is_final(const fc_event_t *ev) { return ev->name_len == 0; }
+
+/* Back on the request's loop: open the job's stream, or answer 204/404. */
+static void sse_done(fc_jobs_t *j, fc_jobs_cmd_t *c) {
+  fc_req_t *req = c->req;
+  fc_str_t h = fc_req_header(req, "last-event-id");
+  bool bad = false;
+  const char *q = fc_req_query(req, "lastEventId", 0, &bad);
+  const char *id = h.base && h.len ? h.base : q;
+  size_t idlen = h.base && h.len ? h.len : (q ? strlen(q) : 0);
+  fc_resume_t from = {.replay = FC_JOBS_RETENTION};
+  if (c->status != 200 || (id && idlen && fc_sse_parse_id(id, idlen, &from.after) < 0)) {
+    if (c->status == 200) c->status = 400, fc_buf_printf(&c->body, "bad Last-Event-ID");
+    if (c->status == 400) {
+      fc_http_error(req, 400, "bad_last_event_id", "Last-Event-ID must be an event id (a decimal number)");
+      fc_buf_dispose(&c->body);
+      free(c);
+    } else {
+      answer(j, c);
+    }
+    return;
+  }
+  from.has_after = id && idlen;
+  if (from.has_after && c->final_seq && from.after >= c->final_seq) {
+    fc_http_respond(req, 204, NULL, NULL, "", 0); /* tells EventSource to stop */
+  } else {
+    fc_app_t *app = fc_app_of(req);
+    char name[64];
+    snprintf(name, sizeof name, "job.%s", c->id);
+    fc_channel_t *ch = fc_hub_channel(app->hub, name, strlen(name), true);
+    fc_sse_open_until(app->sse, req, &ch, 1, &from, fc_api_expiry_ms(req), is_final);
+  }
+  fc_buf_dispose(&c->body);
+  free(c);
+}
+
+void fc_api_job_sse(fc_req_t *req) {
+  fc_jobs_cmd_t *c = cmd_new(req, run_job);
+  c->done = sse_done;
+  bool ok = parse_wf(req, req->params[0], &c->wf) == 0;
+  if (ok && !job_id_valid(req->params[1])) {
+    fc_http_error(req, 400, "bad_job_id", "the job id must be a UUID");
+    ok = false;
+  }
+  if (!ok) {
+    free(c);
+    return;
+  }
+  snprintf(c->id, sizeof c->id, "%s", req->params[1]);
+  post(req, c);
+}

@@ -1,0 +1,217 @@
+/* The runner's life: start-up, commands from other loops, reload, JSON views,
+ * shutdown. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobs/internal.h"
+
+static void on_async(uv_async_t *a) {
+  fc_jobs_t *j = a->data;
+  pthread_mutex_lock(&j->lock);
+  fc_jobs_cmd_t *list = j->inbox;
+  j->inbox = NULL;
+  pthread_mutex_unlock(&j->lock);
+  fc_jobs_cmd_t *rev = NULL; /* answer in arrival order */
+  while (list) {
+    fc_jobs_cmd_t *next = list->next;
+    list->next = rev;
+    rev = list;
+    list = next;
+  }
+  while (rev) {
+    fc_jobs_cmd_t *c = rev, *next = rev->next;
+    c->run(j, c);
+    pthread_mutex_lock(&j->lock);
+    c->next = j->done[c->loop];
+    j->done[c->loop] = c;
+    pthread_mutex_unlock(&j->lock);
+    fc_net_wake(j->app->net, c->loop);
+    rev = next;
+  }
+}
+
+void fc_jobs_post(fc_jobs_t *j, fc_jobs_cmd_t *c) {
+  pthread_mutex_lock(&j->lock);
+  bool stopping = j->stopping;
+  if (stopping) {
+    c->status = 503;
+    c->next = j->done[c->loop];
+    j->done[c->loop] = c;
+  } else {
+    c->next = j->inbox;
+    j->inbox = c;
+  }
+  pthread_mutex_unlock(&j->lock);
+  if (stopping)
+    fc_net_wake(j->app->net, c->loop);
+  else
+    uv_async_send(&j->async);
+}
+
+void fc_jobs_wake(fc_jobs_t *j, fc_loop_t *l) {
+  if (!j) return;
+  pthread_mutex_lock(&j->lock);
+  fc_jobs_cmd_t *list = j->done[l->index];
+  j->done[l->index] = NULL;
+  pthread_mutex_unlock(&j->lock);
+  while (list) {
+    fc_jobs_cmd_t *next = list->next;
+    list->done(j, list);
+    list = next;
+  }
+}
+
+size_t fc_jobs_reload(fc_jobs_t *j) {
+  for (wf_t *w = j->wfs, *next; w; w = next) {
+    next = w->next;
+    fc__wf_triggers(j, w, false);
+    fc__wf_unref(w);
+  }
+  size_t n;
+  j->wfs = fc__wf_load_dir(j, j->app->cfg->workflows_dir, &n);
+  for (wf_t *w = j->wfs; w; w = w->next) fc__wf_triggers(j, w, true);
+  fc_log(FC_LOG_INFO, "workflows loaded", "dir=%s count=%zu", j->app->cfg->workflows_dir, n);
+  return n;
+}
+
+static void on_sighup(uv_signal_t *s, int signum) {
+  (void)signum;
+  fc_jobs_reload(s->data);
+}
+
+fc_jobs_t *fc_jobs_new(fc_app_t *app, char *err, size_t errlen) {
+  fc_jobs_t *j = fc_xcalloc(1, sizeof *j);
+  j->app = app;
+  j->loop = fc_net_loop(app->net, 0);
+  j->max_running = app->cfg->max_jobs ? app->cfg->max_jobs : 1;
+  j->done = fc_xcalloc(app->cfg->threads, sizeof *j->done);
+  pthread_mutex_init(&j->lock, NULL);
+  if (app->store && !(j->db = fc_store_open_db(app->cfg->data_dir, err, errlen))) {
+    free(j->done);
+    free(j);
+    return NULL;
+  }
+  if (j->db) sqlite3_busy_timeout(j->db, 5000);
+  uv_async_init(&j->loop->uv, &j->async, on_async);
+  j->async.data = j;
+  uv_signal_init(&j->loop->uv, &j->sighup);
+  j->sighup.data = j;
+  uv_signal_start(&j->sighup, on_sighup, SIGHUP);
+  uv_unref((uv_handle_t *)&j->sighup);
+  fc_jobs_reload(j);
+  fc__db_load(j);
+  return j;
+}
+
+static void close_handle(uv_handle_t *h) {
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+void fc_jobs_stop(fc_jobs_t *j) {
+  if (!j) return;
+  pthread_mutex_lock(&j->lock);
+  j->stopping = true;
+  pthread_mutex_unlock(&j->lock);
+  /* Commands already queued still get their answer. */
+  on_async(&j->async);
+  close_handle((uv_handle_t *)&j->async);
+  close_handle((uv_handle_t *)&j->sighup);
+  for (wf_t *w = j->wfs; w; w = w->next) fc__wf_triggers(j, w, false);
+  for (job_t *job = j->jobs; job; job = job->next) {
+    if (!job->timer_init) continue;
+    if (job->pending && job->pid > 0) {
+      kill(-job->pid, SIGKILL);
+      kill(-job->pid, SIGCONT);
+    }
+    close_handle((uv_handle_t *)&job->timer);
+    close_handle((uv_handle_t *)&job->grace);
+  }
+}
+
+void fc_jobs_free(fc_jobs_t *j) {
+  if (!j) return;
+  for (job_t *job = j->jobs, *next; job; job = next) {
+    next = job->next;
+    fc__wf_unref(job->wf);
+    free(job->name);
+    free(job->description);
+    free(job->reason);
+    free(job->input);
+    fc_buf_dispose(&job->line[0]);
+    fc_buf_dispose(&job->line[1]);
+    free(job);
+  }
+  for (wf_t *w = j->wfs, *next; w; w = next) {
+    next = w->next;
+    fc__wf_unref(w);
+  }
+  if (j->db) sqlite3_close(j->db);
+  pthread_mutex_destroy(&j->lock);
+  free(j->done);
+  free(j);
+}
+
+void fc_jobs_workflows_json(fc_jobs_t *j, fc_buf_t *out) {
+  fc_buf_puts(out, "[");
+  for (wf_t *w = j->wfs; w; w = w->next) {
+    if (w != j->wfs) fc_buf_puts(out, ",");
+    fc__wf_json(out, w);
+  }
+  fc_buf_puts(out, "]");
+}
+
+int fc_jobs_workflow_json(fc_jobs_t *j, int64_t wf, fc_buf_t *out) {
+  wf_t *w = fc__wf_find(j, wf);
+  if (!w) return -ENOENT;
+  fc__wf_json(out, w);
+  return 0;
+}
+
+static void time_field(fc_buf_t *b, const char *name, int64_t ms) {
+  fc_buf_printf(b, ",\"%s\":", name);
+  if (!ms) {
+    fc_buf_puts(b, "null");
+    return;
+  }
+  fc_buf_puts(b, "\"");
+  fc_time_rfc3339(b, ms);
+  fc_buf_puts(b, "\"");
+}
+
+static void job_json(fc_buf_t *b, const job_t *job) {
+  fc_buf_printf(b, "{\"jobId\":\"%s\",\"workflowId\":%lld,\"name\":", job->id, (long long)job->wf_id);
+  fc_json_quote(b, job->name, strlen(job->name));
+  fc_buf_printf(b, ",\"status\":\"%s\",\"task\":%zu,\"reason\":", job_status_names[job->status], job->task);
+  if (job->reason)
+    fc_json_quote(b, job->reason, strlen(job->reason));
+  else
+    fc_buf_puts(b, "null");
+  time_field(b, "createdAt", job->created_ms);
+  time_field(b, "startedAt", job->started_ms);
+  time_field(b, "endedAt", job->ended_ms);
+  fc_buf_puts(b, "}");
+}
+
+int fc_jobs_job_json(fc_jobs_t *j, int64_t wf, const char *id, fc_buf_t *out, uint64_t *final_seq) {
+  job_t *job = fc__job_find(j, id);
+  if (!job || job->wf_id != wf) return -ENOENT;
+  if (out) job_json(out, job);
+  if (final_seq) *final_seq = job->final_seq;
+  return 0;
+}
+
+int fc_jobs_list_json(fc_jobs_t *j, int64_t wf, fc_buf_t *out) {
+  bool any = fc__wf_find(j, wf) != NULL;
+  size_t n = 0;
+  fc_buf_puts(out, "[");
+  for (job_t *job = j->jobs; job; job = job->next) {
+    if (job->wf_id != wf) continue;
+    if (n++) fc_buf_puts(out, ",");
+    job_json(out, job);
+  }
+  fc_buf_puts(out, "]");
+  return any || n ? 0 : -ENOENT;
+}
