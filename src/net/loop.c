@@ -38,6 +38,7 @@ static void on_wake(uv_async_t *a) {
 }
 
 static void on_check(uv_check_t *h) { fc__conn_flush_all(h->data); }
+static void on_prepare(uv_prepare_t *h) { fc__conn_flush_all(h->data); }
 
 static void on_tick(uv_timer_t *t) {
   fc_loop_t *l = t->data;
@@ -50,7 +51,7 @@ void fc__loop_maybe_finish(fc_loop_t *l) {
   /* The wake handle stays open (other threads may still signal it) but no longer
    * keeps the loop alive; fc_net_free() closes it once every thread is joined. */
   uv_unref((uv_handle_t *)&l->wake);
-  uv_handle_t *hs[] = {(uv_handle_t *)&l->flush, (uv_handle_t *)&l->tick,
+  uv_handle_t *hs[] = {(uv_handle_t *)&l->flush, (uv_handle_t *)&l->flush_early, (uv_handle_t *)&l->tick,
                        (uv_handle_t *)&l->stop_deadline};
   for (size_t i = 0; i < FC_ARRAY_LEN(hs); i++)
     if (!uv_is_closing(hs[i])) uv_close(hs[i], NULL);
@@ -113,6 +114,9 @@ static fc_loop_t *loop_new(fc_net_t *net, unsigned index, void *ud) {
   uv_check_init(&l->uv, &l->flush);
   l->flush.data = l;
   uv_check_start(&l->flush, on_check);
+  uv_prepare_init(&l->uv, &l->flush_early);
+  l->flush_early.data = l;
+  uv_prepare_start(&l->flush_early, on_prepare);
   uv_timer_init(&l->uv, &l->tick);
   l->tick.data = l;
   uv_timer_start(&l->tick, on_tick, 1000, 1000);

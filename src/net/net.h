@@ -36,7 +36,8 @@ struct fc_loop {
   void *ud;         /* the application's per-loop state */
   uv_tcp_t listener;
   uv_async_t wake;
-  uv_check_t flush; /* writes queued frames once per iteration */
+  uv_check_t flush; /* writes what poll-phase callbacks queued, once per iteration */
+  uv_prepare_t flush_early; /* writes what timer callbacks queued, before the poll blocks */
   uv_timer_t tick;
   uv_timer_t stop_deadline;
   uv_thread_t thread;

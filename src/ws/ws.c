@@ -183,6 +183,18 @@ static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
   return (ssize_t)len;
 }
 
+/* Control frames must be whole and at most 125 bytes, and a close frame's body
+ * is empty or holds a 2-byte code (RFC 6455 5.5): answer 1002 before wslay
+ * answers with a close that carries no code. */
+static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_start_arg *f,
+                           void *ud) {
+  (void)ctx;
+  bool control = f->opcode >= 0x8;
+  if ((f->opcode == WSLAY_CONNECTION_CLOSE && f->payload_length == 1) ||
+      (control && (!f->fin || f->payload_length > 125)))
+    fc__ws_close(ud, WSLAY_CODE_PROTOCOL_ERROR, "bad control frame");
+}
+
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *m, void *ud) {
   (void)ctx;
   fc_ws_session_t *s = ud;
@@ -197,11 +209,11 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
       break;
     case WSLAY_BINARY_FRAME: fc__ws_close(s, WSLAY_CODE_UNSUPPORTED_DATA, "binary messages are not supported"); break;
     case WSLAY_PONG: s->awaiting_pong = false; break;
-    default: break; /* ping (answered by wslay), close (handled by wslay) */
+    default: break; /* ping and close: wslay answers them */
   }
 }
 
-static const struct wslay_event_callbacks callbacks = {on_recv, on_send, NULL, NULL, NULL, NULL, on_msg};
+static const struct wslay_event_callbacks callbacks = {on_recv, on_send, NULL, on_frame_start, NULL, NULL, on_msg};
 
 /* Sends what wslay queued; closes the connection once both sides said close. */
 static void pump(fc_ws_session_t *s) {
@@ -209,13 +221,15 @@ static void pump(fc_ws_session_t *s) {
   wslay_event_send(s->ctx);
   if (!wslay_event_want_read(s->ctx) && !wslay_event_want_write(s->ctx)) {
     s->closing = true;
-    fc_stream_close(s->stream, true);
+    registry_del(s->ws, s); /* no more direct messages to it */
+    fc_conn_close_linger(s->stream->conn);
   }
 }
 
 void fc__ws_close(fc_ws_session_t *s, uint16_t code, const char *reason) {
   if (s->closing || !s->stream) return;
   s->closing = true;
+  registry_del(s->ws, s);
   if (code == 1008 && !strcmp(reason, "too slow")) {
     /* A peer that does not read gets no close frame: its queue is full. */
     atomic_fetch_add(&s->ws->loops[s->thread].drops, 1);
@@ -224,7 +238,9 @@ void fc__ws_close(fc_ws_session_t *s, uint16_t code, const char *reason) {
   }
   wslay_event_queue_close(s->ctx, code, (const uint8_t *)reason, strlen(reason));
   wslay_event_send(s->ctx);
-  fc_stream_close(s->stream, true);
+  /* The peer may still be sending (a message over the limit): read and drop
+   * it, so it reads our close frame instead of a reset. */
+  fc_conn_close_linger(s->stream->conn);
 }
 
 /* ---- session lifetime ---------------------------------------------------------- */
@@ -245,12 +261,18 @@ static void on_stream_data(fc_stream_t *st, const char *p, size_t n) {
   fc_ws_session_t *s = st->ud;
   s->in = p;
   s->in_len = n;
-  if (wslay_event_recv(s->ctx) != 0) {
+  int rc = wslay_event_recv(s->ctx);
+  s->in_len = 0;
+  if (rc == WSLAY_ERR_NOMEM || !s->stream) {
     s->closing = true;
     fc_stream_close(st, false);
     return;
   }
-  s->in_len = 0;
+  /* Our callbacks do not fail: an error here is a frame wslay refused. */
+  if (rc != 0) {
+    fc__ws_close(s, WSLAY_CODE_PROTOCOL_ERROR, "protocol error");
+    return;
+  }
   pump(s);
 }
 
