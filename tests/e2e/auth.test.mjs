@@ -274,3 +274,31 @@ test('Chromium: cookie auth across origins with an allowlist, and a query token'
   await post(`${api}/api/v1/channels/q/events`, admin, '"via query"');
   assert.deepEqual(await pageMessages(p2, 1), ['"via query"']);
 });
+
+test('RS256 and ES256 tokens from the user\'s own backend, and no algorithm confusion', async (t) => {
+  for (const [type, alg, opts] of [['rsa', 'RS256', { modulusLength: 2048 }], ['ec', 'ES256', { namedCurve: 'P-256' }]]) {
+    const { publicKey, privateKey } = crypto.generateKeyPairSync(type, opts);
+    const pem = publicKey.export({ type: 'spki', format: 'pem' });
+    const dir = fs.mkdtempSync(path.join((await import('node:os')).tmpdir(), 'flowcast-key-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const keyFile = path.join(dir, 'backend.pem');
+    fs.writeFileSync(keyFile, pem);
+    const h = await authServer({ extraArgs: ['--jwt-public-key', keyFile] });
+    t.after(() => h.stop());
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { sub: 'backend', exp: now + 60, flowcast: { publish: ['x'], subscribe: ['x'] } };
+    const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const head = `${b64({ alg, typ: 'JWT' })}.${b64(claims)}`;
+    const sig = crypto.sign('sha256', Buffer.from(head), alg === 'ES256' ? { key: privateKey, dsaEncoding: 'ieee-p1363' } : privateKey);
+    const good = `${head}.${sig.toString('base64url')}`;
+    assert.equal((await post(`${h.url}/api/v1/channels/x/events`, good)).status, 201, `${alg} token from the backend`);
+    // The same claims signed as HS256 with the public key as the secret must not pass.
+    const confused = sign(claims, pem);
+    assertJsonError(await post(`${h.url}/api/v1/channels/x/events`, confused), 401, 'invalid_token');
+    // A token signed by another key of the same kind is refused.
+    const other = crypto.generateKeyPairSync(type, opts).privateKey;
+    const bad = crypto.sign('sha256', Buffer.from(head), alg === 'ES256' ? { key: other, dsaEncoding: 'ieee-p1363' } : other);
+    assertJsonError(await post(`${h.url}/api/v1/channels/x/events`, `${head}.${bad.toString('base64url')}`), 401, 'invalid_token');
+    await h.stop();
+  }
+});
