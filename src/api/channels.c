@@ -283,27 +283,11 @@ void fc_api_publish(fc_req_t *req) {
 
 /* Appends one event as history JSON. */
 static void event_json(fc_buf_t *b, const fc_event_t *ev) {
-  fc_buf_printf(b, "{\"id\":\"%llu\",\"channel\":", (unsigned long long)ev->seq);
-  const char *cn = fc_channel_name(ev->channel);
-  fc_json_quote(b, cn, strlen(cn));
-  fc_buf_puts(b, ",\"event\":");
-  if (ev->name_len)
-    fc_json_quote(b, ev->name, ev->name_len);
-  else
-    fc_buf_puts(b, "null");
-  fc_buf_puts(b, ",\"data\":");
-  if (ev->is_json)
-    fc_buf_append(b, ev->data, ev->data_len);
-  else
-    fc_json_quote(b, ev->data, ev->data_len);
+  fc_buf_puts(b, "{");
+  fc_event_json_members(b, ev);
   fc_buf_puts(b, ",\"time\":\"");
   fc_time_rfc3339(b, ev->time_ms);
-  fc_buf_puts(b, "\"");
-  if (ev->from_len) {
-    fc_buf_puts(b, ",\"from\":");
-    fc_json_quote(b, ev->from, ev->from_len);
-  }
-  fc_buf_puts(b, "}");
+  fc_buf_puts(b, "\"}");
 }
 
 /* Reads an optional u64 query parameter; answers 400 and returns -1 if bad. */

@@ -45,6 +45,25 @@ void fc_sse_frame_build(fc_buf_t *out, uint64_t seq, fc_str_t name, fc_str_t dat
   fc_buf_append(out, "\n", 1);
 }
 
+void fc_event_json_members(fc_buf_t *b, const fc_event_t *ev) {
+  fc_buf_puts(b, "\"channel\":");
+  fc_json_quote(b, ev->channel->name, ev->channel->name_len);
+  fc_buf_printf(b, ",\"id\":\"%llu\",\"event\":", (unsigned long long)ev->seq);
+  if (ev->name_len)
+    fc_json_quote(b, ev->name, ev->name_len);
+  else
+    fc_buf_puts(b, "null");
+  fc_buf_puts(b, ",\"data\":");
+  if (ev->is_json)
+    fc_buf_append(b, ev->data, ev->data_len);
+  else
+    fc_json_quote(b, ev->data, ev->data_len);
+  if (ev->from_len) {
+    fc_buf_puts(b, ",\"from\":");
+    fc_json_quote(b, ev->from, ev->from_len);
+  }
+}
+
 static void free_event(fc_frame_t *f) {
   fc_event_t *ev = (fc_event_t *)((char *)f - offsetof(fc_event_t, sse));
   fc_frame_unref(atomic_load(&ev->ws));

@@ -42,6 +42,10 @@ static inline fc_event_t *fc_event_ref(fc_event_t *ev) {
 }
 static inline void fc_event_unref(fc_event_t *ev) { fc_frame_unref(&ev->sse); }
 
+/* Appends the event's JSON members, without braces:
+ * "channel":..,"id":"..","event":name|null,"data":<JSON value or string>[,"from":".."]. */
+void fc_event_json_members(fc_buf_t *b, const fc_event_t *ev);
+
 /* The event's WebSocket frame: built by `build` the first time any thread asks,
  * then shared (the event holds one reference). Any thread. */
 fc_frame_t *fc_event_ws_frame(fc_event_t *ev, fc_frame_t *(*build)(const fc_event_t *ev));

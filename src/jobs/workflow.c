@@ -193,28 +193,13 @@ static void on_trigger(fc_sub_link_t *link, fc_event_t *ev) {
   wf_t *w = link->owner;
   fc_buf_t b;
   fc_buf_init(&b);
-  fc_buf_printf(&b, "{\"channel\":");
-  const char *cn = fc_channel_name(ev->channel);
-  fc_json_quote(&b, cn, strlen(cn));
-  fc_buf_printf(&b, ",\"id\":\"%llu\",\"event\":", (unsigned long long)ev->seq);
-  if (ev->name_len)
-    fc_json_quote(&b, ev->name, ev->name_len);
-  else
-    fc_buf_puts(&b, "null");
-  fc_buf_puts(&b, ",\"data\":");
-  if (ev->is_json)
-    fc_buf_append(&b, ev->data, ev->data_len);
-  else
-    fc_json_quote(&b, ev->data, ev->data_len);
-  if (ev->from_len) {
-    fc_buf_puts(&b, ",\"from\":");
-    fc_json_quote(&b, ev->from, ev->from_len);
-  }
+  fc_buf_puts(&b, "{");
+  fc_event_json_members(&b, ev);
   fc_buf_puts(&b, "}");
-  fc_buf_append(&b, "", 1);
   char id[40];
   if (w->owner && !w->owner->stopping && fc_jobs_start(w->owner, w->id, b.data, id) == 0)
-    fc_log(FC_LOG_INFO, "job triggered", "workflow=%lld job=%s channel=%s", (long long)w->id, id, cn);
+    fc_log(FC_LOG_INFO, "job triggered", "workflow=%lld job=%s channel=%s", (long long)w->id, id,
+           fc_channel_name(ev->channel));
   fc_buf_dispose(&b);
 }
 

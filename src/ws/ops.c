@@ -28,23 +28,8 @@ void fc_ws_ack(fc_ws_session_t *s, const char *ref, const char *id) {
 static fc_frame_t *build_event_frame(const fc_event_t *ev) {
   fc_buf_t b;
   fc_buf_init(&b);
-  fc_buf_puts(&b, "{\"type\":\"event\",\"channel\":");
-  const char *cn = fc_channel_name(ev->channel);
-  fc_json_quote(&b, cn, strlen(cn));
-  fc_buf_printf(&b, ",\"id\":\"%llu\",\"event\":", (unsigned long long)ev->seq);
-  if (ev->name_len)
-    fc_json_quote(&b, ev->name, ev->name_len);
-  else
-    fc_buf_puts(&b, "null");
-  fc_buf_puts(&b, ",\"data\":");
-  if (ev->is_json)
-    fc_buf_append(&b, ev->data, ev->data_len);
-  else
-    fc_json_quote(&b, ev->data, ev->data_len);
-  if (ev->from_len) {
-    fc_buf_puts(&b, ",\"from\":");
-    fc_json_quote(&b, ev->from, ev->from_len);
-  }
+  fc_buf_puts(&b, "{\"type\":\"event\",");
+  fc_event_json_members(&b, ev);
   fc_buf_puts(&b, "}");
   fc_frame_t *f = fc__ws_text_frame(b.data, b.len);
   fc_buf_dispose(&b);
