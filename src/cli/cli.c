@@ -20,6 +20,7 @@ static void usage(FILE *out) {
           "  publish   publish an event: flowcast publish CHANNEL [DATA|-]\n"
           "  subscribe follow channels, reconnecting and resuming: flowcast subscribe CHANNEL...\n"
           "  token     mint a scoped token: flowcast token --sub NAME --publish P --subscribe P\n"
+          "  start     start a workflow's job and follow it; exit 0 only for Done\n"
           "  help      show this help\n\n"
           "Client commands take --url (FLOWCAST_URL, default http://127.0.0.1:8000) and --token\n"
           "(FLOWCAST_TOKEN); each command has --help.\n\n"
@@ -98,6 +99,7 @@ int fc_cli_main(int argc, char **argv) {
   if (!strcmp(argv[1], "publish")) return fc_cli_publish(argc - 2, argv + 2);
   if (!strcmp(argv[1], "subscribe")) return fc_cli_subscribe(argc - 2, argv + 2);
   if (!strcmp(argv[1], "token")) return fc_cli_token(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "start")) return fc_cli_start(argc - 2, argv + 2);
   fprintf(stderr, "flowcast: unknown command '%s'\n\n", argv[1]);
   usage(stderr);
   return 2;

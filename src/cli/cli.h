@@ -10,5 +10,6 @@ int fc_cli_users(int argc, char **argv);
 int fc_cli_publish(int argc, char **argv);
 int fc_cli_subscribe(int argc, char **argv);
 int fc_cli_token(int argc, char **argv);
+int fc_cli_start(int argc, char **argv);
 
 #endif

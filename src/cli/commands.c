@@ -97,19 +97,26 @@ int fc_cli_publish(int argc, char **argv) {
 
 /* ---- subscribe ------------------------------------------------------------- */
 
-typedef struct {
+typedef struct sse_reader sse_reader_t;
+struct sse_reader {
+  /* Handles a complete event instead of printing it; returns true to stop. */
+  bool (*on_event)(sse_reader_t *r);
+  int status; /* for on_event's use */
   bool json;
   long count; /* events to print before exiting; 0: no limit */
   long printed;
   fc_buf_t line, data;
   char id[64], event[129];
   unsigned retry_ms;
-} sse_reader_t;
+  bool stop;
+};
 
 /* Prints the event gathered so far, SSE's dispatch step. */
 static void dispatch(sse_reader_t *r) {
   if (!r->data.data) return;
-  if (r->json) {
+  if (r->on_event) {
+    r->stop = r->on_event(r);
+  } else if (r->json) {
     json_t *j = json_pack("{s:s,s:s?,s:s%}", "id", r->id, "event", r->event[0] ? r->event : NULL, "data",
                           r->data.data, r->data.len);
     char *s = json_dumps(j, JSON_COMPACT);
@@ -155,7 +162,7 @@ static int on_sse_bytes(void *ud, const char *p, size_t n) {
     }
     if (r->line.len == 0) {
       dispatch(r);
-      if (r->count && r->printed >= r->count) return 1;
+      if (r->stop || (r->count && r->printed >= r->count)) return 1;
     } else if (r->line.data[0] != ':') {
       field(r, r->line.data, r->line.len);
     }
@@ -278,5 +285,106 @@ int fc_cli_token(int argc, char **argv) {
 done:
   json_decref(pub);
   json_decref(subs);
+  return rc;
+}
+
+/* ---- start ------------------------------------------------------------------ */
+
+/* Prints a job stream's events; the unnamed one is the final status. */
+static bool on_job_event(sse_reader_t *r) {
+  if (!strcmp(r->event, "log")) {
+    json_t *j = json_loads(r->data.data, 0, NULL);
+    const char *line = json_string_value(json_object_get(j, "line"));
+    printf("  %s\n", line ? line : r->data.data);
+    json_decref(j);
+  } else if (!strcmp(r->event, "status")) {
+    json_t *j = json_loads(r->data.data, 0, NULL);
+    const char *st = json_string_value(json_object_get(j, "status"));
+    printf("status: %s\n", st ? st : r->data.data);
+    json_decref(j);
+  } else if (!r->event[0]) {
+    json_t *j = json_loads(r->data.data, 0, NULL);
+    const char *st = json_string_value(json_object_get(j, "status"));
+    printf("final: %s\n", st ? st : r->data.data);
+    r->status = st && !strcmp(st, "Done") ? 0 : 1;
+    json_decref(j);
+    fflush(stdout);
+    return true;
+  }
+  fflush(stdout);
+  return false;
+}
+
+/* Asks the server for the job's final status (after a 204 on the stream). */
+static int job_status(const client_opts_t *o, const char *wf, const char *job) {
+  char path[256], err[256];
+  snprintf(path, sizeof path, "/api/v1/job?w=%s&i=%s", wf, job);
+  fc_buf_t out;
+  fc_buf_init(&out);
+  int status = fc_http_call(&o->url, &(fc_http_call_t){.method = "GET", .path = path, .token = o->token}, &out, err,
+                            sizeof err);
+  json_t *j = status == 200 ? json_loadb(out.data, out.len, 0, NULL) : NULL;
+  const char *st = json_string_value(json_object_get(j, "status"));
+  int rc = st && !strcmp(st, "Done") ? 0 : 1;
+  printf("final: %s\n", st ? st : "unknown");
+  json_decref(j);
+  fc_buf_dispose(&out);
+  return rc;
+}
+
+int fc_cli_start(int argc, char **argv) {
+  const char *url = NULL, *token = NULL, *wf = NULL;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      printf("Usage: flowcast start WORKFLOW_ID [--url URL] [--token T]\n\n"
+             "Starts a job of the workflow and follows it, printing status changes and log lines.\n"
+             "Exits 0 only when the job ends Done (1 for any other final status).\n");
+      return 0;
+    }
+    if (!strcmp(a, "--url") && v) url = v, i++;
+    else if (!strcmp(a, "--token") && v) token = v, i++;
+    else if (a[0] == '-' || wf) return fprintf(stderr, "flowcast start: unexpected argument '%s'\n", a), 2;
+    else wf = a;
+  }
+  client_opts_t o;
+  if (!wf) return fprintf(stderr, "flowcast start: name a workflow id (see --help)\n"), 2;
+  if (client_init(&o, url, token, "start") < 0) return 2;
+  char path[256], err[256], job[64] = "";
+  snprintf(path, sizeof path, "/api/v1/start?w=%s", wf);
+  fc_buf_t out;
+  fc_buf_init(&out);
+  int status = fc_http_call(&o.url, &(fc_http_call_t){.method = "POST", .path = path, .token = o.token}, &out, err,
+                            sizeof err);
+  json_t *j = status >= 200 && status < 300 ? json_loadb(out.data, out.len, JSON_DECODE_ANY, NULL) : NULL;
+  if (json_is_string(j)) snprintf(job, sizeof job, "%s", json_string_value(j));
+  json_decref(j);
+  if (!job[0]) {
+    if (status < 0) fprintf(stderr, "flowcast start: %s\n", err);
+    else print_failure("start", status, &out);
+    fc_buf_dispose(&out);
+    return 1;
+  }
+  fc_buf_dispose(&out);
+  printf("job %s\n", job);
+  fflush(stdout);
+  sse_reader_t r = {.on_event = on_job_event, .status = -1, .retry_ms = 1000};
+  snprintf(path, sizeof path, "/api/v1/sse/%s/%s", wf, job);
+  int rc = 1;
+  for (int attempt = 0; attempt < 30; attempt++) {
+    fc_buf_init(&out);
+    r.line.len = 0;
+    status = fc_http_call(&o.url, &(fc_http_call_t){.method = "GET", .path = path, .token = o.token,
+                                                     .last_event_id = r.id, .on_body = on_sse_bytes, .ud = &r},
+                          &out, err, sizeof err);
+    if (r.status >= 0) rc = r.status;
+    else if (status == 204) rc = job_status(&o, wf, job); /* it ended while we were away */
+    else if (status >= 400) print_failure("start", status, &out);
+    fc_buf_dispose(&out);
+    if (r.status >= 0 || status == 204 || status >= 400) break;
+    usleep(r.retry_ms * 1000); /* the stream broke: resume after the last event */
+  }
+  fc_buf_dispose(&r.line);
+  fc_buf_dispose(&r.data);
   return rc;
 }

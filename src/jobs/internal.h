@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 
 #include "api/api.h"
+#include "jobs/cron.h"
 #include "jobs/jobs.h"
 
 /* A loaded workflow. Refcounted: a reload replaces the list while jobs still
@@ -19,6 +20,9 @@ typedef struct wf {
   json_t *tasks; /* borrowed from def: an array of validated task objects */
   fc_sub_link_t *links; /* one per channel trigger, subscribed on loop 0 */
   size_t nlinks;
+  fc_cron_t *crons;     /* cron triggers */
+  int64_t *cron_next;   /* [ncrons] next firing, s since the epoch; -1: never */
+  size_t ncrons;
   struct fc_jobs *owner;
   struct wf *next;
 } wf_t;
@@ -74,6 +78,7 @@ struct fc_jobs {
   bool stopping;
   uv_async_t async;
   uv_signal_t sighup;
+  uv_timer_t cron; /* once a second: cron triggers */
   pthread_mutex_t lock; /* guards inbox and done */
   fc_jobs_cmd_t *inbox;
   fc_jobs_cmd_t **done; /* [threads] */
@@ -85,6 +90,8 @@ void fc__wf_unref(wf_t *w);
 wf_t *fc__wf_find(fc_jobs_t *j, int64_t id);
 void fc__wf_json(fc_buf_t *b, const wf_t *w);
 void fc__wf_triggers(fc_jobs_t *j, wf_t *w, bool on);
+/* Starts the jobs whose cron time has come. Loop 0. */
+void fc__wf_cron_tick(fc_jobs_t *j, int64_t now_s);
 /* runner.c */
 job_t *fc__job_find(fc_jobs_t *j, const char *id);
 void fc__job_publish(job_t *job, const char *channel, const char *event, const char *data, bool is_json);

@@ -82,6 +82,11 @@ static void on_sighup(uv_signal_t *s, int signum) {
   fc_jobs_reload(s->data);
 }
 
+static void on_cron(uv_timer_t *t) {
+  fc_jobs_t *j = t->data;
+  if (!j->stopping) fc__wf_cron_tick(j, fc_now_ms() / 1000);
+}
+
 fc_jobs_t *fc_jobs_new(fc_app_t *app, char *err, size_t errlen) {
   fc_jobs_t *j = fc_xcalloc(1, sizeof *j);
   j->app = app;
@@ -101,6 +106,10 @@ fc_jobs_t *fc_jobs_new(fc_app_t *app, char *err, size_t errlen) {
   j->sighup.data = j;
   uv_signal_start(&j->sighup, on_sighup, SIGHUP);
   uv_unref((uv_handle_t *)&j->sighup);
+  uv_timer_init(&j->loop->uv, &j->cron);
+  j->cron.data = j;
+  uv_timer_start(&j->cron, on_cron, 1000, 1000);
+  uv_unref((uv_handle_t *)&j->cron);
   fc_jobs_reload(j);
   fc__db_load(j);
   return j;
@@ -119,6 +128,7 @@ void fc_jobs_stop(fc_jobs_t *j) {
   on_async(&j->async);
   close_handle((uv_handle_t *)&j->async);
   close_handle((uv_handle_t *)&j->sighup);
+  close_handle((uv_handle_t *)&j->cron);
   for (wf_t *w = j->wfs; w; w = w->next) fc__wf_triggers(j, w, false);
   for (job_t *job = j->jobs; job; job = job->next) {
     if (!job->timer_init) continue;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jobs/cron.h"
 #include "jobs/internal.h"
 
 /* Names the first invalid field of a task in `field`/`why`; 0 when valid. */
@@ -74,7 +75,10 @@ static int check_triggers(json_t *tr, char *field, size_t flen, char *why, size_
         return snprintf(why, wlen, "must be a channel name [A-Za-z0-9._:-]{1,128}"), -1;
     } else if (!strcmp(type, "cron")) {
       snprintf(field, flen, "triggers[%zu].cron", i);
-      if (!json_is_string(json_object_get(t, "cron"))) return snprintf(why, wlen, "must be a cron expression"), -1;
+      const char *expr = json_string_value(json_object_get(t, "cron"));
+      fc_cron_t c;
+      if (!expr) return snprintf(why, wlen, "must be a cron expression such as \"*/5 * * * *\""), -1;
+      if (fc_cron_parse(expr, &c, why, wlen) < 0) return -1;
     } else if (strcmp(type, "manual")) {
       return snprintf(why, wlen, "unknown trigger type '%s' (manual, channel, cron)", type), -1;
     }
@@ -169,6 +173,8 @@ wf_t *fc__wf_load_dir(fc_jobs_t *j, const char *dir, size_t *n) {
 void fc__wf_unref(wf_t *w) {
   if (!w || --w->refs > 0) return;
   free(w->links);
+  free(w->crons);
+  free(w->cron_next);
   json_decref(w->def);
   free(w->name);
   free(w->description);
@@ -203,19 +209,44 @@ static void on_trigger(fc_sub_link_t *link, fc_event_t *ev) {
   fc_buf_dispose(&b);
 }
 
-/* Subscribes (`on`) or unsubscribes the workflow's channel triggers. Loop 0. */
+/* Starts the jobs whose cron time has come (a 1 s timer on loop 0). */
+void fc__wf_cron_tick(fc_jobs_t *j, int64_t now_s) {
+  for (wf_t *w = j->wfs; w; w = w->next) {
+    for (size_t i = 0; i < w->ncrons; i++) {
+      if (w->cron_next[i] < 0 || now_s < w->cron_next[i]) continue;
+      char id[40];
+      if (fc_jobs_start(j, w->id, NULL, id) == 0)
+        fc_log(FC_LOG_INFO, "job triggered", "workflow=%lld job=%s trigger=cron", (long long)w->id, id);
+      w->cron_next[i] = fc_cron_next(&w->crons[i], now_s);
+    }
+  }
+}
+
+/* Subscribes (`on`) or unsubscribes the workflow's channel and cron triggers. Loop 0. */
 void fc__wf_triggers(fc_jobs_t *j, wf_t *w, bool on) {
   fc_hub_t *hub = j->app->hub;
   if (!on) {
     for (size_t i = 0; i < w->nlinks; i++) fc_hub_unsubscribe(hub, 0, &w->links[i]);
     w->owner = NULL;
+    w->ncrons = 0;
     return;
   }
   json_t *tr = json_object_get(w->def, "triggers"), *t;
   size_t i;
   w->links = fc_xcalloc(json_array_size(tr) + 1, sizeof *w->links);
+  w->crons = fc_xcalloc(json_array_size(tr) + 1, sizeof *w->crons);
+  w->cron_next = fc_xcalloc(json_array_size(tr) + 1, sizeof *w->cron_next);
+  int64_t now = fc_now_ms() / 1000;
   json_array_foreach(tr, i, t) {
     const char *ch = json_string_value(json_object_get(t, "channel"));
+    if (!strcmp(json_string_value(json_object_get(t, "type")), "cron")) {
+      char why[8];
+      if (fc_cron_parse(json_string_value(json_object_get(t, "cron")), &w->crons[w->ncrons], why, sizeof why) == 0) {
+        w->cron_next[w->ncrons] = fc_cron_next(&w->crons[w->ncrons], now);
+        w->ncrons++;
+      }
+      continue;
+    }
     if (strcmp(json_string_value(json_object_get(t, "type")), "channel")) continue;
     fc_sub_link_t *l = &w->links[w->nlinks++];
     l->channel = fc_hub_channel(hub, ch, strlen(ch), true);
