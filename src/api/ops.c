@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "jobs/jobs.h"
 
 /* The dashboard page, embedded from web/index.html at build time. */
 extern const unsigned char fc_web_index_html[];
@@ -43,6 +44,7 @@ void fc_api_metrics(fc_req_t *req) {
          s.delivered_total + w.delivered_total);
   metric(&b, "flowcast_subscriber_drops_total", "counter",
          "Subscribers disconnected because their queue passed its bound.", s.drops_total + w.drops_total);
+  fc_jobs_metrics(app->jobs, &b);
   metric(&b, "flowcast_uptime_seconds", "gauge", "Seconds since start.", (fc_mono_ms() - app->started_ms) / 1000);
   fc_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b.data, b.len);
   fc_buf_dispose(&b);

@@ -78,7 +78,8 @@ struct fc_jobs {
   bool stopping;
   uv_async_t async;
   uv_signal_t sighup;
-  uv_timer_t cron; /* once a second: cron triggers */
+  uv_timer_t cron; /* once a second: cron triggers and the counts below */
+  atomic_uint counts[ST_REJECTED + 1]; /* jobs by status, at most a second old */
   pthread_mutex_t lock; /* guards inbox and done */
   fc_jobs_cmd_t *inbox;
   fc_jobs_cmd_t **done; /* [threads] */

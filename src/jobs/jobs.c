@@ -84,7 +84,17 @@ static void on_sighup(uv_signal_t *s, int signum) {
 
 static void on_cron(uv_timer_t *t) {
   fc_jobs_t *j = t->data;
-  if (!j->stopping) fc__wf_cron_tick(j, fc_now_ms() / 1000);
+  if (j->stopping) return;
+  fc__wf_cron_tick(j, fc_now_ms() / 1000);
+  unsigned counts[ST_REJECTED + 1] = {0};
+  for (job_t *job = j->jobs; job; job = job->next) counts[job->status]++;
+  for (size_t i = 0; i <= ST_REJECTED; i++) atomic_store(&j->counts[i], counts[i]);
+}
+
+void fc_jobs_metrics(fc_jobs_t *j, fc_buf_t *out) {
+  fc_buf_puts(out, "# HELP flowcast_jobs Jobs by status (refreshed every second).\n# TYPE flowcast_jobs gauge\n");
+  for (size_t i = 0; i <= ST_REJECTED; i++)
+    fc_buf_printf(out, "flowcast_jobs{status=\"%s\"} %u\n", job_status_names[i], j ? atomic_load(&j->counts[i]) : 0);
 }
 
 fc_jobs_t *fc_jobs_new(fc_app_t *app, char *err, size_t errlen) {

@@ -49,6 +49,9 @@ void fc_jobs_wake(fc_jobs_t *j, fc_loop_t *l);
 /* Loop 0 only, from a command's run: */
 /* Starts a job of workflow `wf` with `input` (JSON text or NULL); fills `id`.
  * Returns 0 or -ENOENT (no such workflow). */
+/* Appends the flowcast_jobs{status=...} gauges. Any thread. */
+void fc_jobs_metrics(fc_jobs_t *j, fc_buf_t *out);
+
 int fc_jobs_start(fc_jobs_t *j, int64_t wf, const char *input, char id[40]);
 /* Applies `a` to a job. Returns 0, -ENOENT (unknown workflow or job) or
  * -EBUSY (the job's state does not allow it). */

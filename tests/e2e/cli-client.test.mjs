@@ -79,6 +79,14 @@ test('start follows a job and exits 0 only for Done', { timeout: T(60000) }, asy
   const bad = run(['start', '2'], env);
   assert.equal(bad.status, 1);
   assert.match(bad.stdout, /final: Failed/);
+  // /metrics counts jobs by status (refreshed every second).
+  let text = '';
+  for (let i = 0; i < 40 && !/flowcast_jobs\{status="Failed"\} 1\b/.test(text); i++) {
+    await sleep(100);
+    text = (await request(`${h.url}/metrics`)).text;
+  }
+  assert.match(text, /flowcast_jobs\{status="Done"\} 1\b/);
+  assert.match(text, /flowcast_jobs\{status="Failed"\} 1\b/);
   const none = run(['start', '99'], env);
   assert.equal(none.status, 1);
   assert.match(none.stderr, /404/);
