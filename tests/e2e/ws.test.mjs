@@ -8,7 +8,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './lib/browser.mjs';
 import {
   startServer,
   publishOk,
@@ -920,25 +920,9 @@ describe('slow consumer', () => {
 
 // ---------------------------------------------------------------------------
 describe('Chromium', () => {
-  const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
   let browser;
   before(async () => {
-    assert.ok(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}`);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: T(60000),
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--disable-dev-shm-usage',
-      ],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();
