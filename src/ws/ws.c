@@ -376,6 +376,7 @@ void fc_ws_accept(fc_ws_t *ws, fc_req_t *req, int64_t expires_ms) {
 void fc_ws_tick(fc_ws_t *ws, fc_loop_t *l) {
   ws_loop_t *wl = &ws->loops[l->index];
   uint64_t now = uv_now(&l->uv);
+  if (!wl->last_ping_ms) wl->last_ping_ms = now; /* the first round comes one interval after start */
   bool ping = now - wl->last_ping_ms >= ws->opts.ping_ms;
   if (ping) wl->last_ping_ms = now;
   int64_t wall = fc_now_ms();
