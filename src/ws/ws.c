@@ -178,9 +178,17 @@ static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
   fc_conn_t *c = s->stream->conn;
   size_t bound = c->bound;
   c->bound = 0; /* control frames and answers are never refused */
+  static const uint8_t protocol_error[] = {0x88, 0x02, 0x03, 0xea}; /* close 1002 */
+  size_t taken = len; /* what wslay handed us, whatever goes out instead */
+  if (len == 2 && data[0] == 0x88 && data[1] == 0 && !wslay_event_get_close_received(ctx)) {
+    /* flowcast always gives its closes a code, so a bare close that the peer
+     * did not start is wslay's answer to a frame it refused: say 1002. */
+    data = protocol_error;
+    len = sizeof protocol_error;
+  }
   fc_conn_send_copy(c, data, len);
   c->bound = bound;
-  return (ssize_t)len;
+  return (ssize_t)taken;
 }
 
 /* Control frames must be whole and at most 125 bytes, and a close frame's body
