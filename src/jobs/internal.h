@@ -23,6 +23,8 @@ typedef struct wf {
   fc_cron_t *crons;     /* cron triggers */
   int64_t *cron_next;   /* [ncrons] next firing, s since the epoch; -1: never */
   size_t ncrons;
+  unsigned max_running; /* maxConcurrent; 0: only the global --max-jobs */
+  unsigned running;     /* its jobs running now (Running, Suspended, Waiting) */
   struct fc_jobs *owner;
   struct wf *next;
 } wf_t;

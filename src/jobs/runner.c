@@ -113,6 +113,7 @@ static void finish(job_t *job, job_status_t st, const char *reason) {
   fc_log(st == ST_DONE ? FC_LOG_INFO : FC_LOG_WARN, "job ended", "workflow=%lld job=%s status=%s reason=\"%s\"",
          (long long)job->wf_id, job->id, job_status_names[st], job->reason ? job->reason : "");
   if (was_running) j->running--;
+  if (was_running && job->wf) job->wf->running--;
   fc__wf_unref(job->wf);
   job->wf = NULL;
   pump(j);
@@ -183,19 +184,31 @@ void fc__job_task_ended(job_t *job, bool ok, const char *why) {
 
 static void run_job(job_t *job) {
   job->owner->running++;
+  if (job->wf) job->wf->running++;
   job->started_ms = fc_now_ms();
   set_status(job, ST_RUNNING);
   next_task(job);
 }
 
 /* Starts queued jobs while there is room. */
+/* Runs queued jobs while the global limit allows, in order, passing over the
+ * jobs of a workflow that is at its own limit (they wait; others go on). */
 static void pump(fc_jobs_t *j) {
-  while (!j->stopping && j->qhead && j->running < j->max_running) {
-    job_t *job = j->qhead;
-    j->qhead = job->qnext;
-    if (!j->qhead) j->qtail = NULL;
+  job_t **pp = &j->qhead, *prev = NULL;
+  while (!j->stopping && *pp && j->running < j->max_running) {
+    job_t *job = *pp;
+    wf_t *w = job->wf;
+    if (w && w->max_running && w->running >= w->max_running) {
+      prev = job;
+      pp = &job->qnext;
+      continue;
+    }
+    *pp = job->qnext;
+    if (j->qtail == job) j->qtail = prev;
     job->qnext = NULL;
-    run_job(job);
+    run_job(job); /* may end at once and pump again: start over from the head */
+    pp = &j->qhead;
+    prev = NULL;
   }
 }
 

@@ -97,6 +97,10 @@ static int check_def(json_t *d, char *field, size_t flen, char *why, size_t wlen
   if (!json_is_string(name) || !json_string_length(name)) return snprintf(why, wlen, "must be a non-empty string"), -1;
   snprintf(field, flen, "description");
   if (desc && !json_is_string(desc)) return snprintf(why, wlen, "must be a string"), -1;
+  json_t *maxc = json_object_get(d, "maxConcurrent");
+  snprintf(field, flen, "maxConcurrent");
+  if (maxc && (!json_is_integer(maxc) || json_integer_value(maxc) < 1 || json_integer_value(maxc) > 100000))
+    return snprintf(why, wlen, "must be a whole number from 1 (jobs of this workflow running at once)"), -1;
   json_t *tasks = json_object_get(d, "tasks"), *t;
   snprintf(field, flen, "tasks");
   if (!json_is_array(tasks) || json_array_size(tasks) == 0) return snprintf(why, wlen, "must be a non-empty array"), -1;
@@ -134,6 +138,7 @@ static wf_t *load_file(const char *path, wf_t *list) {
   w->name = strdup(json_string_value(json_object_get(d, "name")));
   const char *desc = json_string_value(json_object_get(d, "description"));
   w->description = strdup(desc ? desc : w->name);
+  w->max_running = (unsigned)json_integer_value(json_object_get(d, "maxConcurrent")); /* 0: no own limit */
   w->file = strdup(path);
   return w;
 }

@@ -253,3 +253,21 @@ test('a restart while a job runs marks it Failed', async (t) => {
   assert.ok(await s.waitEnd(T(3000)));
   assert.equal(JSON.parse(s.events.filter((e) => !e.event || e.event === 'message')[0].data).status, 'Failed');
 });
+
+test('maxConcurrent limits one workflow; other workflows pass its queued jobs', async (t) => {
+  const one = { id: 5, name: 'One_At_A_Time', maxConcurrent: 1, tasks: [{ type: 'wait', seconds: 1 }] };
+  const free = { id: 6, name: 'Free', tasks: [{ type: 'wait', seconds: 1 }] };
+  const h = await server({ 'one.json': one, 'free.json': free }, {}, { extraArgs: ['--max-jobs', '4'] });
+  t.after(() => h.stop());
+  const a = await start(h, 5), b = await start(h, 5), c = await start(h, 6);
+  await waitStatus(h, 5, a, 'Running');
+  assert.equal(await jobStatus(h, 5, b), 'Pending', 'the second job of a maxConcurrent:1 workflow waits');
+  await waitStatus(h, 6, c, 'Running'); // another workflow is not held up behind it
+  await waitStatus(h, 5, b, 'Done', T(10000));
+  const job = async (id) => (await request(`${h.url}/api/v1/job?w=5&i=${id}`)).json;
+  const [ja, jb] = [await job(a), await job(b)];
+  assert.ok(Date.parse(jb.startedAt) >= Date.parse(ja.endedAt), `b started ${jb.startedAt} before a ended ${ja.endedAt}`);
+  const bad = await server({ 'bad.json': { ...one, maxConcurrent: 0 } });
+  t.after(() => bad.stop());
+  assert.match(bad.stderrText(), /field=maxConcurrent/);
+});
