@@ -111,8 +111,7 @@ static int open_store(fc_app_t *app, char *err, size_t errlen) {
   if (!app->store) return -1;
   fc_hub_restore_seq(app->hub, fc_store_last_seq(app->store));
   fc_store_each_channel(app->store, restore_channel, app->hub);
-  size_t n;
-  free(fc_hub_list(app->hub, &n));
+  size_t n = fc_hub_channel_count(app->hub);
   fc_log(FC_LOG_INFO, "storage open", "dir=%s durability=%s channels=%zu last_id=%llu ms=%llu", cfg->data_dir,
          cfg->durability, n, (unsigned long long)fc_store_last_seq(app->store),
          (unsigned long long)(fc_mono_ms() - t0));

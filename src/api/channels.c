@@ -404,6 +404,7 @@ void fc_api_multi_sse(fc_req_t *req) {
   }
   fc_resume_t from;
   if (parse_resume(req, &from) < 0) return;
+  /* Only now, with every name valid, may channels come to exist. */
   fc_hub_t *hub = fc_app_of(req)->hub;
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {

@@ -81,6 +81,17 @@ static int parse_query(fc_req_t *req, fc_jobs_cmd_t *c, bool need_job) {
   return 0;
 }
 
+/* Reads ?w= (and ?i= when `need_job`) into `c`, then hands it to loop 0; or
+ * answers 400/404 and drops it. */
+static void submit(fc_req_t *req, fc_jobs_cmd_t *c, bool need_job) {
+  if (parse_query(req, c, need_job) < 0) {
+    free(c);
+    return;
+  }
+  post(req, c);
+}
+
+
 static void run_workflows(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   c->status = 200;
   fc_jobs_workflows_json(j, &c->body);
@@ -125,11 +136,7 @@ static void run_start(fc_jobs_t *j, fc_jobs_cmd_t *c) {
 
 void fc_api_job_start(fc_req_t *req) {
   fc_jobs_cmd_t *c = cmd_new(req, run_start);
-  if (parse_query(req, c, false) < 0) {
-    free(c);
-    return;
-  }
-  post(req, c);
+  submit(req, c, false);
 }
 
 static void run_control(fc_jobs_t *j, fc_jobs_cmd_t *c) {
@@ -152,11 +159,7 @@ void fc_api_job_control(fc_req_t *req) {
               : !strcmp(name, "resume")  ? FC_JOB_RESUME
               : !strcmp(name, "approve") ? FC_JOB_APPROVE
                                          : FC_JOB_REJECT;
-  if (parse_query(req, c, true) < 0) {
-    free(c);
-    return;
-  }
-  post(req, c);
+  submit(req, c, true);
 }
 
 static void run_job(fc_jobs_t *j, fc_jobs_cmd_t *c) {
@@ -169,11 +172,7 @@ static void run_job(fc_jobs_t *j, fc_jobs_cmd_t *c) {
 
 void fc_api_job(fc_req_t *req) {
   fc_jobs_cmd_t *c = cmd_new(req, run_job);
-  if (parse_query(req, c, true) < 0) {
-    free(c);
-    return;
-  }
-  post(req, c);
+  submit(req, c, true);
 }
 
 static void run_jobs(fc_jobs_t *j, fc_jobs_cmd_t *c) {
@@ -187,11 +186,7 @@ static void run_jobs(fc_jobs_t *j, fc_jobs_cmd_t *c) {
 
 void fc_api_jobs(fc_req_t *req) {
   fc_jobs_cmd_t *c = cmd_new(req, run_jobs);
-  if (parse_query(req, c, false) < 0) {
-    free(c);
-    return;
-  }
-  post(req, c);
+  submit(req, c, false);
 }
 
 /* A job stream ends with its one unnamed event (status and log are named). */

@@ -24,8 +24,7 @@ void fc_api_metrics(fc_req_t *req) {
   fc_sse_stats(app->sse, &s);
   fc_ws_stats_t w;
   fc_ws_stats(app->ws, &w);
-  size_t nch;
-  free(fc_hub_list(app->hub, &nch));
+  size_t nch = fc_hub_channel_count(app->hub);
   fc_buf_t b;
   fc_buf_init(&b);
   metric(&b, "flowcast_connections", "gauge", "Open client connections.", fc_http_stats.connections);

@@ -218,6 +218,13 @@ void fc_hub_free(fc_hub_t *hub) {
   free(hub);
 }
 
+size_t fc_hub_channel_count(fc_hub_t *hub) {
+  pthread_mutex_lock(&hub->lock);
+  size_t n = hub->nchannels;
+  pthread_mutex_unlock(&hub->lock);
+  return n;
+}
+
 uint64_t fc_hub_last_seq(fc_hub_t *hub) {
   pthread_mutex_lock(&hub->lock);
   uint64_t s = hub->seq;

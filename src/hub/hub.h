@@ -184,6 +184,9 @@ typedef struct {
 /* A snapshot of every channel, sorted by name; free() the array. */
 fc_channel_info_t *fc_hub_list(fc_hub_t *hub, size_t *n);
 
+/* How many channels there are. */
+size_t fc_hub_channel_count(fc_hub_t *hub);
+
 /* The highest id given so far. */
 uint64_t fc_hub_last_seq(fc_hub_t *hub);
 

@@ -154,9 +154,9 @@ static void mark_dirty(fc_conn_t *c) {
   c->loop->dirty = c;
 }
 
-int fc_conn_send(fc_conn_t *c, fc_frame_t *f) {
+static int enqueue(fc_conn_t *c, fc_frame_t *f, bool bounded) {
   if (c->closing || c->close_when_flushed || c->lingering) return -EPIPE;
-  if (c->bound && c->queued + f->len > c->bound) return -ENOBUFS;
+  if (bounded && c->bound && c->queued + f->len > c->bound) return -ENOBUFS;
   if (c->qlen == c->qcap) {
     uint32_t cap = c->qcap ? c->qcap * 2 : 8;
     fc_frame_t **q = fc_xmalloc(cap * sizeof *q);
@@ -172,12 +172,18 @@ int fc_conn_send(fc_conn_t *c, fc_frame_t *f) {
   return 0;
 }
 
-int fc_conn_send_copy(fc_conn_t *c, const void *p, size_t n) {
+int fc_conn_send(fc_conn_t *c, fc_frame_t *f) { return enqueue(c, f, true); }
+
+static int send_copy(fc_conn_t *c, const void *p, size_t n, bool bounded) {
   fc_frame_t *f = fc_frame_copy(p, n);
-  int rc = fc_conn_send(c, f);
+  int rc = enqueue(c, f, bounded);
   fc_frame_unref(f);
   return rc;
 }
+
+int fc_conn_send_copy(fc_conn_t *c, const void *p, size_t n) { return send_copy(c, p, n, true); }
+
+int fc_conn_send_control(fc_conn_t *c, const void *p, size_t n) { return send_copy(c, p, n, false); }
 
 static void write_some(fc_conn_t *c);
 

@@ -98,6 +98,9 @@ int fc_net_port(const fc_net_t *net);
 int fc_conn_send(fc_conn_t *c, fc_frame_t *f);
 /* Queues a copy of the bytes. */
 int fc_conn_send_copy(fc_conn_t *c, const void *p, size_t n);
+/* Queues a copy that the bound never refuses: protocol control bytes (a
+ * WebSocket pong or close) that must go out even to a full queue. */
+int fc_conn_send_control(fc_conn_t *c, const void *p, size_t n);
 /* Closes the connection; with `flush` after the queued frames are written. */
 void fc_conn_close(fc_conn_t *c, bool flush);
 /* Writes what is queued, shuts the sending side down, then reads and drops

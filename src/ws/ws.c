@@ -175,9 +175,6 @@ static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
     return -1;
   }
-  fc_conn_t *c = s->stream->conn;
-  size_t bound = c->bound;
-  c->bound = 0; /* control frames and answers are never refused */
   static const uint8_t protocol_error[] = {0x88, 0x02, 0x03, 0xea}; /* close 1002 */
   size_t taken = len; /* what wslay handed us, whatever goes out instead */
   if (len == 2 && data[0] == 0x88 && data[1] == 0 && !wslay_event_get_close_received(ctx)) {
@@ -186,8 +183,7 @@ static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     data = protocol_error;
     len = sizeof protocol_error;
   }
-  fc_conn_send_copy(c, data, len);
-  c->bound = bound;
+  fc_conn_send_control(s->stream->conn, data, len); /* control frames are never refused */
   return (ssize_t)taken;
 }
 
