@@ -8,6 +8,7 @@
 #include <string.h>
 
 #define MAX_IOV 128
+#define MAX_WRITE (64u << 20) /* bytes per write: `inflight` is 32-bit */
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
@@ -68,6 +69,7 @@ static void queue_clear(fc_conn_t *c) {
     c->qhead = (c->qhead + 1) % c->qcap;
     c->qlen--;
   }
+  c->qoff = 0;
   free(c->q);
   c->q = NULL;
   c->qcap = 0;
@@ -209,26 +211,27 @@ static void wreq_put(fc_loop_t *l, uv_write_t *w) {
   l->nspare++;
 }
 
-static void on_write(uv_write_t *req, int status) {
-  fc_conn_t *c = req->data;
-  c->wreq = NULL;
-  wreq_put(c->loop, req);
-  for (uint32_t i = 0; i < c->inflight; i++) {
+/* Drops `n` written bytes from the head of the queue. */
+static void consume(fc_conn_t *c, size_t n) {
+  c->queued -= n;
+  while (c->qlen > 0) { /* also drops empty frames at the head */
     fc_frame_t *f = c->q[c->qhead];
-    c->queued -= f->len;
+    size_t left = f->len - c->qoff;
+    if (n < left) {
+      c->qoff += (uint32_t)n;
+      return;
+    }
+    n -= left;
+    c->qoff = 0;
     fc_frame_unref(f);
     c->qhead = (c->qhead + 1) % c->qcap;
     c->qlen--;
   }
-  c->inflight = 0;
-  if (c->closing) return; /* status is UV_ECANCELED: on_closed frees the rest */
-  if (status < 0) {
-    close_now(c);
-    return;
-  }
-  if (c->qlen > 0) {
-    write_some(c);
-  } else if (c->close_when_flushed) {
+}
+
+/* The queue is empty: close if that was waited for, else tell the handler. */
+static void drained(fc_conn_t *c) {
+  if (c->close_when_flushed) {
     if (c->lingering)
       start_linger(c);
     else
@@ -238,20 +241,66 @@ static void on_write(uv_write_t *req, int status) {
   }
 }
 
-/* Starts one writev of everything queued (up to MAX_IOV frames). */
-static void write_some(fc_conn_t *c) {
-  if (c->inflight || c->qlen == 0 || c->closing) return;
-  uv_buf_t bufs[MAX_IOV];
-  uint32_t n = c->qlen < MAX_IOV ? c->qlen : MAX_IOV;
-  for (uint32_t i = 0; i < n; i++) {
-    fc_frame_t *f = c->q[(c->qhead + i) % c->qcap];
-    bufs[i] = uv_buf_init((char *)f->bytes, f->len);
+static void on_write(uv_write_t *req, int status) {
+  fc_conn_t *c = req->data;
+  c->wreq = NULL;
+  wreq_put(c->loop, req);
+  consume(c, c->inflight);
+  c->inflight = 0;
+  if (c->closing) return; /* status is UV_ECANCELED: on_closed frees the rest */
+  if (status < 0) {
+    close_now(c);
+    return;
   }
+  if (c->qlen > 0)
+    write_some(c);
+  else
+    drained(c);
+}
+
+/* Fills `bufs` with the unwritten bytes of up to MAX_IOV queued frames;
+ * returns how many buffers, and their total length in `*total`. */
+static uint32_t gather(fc_conn_t *c, uv_buf_t *bufs, size_t *total) {
+  uint32_t n = c->qlen < MAX_IOV ? c->qlen : MAX_IOV;
+  *total = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    if (*total >= MAX_WRITE) return i;
+    fc_frame_t *f = c->q[(c->qhead + i) % c->qcap];
+    size_t off = i == 0 ? c->qoff : 0;
+    bufs[i] = uv_buf_init((char *)f->bytes + off, (unsigned)(f->len - off));
+    *total += f->len - off;
+  }
+  return n;
+}
+
+/* Writes what is queued: first straight into the socket (uv_try_write, no
+ * request and no change to the poll set), and only what the socket did not
+ * take through a uv_write that completes later. */
+static void write_some(fc_conn_t *c) {
+  if (c->wreq || c->qlen == 0 || c->closing) return;
+  uv_buf_t bufs[MAX_IOV];
+  size_t total;
+  uint32_t n;
+  for (;;) {
+    n = gather(c, bufs, &total);
+    int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (w == UV_EAGAIN) w = 0;
+    if (w < 0) {
+      close_now(c);
+      return;
+    }
+    consume(c, (size_t)w);
+    if ((size_t)w < total) break;
+    if (c->qlen == 0) {
+      drained(c);
+      return;
+    }
+  }
+  n = gather(c, bufs, &total);
   c->wreq = wreq_get(c->loop);
   c->wreq->data = c;
-  c->inflight = n;
-  int rc = uv_write(c->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write);
-  if (rc < 0) {
+  c->inflight = total;
+  if (uv_write(c->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write) < 0) {
     c->inflight = 0;
     wreq_put(c->loop, c->wreq);
     c->wreq = NULL;

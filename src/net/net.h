@@ -57,8 +57,10 @@ struct fc_conn {
   void *ud;
   fc_conn_t *prev, *next; /* in loop->conns */
   fc_conn_t *dirty_next;
-  fc_frame_t **q;        /* ring of frames to write; the first `inflight` are in a write */
-  uint32_t qhead, qlen, qcap, inflight;
+  fc_frame_t **q;        /* ring of frames to write, oldest first */
+  uint32_t qhead, qlen, qcap;
+  uint32_t qoff;         /* bytes of the oldest frame already written */
+  uint32_t inflight;     /* bytes at the head of the queue in a uv_write */
   size_t queued;         /* bytes queued and not yet written, in-flight included */
   size_t bound;          /* fc_conn_send fails past this many queued bytes; 0: none */
   uv_write_t *wreq;      /* the write in flight, if any: idle connections hold none */
