@@ -193,6 +193,7 @@ int fc_app_run(const fc_config_t *cfg) {
                                          .port = cfg->port,
                                          .threads = cfg->threads,
                                          .stop_grace_ms = 5000,
+                                         .coalesce_ms = cfg->coalesce_ms,
                                          .h = {on_accept, on_wake, on_tick, on_stop}},
                         uds, err, sizeof err);
   int status = 0;

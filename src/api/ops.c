@@ -25,6 +25,8 @@ void fc_api_metrics(fc_req_t *req) {
   fc_ws_stats_t w;
   fc_ws_stats(app->ws, &w);
   size_t nch = fc_hub_channel_count(app->hub);
+  fc_net_stats_t n;
+  fc_net_stats(app->net, &n);
   fc_buf_t b;
   fc_buf_init(&b);
   metric(&b, "flowcast_connections", "gauge", "Open client connections.", fc_http_stats.connections);
@@ -43,6 +45,12 @@ void fc_api_metrics(fc_req_t *req) {
          s.delivered_total + w.delivered_total);
   metric(&b, "flowcast_subscriber_drops_total", "counter",
          "Subscribers disconnected because their queue passed its bound.", s.drops_total + w.drops_total);
+  metric(&b, "flowcast_socket_writes_total", "counter", "Write system calls to clients (one writev each).",
+         n.writes);
+  metric(&b, "flowcast_stream_write_passes_total", "counter", "Loop passes that wrote subscriber streams.",
+         n.bulk_passes);
+  metric(&b, "flowcast_stream_write_holds_total", "counter",
+         "Passes after which a busy loop held stream writes to coalesce events (--coalesce-ms).", n.bulk_held);
   fc_jobs_metrics(app->jobs, &b);
   metric(&b, "flowcast_uptime_seconds", "gauge", "Seconds since start.", (fc_mono_ms() - app->started_ms) / 1000);
   fc_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b.data, b.len);

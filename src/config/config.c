@@ -30,6 +30,8 @@ static const opt_t options[] = {
     {"retention", OPT_UINT, OFF(retention), "100", "events retained per channel"},
     {"max-body", OPT_SIZE, OFF(max_body), "1M", "largest request body (bytes; k/M suffixes)"},
     {"queue-bytes", OPT_SIZE, OFF(queue_bytes), "1M", "a subscriber's unsent bytes before it is dropped"},
+    {"coalesce-ms", OPT_UINT, OFF(coalesce_ms), "20",
+     "under load, at most this long a subscriber's writes wait to carry more events (0: never)"},
     {"cors-origins", OPT_STR, OFF(cors_origins), "", "allowed CORS origins, comma-separated, or *"},
     {"cors-credentials", OPT_BOOL, OFF(cors_credentials), "false", "allow credentials (needs an origin list)"},
     {"header-timeout", OPT_UINT, OFF(header_timeout_s), "10", "seconds to receive a request's head"},
@@ -326,6 +328,10 @@ static int finish(fc_config_t *cfg, char *err, size_t errlen) {
   }
   if (cfg->queue_bytes < 4096) {
     snprintf(err, errlen, "queue-bytes: at least 4096");
+    return -1;
+  }
+  if (cfg->coalesce_ms > 1000) {
+    snprintf(err, errlen, "coalesce-ms: at most 1000");
     return -1;
   }
   cfg->cors_list = split_list(cfg->cors_origins);

@@ -21,6 +21,7 @@ typedef struct {
   unsigned retention;
   size_t max_body;
   size_t queue_bytes;
+  unsigned coalesce_ms; /* longest a busy loop holds stream writes (0: never) */
   char *cors_origins; /* comma-separated, or "*" */
   bool cors_credentials;
   unsigned header_timeout_s;

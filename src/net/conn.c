@@ -82,7 +82,7 @@ static void on_closed(uv_handle_t *h) {
   if (c->h && c->h->on_close) c->h->on_close(c);
   queue_clear(c);
   if (c->dirty) {
-    fc_conn_t **pp = &l->dirty;
+    fc_conn_t **pp = c->dirty == 2 ? &l->bulk_dirty : &l->dirty;
     while (*pp != c) pp = &(*pp)->dirty_next;
     *pp = c->dirty_next;
   }
@@ -151,9 +151,10 @@ void fc__conn_close_all(fc_loop_t *l) {
 
 static void mark_dirty(fc_conn_t *c) {
   if (c->dirty) return;
-  c->dirty = true;
-  c->dirty_next = c->loop->dirty;
-  c->loop->dirty = c;
+  fc_conn_t **list = c->bulk ? &c->loop->bulk_dirty : &c->loop->dirty;
+  c->dirty = c->bulk ? 2 : 1;
+  c->dirty_next = *list;
+  *list = c;
 }
 
 static int enqueue(fc_conn_t *c, fc_frame_t *f, bool bounded) {
@@ -284,6 +285,7 @@ static void write_some(fc_conn_t *c) {
   for (;;) {
     n = gather(c, bufs, &total);
     int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    atomic_fetch_add_explicit(&c->loop->writes, 1, memory_order_relaxed);
     if (w == UV_EAGAIN) w = 0;
     if (w < 0) {
       close_now(c);
@@ -300,6 +302,7 @@ static void write_some(fc_conn_t *c) {
   c->wreq = wreq_get(c->loop);
   c->wreq->data = c;
   c->inflight = total;
+  atomic_fetch_add_explicit(&c->loop->writes, 1, memory_order_relaxed);
   if (uv_write(c->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write) < 0) {
     c->inflight = 0;
     wreq_put(c->loop, c->wreq);
@@ -308,16 +311,52 @@ static void write_some(fc_conn_t *c) {
   }
 }
 
-void fc__conn_flush_all(fc_loop_t *l) {
-  fc_conn_t *c = l->dirty;
-  l->dirty = NULL;
-  while (c) {
+/* Writes every connection on `list`; returns how many; counts in `*repeats`
+ * those also written `recent_ms` or less before `now_ms` (when given). */
+static size_t flush_list(fc_conn_t **list, uint32_t now_ms, uint32_t recent_ms, size_t *repeats) {
+  fc_conn_t *c = *list;
+  *list = NULL;
+  size_t n = 0;
+  for (; c; n++) {
     fc_conn_t *next = c->dirty_next;
-    c->dirty = false;
+    c->dirty = 0;
     c->dirty_next = NULL;
+    if (recent_ms) {
+      *repeats += c->last_write_ms && now_ms - c->last_write_ms <= recent_ms;
+      c->last_write_ms = now_ms ? now_ms : 1;
+    }
     write_some(c);
     c = next;
   }
+  return n;
+}
+
+static void on_bulk_due(uv_timer_t *t) { fc__conn_flush_all(t->data); }
+
+/* Answers are written at once. Subscriber streams too, unless the loop is
+ * busy with them: when a pass over them took 1 ms or more, and at least half
+ * of the streams it wrote had been written in the pass before, the next pass
+ * waits as long again (at most coalesce_ms). Events published meanwhile then
+ * go out in the same writes, and a TCP send per subscriber is the cost that
+ * matters; the loop reads and answers publishers in between. Streams of
+ * quiet channels, or a loop that is not busy, never wait. */
+void fc__conn_flush_all(fc_loop_t *l) {
+  size_t repeats = 0;
+  flush_list(&l->dirty, 0, 0, &repeats);
+  if (!l->bulk_dirty) return;
+  uint64_t now = uv_hrtime();
+  if (now < l->bulk_due) {
+    if (!uv_is_active((uv_handle_t *)&l->bulk_timer))
+      uv_timer_start(&l->bulk_timer, on_bulk_due, (l->bulk_due - now + 999999) / 1000000, 0);
+    return;
+  }
+  size_t n = flush_list(&l->bulk_dirty, (uint32_t)(now / 1000000), l->bulk_recent_ms, &repeats);
+  uint64_t took = uv_hrtime() - now, cap = (uint64_t)l->net->opts.coalesce_ms * 1000000;
+  uint64_t hold = took >= 1000000 && 2 * repeats >= n ? (took < cap ? took : cap) : 0;
+  atomic_fetch_add_explicit(&l->bulk_passes, 1, memory_order_relaxed);
+  if (hold) atomic_fetch_add_explicit(&l->bulk_held, 1, memory_order_relaxed);
+  l->bulk_due = now + took + hold;
+  l->bulk_recent_ms = (uint32_t)(2 * (took + hold) / 1000000) + 1;
 }
 
 void fc_conn_peer(fc_conn_t *c, char *out, size_t len) {

@@ -52,7 +52,7 @@ void fc__loop_maybe_finish(fc_loop_t *l) {
    * keeps the loop alive; fc_net_free() closes it once every thread is joined. */
   uv_unref((uv_handle_t *)&l->wake);
   uv_handle_t *hs[] = {(uv_handle_t *)&l->flush, (uv_handle_t *)&l->flush_early, (uv_handle_t *)&l->tick,
-                       (uv_handle_t *)&l->stop_deadline};
+                       (uv_handle_t *)&l->stop_deadline, (uv_handle_t *)&l->bulk_timer};
   for (size_t i = 0; i < FC_ARRAY_LEN(hs); i++)
     if (!uv_is_closing(hs[i])) uv_close(hs[i], NULL);
 }
@@ -120,6 +120,9 @@ static fc_loop_t *loop_new(fc_net_t *net, unsigned index, void *ud) {
   uv_timer_init(&l->uv, &l->tick);
   l->tick.data = l;
   uv_timer_start(&l->tick, on_tick, 1000, 1000);
+  l->bulk_recent_ms = 1;
+  uv_timer_init(&l->uv, &l->bulk_timer);
+  l->bulk_timer.data = l;
   uv_timer_init(&l->uv, &l->stop_deadline);
   l->stop_deadline.data = l;
   uv_unref((uv_handle_t *)&l->stop_deadline);
@@ -199,5 +202,15 @@ void fc_net_wake(fc_net_t *net, unsigned index) { uv_async_send(&net->loops[inde
 unsigned fc_net_threads(const fc_net_t *net) { return net->nloops; }
 
 fc_loop_t *fc_net_loop(fc_net_t *net, unsigned index) { return net->loops[index]; }
+
+void fc_net_stats(fc_net_t *net, fc_net_stats_t *out) {
+  *out = (fc_net_stats_t){0};
+  for (unsigned i = 0; i < net->nloops; i++) {
+    fc_loop_t *l = net->loops[i];
+    out->writes += atomic_load_explicit(&l->writes, memory_order_relaxed);
+    out->bulk_passes += atomic_load_explicit(&l->bulk_passes, memory_order_relaxed);
+    out->bulk_held += atomic_load_explicit(&l->bulk_held, memory_order_relaxed);
+  }
+}
 
 int fc_net_port(const fc_net_t *net) { return net->port; }

@@ -42,6 +42,11 @@ struct fc_loop {
   uv_timer_t stop_deadline;
   uv_thread_t thread;
   fc_conn_t *dirty;  /* connections with frames to write */
+  fc_conn_t *bulk_dirty; /* subscriber streams with frames to write: see fc_conn_t.bulk */
+  uint64_t bulk_due;     /* uv_hrtime() before which bulk writes wait */
+  uint32_t bulk_recent_ms; /* a stream written this recently is written again */
+  uv_timer_t bulk_timer; /* wakes the loop when they are due */
+  atomic_uint_fast64_t writes, bulk_passes, bulk_held; /* see fc_net_stats_t */
   uv_write_t *spare_wreqs; /* write requests to reuse, linked through ->data */
   size_t nspare;
   fc_conn_t *conns;  /* every open connection */
@@ -64,9 +69,12 @@ struct fc_conn {
   size_t queued;         /* bytes queued and not yet written, in-flight included */
   size_t bound;          /* fc_conn_send fails past this many queued bytes; 0: none */
   uv_write_t *wreq;      /* the write in flight, if any: idle connections hold none */
-  bool dirty, closing, close_when_flushed, reading;
+  uint8_t dirty;          /* 0, or on loop->dirty (1) or loop->bulk_dirty (2) */
+  bool bulk;              /* a subscriber stream: its writes may be coalesced under load */
+  bool closing, close_when_flushed, reading;
   bool lingering;       /* answered and shut down: input is read and dropped until EOF */
   uint64_t linger_since; /* loop time the lingering began */
+  uint32_t last_write_ms; /* when a bulk pass last wrote it (uv_hrtime in ms; 0: never) */
 };
 
 typedef struct {
@@ -75,6 +83,7 @@ typedef struct {
   unsigned threads;
   fc_net_handlers_t h;
   unsigned stop_grace_ms; /* how long a stop waits for connections before closing them */
+  unsigned coalesce_ms;   /* at most this long a busy loop holds stream writes to batch them */
 } fc_net_opts_t;
 
 /* Binds one listener per loop and starts loops 1..n-1 on their own threads.
@@ -92,6 +101,13 @@ void fc_net_stop(fc_net_t *net);
 void fc_net_wake(fc_net_t *net, unsigned index);
 unsigned fc_net_threads(const fc_net_t *net);
 fc_loop_t *fc_net_loop(fc_net_t *net, unsigned index);
+/* Counters summed over the loops; any thread. */
+typedef struct {
+  uint64_t writes;      /* write system calls (writev), answers and streams */
+  uint64_t bulk_passes; /* passes that wrote subscriber streams */
+  uint64_t bulk_held;   /* of those, passes followed by a hold to coalesce */
+} fc_net_stats_t;
+void fc_net_stats(fc_net_t *net, fc_net_stats_t *out);
 /* The port the listeners are bound to (useful with port 0). */
 int fc_net_port(const fc_net_t *net);
 

@@ -172,6 +172,7 @@ void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, si
   /* The backlog is shared frames already retained: it does not count against
    * the bound, which limits how far behind live delivery may fall. */
   c->bound = c->queued + sse->opts.queue_bytes;
+  c->bulk = true;
 
   sub->next = sl->subs;
   if (sub->next) sub->next->prev = sub;

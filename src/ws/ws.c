@@ -368,6 +368,7 @@ void fc_ws_accept(fc_ws_t *ws, fc_req_t *req, int64_t expires_ms) {
   wslay_event_config_set_max_recv_msg_length(s->ctx, ws->opts.max_message);
   s->stream = fc_http_stream(req, 101, extra, &ws_stream, s);
   s->stream->conn->bound = ws->opts.queue_bytes;
+  s->stream->conn->bulk = true;
   registry_add(ws, s);
   ws_loop_t *wl = &ws->loops[s->thread];
   s->next = wl->sessions;
