@@ -167,6 +167,14 @@ static void parse_failed(fc_http_conn_t *hc, llhttp_errno_t err) {
   }
 }
 
+/* While a request is being answered, what follows it waits in `pending`.
+ * Reading goes on (stopping and restarting it costs two epoll_ctl calls per
+ * request) until a pipelining client has sent PENDING_MAX bytes ahead. */
+#define PENDING_MAX (64 * 1024)
+static void hold_input(fc_http_conn_t *hc) {
+  if (hc->pending.len >= PENDING_MAX) fc_conn_read_stop(hc->conn);
+}
+
 /* Feeds bytes to the parser; keeps what follows a pause for later. */
 static void execute(fc_http_conn_t *hc, const char *p, size_t n) {
   hc->in_execute = true;
@@ -177,7 +185,7 @@ static void execute(fc_http_conn_t *hc, const char *p, size_t n) {
     if (hc->state == HC_HANDLING) {
       const char *pos = llhttp_get_error_pos(hc->parser);
       if (pos && pos < p + n) fc_buf_append(&hc->pending, pos, (size_t)(p + n - pos));
-      fc_conn_read_stop(hc->conn);
+      hold_input(hc);
     } else if (hc->state == HC_STREAM) {
       /* An upgraded connection: what follows the request is the new protocol's. */
       const char *pos = llhttp_get_error_pos(hc->parser);
@@ -197,7 +205,10 @@ static void on_data(fc_conn_t *c, const char *p, size_t n) {
       if (hc->stream->h->on_data) hc->stream->h->on_data(hc->stream, p, n);
       return; /* an SSE client has nothing more to say */
     case HC_CLOSING: return;
-    case HC_HANDLING: fc_buf_append(&hc->pending, p, n); return;
+    case HC_HANDLING:
+      fc_buf_append(&hc->pending, p, n);
+      hold_input(hc);
+      return;
     default: execute(hc, p, n);
   }
 }
@@ -261,11 +272,14 @@ void fc_http_accept(fc_http_t *http, fc_conn_t *c) {
 }
 
 void fc__http_finish(fc_http_conn_t *hc, fc_req_t *req) {
-  fc_buf_t line;
-  fc_buf_init(&line);
-  fc__http_log_fields(req, &line);
-  fc_log(req->status >= 500 ? FC_LOG_ERROR : FC_LOG_INFO, "request", "%s", line.data);
-  fc_buf_dispose(&line);
+  fc_log_level_t level = req->status >= 500 ? FC_LOG_ERROR : FC_LOG_INFO;
+  if (fc_log_enabled(level)) {
+    fc_buf_t line;
+    fc_buf_init(&line);
+    fc__http_log_fields(req, &line);
+    fc_log(level, "request", "%s", line.data);
+    fc_buf_dispose(&line);
+  }
   if (!hc) {
     fc__req_free(req);
     return;
