@@ -1,0 +1,380 @@
+/* fcload publishers: keep-alive POST connections, their HTTP answers, and the send pump. */
+#include "fcload.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* ------------------------------------------------------------------------ */
+/* Publishers: HTTP response parsing                                         */
+/* ------------------------------------------------------------------------ */
+
+static void resp_reset(struct http_resp *r)
+{
+    r->lb.len = 0;
+    memset(&r->dc, 0, sizeof r->dc);
+    r->phase = RP_STATUS;
+    r->chunked = r->have_len = r->close = false;
+    r->status = 0;
+    r->body_left = 0;
+    r->body_len = 0;
+}
+
+static void resp_keep_body(struct http_resp *r, const char *p, size_t n)
+{
+    size_t room = sizeof r->body - 1 - r->body_len;
+    if (n > room)
+        n = room;
+    memcpy(r->body + r->body_len, p, n);
+    r->body_len += (uint32_t)n;
+}
+
+/* Handles one line of the response head; returns -1 on a malformed head. */
+static int resp_head_line(struct http_resp *r, const char *line, size_t len)
+{
+    if (r->phase == RP_STATUS) {
+        r->status = parse_status_line(line, len);
+        if (r->status < 0)
+            return -1;
+        r->close = line[7] == '0'; /* HTTP/1.0 closes unless told otherwise */
+        r->phase = RP_HEADERS;
+        return 0;
+    }
+    if (len == 0) { /* end of head: pick the body framing */
+        if (r->status >= 100 && r->status < 200)
+            r->phase = RP_STATUS;
+        else if (r->status == 204 || r->status == 304)
+            r->phase = RP_DONE;
+        else if (r->chunked)
+            r->phase = RP_BODY_CHUNKED;
+        else if (r->have_len)
+            r->phase = r->body_left ? RP_BODY_LEN : RP_DONE;
+        else
+            r->phase = RP_BODY_EOF;
+        return 0;
+    }
+    if (len > 15 && strncasecmp(line, "content-length:", 15) == 0) {
+        const char *v = line + 15, *end = line + len;
+        while (v < end && (*v == ' ' || *v == '\t'))
+            v++;
+        r->have_len = true;
+        r->body_left = 0;
+        for (; v < end && *v >= '0' && *v <= '9'; v++) {
+            if (r->body_left > (UINT64_MAX - 9) / 10)
+                return -1;
+            r->body_left = r->body_left * 10 + (uint64_t)(*v - '0');
+        }
+    } else if (len > 18 && strncasecmp(line, "transfer-encoding:", 18) == 0) {
+        r->chunked = memmem(line + 18, len - 18, "chunked", 7) != NULL;
+    } else if (len > 11 && strncasecmp(line, "connection:", 11) == 0) {
+        if (memmem(line + 11, len - 11, "close", 5))
+            r->close = true;
+        else if (memmem(line + 11, len - 11, "keep-alive", 10))
+            r->close = false;
+    }
+    return 0;
+}
+
+/*
+ * Feeds bytes of a response. Returns 1 when the response is complete (the
+ * input then points at any bytes after it), 0 when more input is needed,
+ * -1 on a malformed response. A close-delimited body completes at EOF.
+ */
+static int resp_feed(struct http_resp *r, const char **p, size_t *n)
+{
+    while (r->phase != RP_DONE) {
+        if (*n == 0)
+            return 0;
+        if (r->phase == RP_STATUS || r->phase == RP_HEADERS) {
+            const char *line;
+            size_t len;
+            int t = take_line(&r->lb, p, n, &line, &len);
+            if (t < 0 || (t == 1 && resp_head_line(r, line, len) < 0))
+                return -1;
+        } else if (r->phase == RP_BODY_LEN || r->phase == RP_BODY_EOF) {
+            size_t take = *n;
+            if (r->phase == RP_BODY_LEN && take > r->body_left)
+                take = (size_t)r->body_left;
+            resp_keep_body(r, *p, take);
+            *p += take;
+            *n -= take;
+            if (r->phase == RP_BODY_LEN && (r->body_left -= take) == 0)
+                r->phase = RP_DONE;
+        } else {
+            const char *run;
+            size_t run_len;
+            int t = dechunk_next(&r->dc, p, n, &run, &run_len);
+            if (t < 0)
+                return -1;
+            if (t == 1)
+                resp_keep_body(r, run, run_len);
+            if (t == 2)
+                r->phase = RP_DONE; /* trailers, if any, are not expected */
+        }
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Publishers: connections and requests                                      */
+/* ------------------------------------------------------------------------ */
+
+static void on_pub_retry(uv_timer_t *t)
+{
+    struct pub *p = t->data;
+    if (!g.finishing && p->state == PUB_DOWN)
+        pub_connect(p);
+}
+
+/* After a publisher connection is closed: reconnect if there is work left,
+ * after PUB_RETRY_MS when the connection failed. */
+static void on_pub_closed(uv_handle_t *h)
+{
+    struct pub *p = h->data;
+    p->state = PUB_DOWN;
+    if (g.finishing)
+        return;
+    if (p->fails >= PUB_MAX_CONNECT_FAILS) {
+        p->state = PUB_GAVE_UP;
+        note("publisher %u: giving up after %u failed connects", p->index, p->fails);
+    } else if (g.next_seq < g.opt.messages) {
+        uv_timer_start(&p->retry, on_pub_retry, p->fails ? PUB_RETRY_MS : 0, 0);
+    }
+    check_publish_done();
+}
+
+/* Closes a publisher connection; the message in flight, if any, counts as a
+ * publish error of kind `why` (NULL: closed after a complete answer). */
+void pub_close(struct pub *p, const char *why)
+{
+    if (p->state == PUB_CLOSING || p->state == PUB_DOWN || p->state == PUB_GAVE_UP)
+        return;
+    if (why && !g.finishing) {
+        count_error("%s", why);
+        if (p->state == PUB_BUSY)
+            g.pub_errors++;
+    }
+    p->state = PUB_CLOSING;
+    uv_close((uv_handle_t *)&p->tcp, on_pub_closed);
+}
+
+static void on_pub_write(uv_write_t *req, int status);
+
+/* Writes the request publishing message `seq` on an idle connection. */
+static void pub_send(struct pub *p, uint64_t seq)
+{
+    uint32_t ch = (uint32_t)(seq % g.opt.channels);
+    uint64_t ts = uv_hrtime();
+    int n = snprintf(p->body, (size_t)g.opt.size + 128,
+                     "{\"fcseq\":%" PRIu64 ",\"fcts\":%" PRIu64 ",\"pad\":\"", seq, ts);
+    size_t len = (size_t)n;
+    while (len + 2 < g.opt.size)
+        p->body[len++] = 'x';
+    memcpy(p->body + len, "\"}", 2);
+    p->body_len = len + 2;
+    p->head_len = (size_t)snprintf(p->head, sizeof p->head,
+                                   "POST %s HTTP/1.1\r\nHost: %s\r\n"
+                                   "Content-Type: application/json\r\n"
+                                   "Content-Length: %zu\r\n\r\n",
+                                   g.pub_path[ch], g.opt.host_header, p->body_len);
+    resp_reset(&p->resp);
+    p->seq = seq;
+    p->sent_ns = ts;
+    p->state = PUB_BUSY;
+    p->write_pending = true;
+    p->resp_complete = false;
+    g.send_ns[seq] = ts;
+    if (!g.t_first_pub)
+        g.t_first_pub = ts;
+    uv_buf_t bufs[2] = { uv_buf_init(p->head, (unsigned)p->head_len),
+                         uv_buf_init(p->body, (unsigned)p->body_len) };
+    int err = uv_write(&p->write, (uv_stream_t *)&p->tcp, bufs, 2, on_pub_write);
+    if (err < 0) {
+        p->write_pending = false;
+        char why[48];
+        snprintf(why, sizeof why, "pub write: %s", uv_err_name(err));
+        pub_close(p, why);
+    }
+}
+
+/* A complete answer arrived for the message in flight: account for it and
+ * make the connection available again (or reconnect if the server closes). */
+static void pub_answered(struct pub *p)
+{
+    uint64_t now = uv_hrtime(), seq = p->seq;
+    struct http_resp *r = &p->resp;
+    if (r->status >= 200 && r->status < 300) {
+        g.ack_ns[seq] = now;
+        g.acked++;
+        g.expected += g.subs_on_channel[seq % g.opt.channels];
+        g.acked_delivered += g.msg_count[seq];
+        uint64_t n;
+        r->body[r->body_len] = '\0';
+        if (find_number(r->body, r->body_len, "\"subscribers\"", &n)) {
+            if (g.srv_subs_min < 0 || (int64_t)n < g.srv_subs_min)
+                g.srv_subs_min = (int64_t)n;
+            if ((int64_t)n > g.srv_subs_max)
+                g.srv_subs_max = (int64_t)n;
+        }
+    } else {
+        g.pub_errors++;
+        count_error("pub: HTTP %d", r->status);
+    }
+    g.t_last_ack = now;
+    if (r->close) {
+        p->state = PUB_IDLE; /* nothing in flight: closing is not an error */
+        pub_close(p, NULL);
+    } else {
+        p->state = PUB_IDLE;
+    }
+    pump();
+    check_publish_done();
+    check_complete();
+}
+
+/* Completes the request once both the write and the answer are done. */
+static void pub_maybe_answered(struct pub *p)
+{
+    if (p->state == PUB_BUSY && p->resp_complete && !p->write_pending)
+        pub_answered(p);
+}
+
+static void on_pub_write(uv_write_t *req, int status)
+{
+    struct pub *p = req->handle->data;
+    p->write_pending = false;
+    if (status == UV_ECANCELED || p->state != PUB_BUSY)
+        return;
+    if (status < 0) {
+        char why[48];
+        snprintf(why, sizeof why, "pub write: %s", uv_err_name(status));
+        pub_close(p, why);
+        return;
+    }
+    pub_maybe_answered(p);
+}
+
+static void on_pub_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct pub *p = stream->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (p->state == PUB_BUSY && p->resp_complete) {
+            p->resp.close = true; /* answered; close once the write is reported */
+            uv_read_stop(stream);
+            return;
+        }
+        if (p->state == PUB_BUSY && p->resp.phase == RP_BODY_EOF) {
+            p->resp.phase = RP_DONE;
+            p->resp.close = true;
+            p->resp_complete = true;
+            pub_maybe_answered(p);
+            return;
+        }
+        pub_close(p, p->state == PUB_BUSY ? "pub: closed before answer" : "pub: closed");
+        return;
+    }
+    if (p->state != PUB_BUSY || p->resp_complete) {
+        pub_close(p, "pub: unexpected bytes");
+        return;
+    }
+    const char *d = buf->base;
+    size_t n = (size_t)nread;
+    int r = resp_feed(&p->resp, &d, &n);
+    if (r < 0) {
+        pub_close(p, "pub: malformed answer");
+    } else if (r == 1) {
+        if (n > 0)
+            p->resp.close = true; /* bytes past the answer: do not trust the stream */
+        p->resp_complete = true;
+        pub_maybe_answered(p);
+    }
+}
+
+static void on_pub_connect(uv_connect_t *req, int status)
+{
+    struct pub *p = req->handle->data;
+    if (status == UV_ECANCELED || p->state != PUB_CONNECTING)
+        return;
+    if (status < 0) {
+        p->fails++;
+        g.pub_connect_errors++;
+        char why[48];
+        snprintf(why, sizeof why, "pub connect: %s", uv_err_name(status));
+        pub_close(p, why);
+        return;
+    }
+    p->fails = 0;
+    p->ever_connected = true;
+    uv_tcp_nodelay(&p->tcp, 1);
+    int err = uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_pub_read);
+    if (err < 0) {
+        pub_close(p, "pub: read start failed");
+        return;
+    }
+    p->state = PUB_IDLE;
+    pump();
+}
+
+/* Opens (or reopens) publisher connection p. */
+void pub_connect(struct pub *p)
+{
+    p->state = PUB_CONNECTING;
+    int err = uv_tcp_init_ex(&g.loop, &p->tcp, AF_INET);
+    if (err < 0) { /* no socket: the handle does not exist */
+        p->fails++;
+        g.pub_connect_errors++;
+        count_error("pub socket: %s", uv_err_name(err));
+        p->state = PUB_DOWN;
+        if (p->fails >= PUB_MAX_CONNECT_FAILS)
+            p->state = PUB_GAVE_UP;
+        else
+            uv_timer_start(&p->retry, on_pub_retry, PUB_RETRY_MS, 0);
+        check_publish_done();
+        return;
+    }
+    p->tcp.data = p;
+    err = tcp_bind_source(&p->tcp, p->index);
+    if (err == 0)
+        err = uv_tcp_connect(&p->connect, &p->tcp, (const struct sockaddr *)&g.opt.server,
+                             on_pub_connect);
+    if (err < 0) {
+        p->fails++;
+        g.pub_connect_errors++;
+        char why[48];
+        snprintf(why, sizeof why, "pub connect: %s", uv_err_name(err));
+        pub_close(p, why);
+    }
+}
+
+/* Fails requests that got no answer within --request-timeout. */
+void pubs_sweep(uint64_t now)
+{
+    uint64_t limit = (uint64_t)(g.opt.request_timeout_s * 1e9);
+    for (uint32_t i = 0; g.pubs_inited && i < g.opt.inflight; i++) {
+        struct pub *p = &g.pubs[i];
+        if (p->state == PUB_BUSY && now - p->sent_ns > limit)
+            pub_close(p, "pub: answer timed out");
+    }
+}
+
+/* Sends as many messages as idle connections and --rate allow. */
+void pump(void)
+{
+    if (g.finishing || !g.publishing || g.pub_done)
+        return;
+    uint64_t now = uv_hrtime();
+    uint32_t K = g.opt.inflight;
+    for (uint32_t i = 0; i < K && g.next_seq < g.opt.messages; i++) {
+        struct pub *p = &g.pubs[(g.pump_cursor + i) % K];
+        if (p->state != PUB_IDLE)
+            continue;
+        if (g.opt.rate > 0 &&
+            now < g.t_pub0 + (uint64_t)((double)g.next_seq * 1e9 / g.opt.rate))
+            break;
+        pub_send(p, g.next_seq++);
+    }
+    g.pump_cursor = (g.pump_cursor + 1) % K;
+}
