@@ -44,7 +44,11 @@ struct fc_ws_session {
   bool closing;        /* a close was queued or the connection is going */
   bool awaiting_pong;
   int64_t expires_ms;
-  wslay_event_context_ptr ctx;
+  wslay_event_context_ptr ctx; /* NULL between messages: see ctx_of() in ws.c */
+  uint8_t hdr[14];     /* the peer's frame header read so far */
+  uint8_t hdr_len;
+  bool in_fragments;   /* a data message whose final fragment has not come */
+  uint64_t payload_left; /* bytes of the current frame's payload still to come */
   const char *in;      /* bytes being fed to wslay */
   size_t in_len;
   char id[32];

@@ -219,9 +219,59 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 
 static const struct wslay_event_callbacks callbacks = {on_recv, on_send, NULL, on_frame_start, NULL, NULL, on_msg};
 
+/* A wslay context holds about 8.8 KB of buffers, ten times the rest of an
+ * idle session. It is made when there is something to read or send, and
+ * freed again once the peer's input stands between messages and wslay has
+ * nothing queued (see release_ctx). NULL when it cannot be made. */
+static wslay_event_context_ptr ctx_of(fc_ws_session_t *s) {
+  if (!s->ctx && wslay_event_context_server_init(&s->ctx, &callbacks, s) == 0)
+    wslay_event_config_set_max_recv_msg_length(s->ctx, s->ws->opts.max_message);
+  return s->ctx;
+}
+
+/* Follows the frames in the peer's bytes (RFC 6455 5.2), only to know when
+ * the input stands between messages: no header or payload half read, no
+ * fragmented message open. wslay does the real parsing and the checks. */
+static void track_input(fc_ws_session_t *s, const uint8_t *p, size_t n) {
+  while (n > 0) {
+    if (s->payload_left > 0) {
+      size_t take = n < s->payload_left ? n : (size_t)s->payload_left;
+      s->payload_left -= take;
+      p += take;
+      n -= take;
+      continue;
+    }
+    s->hdr[s->hdr_len++] = *p++;
+    n--;
+    if (s->hdr_len < 2) continue;
+    unsigned len7 = s->hdr[1] & 0x7f;
+    size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (s->hdr[1] & 0x80 ? 4 : 0);
+    if (s->hdr_len < need) continue;
+    uint64_t len = len7;
+    if (len7 >= 126) {
+      len = 0;
+      for (size_t i = 2; i < (len7 == 126 ? 4u : 10u); i++) len = len << 8 | s->hdr[i];
+    }
+    unsigned opcode = s->hdr[0] & 0x0f;
+    bool fin = s->hdr[0] & 0x80;
+    if (opcode < 8) s->in_fragments = !fin; /* control frames may come between fragments */
+    s->payload_left = len;
+    s->hdr_len = 0;
+  }
+}
+
+/* Frees the context when it holds no state worth keeping. */
+static void release_ctx(fc_ws_session_t *s) {
+  if (!s->ctx || s->closing || s->hdr_len || s->payload_left || s->in_fragments ||
+      wslay_event_get_queued_msg_count(s->ctx) > 0)
+    return;
+  wslay_event_context_free(s->ctx);
+  s->ctx = NULL;
+}
+
 /* Sends what wslay queued; closes the connection once both sides said close. */
 static void pump(fc_ws_session_t *s) {
-  if (!s->stream) return;
+  if (!s->stream || !s->ctx) return;
   wslay_event_send(s->ctx);
   if (!wslay_event_want_read(s->ctx) && !wslay_event_want_write(s->ctx)) {
     s->closing = true;
@@ -240,8 +290,10 @@ void fc__ws_close(fc_ws_session_t *s, uint16_t code, const char *reason) {
     fc_stream_close(s->stream, false);
     return;
   }
-  wslay_event_queue_close(s->ctx, code, (const uint8_t *)reason, strlen(reason));
-  wslay_event_send(s->ctx);
+  if (ctx_of(s)) {
+    wslay_event_queue_close(s->ctx, code, (const uint8_t *)reason, strlen(reason));
+    wslay_event_send(s->ctx);
+  }
   /* The peer may still be sending (a message over the limit): read and drop
    * it, so it reads our close frame instead of a reset. */
   fc_conn_close_linger(s->stream->conn);
@@ -257,12 +309,18 @@ void fc_ws_session_ref(fc_ws_session_t *s) { s->refs++; }
 void fc_ws_session_unref(fc_ws_session_t *s) {
   if (--s->refs > 0) return;
   if (s->user && s->user_free) s->user_free(s->user);
-  wslay_event_context_free(s->ctx);
+  if (s->ctx) wslay_event_context_free(s->ctx);
   free(s);
 }
 
 static void on_stream_data(fc_stream_t *st, const char *p, size_t n) {
   fc_ws_session_t *s = st->ud;
+  if (!ctx_of(s)) {
+    s->closing = true;
+    fc_stream_close(st, false);
+    return;
+  }
+  track_input(s, (const uint8_t *)p, n);
   s->in = p;
   s->in_len = n;
   int rc = wslay_event_recv(s->ctx);
@@ -278,6 +336,7 @@ static void on_stream_data(fc_stream_t *st, const char *p, size_t n) {
     return;
   }
   pump(s);
+  release_ctx(s);
 }
 
 static void on_stream_close(fc_stream_t *st) {
@@ -364,8 +423,6 @@ void fc_ws_accept(fc_ws_t *ws, fc_req_t *req, int64_t expires_ms) {
   s->user_free = req->user_free;
   req->user = NULL;
   snprintf(s->id, sizeof s->id, "%08x-%llx", ws->id_salt, (unsigned long long)atomic_fetch_add(&ws->next_id, 1) + 1);
-  wslay_event_context_server_init(&s->ctx, &callbacks, s);
-  wslay_event_config_set_max_recv_msg_length(s->ctx, ws->opts.max_message);
   s->stream = fc_http_stream(req, 101, extra, &ws_stream, s);
   s->stream->conn->bound = ws->opts.queue_bytes;
   s->stream->conn->bulk = true;
@@ -396,8 +453,10 @@ void fc_ws_tick(fc_ws_t *ws, fc_loop_t *l) {
     } else if (ping) {
       s->awaiting_pong = true;
       struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"", 0};
+      if (!ctx_of(s)) continue; /* no pong will come: dropped at the next ping */
       wslay_event_queue_msg(s->ctx, &m);
       pump(s);
+      release_ctx(s);
     }
   }
 }

@@ -23,7 +23,7 @@ import {
   T,
 } from './lib/server.mjs';
 import { subscribe } from './lib/sse.mjs';
-import { connectWS, rawUpgrade, rawWS, OP, wsURL } from './lib/ws.mjs';
+import { buildFrame, connectWS, rawUpgrade, rawWS, OP, wsURL } from './lib/ws.mjs';
 
 const TO = { timeout: T(30000) };
 const PASSWORD = 'ws tests password';
@@ -548,6 +548,52 @@ describe('frames', () => {
     const pong = r.frames().find((f) => f.opcode === OP.PONG);
     assert.ok(pong, `no pong for the ping${r.describe()}`);
     assert.equal(pong.payload.toString(), 'mid-message', 'a pong carries the ping payload');
+    assert.equal(r.closeFrame(), null, r.describe());
+  });
+
+  // Between messages the server frees the session's wslay context (8.8 KB) and makes
+  // it again when bytes come: a frame split anywhere must still be read whole.
+  test('raw: frames split at any byte, across pauses, and two in one write', TO, async (t) => {
+    const r = await raw(t);
+    const trickle = async (bytes, step) => {
+      for (let i = 0; i < bytes.length; i += step) {
+        await r.write(bytes.subarray(i, i + step));
+        await sleep(2);
+      }
+    };
+    const text = (data) => Buffer.from(JSON.stringify({ op: 'echo', data }));
+    // One byte at a time: the header (2 + 4 mask bytes) and the payload in pieces.
+    await trickle(buildFrame({ opcode: OP.TEXT, payload: text('bytewise') }), 1);
+    // A 16-bit length (126) and a 64-bit length (127) header, split mid-header.
+    await trickle(buildFrame({ opcode: OP.TEXT, payload: text('m'.repeat(300)) }), 3);
+    await trickle(buildFrame({ opcode: OP.TEXT, payload: text('L'.repeat(70000)) }), 7001);
+    // A fragmented message with a ping between fragments, each fragment split too.
+    const msg = text('fragmented');
+    await trickle(buildFrame({ fin: false, opcode: OP.TEXT, payload: msg.subarray(0, 10) }), 4);
+    await trickle(buildFrame({ opcode: OP.PING, payload: 'between' }), 2);
+    await trickle(buildFrame({ fin: true, opcode: OP.CONT, payload: msg.subarray(10) }), 5);
+    // Two whole messages in one write.
+    await r.write(
+      Buffer.concat([
+        buildFrame({ opcode: OP.TEXT, payload: text('first') }),
+        buildFrame({ opcode: OP.TEXT, payload: text('second') }),
+      ]),
+    );
+    await r.waitFor(() => r.json().filter((m) => m.type === 'echo').length >= 6, T(10000));
+    const echoes = r.json().filter((m) => m.type === 'echo');
+    assert.deepEqual(
+      echoes.map((m) => [m.data.slice(0, 10), m.data.length]),
+      [
+        ['bytewise', 8],
+        ['mmmmmmmmmm', 300],
+        ['LLLLLLLLLL', 70000],
+        ['fragmented', 10],
+        ['first', 5],
+        ['second', 6],
+      ],
+      r.describe(),
+    );
+    assert.ok(r.frames().some((f) => f.opcode === OP.PONG && f.payload.toString() === 'between'), 'no pong');
     assert.equal(r.closeFrame(), null, r.describe());
   });
 
