@@ -275,5 +275,8 @@ int parse_args(int argc, char **argv, struct options *o)
         ok = bad("--messages must be > 0 (or use --idle)");
     else if (o->ws && o->ready_on_headers)
         ok = bad("--ready-on-headers does not apply to --ws");
+    else if (strlen(o->pub_path) + strlen(o->channel_prefix) > 300)
+        /* A publish request head must fit its 512-byte buffer (fcload.h). */
+        ok = bad("--pub-path and --channel-prefix together: at most 300 characters");
     return ok ? 0 : 2;
 }
