@@ -9,6 +9,7 @@
 
 #define MAX_IOV 128
 #define MAX_WRITE (64u << 20) /* bytes per write: `inflight` is 32-bit */
+#define HOLD_BYTES_MAX (64u << 10)
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
@@ -172,6 +173,10 @@ static int enqueue(fc_conn_t *c, fc_frame_t *f, bool bounded) {
   c->q[(c->qhead + c->qlen++) % c->qcap] = fc_frame_ref(f);
   c->queued += f->len;
   mark_dirty(c);
+  /* A hold is for small events: a stream that could write (no write of its
+   * own still in flight) and has this much to write ends it, long before its
+   * queue's bound would drop a reader that is not slow. */
+  if (c->bulk && !c->wreq && c->queued > HOLD_BYTES_MAX) c->loop->bulk_due = 0;
   return 0;
 }
 

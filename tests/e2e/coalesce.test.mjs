@@ -14,7 +14,7 @@ const SUBS = 400;
 const BATCHES = 40;
 const PER_BATCH = 25;
 const EVENTS = BATCHES * PER_BATCH;
-const LAST = `{"n":${EVENTS - 1}}`;
+const MARK = 'data: {"n":';
 
 /** Opens `n` raw SSE subscribers of `channel`; resolves once all have their headers. */
 async function rawSubscribers(port, channel, n) {
@@ -23,7 +23,7 @@ async function rawSubscribers(port, channel, n) {
     subs.push(
       new Promise((resolve, reject) => {
         const s = net.connect(port, '127.0.0.1');
-        const sub = { socket: s, text: '', done: null };
+        const sub = { socket: s, text: '', done: null, count: 0, scanned: 0 };
         sub.done = new Promise((res) => {
           s.setEncoding('utf8');
           s.on('data', (d) => {
@@ -32,9 +32,14 @@ async function rawSubscribers(port, channel, n) {
               sub.headersSeen = true;
               resolve(sub);
             }
-            if (sub.text.slice(-(LAST.length + d.length + 8)).includes(LAST)) res();
+            // Batches commit in any order, so the last n is no sign of the end: count.
+            for (let i; (i = sub.text.indexOf(MARK, sub.scanned)) >= 0; sub.scanned = i + MARK.length) sub.count++;
+            if (sub.count >= EVENTS) res();
           });
-          s.on('close', res);
+          s.on('close', () => {
+            if (!sub.headersSeen) reject(new Error(`subscriber ${i} closed before its headers`));
+            res();
+          });
         });
         s.on('error', reject);
         s.write(`GET /api/v1/channels/${channel}/sse?replay=0 HTTP/1.1\r\nHost: t\r\n\r\n`);
@@ -70,10 +75,13 @@ async function fanOut(srv, channel) {
   const subs = await rawSubscribers(srv.port, channel, SUBS);
   try {
     await publishAll(srv.url, channel);
+    let timer;
     await Promise.race([
       Promise.all(subs.map((s) => s.done)),
-      new Promise((_, rej) => setTimeout(() => rej(new Error('subscribers did not get every event in time')), T(60000))),
-    ]);
+      new Promise((_, rej) => {
+        timer = setTimeout(() => rej(new Error('subscribers did not get every event in time')), T(60000));
+      }),
+    ]).finally(() => clearTimeout(timer));
     let reference = null;
     for (const [i, sub] of subs.entries()) {
       const got = received(sub);
