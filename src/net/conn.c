@@ -82,18 +82,18 @@ static void on_closed(uv_handle_t *h) {
   fc_loop_t *l = c->loop;
   if (c->h && c->h->on_close) c->h->on_close(c);
   queue_clear(c);
-  if (c->dirty) {
-    fc_conn_t **pp = c->dirty == 2 ? &l->bulk_dirty : &l->dirty;
-    while (*pp != c) pp = &(*pp)->dirty_next;
-    *pp = c->dirty_next;
-  }
   if (c->prev)
     c->prev->next = c->next;
   else
     l->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   l->nconns--;
-  free(c);
+  /* On a dirty list it stays, to be freed by the flush that reaches it: no
+   * walk of a list that may hold every subscriber of the loop. */
+  if (c->dirty)
+    c->dead = true;
+  else
+    free(c);
   fc__loop_maybe_finish(l);
 }
 
@@ -322,8 +322,13 @@ static size_t flush_list(fc_conn_t **list, uint32_t now_ms, uint32_t recent_ms, 
   fc_conn_t *c = *list;
   *list = NULL;
   size_t n = 0;
-  for (; c; n++) {
-    fc_conn_t *next = c->dirty_next;
+  for (fc_conn_t *next; c; c = next) {
+    next = c->dirty_next;
+    if (c->dead) {
+      free(c);
+      continue;
+    }
+    n++;
     c->dirty = 0;
     c->dirty_next = NULL;
     if (recent_ms) {
@@ -331,9 +336,18 @@ static size_t flush_list(fc_conn_t **list, uint32_t now_ms, uint32_t recent_ms, 
       c->last_write_ms = now_ms ? now_ms : 1;
     }
     write_some(c);
-    c = next;
   }
   return n;
+}
+
+void fc__conn_free_dead(fc_loop_t *l) {
+  fc_conn_t *lists[] = {l->dirty, l->bulk_dirty};
+  for (size_t i = 0; i < FC_ARRAY_LEN(lists); i++)
+    for (fc_conn_t *c = lists[i], *next; c; c = next) {
+      next = c->dirty_next;
+      free(c); /* the loop has no connection left: every one here is dead */
+    }
+  l->dirty = l->bulk_dirty = NULL;
 }
 
 static void on_bulk_due(uv_timer_t *t) { fc__conn_flush_all(t->data); }

@@ -19,6 +19,8 @@ void fc__conn_flush_all(fc_loop_t *l);
 void fc__conn_close_all(fc_loop_t *l);
 /* Closes connections that lingered too long (the loop's tick). */
 void fc__conn_sweep_lingering(fc_loop_t *l, uint64_t now);
+/* Frees the closed connections still on the dirty lists (no connection is open). */
+void fc__conn_free_dead(fc_loop_t *l);
 /* Closes the loop's own handles once it is stopping and has no connection. */
 void fc__loop_maybe_finish(fc_loop_t *l);
 

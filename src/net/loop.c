@@ -48,6 +48,7 @@ static void on_tick(uv_timer_t *t) {
 
 void fc__loop_maybe_finish(fc_loop_t *l) {
   if (!l->stopping || l->nconns > 0) return;
+  fc__conn_free_dead(l);
   /* The wake handle stays open (other threads may still signal it) but no longer
    * keeps the loop alive; fc_net_free() closes it once every thread is joined. */
   uv_unref((uv_handle_t *)&l->wake);

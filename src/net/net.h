@@ -72,6 +72,7 @@ struct fc_conn {
   uint8_t dirty;          /* 0, or on loop->dirty (1) or loop->bulk_dirty (2) */
   bool bulk;              /* a subscriber stream: its writes may be coalesced under load */
   bool closing, close_when_flushed, reading;
+  bool dead;              /* closed, left on a dirty list for the flush to free */
   bool lingering;       /* answered and shut down: input is read and dropped until EOF */
   uint64_t linger_since; /* loop time the lingering began */
   uint32_t last_write_ms; /* when a bulk pass last wrote it (uv_hrtime in ms; 0: never) */
