@@ -153,7 +153,7 @@ void fc__conn_close_all(fc_loop_t *l) {
 static void mark_dirty(fc_conn_t *c) {
   if (c->dirty) return;
   fc_conn_t **list = c->bulk ? &c->loop->bulk_dirty : &c->loop->dirty;
-  c->dirty = c->bulk ? 2 : 1;
+  c->dirty = true;
   c->dirty_next = *list;
   *list = c;
 }
@@ -316,8 +316,9 @@ static void write_some(fc_conn_t *c) {
   }
 }
 
-/* Writes every connection on `list`; returns how many; counts in `*repeats`
- * those also written `recent_ms` or less before `now_ms` (when given). */
+/* Writes every connection on `list` and returns how many. With `repeats`
+ * (stream passes) it also stamps each with `now_ms` and counts those it had
+ * stamped `recent_ms` or less before. */
 static size_t flush_list(fc_conn_t **list, uint32_t now_ms, uint32_t recent_ms, size_t *repeats) {
   fc_conn_t *c = *list;
   *list = NULL;
@@ -329,9 +330,9 @@ static size_t flush_list(fc_conn_t **list, uint32_t now_ms, uint32_t recent_ms, 
       continue;
     }
     n++;
-    c->dirty = 0;
+    c->dirty = false;
     c->dirty_next = NULL;
-    if (recent_ms) {
+    if (repeats) {
       *repeats += c->last_write_ms && now_ms - c->last_write_ms <= recent_ms;
       c->last_write_ms = now_ms ? now_ms : 1;
     }
@@ -360,8 +361,7 @@ static void on_bulk_due(uv_timer_t *t) { fc__conn_flush_all(t->data); }
  * matters; the loop reads and answers publishers in between. Streams of
  * quiet channels, or a loop that is not busy, never wait. */
 void fc__conn_flush_all(fc_loop_t *l) {
-  size_t repeats = 0;
-  flush_list(&l->dirty, 0, 0, &repeats);
+  flush_list(&l->dirty, 0, 0, NULL);
   if (!l->bulk_dirty) return;
   uint64_t now = uv_hrtime();
   if (now < l->bulk_due) {
@@ -369,6 +369,7 @@ void fc__conn_flush_all(fc_loop_t *l) {
       uv_timer_start(&l->bulk_timer, on_bulk_due, (l->bulk_due - now + 999999) / 1000000, 0);
     return;
   }
+  size_t repeats = 0;
   size_t n = flush_list(&l->bulk_dirty, (uint32_t)(now / 1000000), l->bulk_recent_ms, &repeats);
   uint64_t took = uv_hrtime() - now, cap = (uint64_t)l->net->opts.coalesce_ms * 1000000;
   uint64_t hold = took >= 1000000 && 2 * repeats >= n ? (took < cap ? took : cap) : 0;

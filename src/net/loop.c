@@ -121,7 +121,6 @@ static fc_loop_t *loop_new(fc_net_t *net, unsigned index, void *ud) {
   uv_timer_init(&l->uv, &l->tick);
   l->tick.data = l;
   uv_timer_start(&l->tick, on_tick, 1000, 1000);
-  l->bulk_recent_ms = 1;
   uv_timer_init(&l->uv, &l->bulk_timer);
   l->bulk_timer.data = l;
   uv_timer_init(&l->uv, &l->stop_deadline);

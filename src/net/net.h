@@ -69,7 +69,7 @@ struct fc_conn {
   size_t queued;         /* bytes queued and not yet written, in-flight included */
   size_t bound;          /* fc_conn_send fails past this many queued bytes; 0: none */
   uv_write_t *wreq;      /* the write in flight, if any: idle connections hold none */
-  uint8_t dirty;          /* 0, or on loop->dirty (1) or loop->bulk_dirty (2) */
+  bool dirty;             /* on loop->dirty or loop->bulk_dirty (as `bulk` was when marked) */
   bool bulk;              /* a subscriber stream: its writes may be coalesced under load */
   bool closing, close_when_flushed, reading;
   bool dead;              /* closed, left on a dirty list for the flush to free */

@@ -20,6 +20,34 @@ export const T = (ms) => Math.round(ms * SLOW);
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Waits on an object that calls each function in `waiters` (a Set) whenever
+ * something arrives. `poll()` returns {value} to resolve, {error} to reject, or
+ * nothing to keep waiting (a throw rejects); after `ms`, `onTimeout()` says
+ * how it ends, the same way.
+ */
+export function waitOn(waiters, poll, ms, onTimeout) {
+  return new Promise((resolve, reject) => {
+    const settle = (r) => {
+      if (!r) return;
+      clearTimeout(timer);
+      waiters.delete(check);
+      if ('error' in r) reject(r.error);
+      else resolve(r.value);
+    };
+    const check = () => {
+      try {
+        settle(poll());
+      } catch (e) {
+        settle({ error: e });
+      }
+    };
+    const timer = setTimeout(() => settle(onTimeout()), ms);
+    waiters.add(check);
+    check();
+  });
+}
+
 const SANITIZER_PATTERNS = [
   'ERROR: AddressSanitizer',
   'ERROR: LeakSanitizer',
@@ -499,21 +527,8 @@ export class RawConn {
   }
   /** Resolves true when pred(this) holds, false on close or timeout. */
   waitFor(pred, ms) {
-    return new Promise((resolve) => {
-      let timer;
-      const check = () => {
-        if (pred(this)) finish(true);
-        else if (this.closed) finish(pred(this));
-      };
-      const finish = (v) => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-        resolve(Boolean(v));
-      };
-      timer = setTimeout(() => finish(pred(this)), ms);
-      this.waiters.add(check);
-      check();
-    });
+    const poll = () => (pred(this) ? { value: true } : this.closed ? { value: false } : undefined);
+    return waitOn(this.waiters, poll, ms, () => ({ value: Boolean(pred(this)) }));
   }
   /** Resolves true when the peer closed (or half-closed) within `ms`. */
   waitClose(ms) {

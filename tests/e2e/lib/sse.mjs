@@ -1,6 +1,6 @@
 // A Server-Sent Events reader over fetch that keeps the raw text and the parsed
 // events (per the WHATWG parsing rules), for tests that look at the wire format.
-import { T } from './server.mjs';
+import { T, waitOn } from './server.mjs';
 
 /** An incremental SSE parser (WHATWG "event stream interpretation"). */
 export class SSEParser {
@@ -144,36 +144,13 @@ export class SSEStream {
   }
   /** Resolves when pred(this) holds; rejects on timeout or when the stream ends first. */
   waitFor(pred, ms = T(5000), what = 'condition') {
-    return new Promise((resolve, reject) => {
-      let timer;
-      const check = () => {
-        let ok;
-        try {
-          ok = pred(this);
-        } catch (e) {
-          finish();
-          reject(e);
-          return;
-        }
-        if (ok) {
-          finish();
-          resolve(this);
-        } else if (this.done) {
-          finish();
-          reject(new Error(`SSE stream ended while waiting for ${what}${this.describe()}`));
-        }
-      };
-      const finish = () => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-      };
-      timer = setTimeout(() => {
-        finish();
-        reject(new Error(`timed out after ${ms} ms waiting for ${what}${this.describe()}`));
-      }, ms);
-      this.waiters.add(check);
-      check();
-    });
+    const poll = () => {
+      if (pred(this)) return { value: this };
+      if (this.done) return { error: new Error(`SSE stream ended while waiting for ${what}${this.describe()}`) };
+    };
+    return waitOn(this.waiters, poll, ms, () => ({
+      error: new Error(`timed out after ${ms} ms waiting for ${what}${this.describe()}`),
+    }));
   }
   /** Waits for at least `n` events; returns the first `n`. */
   async waitEvents(n, ms = T(5000)) {

@@ -5,7 +5,7 @@
 import crypto from 'node:crypto';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { rawConnect, parseResponses, T } from './server.mjs';
+import { rawConnect, parseResponses, T, waitOn } from './server.mjs';
 
 export const WS_PATH = '/api/v1/ws';
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -96,50 +96,23 @@ export class WSClient {
    * pred(msg) holds; rejects on timeout or when the connection closes first.
    */
   waitMsg(pred, { ms = T(5000), from = 0, what = 'a message' } = {}) {
-    return new Promise((resolve, reject) => {
-      let timer;
-      const check = () => {
-        for (let i = from; i < this.msgs.length; i++) {
-          if (pred(this.msgs[i])) {
-            finish();
-            resolve(this.msgs[i]);
-            return;
-          }
-        }
-        if (this.closeInfo) {
-          finish();
-          reject(new Error(`connection closed (${this.closeInfo.code} ${this.closeInfo.reason}) while waiting for ${what}${this.describe()}`));
-        }
-      };
-      const finish = () => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-      };
-      timer = setTimeout(() => {
-        finish();
-        reject(new Error(`timed out after ${ms} ms waiting for ${what}${this.describe()}`));
-      }, ms);
-      this.waiters.add(check);
-      check();
-    });
+    const poll = () => {
+      for (let i = from; i < this.msgs.length; i++) if (pred(this.msgs[i])) return { value: this.msgs[i] };
+      if (this.closeInfo) {
+        const { code, reason } = this.closeInfo;
+        return { error: new Error(`connection closed (${code} ${reason}) while waiting for ${what}${this.describe()}`) };
+      }
+    };
+    return waitOn(this.waiters, poll, ms, () => ({
+      error: new Error(`timed out after ${ms} ms waiting for ${what}${this.describe()}`),
+    }));
   }
 
   /** Resolves true when pred(this) holds, false on timeout (never rejects). */
   waitUntil(pred, ms = T(5000)) {
-    return new Promise((resolve) => {
-      let timer;
-      const check = () => {
-        if (pred(this)) finish(true);
-      };
-      const finish = (v) => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-        resolve(v);
-      };
-      timer = setTimeout(() => finish(Boolean(pred(this))), ms);
-      this.waiters.add(check);
-      check();
-    });
+    return waitOn(this.waiters, () => (pred(this) ? { value: true } : undefined), ms, () => ({
+      value: Boolean(pred(this)),
+    }));
   }
 
   /** Messages of a type (optionally of a channel). */
