@@ -51,6 +51,15 @@ void fc_api_metrics(fc_req_t *req) {
          n.bulk_passes);
   metric(&b, "flowcast_stream_write_holds_total", "counter",
          "Passes after which a busy loop held stream writes to coalesce events (--coalesce-ms).", n.bulk_held);
+  if (app->store) {
+    fc_store_stats_t st;
+    fc_store_stats(app->store, &st);
+    metric(&b, "flowcast_store_commits_total", "counter", "Group commits of published events.", st.groups);
+    metric(&b, "flowcast_store_events_total", "counter", "Events committed to storage.", st.events);
+    metric(&b, "flowcast_store_failures_total", "counter", "Publishes refused by storage (full disk, I/O).",
+           st.failures);
+    metric(&b, "flowcast_store_trimmed_total", "counter", "Stored events removed by retention.", st.trimmed);
+  }
   fc_jobs_metrics(app->jobs, &b);
   metric(&b, "flowcast_uptime_seconds", "gauge", "Seconds since start.", (fc_mono_ms() - app->started_ms) / 1000);
   fc_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b.data, b.len);

@@ -118,18 +118,63 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
+/* At most this many answers owed on one connection: past it, reading waits. */
+#define OWED_MAX 64
+
+/* Gives a request a place at the end of the connection's answer queue. */
+static fc__answer_t *owe(fc_http_conn_t *hc, fc_req_t *r) {
+  fc__answer_t *a = fc_xcalloc(1, sizeof *a);
+  a->req = r;
+  if (r) r->slot = a;
+  if (hc->out_tail)
+    hc->out_tail->next = a;
+  else
+    hc->out_head = a;
+  hc->out_tail = a;
+  hc->nout++;
+  return a;
+}
+
+/* Runs a request's handler. One on an overlapping route that is still
+ * unanswered afterwards takes a place in the answer queue, and reading goes
+ * on past it. */
+static void handle(fc_http_conn_t *hc, fc_req_t *r) {
+  fc__http_dispatch(r);
+  r = hc->req; /* NULL once answered or streaming */
+  if (r && hc->state == HC_HANDLING && r->route && r->route->overlap && r->keep_alive) {
+    owe(hc, r);
+    hc->req = NULL;
+  }
+}
+
+/* Whether parsing may go on; if so the connection is between requests again. */
+static bool read_on(fc_http_conn_t *hc) {
+  if (hc->state != HC_HANDLING || hc->req || hc->nout >= OWED_MAX) return false;
+  hc->state = HC_IDLE;
+  hc->since_ms = uv_now(&hc->conn->loop->uv);
+  return true;
+}
+
 static int on_message_complete(llhttp_t *p) {
   fc_http_conn_t *hc = hc_of(p);
   fc_req_t *r = hc->req;
   hc->state = HC_HANDLING;
   fc_http_stats.requests_total++;
   if (!r->body.data) fc_buf_append(&r->body, "", 0);
-  if (fc_http_parse_target(r) < 0)
+  if (fc_http_parse_target(r) < 0) {
     fc_http_error(r, 400, "bad_request", "malformed percent-escape in the request target");
-  else
-    fc__http_dispatch(r);
-  /* Go on with pipelined requests only when that one is fully answered. */
-  return hc->state == HC_IDLE ? 0 : HPE_PAUSED;
+  } else {
+    fc__http_route(r);
+    /* Behind answers still owed, only an overlapping request is handled now:
+     * any other waits for them, so it sees their effects and cannot become a
+     * stream ahead of them. */
+    if (hc->out_head && !(r->route && r->route->overlap)) {
+      hc->deferred = true;
+      return HPE_PAUSED;
+    }
+    handle(hc, r);
+  }
+  return read_on(hc) ? 0 : HPE_PAUSED;
 }
 
 void fc__http_init_settings(llhttp_settings_t *s);
@@ -175,6 +220,13 @@ static void hold_input(fc_http_conn_t *hc) {
   if (hc->pending.len >= PENDING_MAX) fc_conn_read_stop(hc->conn);
 }
 
+/* An upgraded connection: what follows the request is the new protocol's. */
+static void became_stream(fc_http_conn_t *hc, const char *rest, size_t n) {
+  free(hc->parser); /* no more HTTP on this connection */
+  hc->parser = NULL;
+  if (hc->stream->h->on_data && n) hc->stream->h->on_data(hc->stream, rest, n);
+}
+
 /* Feeds bytes to the parser; keeps what follows a pause for later. */
 static void execute(fc_http_conn_t *hc, const char *p, size_t n) {
   hc->in_execute = true;
@@ -187,11 +239,8 @@ static void execute(fc_http_conn_t *hc, const char *p, size_t n) {
       if (pos && pos < p + n) fc_buf_append(&hc->pending, pos, (size_t)(p + n - pos));
       hold_input(hc);
     } else if (hc->state == HC_STREAM) {
-      /* An upgraded connection: what follows the request is the new protocol's. */
       const char *pos = llhttp_get_error_pos(hc->parser);
-      free(hc->parser); /* no more HTTP on this connection */
-      hc->parser = NULL;
-      if (hc->stream->h->on_data && pos && pos < p + n) hc->stream->h->on_data(hc->stream, pos, (size_t)(p + n - pos));
+      became_stream(hc, pos, pos && pos < p + n ? (size_t)(p + n - pos) : 0);
     }
     return; /* streaming or closing: the rest of the input is not HTTP for us */
   }
@@ -215,8 +264,9 @@ static void on_data(fc_conn_t *c, const char *p, size_t n) {
 
 static void on_eof(fc_conn_t *c) {
   fc_http_conn_t *hc = c->ud;
-  /* A half-closed client may still wait for the answer to a pending request. */
-  if (hc->state == HC_HANDLING) return;
+  /* A half-closed client may still wait for answers: once they are out,
+   * reading starts again and finds the end of input again. */
+  if (hc->state == HC_HANDLING || hc->out_head) return;
   hc->state = HC_CLOSING;
   fc_conn_close(c, hc->stream == NULL);
 }
@@ -230,9 +280,18 @@ static void on_close(fc_conn_t *c) {
     fc_log(FC_LOG_DEBUG, "stream closed", "dur_ms=%llu", (unsigned long long)(fc_mono_ms() - s->start_ms));
     free(s);
   }
+  for (fc__answer_t *a = hc->out_head, *next; a; a = next) {
+    next = a->next;
+    if (a->req) { /* its handler still holds it: it will see the connection gone */
+      a->req->hc = NULL;
+      a->req->slot = NULL;
+    }
+    if (a->frame) fc_frame_unref(a->frame);
+    free(a);
+  }
   if (hc->req) {
     /* A handler still holds the request: it will see the connection gone. */
-    if (hc->state == HC_HANDLING)
+    if (hc->state == HC_HANDLING && !hc->deferred)
       hc->req->hc = NULL;
     else
       fc__req_free(hc->req);
@@ -271,7 +330,64 @@ void fc_http_accept(fc_http_t *http, fc_conn_t *c) {
   }
 }
 
-void fc__http_finish(fc_http_conn_t *hc, fc_req_t *req) {
+/* Sends the answers that are ready and next in line. */
+static void send_ready(fc_http_conn_t *hc) {
+  while (hc->out_head && hc->out_head->frame) {
+    fc__answer_t *a = hc->out_head;
+    hc->out_head = a->next;
+    if (!hc->out_head) hc->out_tail = NULL;
+    hc->nout--;
+    fc_conn_send(hc->conn, a->frame);
+    fc_frame_unref(a->frame);
+    bool keep = a->keep;
+    free(a);
+    if (!keep) { /* the last one owed: parsing stopped after its request */
+      fc_conn_close_linger(hc->conn);
+      return;
+    }
+  }
+  if (hc->out_head || hc->state == HC_HANDLING || hc->state == HC_STREAM) return;
+  if (hc->stopping) {
+    hc->state = HC_CLOSING;
+    fc_conn_close(hc->conn, true);
+  } else if (hc->state != HC_CLOSING) {
+    fc_conn_read_start(hc->conn); /* finds an end of input seen meanwhile */
+  }
+}
+
+/* After an answer: handles a request that waited for the answers before it,
+ * and resumes the parser on what arrived meanwhile. */
+static void go_on(fc_http_conn_t *hc) {
+  if (hc->in_execute || hc->state != HC_HANDLING) return;
+  if (hc->deferred) {
+    if (hc->out_head) return;
+    hc->deferred = false;
+    if (hc->stopping) { /* never taken: the client may send it again */
+      hc->state = HC_CLOSING;
+      fc_conn_close(hc->conn, true);
+      return;
+    }
+    hc->in_execute = true; /* its answer must not re-enter this */
+    handle(hc, hc->req);
+    hc->in_execute = false;
+    if (hc->state == HC_STREAM) {
+      fc_buf_t rest = hc->pending;
+      fc_buf_init(&hc->pending);
+      became_stream(hc, rest.data, rest.len);
+      fc_buf_dispose(&rest);
+      return;
+    }
+  }
+  if (!read_on(hc)) return;
+  llhttp_resume(hc->parser);
+  fc_buf_t pending = hc->pending;
+  fc_buf_init(&hc->pending);
+  if (pending.len) execute(hc, pending.data, pending.len);
+  fc_buf_dispose(&pending);
+  if (hc->state == HC_IDLE || hc->state == HC_HEAD || hc->state == HC_BODY) fc_conn_read_start(hc->conn);
+}
+
+void fc__http_answer(fc_http_conn_t *hc, fc_req_t *req, fc_frame_t *f, bool keep) {
   fc_log_level_t level = req->status >= 500 ? FC_LOG_ERROR : FC_LOG_INFO;
   if (fc_log_enabled(level)) {
     fc_buf_t line;
@@ -280,30 +396,26 @@ void fc__http_finish(fc_http_conn_t *hc, fc_req_t *req) {
     fc_log(level, "request", "%s", line.data);
     fc_buf_dispose(&line);
   }
-  if (!hc) {
-    fc__req_free(req);
-    return;
-  }
-  bool keep = req->keep_alive && !hc->stopping;
+  fc__answer_t *a = req->slot;
+  if (hc && hc->req == req) hc->req = NULL;
   fc__req_free(req);
-  hc->req = NULL;
-  if (hc->state == HC_STREAM) return;
-  if (!keep) {
-    hc->state = HC_CLOSING;
-    fc_conn_close_linger(hc->conn);
-    return;
+  if (!hc) return;
+  if (!a && !hc->out_head) { /* nothing owed before it: out at once */
+    fc_conn_send(hc->conn, f);
+    fc_frame_unref(f);
+    if (!keep && hc->state != HC_STREAM) {
+      hc->state = HC_CLOSING;
+      fc_conn_close_linger(hc->conn);
+    }
+  } else {
+    if (!a) a = owe(hc, NULL);
+    a->req = NULL;
+    a->frame = f;
+    a->keep = keep;
+    if (!keep) hc->state = HC_CLOSING; /* nothing after it is read */
+    send_ready(hc);
   }
-  hc->state = HC_IDLE;
-  hc->since_ms = uv_now(&hc->conn->loop->uv);
-  if (hc->in_execute) return; /* llhttp goes on by itself */
-
-  /* An answer that came later: resume the parser on what arrived meanwhile. */
-  llhttp_resume(hc->parser);
-  fc_buf_t pending = hc->pending;
-  fc_buf_init(&hc->pending);
-  if (pending.len) execute(hc, pending.data, pending.len);
-  fc_buf_dispose(&pending);
-  if (hc->state == HC_IDLE || hc->state == HC_HEAD || hc->state == HC_BODY) fc_conn_read_start(hc->conn);
+  go_on(hc);
 }
 
 void fc_http_tick(fc_loop_t *l, uint64_t now) {
@@ -318,7 +430,7 @@ void fc_http_tick(fc_loop_t *l, uint64_t now) {
       if (!r->method_name) r->method_name = "-";
       hc->state = HC_HANDLING; /* the request is answered outside the parser */
       fc_http_error(r, 408, "timeout", "request head not received within %u ms", o->header_timeout_ms);
-    } else if ((hc->state == HC_IDLE && now - hc->since_ms > o->idle_timeout_ms) ||
+    } else if ((hc->state == HC_IDLE && !hc->out_head && now - hc->since_ms > o->idle_timeout_ms) ||
                (hc->state == HC_BODY && now - hc->since_ms > o->idle_timeout_ms)) {
       hc->state = HC_CLOSING;
       fc_conn_close(c, false);
@@ -335,9 +447,13 @@ void fc_http_stop(fc_loop_t *l) {
       if (hc->stream->h->on_stop) hc->stream->h->on_stop(hc->stream);
       else fc_conn_close(c, true);
     } else if (hc->state == HC_IDLE || hc->state == HC_HEAD || hc->state == HC_BODY) {
-      /* Nothing answered is lost: a request not fully received was never taken. */
+      /* Nothing answered is lost: a request not fully received was never
+       * taken, and answers still owed go out before the close. */
       hc->state = HC_CLOSING;
-      fc_conn_close(c, true);
+      if (hc->out_head)
+        fc_conn_read_stop(c);
+      else
+        fc_conn_close(c, true);
     }
   }
 }

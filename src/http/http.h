@@ -38,6 +38,10 @@ typedef struct {
   fc_handler_cb handler;
   const char *name; /* for logs */
   int access;       /* the application's access rule for authorize() */
+  /* Pipelining: requests that follow one of this route on the same connection
+   * may be read and handled before it is answered. Answers still go out in
+   * order. Only for routes that never become a stream. */
+  bool overlap;
 } fc_route_t;
 
 typedef struct {
@@ -78,6 +82,8 @@ struct fc_req {
   fc_buf_t body;
   bool keep_alive;
   bool answered;
+  unsigned allowed;   /* methods of every route whose path matches (for 405) */
+  struct fc__answer *slot; /* its place in the connection's answer queue, if any */
   uint64_t start_ms;
   int status;         /* for the log */
   size_t out_bytes;

@@ -12,10 +12,20 @@ typedef enum {
   HC_IDLE,     /* between requests */
   HC_HEAD,     /* reading a request's line and headers */
   HC_BODY,     /* reading its body */
-  HC_HANDLING, /* a handler answers later: parsing is paused */
+  HC_HANDLING, /* parsing is paused: a handler answers later, a request waits
+                  for the answers before it, or too many are unanswered */
   HC_STREAM,   /* a transport owns the connection */
   HC_CLOSING,
 } fc__hc_state_t;
+
+/* A place in a connection's answer queue: pipelined answers go out in the
+ * order of their requests, whatever order they are ready in. */
+typedef struct fc__answer {
+  struct fc__answer *next;
+  fc_req_t *req;     /* the request, until answered */
+  fc_frame_t *frame; /* the answer, once ready */
+  bool keep;         /* the connection stays open after it */
+} fc__answer_t;
 
 struct fc_http_conn {
   fc_conn_t *conn;
@@ -23,6 +33,9 @@ struct fc_http_conn {
   fc_req_t *req;       /* the request being read or handled */
   fc_stream_t *stream; /* once streaming */
   fc_buf_t pending;    /* input that arrived while parsing was paused */
+  fc__answer_t *out_head, *out_tail; /* answers owed, oldest first */
+  unsigned nout;
+  bool deferred;       /* req waits for every earlier answer before it is handled */
   uint64_t since_ms;   /* when the current state began (loop time) */
   fc__hc_state_t state;
   bool in_execute;     /* inside llhttp_execute: answers must not re-enter it */
@@ -36,9 +49,12 @@ struct fc_http_conn {
 void fc__http_dispatch(fc_req_t *req);
 /* Frees a request and everything it allocated. */
 void fc__req_free(fc_req_t *req);
-/* Called by fc_http_respond once the response is queued: logs it, frees the
- * request, and goes on with pipelined input (conn.c). */
-void fc__http_finish(fc_http_conn_t *hc, fc_req_t *req);
+/* Called by fc_http_respond with the answer's bytes: sends them now or once
+ * the answers before them are out, logs and frees the request, and goes on
+ * with pipelined input (conn.c). */
+void fc__http_answer(fc_http_conn_t *hc, fc_req_t *req, fc_frame_t *f, bool keep);
+/* Matches a parsed request against the routes; sets req->route and allowed. */
+void fc__http_route(fc_req_t *req);
 /* Appends the CORS headers the request's Origin earns. */
 void fc__http_cors_headers(fc_req_t *req, fc_buf_t *out);
 /* Writes the request's log line fields (redacting tokens) into `out`. */

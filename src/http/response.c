@@ -2,6 +2,7 @@
  * and the request log line. */
 #include "http/internal.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,8 +83,13 @@ void fc_http_respond(fc_req_t *req, int status, const char *content_type, const 
   else if (status >= 400)
     fc_http_stats.responses_4xx++;
   fc_http_conn_t *hc = req->hc;
+  fc_frame_t *f = NULL;
+  bool keep = false;
   if (hc) {
-    bool keep = req->keep_alive && !hc->stopping;
+    /* Stopping closes the connection after the last answer it owes (one
+     * without a place in the queue goes last). */
+    bool last = !req->slot || !req->slot->next;
+    keep = req->keep_alive && !(hc->stopping && last);
     fc_buf_t b;
     fc_buf_init(&b);
     head_into(&b, req, status, extra);
@@ -94,11 +100,9 @@ void fc_http_respond(fc_req_t *req, int status, const char *content_type, const 
     req->out_bytes = b.len;
     size_t n;
     char *bytes = fc_buf_take(&b, &n);
-    fc_frame_t *f = fc_frame_take(bytes, n);
-    fc_conn_send(hc->conn, f);
-    fc_frame_unref(f);
+    f = fc_frame_take(bytes, n);
   }
-  fc__http_finish(hc, req);
+  fc__http_answer(hc, req, f, keep);
 }
 
 void fc_http_respond_json(fc_req_t *req, int status, json_t *j) {
@@ -131,6 +135,8 @@ fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers
   fc_http_conn_t *hc = req->hc;
   req->answered = true;
   req->status = status;
+  /* Requests that may become streams never overlap others (fc_route_t). */
+  assert(hc->out_head == NULL);
   fc_buf_t b;
   fc_buf_init(&b);
   head_into(&b, req, status, extra_headers);

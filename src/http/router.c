@@ -170,10 +170,16 @@ const fc_route_t *fc_http_match(const fc_route_t *routes, size_t n, fc_req_t *re
   return NULL;
 }
 
+void fc__http_route(fc_req_t *req) {
+  const fc_http_opts_t *o = &req->http->opts;
+  req->route = fc_http_match(o->routes, o->nroutes, req, &req->allowed);
+}
+
 void fc__http_dispatch(fc_req_t *req) {
   const fc_http_opts_t *o = &req->http->opts;
-  unsigned allowed;
-  const fc_route_t *found = fc_http_match(o->routes, o->nroutes, req, &allowed);
+  if (!req->route && !req->allowed) fc__http_route(req);
+  const fc_route_t *found = req->route;
+  unsigned allowed = req->allowed;
   if (!found && !allowed) {
     fc_http_error(req, 404, "not_found", "no such resource");
     return;
@@ -195,7 +201,6 @@ void fc__http_dispatch(fc_req_t *req) {
         "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"method not allowed on this resource\"}}";
     fc_http_respond(req, 405, "application/json", extra.data, body, sizeof body - 1);
   } else {
-    req->route = found;
     if (!o->authorize || o->authorize(req) == 0) found->handler(req);
   }
   fc_buf_dispose(&extra);

@@ -29,6 +29,7 @@ struct fc_store {
 
 /* Events deleted per trim statement, so one trim never holds the writer long. */
 #define TRIM_BATCH 5000
+#define TRIM_MIN 16 /* events a channel may hold past its keep before a trim */
 
 void *fc__store_writer(void *arg);
 

@@ -133,10 +133,13 @@ static void commit_group(fc_store_t *s, fc_store_job_t *jobs) {
   }
 }
 
-/* Trims channels past their retention, a bounded batch per call. Returns true
- * when there may be more to trim. */
+/* Trims channels past their retention, a bounded batch per call, in a
+ * transaction opened only when some channel is due. A channel is due once a
+ * quarter of what it keeps (at least TRIM_MIN events) can go: trimming each
+ * publish's worth would cost a commit per group. Returns true when there may
+ * be more to trim. */
 static bool trim_some(fc_store_t *s, fc_channel_t **touched, size_t n) {
-  bool more = false;
+  bool more = false, open = false;
   for (size_t i = 0; i < n; i++) {
     fc_channel_store_t *cs = fc_channel_store(touched[i]);
     /* A second retention's worth stays stored so that, after a restart, gap
@@ -144,8 +147,10 @@ static bool trim_some(fc_store_t *s, fc_channel_t **touched, size_t n) {
     unsigned keep = fc_channel_retention(touched[i]) * 2;
     uint64_t next_n = fc_channel_next_n(s->opts.hub, touched[i]);
     if (!cs->id || next_n <= keep + 1) continue;
-    uint64_t below = next_n - keep;
-    if (below <= cs->trimmed_n) continue;
+    uint64_t below = next_n - keep, slack = keep / 4 > TRIM_MIN ? keep / 4 : TRIM_MIN;
+    if (below <= cs->trimmed_n + slack) continue;
+    if (!open && sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return false;
+    open = true;
     sqlite3_bind_int64(s->trim_count, 1, cs->id);
     sqlite3_bind_int64(s->trim_count, 2, (int64_t)below);
     sqlite3_bind_int64(s->trim_count, 3, TRIM_BATCH);
@@ -157,6 +162,7 @@ static bool trim_some(fc_store_t *s, fc_channel_t **touched, size_t n) {
     else
       cs->trimmed_n = below;
   }
+  if (open) sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
   return more;
 }
 
@@ -218,9 +224,7 @@ void *fc__store_writer(void *arg) {
     bool busy = s->head != NULL;
     pthread_mutex_unlock(&s->lock);
     if ((!busy || stop) && ntouched) {
-      sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
       bool more = trim_some(s, touched, ntouched);
-      sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
       if (!more) {
         for (size_t i = 0; i < ntouched; i++) fc_channel_store(touched[i])->trim_listed = false;
         ntouched = 0;

@@ -12,6 +12,7 @@ import {
   storedEvents,
   assertHealthy,
   request,
+  metrics,
   serveSupports,
   sleep,
   T,
@@ -88,6 +89,94 @@ describe('connection handling', () => {
       responses.map((r) => r.status),
       [201, 201, 200],
     );
+  });
+
+  test('pipelined publishes overlap but are answered in order, errors in place', TO, async () => {
+    // 180 publishes in one write (more than the 64 answers a connection may
+    // owe), over two channels, with a malformed one, a 404 and a history read
+    // mixed in; the last asks to close.
+    const parts = [];
+    const want = [];
+    for (let i = 0; i < 180; i++) {
+      if (i === 60) {
+        parts.push(post('pipe.many.a', '{"broken":'));
+        want.push(400);
+      }
+      if (i === 120) {
+        parts.push(get('/no/such/thing'));
+        want.push(404);
+      }
+      parts.push(post(i % 2 ? 'pipe.many.b' : 'pipe.many.a', `{"i":${i}}`));
+      want.push(201);
+    }
+    parts.push(get('/api/v1/channels/pipe.many.b/events?limit=1000', 'Connection: close\r\n'));
+    want.push(200);
+    const m0 = await metrics(url);
+    const c = await rawConnect(port);
+    try {
+      await c.write(parts.join(''));
+      assert.ok(await c.waitClose(T(10000)), 'the server did not close after Connection: close');
+      // overlapping: publishes waiting together share commits (one at a time,
+      // each would have a commit of its own)
+      const m1 = await metrics(url);
+      const commits = m1.get('flowcast_store_commits_total') - m0.get('flowcast_store_commits_total');
+      assert.ok(commits < 179, `179 pipelined publishes took ${commits} commits`);
+      const rs = parseResponses(c.buffer(), true).filter((r) => r.status >= 200);
+      assert.deepEqual(
+        rs.map((r) => r.status),
+        want,
+      );
+      // ids rise in request order: the writer commits in submission order
+      const ids = rs.filter((r) => r.status === 201).map((r) => BigInt(JSON.parse(r.body).id));
+      for (let k = 1; k < ids.length; k++) assert.ok(ids[k] > ids[k - 1], `id ${ids[k]} after ${ids[k - 1]}`);
+      rawJsonError(rs[60], 400, 'bad_json');
+      // the history read waited for every publish before it
+      const hist = JSON.parse(rs.at(-1).body).map((e) => e.data.i);
+      assert.deepEqual(
+        hist,
+        Array.from({ length: 90 }, (_, k) => 2 * k + 1),
+      );
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test('a stream requested behind pipelined publishes starts after their answers', TO, async () => {
+    const bytes =
+      post('pipe.stream', '{"n":1}') +
+      post('pipe.stream', '{"n":2}') +
+      get('/api/v1/channels/pipe.stream/sse?replay=10', 'Accept: text/event-stream\r\n');
+    const c = await rawConnect(port);
+    try {
+      await c.write(bytes);
+      assert.ok(
+        await c.waitFor((x) => /data: \{"n":2\}/.test(x.text()), T(5000)),
+        `no stream after the answers:\n${c.text()}`,
+      );
+      const text = c.text();
+      const heads = [...text.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => Number(m[1]));
+      assert.deepEqual(heads, [201, 201, 200]);
+      assert.ok(text.indexOf('data: {"n":1}') > text.lastIndexOf('HTTP/1.1 200'), 'events came before the stream head');
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test('a client that half-closes after pipelining still gets every answer', TO, async () => {
+    const c = await rawConnect(port);
+    try {
+      let bytes = '';
+      for (let i = 0; i < 50; i++) bytes += post('pipe.half', `{"i":${i}}`);
+      await c.write(bytes);
+      c.sock.end();
+      assert.ok(await c.waitFor((x) => x.closed || x.ended, T(5000)), 'the server did not close');
+      const rs = parseResponses(c.buffer(), true).filter((r) => r.status >= 200);
+      assert.equal(rs.length, 50);
+      assert.ok(rs.every((r) => r.status === 201));
+    } finally {
+      c.destroy();
+    }
+    assert.equal((await storedEvents(url, 'pipe.half')).length, 50);
   });
 
   test('HTTP/1.0 and Connection: close get one response, then the server closes', TO, async () => {

@@ -13,9 +13,9 @@ static void h_history(fc_req_t *r) { (void)r; }
 static void h_list(fc_req_t *r) { (void)r; }
 
 static const fc_route_t routes[] = {
-    {"/api/v1/channels/{}/events", FC_POST, h_publish, "publish", 0},
-    {"/api/v1/channels/{}/events", FC_GET, h_history, "history", 0},
-    {"/api/v1/channels", FC_GET, h_list, "list", 0},
+    {"/api/v1/channels/{}/events", FC_POST, h_publish, "publish", 0, true},
+    {"/api/v1/channels/{}/events", FC_GET, h_history, "history", 0, false},
+    {"/api/v1/channels", FC_GET, h_list, "list", 0, false},
 };
 
 static fc_req_t *req_for(unsigned method, const char *url) {
