@@ -16,7 +16,7 @@ static int abort_parse(fc_http_conn_t *hc, int status, const char *code) {
 }
 
 static fc_req_t *req_new(fc_http_conn_t *hc) {
-  fc_req_t *r = fc_xcalloc(1, sizeof *r);
+  fc_req_t *r = fc__req_new();
   r->hc = hc;
   r->http = hc->http;
   r->loop = hc->conn->loop;

@@ -77,9 +77,7 @@ struct fc_req {
   size_t nsegs;
   char *params[FC_HTTP_MAX_PARAMS]; /* the route's captured segments */
   const fc_route_t *route;
-  fc_header_t headers[FC_HTTP_MAX_HEADERS];
   size_t nheaders;
-  fc_buf_t body;
   bool keep_alive;
   bool answered;
   unsigned allowed;   /* methods of every route whose path matches (for 405) */
@@ -89,11 +87,18 @@ struct fc_req {
   size_t out_bytes;
   void *user;         /* who sent it (the app's auth); freed with user_free */
   void (*user_free)(void *user);
-  /* internal: url and header bytes, and offsets while parsing */
-  fc_buf_t raw;
-  size_t hdr_off[FC_HTTP_MAX_HEADERS][4];
-  bool in_value;
-  void *mem;          /* fc_req_alloc blocks, freed with the request */
+  /* internal */
+  bool in_value;      /* parsing a header's value */
+  void *mem;          /* fc_req_alloc blocks past the arena, freed with the request */
+  size_t arena_used;
+  /* Everything above is cleared for each request; what follows is not (a
+   * request object is reused, see fc__req_new): the buffers keep their room,
+   * the tables are filled as a request is parsed. */
+  fc_buf_t body;
+  fc_buf_t raw;       /* url and header bytes */
+  _Alignas(max_align_t) char arena[384]; /* fc_req_alloc's first bytes */
+  fc_header_t headers[FC_HTTP_MAX_HEADERS];
+  size_t hdr_off[FC_HTTP_MAX_HEADERS][4]; /* offsets into raw while parsing */
 };
 
 fc_http_t *fc_http_new(const fc_http_opts_t *opts);

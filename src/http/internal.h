@@ -47,7 +47,9 @@ struct fc_http_conn {
 
 /* Routes and runs a complete request (router.c). */
 void fc__http_dispatch(fc_req_t *req);
-/* Frees a request and everything it allocated. */
+/* A cleared request, reused from the thread's spares when it has one. */
+fc_req_t *fc__req_new(void);
+/* Frees a request and everything it allocated (keeping it as a spare). */
 void fc__req_free(fc_req_t *req);
 /* Called by fc_http_respond with the answer's bytes: sends them now or once
  * the answers before them are out, logs and frees the request, and goes on

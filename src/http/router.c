@@ -1,6 +1,8 @@
 /* Request targets, query strings and routing. */
 #include "http/internal.h"
 
+#include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,11 @@ typedef struct mem_block {
 } mem_block_t;
 
 void *fc_req_alloc(fc_req_t *req, size_t n) {
+  size_t a = _Alignof(max_align_t), at = (req->arena_used + a - 1) & ~(a - 1);
+  if (at + n <= sizeof req->arena) {
+    req->arena_used = at + n;
+    return req->arena + at;
+  }
   mem_block_t *b = fc_xmalloc(sizeof *b + n);
   b->next = req->mem;
   req->mem = b;
@@ -25,6 +32,41 @@ char *fc_req_strndup(fc_req_t *req, const char *s, size_t n) {
   return p;
 }
 
+/* A request object is large (its header tables): each thread keeps a few
+ * spare ones, buffers included, instead of a malloc and free per request. */
+#define SPARE_MAX 64
+#define SPARE_BUF_MAX (16u << 10) /* larger buffers are not kept */
+static _Thread_local fc_req_t *spare; /* linked through ->mem */
+static _Thread_local unsigned nspare;
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+
+static void spare_free(void *unused) {
+  (void)unused;
+  while (spare) {
+    fc_req_t *r = spare;
+    spare = r->mem;
+    fc_buf_dispose(&r->raw);
+    fc_buf_dispose(&r->body);
+    free(r);
+  }
+  nspare = 0;
+}
+
+static void spare_key_init(void) { pthread_key_create(&spare_key, spare_free); }
+
+fc_req_t *fc__req_new(void) {
+  fc_req_t *r = spare;
+  if (!r) return fc_xcalloc(1, sizeof *r);
+  spare = r->mem;
+  nspare--;
+  memset(r, 0, offsetof(fc_req_t, body));
+  r->body.len = r->raw.len = 0;
+  if (r->body.data) r->body.data[0] = '\0';
+  if (r->raw.data) r->raw.data[0] = '\0';
+  return r;
+}
+
 void fc_http_req_free(fc_req_t *req) { fc__req_free(req); }
 
 void fc__req_free(fc_req_t *req) {
@@ -33,9 +75,21 @@ void fc__req_free(fc_req_t *req) {
     next = b->next;
     free(b);
   }
-  fc_buf_dispose(&req->raw);
-  fc_buf_dispose(&req->body);
-  free(req);
+  if (req->raw.cap > SPARE_BUF_MAX) fc_buf_dispose(&req->raw);
+  if (req->body.cap > SPARE_BUF_MAX) fc_buf_dispose(&req->body);
+  if (nspare == SPARE_MAX) {
+    fc_buf_dispose(&req->raw);
+    fc_buf_dispose(&req->body);
+    free(req);
+    return;
+  }
+  if (!spare) { /* the thread's destructor frees the list when it ends */
+    pthread_once(&spare_once, spare_key_init);
+    pthread_setspecific(spare_key, &spare);
+  }
+  req->mem = spare;
+  spare = req;
+  nspare++;
 }
 
 void fc_req_peer_ip(fc_req_t *req, char *out, size_t len) {
