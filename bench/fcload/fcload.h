@@ -19,6 +19,9 @@
 #define MAX_PIDS 16
 #define MAX_ERROR_KINDS 32
 #define MAX_INFLIGHT 4096
+#define MAX_PIPELINE 64              /* --pipeline; also each publisher's ring size */
+#define PUB_HEAD_MAX 512             /* a publish request head (options.c bounds the path) */
+#define PUB_BODY_EXTRA 128           /* body bytes beyond --size: fcseq, fcts, quotes */
 #define MAX_SIZE (16u << 20)
 #define SWEEP_MS 250                 /* timeout checks and progress lines */
 #define PROGRESS_MS 5000
@@ -53,6 +56,7 @@ struct options {
     uint64_t messages;
     uint32_t size;
     uint32_t inflight;
+    uint32_t pipeline;      /* requests in flight per publisher connection */
     uint32_t connect_concurrency;
     double rate;
     double hold_s;
@@ -139,7 +143,7 @@ struct sub {
 };
 
 /* An HTTP response being read by a publisher. */
-enum { RP_STATUS, RP_HEADERS, RP_BODY_LEN, RP_BODY_CHUNKED, RP_BODY_EOF, RP_DONE };
+enum { RP_STATUS, RP_HEADERS, RP_BODY_LEN, RP_BODY_CHUNKED, RP_TRAILERS, RP_BODY_EOF, RP_DONE };
 struct http_resp {
     struct linebuf lb;
     struct dechunk dc;
@@ -153,6 +157,7 @@ struct http_resp {
     uint32_t body_len;
 };
 
+/* PUB_IDLE: connected, nothing in flight; PUB_BUSY: requests in flight. */
 enum pub_state { PUB_DOWN, PUB_CONNECTING, PUB_IDLE, PUB_BUSY, PUB_CLOSING, PUB_GAVE_UP };
 
 struct pub {
@@ -162,17 +167,14 @@ struct pub {
     uv_timer_t retry;
     uint32_t index;
     uint8_t state;
-    bool write_pending;   /* request not yet reported written */
-    bool resp_complete;   /* answer fully read, waiting for the write cb */
+    bool write_pending;   /* last write not yet reported: `write` and wbuf in use */
     bool ever_connected;
     uint32_t fails;       /* consecutive connect failures */
-    uint64_t seq;         /* message in flight */
-    uint64_t sent_ns;
-    char head[512];
-    size_t head_len;
-    char *body;
-    size_t body_len;
-    struct http_resp resp;
+    uint32_t head;        /* ring[head] is the oldest request in flight */
+    uint32_t nflight;     /* requests in flight (written or being written) */
+    uint64_t ring[MAX_PIPELINE]; /* their messages, in send order = answer order */
+    char *wbuf;           /* up to --pipeline requests, sent with one write */
+    struct http_resp resp; /* the answer being read (for ring[head]) */
 };
 
 struct hist {

@@ -11,7 +11,9 @@
  *                --idle: keep the subscribers open --hold seconds, then
  *                measure the server's memory and stop;
  *                otherwise: publish --messages JSON events over --inflight
- *                keep-alive connections (optionally paced to --rate) while
+ *                keep-alive connections, each with up to --pipeline POSTs in
+ *                flight (HTTP/1.1 pipelining: sent together in one write,
+ *                answered in order), optionally paced to --rate, while
  *                every subscriber parses its SSE stream and records each
  *                event's latency, sequence number and order;
  *   3. drain:    wait until every expected delivery has arrived, or --drain
@@ -23,8 +25,10 @@
  * and each "event" message is one delivery.
  *
  * Each published body is a JSON object carrying a sequence number ("fcseq")
- * and its send time in ns on CLOCK_MONOTONIC ("fcts"); publisher and
- * subscribers live in this process, so latency = receive time - fcts.
+ * and its send time in ns on CLOCK_MONOTONIC ("fcts"; one time for a
+ * pipelined batch); publisher and subscribers live in this process, so
+ * latency = receive time - fcts. A publish that gets no answer (its
+ * connection closed or timed out) is an error, and is never resent.
  *
  * Memory per subscriber is one struct (a uv_tcp_t, one request and a few
  * counters) plus a heap carry-over buffer that only ever holds a partial
@@ -157,7 +161,7 @@ static int setup_loop(void)
 static void free_all(void)
 {
     for (uint32_t i = 0; g.pubs && i < g.opt.inflight; i++) {
-        free(g.pubs[i].body);
+        free(g.pubs[i].wbuf);
         lb_free(&g.pubs[i].resp.lb);
     }
     for (uint32_t i = 0; i < g.opt.subs; i++)

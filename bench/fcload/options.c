@@ -26,8 +26,12 @@ static void usage(FILE *out)
         "  --channel-prefix P      channel names are P0..P{C-1} (default \"bench.\")\n"
         "  --messages M            messages to publish in total (default 1000)\n"
         "  --size B                JSON body size in bytes, about (default 100)\n"
-        "  --inflight K            keep-alive publisher connections, one request each (default 8)\n"
-        "  --rate R                messages per second, 0 = as fast as --inflight allows (default 0)\n"
+        "  --inflight K            keep-alive publisher connections (each with --pipeline requests\n"
+        "                          in flight; default 8)\n"
+        "  --pipeline D            requests in flight per publisher connection, sent together\n"
+        "                          (HTTP/1.1 pipelining; default 1)\n"
+        "  --rate R                messages per second, 0 = as fast as --inflight and --pipeline\n"
+        "                          allow (default 0)\n"
         "  --idle                  connect subscribers, hold them, measure, exit; no publishing\n"
         "  --hold S                seconds to hold subscribers with --idle (default 5)\n"
         "  --source-addrs A,B,..   bind client sockets round-robin to these IPv4 source addresses\n"
@@ -178,7 +182,7 @@ enum {
     OPT_URL = 256, OPT_SUBS, OPT_CHANNELS, OPT_PREFIX, OPT_MESSAGES, OPT_SIZE, OPT_INFLIGHT,
     OPT_RATE, OPT_IDLE, OPT_HOLD, OPT_SOURCES, OPT_PIDS, OPT_TIMEOUT, OPT_DRAIN, OPT_REQ_TIMEOUT,
     OPT_CONCURRENCY, OPT_PUB_PATH, OPT_SUB_PATH, OPT_READY_HEADERS, OPT_JSON, OPT_LABEL, OPT_QUIET,
-    OPT_WS, OPT_HELP
+    OPT_WS, OPT_PIPELINE, OPT_HELP
 };
 
 static const struct option long_opts[] = {
@@ -189,6 +193,7 @@ static const struct option long_opts[] = {
     { "messages", required_argument, NULL, OPT_MESSAGES },
     { "size", required_argument, NULL, OPT_SIZE },
     { "inflight", required_argument, NULL, OPT_INFLIGHT },
+    { "pipeline", required_argument, NULL, OPT_PIPELINE },
     { "rate", required_argument, NULL, OPT_RATE },
     { "idle", no_argument, NULL, OPT_IDLE },
     { "hold", required_argument, NULL, OPT_HOLD },
@@ -220,6 +225,7 @@ static bool apply_option(int c, const char *a, struct options *o)
     case OPT_MESSAGES: return parse_u64("messages", a, 0, 1000000000, &o->messages);
     case OPT_SIZE: return parse_u32("size", a, 0, MAX_SIZE, &o->size);
     case OPT_INFLIGHT: return parse_u32("inflight", a, 1, MAX_INFLIGHT, &o->inflight);
+    case OPT_PIPELINE: return parse_u32("pipeline", a, 1, MAX_PIPELINE, &o->pipeline);
     case OPT_RATE: return parse_number("rate", a, 0, 1e9, &o->rate);
     case OPT_IDLE: o->idle = true; return true;
     case OPT_HOLD: return parse_secs("hold", a, 0, &o->hold_s);
@@ -248,7 +254,7 @@ int parse_args(int argc, char **argv, struct options *o)
         .url = "http://127.0.0.1:8000", .label = "", .pub_path = "/api/v1/channels/%s/events",
         .sub_path = "/api/v1/channels/%s/sse?replay=0", .channel_prefix = "bench.",
         .subs = 100, .channels = 1, .messages = 1000, .size = 100, .inflight = 8,
-        .connect_concurrency = 500, .hold_s = 5, .timeout_s = 60, .drain_s = 10,
+        .pipeline = 1, .connect_concurrency = 500, .hold_s = 5, .timeout_s = 60, .drain_s = 10,
         .request_timeout_s = 10,
     };
     parse_url(o->url, o);
@@ -276,7 +282,7 @@ int parse_args(int argc, char **argv, struct options *o)
     else if (o->ws && o->ready_on_headers)
         ok = bad("--ready-on-headers does not apply to --ws");
     else if (strlen(o->pub_path) + strlen(o->channel_prefix) > 300)
-        /* A publish request head must fit its 512-byte buffer (fcload.h). */
+        /* A publish request head must fit PUB_HEAD_MAX bytes (fcload.h). */
         ok = bad("--pub-path and --channel-prefix together: at most 300 characters");
     return ok ? 0 : 2;
 }

@@ -1,4 +1,4 @@
-/* fcload publishers: keep-alive POST connections, their HTTP answers, and the send pump. */
+/* fcload publishers: keep-alive POST connections (pipelined), their HTTP answers, the send pump. */
 #include "fcload.h"
 
 #include <inttypes.h>
@@ -92,6 +92,14 @@ static int resp_feed(struct http_resp *r, const char **p, size_t *n)
             int t = take_line(&r->lb, p, n, &line, &len);
             if (t < 0 || (t == 1 && resp_head_line(r, line, len) < 0))
                 return -1;
+        } else if (r->phase == RP_TRAILERS) {
+            const char *line;
+            size_t len;
+            int t = take_line(&r->lb, p, n, &line, &len);
+            if (t < 0)
+                return -1;
+            if (t == 1 && len == 0)
+                r->phase = RP_DONE; /* trailer fields, if any, are ignored */
         } else if (r->phase == RP_BODY_LEN || r->phase == RP_BODY_EOF) {
             size_t take = *n;
             if (r->phase == RP_BODY_LEN && take > r->body_left)
@@ -109,8 +117,11 @@ static int resp_feed(struct http_resp *r, const char **p, size_t *n)
                 return -1;
             if (t == 1)
                 resp_keep_body(r, run, run_len);
+            /* The last chunk's size line is read; the trailer section (at
+             * least its empty line) still belongs to this answer, and must
+             * be consumed or it would start the next pipelined one. */
             if (t == 2)
-                r->phase = RP_DONE; /* trailers, if any, are not expected */
+                r->phase = RP_TRAILERS;
         }
     }
     return 1;
@@ -144,52 +155,71 @@ static void on_pub_closed(uv_handle_t *h)
     check_publish_done();
 }
 
-/* Closes a publisher connection; the message in flight, if any, counts as a
- * publish error of kind `why` (NULL: closed after a complete answer). */
+/* Closes a publisher connection. Each request still in flight counts as a
+ * publish error of kind `why` and is not resent (fcload checks loss); with
+ * nothing in flight `why` is counted once, as an error kind only. NULL:
+ * an orderly close (after the last answer, or at the end of the run). */
 void pub_close(struct pub *p, const char *why)
 {
     if (p->state == PUB_CLOSING || p->state == PUB_DOWN || p->state == PUB_GAVE_UP)
         return;
     if (why && !g.finishing) {
-        count_error("%s", why);
-        if (p->state == PUB_BUSY)
-            g.pub_errors++;
+        uint32_t times = p->nflight ? p->nflight : 1;
+        for (uint32_t i = 0; i < times; i++)
+            count_error("%s", why);
+        g.pub_errors += p->nflight;
     }
+    p->nflight = 0;
     p->state = PUB_CLOSING;
     uv_close((uv_handle_t *)&p->tcp, on_pub_closed);
 }
 
 static void on_pub_write(uv_write_t *req, int status);
 
-/* Writes the request publishing message `seq` on an idle connection. */
-static void pub_send(struct pub *p, uint64_t seq)
+/* Formats the request publishing message `seq`, sent at `ts`, at `out`
+ * (room for PUB_HEAD_MAX + --size + PUB_BODY_EXTRA bytes); returns its
+ * length. The body is {"fcseq":N,"fcts":T,"pad":"xx.."}, padded to --size. */
+static size_t format_request(char *out, uint64_t seq, uint64_t ts)
 {
+    char pre[PUB_BODY_EXTRA];
+    size_t pre_len = (size_t)snprintf(pre, sizeof pre,
+                                      "{\"fcseq\":%" PRIu64 ",\"fcts\":%" PRIu64 ",\"pad\":\"",
+                                      seq, ts);
+    size_t pad = g.opt.size > pre_len + 2 ? g.opt.size - pre_len - 2 : 0;
+    size_t body_len = pre_len + pad + 2;
     uint32_t ch = (uint32_t)(seq % g.opt.channels);
+    /* The head is written first, so its Content-Length is known beforehand. */
+    size_t len = (size_t)snprintf(out, PUB_HEAD_MAX,
+                                  "POST %s HTTP/1.1\r\nHost: %s\r\n"
+                                  "Content-Type: application/json\r\n"
+                                  "Content-Length: %zu\r\n\r\n",
+                                  g.pub_path[ch], g.opt.host_header, body_len);
+    memcpy(out + len, pre, pre_len);
+    memset(out + len + pre_len, 'x', pad);
+    memcpy(out + len + pre_len + pad, "\"}", 2);
+    return len + body_len;
+}
+
+/* Sends the next `count` messages on a connection with that much room, as
+ * pipelined requests in one buffer and one write. Each stays in flight, in
+ * the ring, until its answer. */
+static void pub_send(struct pub *p, uint32_t count)
+{
     uint64_t ts = uv_hrtime();
-    int n = snprintf(p->body, (size_t)g.opt.size + 128,
-                     "{\"fcseq\":%" PRIu64 ",\"fcts\":%" PRIu64 ",\"pad\":\"", seq, ts);
-    size_t len = (size_t)n;
-    while (len + 2 < g.opt.size)
-        p->body[len++] = 'x';
-    memcpy(p->body + len, "\"}", 2);
-    p->body_len = len + 2;
-    p->head_len = (size_t)snprintf(p->head, sizeof p->head,
-                                   "POST %s HTTP/1.1\r\nHost: %s\r\n"
-                                   "Content-Type: application/json\r\n"
-                                   "Content-Length: %zu\r\n\r\n",
-                                   g.pub_path[ch], g.opt.host_header, p->body_len);
-    resp_reset(&p->resp);
-    p->seq = seq;
-    p->sent_ns = ts;
+    size_t len = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t seq = g.next_seq++;
+        /* Each request takes at most one slot of the buffer (run.c). */
+        len += format_request(p->wbuf + len, seq, ts);
+        p->ring[(p->head + p->nflight++) % MAX_PIPELINE] = seq;
+        g.send_ns[seq] = ts;
+    }
     p->state = PUB_BUSY;
     p->write_pending = true;
-    p->resp_complete = false;
-    g.send_ns[seq] = ts;
     if (!g.t_first_pub)
         g.t_first_pub = ts;
-    uv_buf_t bufs[2] = { uv_buf_init(p->head, (unsigned)p->head_len),
-                         uv_buf_init(p->body, (unsigned)p->body_len) };
-    int err = uv_write(&p->write, (uv_stream_t *)&p->tcp, bufs, 2, on_pub_write);
+    uv_buf_t buf = uv_buf_init(p->wbuf, (unsigned)len);
+    int err = uv_write(&p->write, (uv_stream_t *)&p->tcp, &buf, 1, on_pub_write);
     if (err < 0) {
         p->write_pending = false;
         char why[48];
@@ -198,12 +228,15 @@ static void pub_send(struct pub *p, uint64_t seq)
     }
 }
 
-/* A complete answer arrived for the message in flight: account for it and
- * make the connection available again (or reconnect if the server closes). */
-static void pub_answered(struct pub *p)
+/* Accounts the complete answer in p->resp to the oldest request in flight:
+ * HTTP/1.1 answers pipelined requests in order. */
+static void pub_account(struct pub *p)
 {
-    uint64_t now = uv_hrtime(), seq = p->seq;
+    uint64_t now = uv_hrtime(), seq = p->ring[p->head];
     struct http_resp *r = &p->resp;
+    p->head = (p->head + 1) % MAX_PIPELINE;
+    if (--p->nflight == 0)
+        p->state = PUB_IDLE;
     if (r->status >= 200 && r->status < 300) {
         g.ack_ns[seq] = now;
         g.acked++;
@@ -222,29 +255,38 @@ static void pub_answered(struct pub *p)
         count_error("pub: HTTP %d", r->status);
     }
     g.t_last_ack = now;
-    if (r->close) {
-        p->state = PUB_IDLE; /* nothing in flight: closing is not an error */
-        pub_close(p, NULL);
-    } else {
-        p->state = PUB_IDLE;
-    }
+}
+
+/* One complete answer was read (`more`: bytes follow it in the same read):
+ * account it, get the parser ready for the next one, and close if the
+ * server closes. Answers are accounted when read, even before the write
+ * is reported: the server has seen the request; the write callback only
+ * frees the buffer for the next batch. */
+static void pub_answer(struct pub *p, bool more)
+{
+    /* Bytes past the answer to the last request in flight: nothing can
+     * explain them, so the stream is not trusted (closed, no error). */
+    bool close = p->resp.close || (more && p->nflight == 1);
+    pub_account(p);
+    resp_reset(&p->resp);
+    if (close) /* the server will not answer what is still in flight */
+        pub_close(p, p->nflight ? "pub: closed with requests in flight" : NULL);
+}
+
+/* After answers were accounted: refill the connections, and see whether
+ * publishing (or the whole run) is over. */
+static void pub_after_answers(void)
+{
     pump();
     check_publish_done();
     check_complete();
-}
-
-/* Completes the request once both the write and the answer are done. */
-static void pub_maybe_answered(struct pub *p)
-{
-    if (p->state == PUB_BUSY && p->resp_complete && !p->write_pending)
-        pub_answered(p);
 }
 
 static void on_pub_write(uv_write_t *req, int status)
 {
     struct pub *p = req->handle->data;
     p->write_pending = false;
-    if (status == UV_ECANCELED || p->state != PUB_BUSY)
+    if (status == UV_ECANCELED || (p->state != PUB_IDLE && p->state != PUB_BUSY))
         return;
     if (status < 0) {
         char why[48];
@@ -252,7 +294,27 @@ static void on_pub_write(uv_write_t *req, int status)
         pub_close(p, why);
         return;
     }
-    pub_maybe_answered(p);
+    pump(); /* the buffer is free; answers read meanwhile may have made room */
+}
+
+/* The stream ended (EOF or a read error). A close-delimited answer ends
+ * here (as does a chunked one missing only its trailer section); every
+ * other request in flight is a publish error. */
+static void pub_read_end(struct pub *p)
+{
+    uint8_t phase = p->resp.phase;
+    if (p->state == PUB_BUSY && (phase == RP_BODY_EOF || phase == RP_TRAILERS)) {
+        p->resp.phase = RP_DONE;
+        p->resp.close = true;
+        pub_answer(p, false);
+        pub_after_answers();
+    } else if (p->state == PUB_BUSY) {
+        pub_close(p, "pub: closed before answer");
+    } else {
+        /* Nothing in flight. If the last write is still unreported, all its
+         * requests were answered before the close: as after a last answer. */
+        pub_close(p, p->write_pending ? NULL : "pub: closed");
+    }
 }
 
 static void on_pub_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -261,36 +323,30 @@ static void on_pub_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     if (nread < 0) {
-        if (p->state == PUB_BUSY && p->resp_complete) {
-            p->resp.close = true; /* answered; close once the write is reported */
-            uv_read_stop(stream);
-            return;
-        }
-        if (p->state == PUB_BUSY && p->resp.phase == RP_BODY_EOF) {
-            p->resp.phase = RP_DONE;
-            p->resp.close = true;
-            p->resp_complete = true;
-            pub_maybe_answered(p);
-            return;
-        }
-        pub_close(p, p->state == PUB_BUSY ? "pub: closed before answer" : "pub: closed");
+        pub_read_end(p);
         return;
     }
-    if (p->state != PUB_BUSY || p->resp_complete) {
+    if (p->state != PUB_BUSY) {
         pub_close(p, "pub: unexpected bytes");
         return;
     }
+    /* One read may hold several pipelined answers, and part of the next. */
     const char *d = buf->base;
     size_t n = (size_t)nread;
-    int r = resp_feed(&p->resp, &d, &n);
-    if (r < 0) {
-        pub_close(p, "pub: malformed answer");
-    } else if (r == 1) {
-        if (n > 0)
-            p->resp.close = true; /* bytes past the answer: do not trust the stream */
-        p->resp_complete = true;
-        pub_maybe_answered(p);
+    bool answered = false;
+    while (n > 0 && p->state == PUB_BUSY) {
+        int r = resp_feed(&p->resp, &d, &n);
+        if (r < 0) {
+            pub_close(p, "pub: malformed answer");
+            break;
+        }
+        if (r == 1) {
+            pub_answer(p, n > 0);
+            answered = true;
+        }
     }
+    if (answered)
+        pub_after_answers();
 }
 
 static void on_pub_connect(uv_connect_t *req, int status)
@@ -314,6 +370,8 @@ static void on_pub_connect(uv_connect_t *req, int status)
         pub_close(p, "pub: read start failed");
         return;
     }
+    p->head = p->nflight = 0; /* a new stream: nothing in flight, no partial answer */
+    resp_reset(&p->resp);
     p->state = PUB_IDLE;
     pump();
 }
@@ -349,18 +407,39 @@ void pub_connect(struct pub *p)
     }
 }
 
-/* Fails requests that got no answer within --request-timeout. */
+/* Fails the requests of a connection whose oldest request in flight got
+ * no answer within --request-timeout. */
 void pubs_sweep(uint64_t now)
 {
     uint64_t limit = (uint64_t)(g.opt.request_timeout_s * 1e9);
     for (uint32_t i = 0; g.pubs_inited && i < g.opt.inflight; i++) {
         struct pub *p = &g.pubs[i];
-        if (p->state == PUB_BUSY && now - p->sent_ns > limit)
+        if (p->state == PUB_BUSY && now - g.send_ns[p->ring[p->head]] > limit)
             pub_close(p, "pub: answer timed out");
     }
 }
 
-/* Sends as many messages as idle connections and --rate allow. */
+/* Requests connection p may add now: 0 unless it is connected with no
+ * write outstanding (one write at a time keeps the buffer simple). */
+static uint32_t pub_room(const struct pub *p)
+{
+    if ((p->state != PUB_IDLE && p->state != PUB_BUSY) || p->write_pending)
+        return 0;
+    return g.opt.pipeline - p->nflight;
+}
+
+/* How many of the next messages (at most `max`) exist and are due by --rate. */
+static uint32_t msgs_due(uint32_t max, uint64_t now)
+{
+    uint32_t k = 0;
+    for (uint64_t seq = g.next_seq; k < max && seq < g.opt.messages; seq++, k++)
+        if (g.opt.rate > 0 && now < g.t_pub0 + (uint64_t)((double)seq * 1e9 / g.opt.rate))
+            break;
+    return k;
+}
+
+/* Sends as many messages as the connections' room and --rate allow, each
+ * connection's share as one pipelined batch. */
 void pump(void)
 {
     if (g.finishing || !g.publishing || g.pub_done)
@@ -369,12 +448,13 @@ void pump(void)
     uint32_t K = g.opt.inflight;
     for (uint32_t i = 0; i < K && g.next_seq < g.opt.messages; i++) {
         struct pub *p = &g.pubs[(g.pump_cursor + i) % K];
-        if (p->state != PUB_IDLE)
+        uint32_t room = pub_room(p);
+        if (room == 0)
             continue;
-        if (g.opt.rate > 0 &&
-            now < g.t_pub0 + (uint64_t)((double)g.next_seq * 1e9 / g.opt.rate))
-            break;
-        pub_send(p, g.next_seq++);
+        uint32_t k = msgs_due(room, now);
+        if (k == 0)
+            break; /* --rate: the next message is not due yet */
+        pub_send(p, k);
     }
     g.pump_cursor = (g.pump_cursor + 1) % K;
 }

@@ -130,6 +130,8 @@ static void report_human(FILE *out, const struct summary *m)
     if (!g.opt.idle)
         fprintf(out, ", %" PRIu64 " messages of %u B, %u in flight", g.opt.messages,
                 g.opt.size, g.opt.inflight);
+    if (!g.opt.idle && g.opt.pipeline > 1)
+        fprintf(out, " x%u pipelined", g.opt.pipeline);
     fprintf(out, "; outcome %s\n", outcome_name(g.outcome));
     fprintf(out, "  connections  %" PRIu64 " attempted, %" PRIu64 " ok, %" PRIu64
             " failed, %" PRIu64 " dropped later (connect phase %.2f s)\n",
@@ -214,6 +216,7 @@ static void report_json_config(FILE *out)
     json_num(out, "messages", (double)g.opt.messages, !g.opt.idle);
     json_num(out, "size", g.opt.size, !g.opt.idle);
     json_num(out, "inflight", g.opt.inflight, !g.opt.idle);
+    json_num(out, "pipeline", g.opt.pipeline, !g.opt.idle);
     json_num(out, "rate", g.opt.rate, !g.opt.idle);
     json_num(out, "hold_s", g.opt.hold_s, g.opt.idle);
 }

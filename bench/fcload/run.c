@@ -116,6 +116,32 @@ static int alloc_tracking(void)
     return 0;
 }
 
+/* Allocates the publishers, each with a write buffer for --pipeline
+ * requests. Returns -1 when memory runs out. */
+static int alloc_pubs(void)
+{
+    g.pubs = calloc(g.opt.inflight, sizeof *g.pubs);
+    if (!g.pubs)
+        return -1;
+    size_t slot = PUB_HEAD_MAX + (size_t)g.opt.size + PUB_BODY_EXTRA; /* one request */
+    bool no_buf = false;
+    for (uint32_t i = 0; i < g.opt.inflight; i++) {
+        struct pub *p = &g.pubs[i];
+        p->index = i;
+        p->wbuf = malloc(slot * g.opt.pipeline);
+        no_buf |= p->wbuf == NULL;
+        uv_timer_init(&g.loop, &p->retry);
+        p->retry.data = p;
+    }
+    g.pubs_inited = true; /* the timers exist: finish() must close them */
+    if (no_buf) { /* pub_send formats every batch into its connection's buffer */
+        fprintf(stderr, "fcload: out of memory for %u request buffers of %zu B\n",
+                g.opt.inflight, slot * g.opt.pipeline);
+        return -1;
+    }
+    return 0;
+}
+
 /* Starts the publish phase: opens --inflight keep-alive connections. */
 static void start_publishing(void)
 {
@@ -127,31 +153,17 @@ static void start_publishing(void)
         finish(OUT_INTERRUPTED);
         return;
     }
-    g.pubs = calloc(g.opt.inflight, sizeof *g.pubs);
-    if (!g.pubs) {
-        finish(OUT_INTERRUPTED);
-        return;
-    }
-    bool no_body = false;
-    for (uint32_t i = 0; i < g.opt.inflight; i++) {
-        struct pub *p = &g.pubs[i];
-        p->index = i;
-        p->body = malloc((size_t)g.opt.size + 128);
-        no_body |= p->body == NULL;
-        uv_timer_init(&g.loop, &p->retry);
-        p->retry.data = p;
-    }
-    g.pubs_inited = true;
-    if (no_body) { /* pub_send formats every request into its body */
-        fprintf(stderr, "fcload: out of memory for %u request bodies of %u B\n", g.opt.inflight,
-                g.opt.size + 128);
+    if (alloc_pubs() < 0) {
         finish(OUT_INTERRUPTED);
         return;
     }
     g.publishing = true;
     g.t_pub0 = uv_hrtime();
-    note("publishing %" PRIu64 " messages of %u B on %u channel(s), %u in flight%s",
-          g.opt.messages, g.opt.size, g.opt.channels, g.opt.inflight,
+    char pipelined[32] = "";
+    if (g.opt.pipeline > 1)
+        snprintf(pipelined, sizeof pipelined, " x%u pipelined", g.opt.pipeline);
+    note("publishing %" PRIu64 " messages of %u B on %u channel(s), %u in flight%s%s",
+          g.opt.messages, g.opt.size, g.opt.channels, g.opt.inflight, pipelined,
           g.opt.rate > 0 ? ", paced" : "");
     if (g.opt.rate > 0)
         uv_timer_start(&g.rate_timer, on_rate_tick, 1, 1);

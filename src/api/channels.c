@@ -107,13 +107,17 @@ static void pub_answer(fc_pub_t *p) {
 /* The writer thread finished a job: hand it back to the request's loop. */
 static void on_committed(fc_store_job_t *job) {
   fc_pub_t *p = job->ud;
-  if (job->status == 0 && !job->purge) p->app->published_total += job->n;
-  fc_app_loop_t *al = &p->app->loops[p->loop];
+  /* Once on the list, p belongs to its loop, which may answer and free it at
+   * once: nothing of it is read after the unlock. */
+  fc_app_t *app = p->app;
+  unsigned loop = p->loop;
+  if (job->status == 0 && !job->purge) app->published_total += job->n;
+  fc_app_loop_t *al = &app->loops[loop];
   pthread_mutex_lock(&al->lock);
   p->next_done = al->done;
   al->done = p;
   pthread_mutex_unlock(&al->lock);
-  fc_net_wake(p->app->net, p->loop);
+  fc_net_wake(app->net, loop);
 }
 
 void fc_api_publish_answer(fc_app_t *app, fc_loop_t *l) {

@@ -24,16 +24,18 @@ static void on_async(uv_async_t *a) {
   while (rev) {
     fc_jobs_cmd_t *c = rev, *next = rev->next;
     c->run(j, c);
+    unsigned loop = c->loop; /* once listed, c is its loop's to free */
     pthread_mutex_lock(&j->lock);
-    c->next = j->done[c->loop];
-    j->done[c->loop] = c;
+    c->next = j->done[loop];
+    j->done[loop] = c;
     pthread_mutex_unlock(&j->lock);
-    fc_net_wake(j->app->net, c->loop);
+    fc_net_wake(j->app->net, loop);
     rev = next;
   }
 }
 
 void fc_jobs_post(fc_jobs_t *j, fc_jobs_cmd_t *c) {
+  unsigned loop = c->loop; /* once listed, c is its loop's to free */
   pthread_mutex_lock(&j->lock);
   bool stopping = j->stopping;
   if (stopping) {
@@ -46,7 +48,7 @@ void fc_jobs_post(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   }
   pthread_mutex_unlock(&j->lock);
   if (stopping)
-    fc_net_wake(j->app->net, c->loop);
+    fc_net_wake(j->app->net, loop);
   else
     uv_async_send(&j->async);
 }
