@@ -108,6 +108,7 @@ static int open_store(fc_app_t *app, char *err, size_t errlen) {
                                                                   ? FC_DURABILITY_POWER
                                                                   : FC_DURABILITY_CRASH,
                                                 .max_bytes = cfg->max_db_size,
+                                                .commit_delay_us = cfg->commit_delay_us,
                                                 .hub = app->hub,
                                                 .rules = app->rules,
                                                 .nrules = cfg->nrules + 1},

@@ -50,6 +50,8 @@ static const opt_t options[] = {
     {"durability", OPT_STR, OFF(durability), "crash",
      "crash: survives a killed process; power: also power loss (fsync per commit)"},
     {"max-db-size", OPT_SIZE, OFF(max_db_size), "0", "database size cap; publishes get 503 past it (0: none)"},
+    {"commit-delay-us", OPT_UINT, OFF(commit_delay_us), "100",
+     "with concurrent publishers, microseconds a commit waits to group more of them (0: never)"},
 };
 
 void fc_config_usage(FILE *out) {
@@ -332,6 +334,10 @@ static int finish(fc_config_t *cfg, char *err, size_t errlen) {
   }
   if (cfg->coalesce_ms > 1000) {
     snprintf(err, errlen, "coalesce-ms: at most 1000");
+    return -1;
+  }
+  if (cfg->commit_delay_us > 10000) {
+    snprintf(err, errlen, "commit-delay-us: at most 10000");
     return -1;
   }
   cfg->cors_list = split_list(cfg->cors_origins);

@@ -40,6 +40,7 @@ typedef struct {
   char *storage;     /* "sqlite" or "memory" */
   char *durability;  /* "crash" or "power" */
   size_t max_db_size; /* 0: no cap */
+  unsigned commit_delay_us; /* under concurrent publishes, a commit's wait for more */
   /* Per-pattern retention from the config file: `retention:PATTERN = N` and
    * `max-age:PATTERN = SECONDS`. */
   struct fc_config_rule {

@@ -13,7 +13,7 @@ struct fc_store {
   sqlite3 *db;  /* the writer's connection: writer thread only (and open/close) */
   sqlite3 *rdb; /* reads, serialized by read_lock */
   pthread_mutex_t read_lock;
-  sqlite3_stmt *ins_event, *upd_channel, *upd_meta, *ins_channel, *trim_count, *trim_age;
+  sqlite3_stmt *ins_event, *upd_channel, *begin, *commit, *ins_channel, *trim_count, *trim_age;
 
   pthread_t thread;
   bool running;
@@ -24,6 +24,7 @@ struct fc_store {
 
   uint64_t last_seq; /* writer thread: the last id committed */
   uint64_t group;    /* writer thread: number of the group being committed */
+  size_t last_jobs;  /* writer thread: jobs in the last group */
   atomic_ullong groups, events, failures, trimmed;
 };
 

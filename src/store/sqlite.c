@@ -12,8 +12,7 @@
 
 #include "store/internal.h"
 
-#define SCHEMA_VERSION 3
-
+#define SCHEMA_VERSION 4
 
 /* Each entry upgrades the schema from version i to i+1. */
 static const char *const migrations[] = {
@@ -36,6 +35,12 @@ static const char *const migrations[] = {
     "CREATE TABLE job_tasks(job_id TEXT NOT NULL, idx INTEGER NOT NULL, type TEXT NOT NULL,"
     " status TEXT NOT NULL, exit_code INTEGER, started_ms INTEGER, ended_ms INTEGER,"
     " PRIMARY KEY(job_id, idx)) WITHOUT ROWID;",
+    /* 4: meta.last_seq is no longer written by each commit: the id counter
+     * is the largest channels.last_seq (channel rows are never deleted, and
+     * each commit updates the rows of its channels). The version is raised
+     * so that an older flowcast, which reads only meta, refuses the file
+     * rather than hand out ids again. */
+    "UPDATE meta SET value=max(value, (SELECT coalesce(max(last_seq), 0) FROM channels)) WHERE key='last_seq';",
 };
 
 static int exec(sqlite3 *db, const char *sql) { return sqlite3_exec(db, sql, NULL, NULL, NULL); }
@@ -169,23 +174,28 @@ static int prepare_statements(fc_store_t *s) {
       "INSERT INTO events(seq, channel_id, n, time_ms, name, data, is_json, from_conn) VALUES(?,?,?,?,?,?,?,?)",
       "UPDATE channels SET first_seq=CASE first_seq WHEN 0 THEN ?1 ELSE first_seq END, last_seq=?2, next_n=?3 "
       "WHERE id=?4",
-      "UPDATE meta SET value=? WHERE key='last_seq'",
+      "BEGIN IMMEDIATE",
+      "COMMIT",
       "INSERT INTO channels(name) VALUES(?) ON CONFLICT(name) DO UPDATE SET name=name RETURNING id",
       "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE channel_id=? AND n<? LIMIT ?)",
       "DELETE FROM events WHERE seq IN (SELECT e.seq FROM events e JOIN channels c ON c.id=e.channel_id "
       "WHERE c.name GLOB ?1 AND e.time_ms<?2 LIMIT ?3)",
   };
-  sqlite3_stmt **out[] = {&s->ins_event, &s->upd_channel, &s->upd_meta, &s->ins_channel, &s->trim_count,
+  sqlite3_stmt **out[] = {&s->ins_event, &s->upd_channel, &s->begin, &s->commit, &s->ins_channel, &s->trim_count,
                           &s->trim_age};
   for (size_t i = 0; i < FC_ARRAY_LEN(sql); i++)
     if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, out[i], NULL) != SQLITE_OK) return -1;
   return 0;
 }
 
+/* The id counter: the last id of any channel, or what schema 3 kept in meta. */
 static uint64_t read_last_seq(sqlite3 *db) {
   sqlite3_stmt *st;
   uint64_t v = 0;
-  if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='last_seq'", -1, &st, NULL) == SQLITE_OK &&
+  if (sqlite3_prepare_v2(db,
+                         "SELECT max((SELECT value FROM meta WHERE key='last_seq'),"
+                         " (SELECT coalesce(max(last_seq), 0) FROM channels))",
+                         -1, &st, NULL) == SQLITE_OK &&
       sqlite3_step(st) == SQLITE_ROW)
     v = (uint64_t)sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);
@@ -249,7 +259,7 @@ void fc_store_close(fc_store_t *s) {
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
   }
-  sqlite3_stmt *sts[] = {s->ins_event, s->upd_channel, s->upd_meta, s->ins_channel, s->trim_count, s->trim_age};
+  sqlite3_stmt *sts[] = {s->ins_event, s->upd_channel, s->begin, s->commit, s->ins_channel, s->trim_count, s->trim_age};
   for (size_t i = 0; i < FC_ARRAY_LEN(sts); i++) sqlite3_finalize(sts[i]);
   sqlite3_close(s->rdb);
   sqlite3_close(s->db);

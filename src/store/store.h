@@ -26,6 +26,10 @@ typedef struct {
   const char *dir;
   fc_durability_t durability;
   uint64_t max_bytes; /* database size cap; publishes answer 503 past it (0: none) */
+  /* With concurrent publishers (the last group held several), the writer
+   * waits this long before taking a group, so that groups are larger and
+   * commits fewer (0: never). */
+  unsigned commit_delay_us;
   fc_hub_t *hub;      /* where committed events are published */
   const fc_hub_rule_t *rules; /* age limits are enforced from these */
   size_t nrules;

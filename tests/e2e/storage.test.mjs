@@ -269,3 +269,35 @@ test('a bad config file stops the start with the file and line', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a schema 3 database upgrades: its id counter (then kept in meta) still holds', async (t) => {
+  const dataDir = tmpDir();
+  t.after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const h1 = await startServer({ dataDir, logLevel: 'warn' });
+  await publishOk(h1.url, 'up', { i: 1 });
+  await h1.stop();
+  // Back to schema 3, with the counter in meta set ahead of every channel's
+  // last id: after the upgrade, ids go on from the larger of the two.
+  const db = path.join(dataDir, 'flowcast.db');
+  const r0 = spawnSync('sqlite3', [db, "UPDATE meta SET value=1000 WHERE key='last_seq'; PRAGMA user_version=3;"], {
+    encoding: 'utf8',
+  });
+  assert.equal(r0.status, 0, r0.stderr);
+  const h = await startServer({ dataDir, logLevel: 'warn' });
+  t.after(() => h.stop());
+  assert.equal((await publishOk(h.url, 'up', { i: 2 })).id, '1001');
+  // from here the counter is the channels' last ids: it holds across a restart
+  await h.restart();
+  assert.equal((await publishOk(h.url, 'other', { i: 3 })).id, '1002');
+});
+
+test('--commit-delay-us: 0 turns the wait off, past 10000 is refused', async (t) => {
+  const r = serveFails(tmpDir(), ['--commit-delay-us', '20000']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /commit-delay-us: at most 10000/, r.stderr);
+  const h = await startServer({ extraArgs: ['--commit-delay-us', '0'], logLevel: 'warn' });
+  t.after(() => h.stop());
+  const ids = await Promise.all(Array.from({ length: 40 }, (_, i) => publishOk(h.url, 'nodelay', { i })));
+  assert.equal(new Set(ids.map((x) => x.id)).size, 40);
+  assert.equal((await storedEvents(h.url, 'nodelay')).length, 40);
+});
