@@ -42,14 +42,17 @@ void count_error(const char *fmt, ...)
             return;
         }
     }
-    if (g.nerrs == MAX_ERROR_KINDS)
-        snprintf(name, sizeof name, "other");
-    if (g.nerrs < MAX_ERROR_KINDS) {
+    if (g.nerrs < MAX_ERROR_KINDS - 1) {
         snprintf(g.errs[g.nerrs].name, sizeof g.errs[0].name, "%s", name);
         g.errs[g.nerrs++].count = 1;
-    } else {
-        g.errs[MAX_ERROR_KINDS - 1].count++;
+        return;
     }
+    /* The last slot counts every kind past the others, under its own name. */
+    if (g.nerrs == MAX_ERROR_KINDS - 1) {
+        snprintf(g.errs[g.nerrs].name, sizeof g.errs[0].name, "other kinds");
+        g.errs[g.nerrs++].count = 0;
+    }
+    g.errs[MAX_ERROR_KINDS - 1].count++;
 }
 
 /* Appends len bytes to a line buffer, growing it up to MAX_LINE.

@@ -63,6 +63,8 @@ fc_frame_t *fc_frame_take(char *p, size_t n);
 #define FC_FRAME_STATIC(lit) {0, sizeof(lit) - 1, (lit), NULL}
 fc_frame_t *fc_frame_ref(fc_frame_t *f);
 void fc_frame_unref(fc_frame_t *f);
+/* Drops `n` references at once. */
+void fc_frame_unref_n(fc_frame_t *f, unsigned n);
 
 /* True when [p, p+n) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
  * NUL bytes are rejected too: SSE and JSON consumers mishandle them. */

@@ -40,7 +40,9 @@ fc_frame_t *fc_frame_ref(fc_frame_t *f) {
   return f;
 }
 
-void fc_frame_unref(fc_frame_t *f) {
-  if (!f || !f->on_free) return;
-  if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) f->on_free(f);
+void fc_frame_unref(fc_frame_t *f) { fc_frame_unref_n(f, 1); }
+
+void fc_frame_unref_n(fc_frame_t *f, unsigned n) {
+  if (!f || !f->on_free || !n) return;
+  if (atomic_fetch_sub_explicit(&f->refs, n, memory_order_acq_rel) == n) f->on_free(f);
 }

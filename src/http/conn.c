@@ -52,21 +52,21 @@ static int check_head_size(fc_http_conn_t *hc) {
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   fc_http_conn_t *hc = hc_of(p);
   fc_req_t *r = hc->req;
-  if (r->in_value || r->nheaders == 0) {
-    if (r->nheaders == FC_HTTP_MAX_HEADERS) return abort_parse(hc, 431, "too_many_headers");
+  if (r->in_value || r->noff == 0) {
+    if (r->noff == FC_HTTP_MAX_HEADERS) return abort_parse(hc, 431, "too_many_headers");
     r->in_value = false;
-    size_t *o = r->hdr_off[r->nheaders++];
+    size_t *o = r->hdr_off[r->noff++];
     o[0] = r->raw.len, o[1] = 0, o[2] = 0, o[3] = 0;
   }
   fc_buf_append(&r->raw, at, n);
-  r->hdr_off[r->nheaders - 1][1] += n;
+  r->hdr_off[r->noff - 1][1] += n;
   return check_head_size(hc);
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   fc_http_conn_t *hc = hc_of(p);
   fc_req_t *r = hc->req;
-  size_t *o = r->hdr_off[r->nheaders - 1];
+  size_t *o = r->hdr_off[r->noff - 1];
   if (!r->in_value) {
     /* RFC 9112 5.1: no whitespace between a field name and its colon. */
     char last = o[1] ? r->raw.data[o[0] + o[1] - 1] : ' ';
@@ -95,11 +95,12 @@ static int on_headers_complete(llhttp_t *p) {
   fc_http_conn_t *hc = hc_of(p);
   fc_req_t *r = hc->req;
   r->url.base = r->raw.data ? r->raw.data : "";
-  for (size_t i = 0; i < r->nheaders; i++) {
+  for (size_t i = 0; i < r->noff; i++) {
     size_t *o = r->hdr_off[i];
     r->headers[i].name = (fc_str_t){r->raw.data + o[0], o[1]};
     r->headers[i].value = (fc_str_t){o[3] ? r->raw.data + o[2] : "", o[3]};
   }
+  r->nheaders = r->noff; /* only now are they there to read */
   r->method = method_bit(p->method);
   r->method_name = llhttp_method_name(p->method);
   /* An upgrade that is refused ends the connection: what follows is not HTTP. */
@@ -430,8 +431,9 @@ void fc_http_tick(fc_loop_t *l, uint64_t now) {
       if (!r->method_name) r->method_name = "-";
       hc->state = HC_HANDLING; /* the request is answered outside the parser */
       fc_http_error(r, 408, "timeout", "request head not received within %u ms", o->header_timeout_ms);
-    } else if ((hc->state == HC_IDLE && !hc->out_head && now - hc->since_ms > o->idle_timeout_ms) ||
-               (hc->state == HC_BODY && now - hc->since_ms > o->idle_timeout_ms)) {
+    } else if ((hc->state == HC_IDLE || hc->state == HC_BODY) && !hc->out_head &&
+               now - hc->since_ms > o->idle_timeout_ms) {
+      /* Never while answers are owed: they go out first, however slow a commit. */
       hc->state = HC_CLOSING;
       fc_conn_close(c, false);
     }

@@ -77,7 +77,7 @@ struct fc_req {
   size_t nsegs;
   char *params[FC_HTTP_MAX_PARAMS]; /* the route's captured segments */
   const fc_route_t *route;
-  size_t nheaders;
+  size_t nheaders;     /* headers[] entries, set once the head is complete */
   bool keep_alive;
   bool answered;
   unsigned allowed;   /* methods of every route whose path matches (for 405) */
@@ -89,6 +89,7 @@ struct fc_req {
   void (*user_free)(void *user);
   /* internal */
   bool in_value;      /* parsing a header's value */
+  size_t noff;        /* hdr_off entries so far */
   void *mem;          /* fc_req_alloc blocks past the arena, freed with the request */
   size_t arena_used;
   /* Everything above is cleared for each request; what follows is not (a

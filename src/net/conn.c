@@ -217,6 +217,25 @@ static void wreq_put(fc_loop_t *l, uv_write_t *w) {
   l->nspare++;
 }
 
+/* Drops a written frame's reference at the end of the pass (fc_loop_t.unrefs). */
+static void unref_later(fc_loop_t *l, fc_frame_t *f) {
+  size_t i = ((uintptr_t)f >> 6) % FC_ARRAY_LEN(l->unrefs);
+  if (l->unrefs[i].frame != f) {
+    fc_frame_unref_n(l->unrefs[i].frame, l->unrefs[i].n);
+    l->unrefs[i].frame = f;
+    l->unrefs[i].n = 0;
+  }
+  l->unrefs[i].n++;
+}
+
+void fc__conn_drop_refs(fc_loop_t *l) {
+  for (size_t i = 0; i < FC_ARRAY_LEN(l->unrefs); i++) {
+    fc_frame_unref_n(l->unrefs[i].frame, l->unrefs[i].n);
+    l->unrefs[i].frame = NULL;
+    l->unrefs[i].n = 0;
+  }
+}
+
 /* Drops `n` written bytes from the head of the queue. */
 static void consume(fc_conn_t *c, size_t n) {
   c->queued -= n;
@@ -229,7 +248,7 @@ static void consume(fc_conn_t *c, size_t n) {
     }
     n -= left;
     c->qoff = 0;
-    fc_frame_unref(f);
+    unref_later(c->loop, f);
     c->qhead = (c->qhead + 1) % c->qcap;
     c->qlen--;
   }

@@ -15,6 +15,8 @@ struct fc_net {
 void fc__conn_accept(fc_loop_t *l);
 /* Writes every dirty connection's queue (the loop's check callback). */
 void fc__conn_flush_all(fc_loop_t *l);
+/* Drops the references unref_later() kept (end of a pass, loop teardown). */
+void fc__conn_drop_refs(fc_loop_t *l);
 /* Closes every connection at once (the stop deadline). */
 void fc__conn_close_all(fc_loop_t *l);
 /* Closes connections that lingered too long (the loop's tick). */

@@ -37,8 +37,15 @@ static void on_wake(uv_async_t *a) {
   if (l->net->opts.h.on_wake) l->net->opts.h.on_wake(l);
 }
 
-static void on_check(uv_check_t *h) { fc__conn_flush_all(h->data); }
-static void on_prepare(uv_prepare_t *h) { fc__conn_flush_all(h->data); }
+static void on_check(uv_check_t *h) {
+  fc__conn_flush_all(h->data);
+  fc__conn_drop_refs(h->data);
+}
+
+static void on_prepare(uv_prepare_t *h) {
+  fc__conn_flush_all(h->data);
+  fc__conn_drop_refs(h->data);
+}
 
 static void on_tick(uv_timer_t *t) {
   fc_loop_t *l = t->data;
@@ -182,6 +189,7 @@ void fc_net_free(fc_net_t *net) {
     uv_walk(&l->uv, close_walk, NULL);
     uv_run(&l->uv, UV_RUN_DEFAULT);
     uv_loop_close(&l->uv);
+    fc__conn_drop_refs(l);
     for (uv_write_t *w = l->spare_wreqs, *next; w; w = next) {
       next = w->data;
       free(w);

@@ -47,6 +47,14 @@ struct fc_loop {
   uint32_t bulk_recent_ms; /* a stream written this recently is written again */
   uv_timer_t bulk_timer; /* wakes the loop when they are due */
   atomic_uint_fast64_t writes, bulk_passes, bulk_held; /* see fc_net_stats_t */
+  /* References to written frames, dropped together at the end of a pass: a
+   * fan-out writes the same frames to every subscriber of the loop, and one
+   * atomic operation per frame and pass beats one per subscriber (the other
+   * loops' threads touch the same counts). */
+  struct {
+    fc_frame_t *frame;
+    unsigned n;
+  } unrefs[32];
   uv_write_t *spare_wreqs; /* write requests to reuse, linked through ->data */
   size_t nspare;
   fc_conn_t *conns;  /* every open connection */
