@@ -20,8 +20,11 @@
 #define MAX_ERROR_KINDS 32
 #define MAX_INFLIGHT 4096
 #define MAX_PIPELINE 64              /* --pipeline; also each publisher's ring size */
+#define MAX_BATCH 1000               /* --batch: messages per request */
 #define PUB_HEAD_MAX 512             /* a publish request head (options.c bounds the path) */
-#define PUB_BODY_EXTRA 128           /* body bytes beyond --size: fcseq, fcts, quotes */
+#define PUB_BODY_EXTRA 128           /* message bytes beyond --size: fcseq, fcts, quotes */
+#define PUB_LINE_EXTRA 12            /* --batch: an NDJSON line's {"data":...}\n around it */
+#define PUB_CONN_BUF_MAX (256u << 20) /* --batch: write buffer per publisher connection */
 #define MAX_SIZE (16u << 20)
 #define SWEEP_MS 250                 /* timeout checks and progress lines */
 #define PROGRESS_MS 5000
@@ -57,6 +60,7 @@ struct options {
     uint32_t size;
     uint32_t inflight;
     uint32_t pipeline;      /* requests in flight per publisher connection */
+    uint32_t batch;         /* messages per request (> 1: one NDJSON body) */
     uint32_t connect_concurrency;
     double rate;
     double hold_s;
@@ -155,6 +159,13 @@ struct http_resp {
     uint64_t body_left;
     char body[RESP_BODY_KEEP];
     uint32_t body_len;
+    bool body_cut;          /* the body went on past what `body` keeps */
+};
+
+/* A publish request in flight: messages seq .. seq + count - 1. */
+struct pub_req {
+    uint64_t seq;
+    uint32_t count;
 };
 
 /* PUB_IDLE: connected, nothing in flight; PUB_BUSY: requests in flight. */
@@ -172,8 +183,8 @@ struct pub {
     uint32_t fails;       /* consecutive connect failures */
     uint32_t head;        /* ring[head] is the oldest request in flight */
     uint32_t nflight;     /* requests in flight (written or being written) */
-    uint64_t ring[MAX_PIPELINE]; /* their messages, in send order = answer order */
-    char *wbuf;           /* up to --pipeline requests, sent with one write */
+    struct pub_req ring[MAX_PIPELINE]; /* the requests, in send order = answer order */
+    char *wbuf;           /* up to --pipeline requests (of --batch messages), one write */
     struct http_resp resp; /* the answer being read (for ring[head]) */
 };
 
@@ -258,6 +269,31 @@ struct app {
 
 /* The whole run's state, defined in main.c. Loop thread only (fcload has one thread). */
 extern struct app g;
+
+/* The channel message `seq` goes to. Requests go round-robin over the
+ * channels, and a request's --batch B messages all go to one channel:
+ * seq / B mod C (with B = 1: seq mod C). Everything that maps a message to
+ * its channel uses this (publishing, expected deliveries, misrouting). */
+static inline uint32_t channel_of(uint64_t seq)
+{
+    return (uint32_t)(seq / g.opt.batch % g.opt.channels);
+}
+
+/* The position of message `seq` among its channel's messages (0, 1, ...,
+ * dense): the bit of a subscriber's duplicate bitmap (B = 1: seq / C). */
+static inline uint64_t channel_index(uint64_t seq)
+{
+    uint64_t B = g.opt.batch;
+    return seq / B / g.opt.channels * B + seq % B;
+}
+
+/* Messages per channel at most: channel_index() stays below this. */
+static inline uint64_t channel_msgs_max(void)
+{
+    uint64_t B = g.opt.batch, C = g.opt.channels;
+    uint64_t requests = (g.opt.messages + B - 1) / B;
+    return (requests + C - 1) / C * B;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Functions shared between files                                            */

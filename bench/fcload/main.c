@@ -13,7 +13,9 @@
  *                otherwise: publish --messages JSON events over --inflight
  *                keep-alive connections, each with up to --pipeline POSTs in
  *                flight (HTTP/1.1 pipelining: sent together in one write,
- *                answered in order), optionally paced to --rate, while
+ *                answered in order), each POST carrying --batch messages
+ *                (B > 1: one NDJSON body, flowcast's batch publish),
+ *                optionally paced to --rate, while
  *                every subscriber parses its SSE stream and records each
  *                event's latency, sequence number and order;
  *   3. drain:    wait until every expected delivery has arrived, or --drain
@@ -28,7 +30,8 @@
  * and its send time in ns on CLOCK_MONOTONIC ("fcts"; one time for a
  * pipelined batch); publisher and subscribers live in this process, so
  * latency = receive time - fcts. A publish that gets no answer (its
- * connection closed or timed out) is an error, and is never resent.
+ * connection closed or timed out) is an error (one per message of the
+ * request), and is never resent.
  *
  * Memory per subscriber is one struct (a uv_tcp_t, one request and a few
  * counters) plus a heap carry-over buffer that only ever holds a partial

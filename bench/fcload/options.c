@@ -30,6 +30,8 @@ static void usage(FILE *out)
         "                          in flight; default 8)\n"
         "  --pipeline D            requests in flight per publisher connection, sent together\n"
         "                          (HTTP/1.1 pipelining; default 1)\n"
+        "  --batch B               messages per request, as one NDJSON body (flowcast's batch\n"
+        "                          API; default 1)\n"
         "  --rate R                messages per second, 0 = as fast as --inflight and --pipeline\n"
         "                          allow (default 0)\n"
         "  --idle                  connect subscribers, hold them, measure, exit; no publishing\n"
@@ -182,7 +184,7 @@ enum {
     OPT_URL = 256, OPT_SUBS, OPT_CHANNELS, OPT_PREFIX, OPT_MESSAGES, OPT_SIZE, OPT_INFLIGHT,
     OPT_RATE, OPT_IDLE, OPT_HOLD, OPT_SOURCES, OPT_PIDS, OPT_TIMEOUT, OPT_DRAIN, OPT_REQ_TIMEOUT,
     OPT_CONCURRENCY, OPT_PUB_PATH, OPT_SUB_PATH, OPT_READY_HEADERS, OPT_JSON, OPT_LABEL, OPT_QUIET,
-    OPT_WS, OPT_PIPELINE, OPT_HELP
+    OPT_WS, OPT_PIPELINE, OPT_BATCH, OPT_HELP
 };
 
 static const struct option long_opts[] = {
@@ -194,6 +196,7 @@ static const struct option long_opts[] = {
     { "size", required_argument, NULL, OPT_SIZE },
     { "inflight", required_argument, NULL, OPT_INFLIGHT },
     { "pipeline", required_argument, NULL, OPT_PIPELINE },
+    { "batch", required_argument, NULL, OPT_BATCH },
     { "rate", required_argument, NULL, OPT_RATE },
     { "idle", no_argument, NULL, OPT_IDLE },
     { "hold", required_argument, NULL, OPT_HOLD },
@@ -226,6 +229,7 @@ static bool apply_option(int c, const char *a, struct options *o)
     case OPT_SIZE: return parse_u32("size", a, 0, MAX_SIZE, &o->size);
     case OPT_INFLIGHT: return parse_u32("inflight", a, 1, MAX_INFLIGHT, &o->inflight);
     case OPT_PIPELINE: return parse_u32("pipeline", a, 1, MAX_PIPELINE, &o->pipeline);
+    case OPT_BATCH: return parse_u32("batch", a, 1, MAX_BATCH, &o->batch);
     case OPT_RATE: return parse_number("rate", a, 0, 1e9, &o->rate);
     case OPT_IDLE: o->idle = true; return true;
     case OPT_HOLD: return parse_secs("hold", a, 0, &o->hold_s);
@@ -254,8 +258,8 @@ int parse_args(int argc, char **argv, struct options *o)
         .url = "http://127.0.0.1:8000", .label = "", .pub_path = "/api/v1/channels/%s/events",
         .sub_path = "/api/v1/channels/%s/sse?replay=0", .channel_prefix = "bench.",
         .subs = 100, .channels = 1, .messages = 1000, .size = 100, .inflight = 8,
-        .pipeline = 1, .connect_concurrency = 500, .hold_s = 5, .timeout_s = 60, .drain_s = 10,
-        .request_timeout_s = 10,
+        .pipeline = 1, .batch = 1, .connect_concurrency = 500, .hold_s = 5, .timeout_s = 60,
+        .drain_s = 10, .request_timeout_s = 10,
     };
     parse_url(o->url, o);
     int c;
@@ -273,6 +277,7 @@ int parse_args(int argc, char **argv, struct options *o)
             return 2;
     }
     bool ok = true;
+    uint64_t conn_buf = (uint64_t)o->pipeline * o->batch * (o->size + 200ull);
     if (optind < argc)
         ok = bad("unexpected argument '%s'", argv[optind]);
     else if (o->idle && o->subs == 0)
@@ -284,5 +289,9 @@ int parse_args(int argc, char **argv, struct options *o)
     else if (strlen(o->pub_path) + strlen(o->channel_prefix) > 300)
         /* A publish request head must fit PUB_HEAD_MAX bytes (fcload.h). */
         ok = bad("--pub-path and --channel-prefix together: at most 300 characters");
+    else if (!o->idle && o->batch > 1 && conn_buf > PUB_CONN_BUF_MAX)
+        /* Each publisher connection formats its --pipeline requests into one buffer. */
+        ok = bad("--pipeline x --batch x (--size + 200) is %" PRIu64 " MiB per publisher"
+                 " connection; at most %u MiB", conn_buf >> 20, PUB_CONN_BUF_MAX >> 20);
     return ok ? 0 : 2;
 }

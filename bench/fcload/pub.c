@@ -19,13 +19,16 @@ static void resp_reset(struct http_resp *r)
     r->status = 0;
     r->body_left = 0;
     r->body_len = 0;
+    r->body_cut = false;
 }
 
 static void resp_keep_body(struct http_resp *r, const char *p, size_t n)
 {
     size_t room = sizeof r->body - 1 - r->body_len;
-    if (n > room)
+    if (n > room) {
         n = room;
+        r->body_cut = true;
+    }
     memcpy(r->body + r->body_len, p, n);
     r->body_len += (uint32_t)n;
 }
@@ -155,19 +158,31 @@ static void on_pub_closed(uv_handle_t *h)
     check_publish_done();
 }
 
-/* Closes a publisher connection. Each request still in flight counts as a
- * publish error of kind `why` and is not resent (fcload checks loss); with
- * nothing in flight `why` is counted once, as an error kind only. NULL:
- * an orderly close (after the last answer, or at the end of the run). */
+/* Counts `n` publish errors (failed messages) of kind `why`. */
+static void count_pub_errors(uint64_t n, const char *why)
+{
+    for (uint64_t i = 0; i < n; i++)
+        count_error("%s", why);
+    g.pub_errors += n;
+}
+
+/* Closes a publisher connection. Each message of the requests still in
+ * flight counts as a publish error of kind `why` and is not resent (fcload
+ * checks loss); with nothing in flight `why` is counted once, as an error
+ * kind only. NULL: an orderly close (after the last answer, or at the end
+ * of the run). */
 void pub_close(struct pub *p, const char *why)
 {
     if (p->state == PUB_CLOSING || p->state == PUB_DOWN || p->state == PUB_GAVE_UP)
         return;
     if (why && !g.finishing) {
-        uint32_t times = p->nflight ? p->nflight : 1;
-        for (uint32_t i = 0; i < times; i++)
+        uint64_t msgs = 0;
+        for (uint32_t i = 0; i < p->nflight; i++)
+            msgs += p->ring[(p->head + i) % MAX_PIPELINE].count;
+        if (msgs)
+            count_pub_errors(msgs, why);
+        else
             count_error("%s", why);
-        g.pub_errors += p->nflight;
     }
     p->nflight = 0;
     p->state = PUB_CLOSING;
@@ -176,43 +191,81 @@ void pub_close(struct pub *p, const char *why)
 
 static void on_pub_write(uv_write_t *req, int status);
 
-/* Formats the request publishing message `seq`, sent at `ts`, at `out`
- * (room for PUB_HEAD_MAX + --size + PUB_BODY_EXTRA bytes); returns its
- * length. The body is {"fcseq":N,"fcts":T,"pad":"xx.."}, padded to --size. */
-static size_t format_request(char *out, uint64_t seq, uint64_t ts)
+/* Writes message `seq`, sent at `ts`, at `out` (room for --size +
+ * PUB_BODY_EXTRA bytes): {"fcseq":N,"fcts":T,"pad":"xx.."}, padded to
+ * --size. Returns its length. */
+static size_t format_message(char *out, uint64_t seq, uint64_t ts)
 {
     char pre[PUB_BODY_EXTRA];
     size_t pre_len = (size_t)snprintf(pre, sizeof pre,
                                       "{\"fcseq\":%" PRIu64 ",\"fcts\":%" PRIu64 ",\"pad\":\"",
                                       seq, ts);
     size_t pad = g.opt.size > pre_len + 2 ? g.opt.size - pre_len - 2 : 0;
-    size_t body_len = pre_len + pad + 2;
-    uint32_t ch = (uint32_t)(seq % g.opt.channels);
-    /* The head is written first, so its Content-Length is known beforehand. */
-    size_t len = (size_t)snprintf(out, PUB_HEAD_MAX,
+    memcpy(out, pre, pre_len);
+    memset(out + pre_len, 'x', pad);
+    memcpy(out + pre_len + pad, "\"}", 2);
+    return pre_len + pad + 2;
+}
+
+/* The messages in the request that starts with message `seq`: --batch, or
+ * fewer for the last one. Requests start at multiples of --batch. */
+static uint32_t req_count(uint64_t seq)
+{
+    uint64_t left = g.opt.messages - seq;
+    return left < g.opt.batch ? (uint32_t)left : g.opt.batch;
+}
+
+/* Formats the request publishing messages seq .. seq + count - 1, sent at
+ * `ts`, at `out` (room for one slot: PUB_HEAD_MAX + count x (--size +
+ * PUB_BODY_EXTRA + PUB_LINE_EXTRA) bytes); returns its length. With --batch
+ * 1 the body is the message; with --batch > 1 it is NDJSON, one line
+ * {"data":MESSAGE} per message (flowcast's batch publish). */
+static size_t format_request(char *out, uint64_t seq, uint32_t count, uint64_t ts)
+{
+    bool ndjson = g.opt.batch > 1;
+    /* The body goes after the longest head, then moves up to the head,
+     * whose Content-Length is only known once the body is written. */
+    char *body = out + PUB_HEAD_MAX;
+    size_t body_len = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        if (ndjson) {
+            memcpy(body + body_len, "{\"data\":", 8);
+            body_len += 8;
+        }
+        body_len += format_message(body + body_len, seq + i, ts);
+        if (ndjson) {
+            memcpy(body + body_len, "}\n", 2);
+            body_len += 2;
+        }
+    }
+    char head[PUB_HEAD_MAX];
+    size_t len = (size_t)snprintf(head, sizeof head,
                                   "POST %s HTTP/1.1\r\nHost: %s\r\n"
-                                  "Content-Type: application/json\r\n"
+                                  "Content-Type: %s\r\n"
                                   "Content-Length: %zu\r\n\r\n",
-                                  g.pub_path[ch], g.opt.host_header, body_len);
-    memcpy(out + len, pre, pre_len);
-    memset(out + len + pre_len, 'x', pad);
-    memcpy(out + len + pre_len + pad, "\"}", 2);
+                                  g.pub_path[channel_of(seq)], g.opt.host_header,
+                                  ndjson ? "application/x-ndjson" : "application/json", body_len);
+    memmove(out + len, body, body_len);
+    memcpy(out, head, len);
     return len + body_len;
 }
 
-/* Sends the next `count` messages on a connection with that much room, as
- * pipelined requests in one buffer and one write. Each stays in flight, in
- * the ring, until its answer. */
-static void pub_send(struct pub *p, uint32_t count)
+/* Sends the next `nreq` requests (each of --batch messages, or fewer for
+ * the last) on a connection with that much room, pipelined in one buffer
+ * and one write. Each stays in flight, in the ring, until its answer. */
+static void pub_send(struct pub *p, uint32_t nreq)
 {
     uint64_t ts = uv_hrtime();
     size_t len = 0;
-    for (uint32_t i = 0; i < count; i++) {
-        uint64_t seq = g.next_seq++;
+    for (uint32_t i = 0; i < nreq; i++) {
+        uint64_t seq = g.next_seq;
+        uint32_t count = req_count(seq);
+        g.next_seq += count;
         /* Each request takes at most one slot of the buffer (run.c). */
-        len += format_request(p->wbuf + len, seq, ts);
-        p->ring[(p->head + p->nflight++) % MAX_PIPELINE] = seq;
-        g.send_ns[seq] = ts;
+        len += format_request(p->wbuf + len, seq, count, ts);
+        p->ring[(p->head + p->nflight++) % MAX_PIPELINE] = (struct pub_req){ seq, count };
+        for (uint32_t j = 0; j < count; j++)
+            g.send_ns[seq + j] = ts;
     }
     p->state = PUB_BUSY;
     p->write_pending = true;
@@ -228,31 +281,51 @@ static void pub_send(struct pub *p, uint32_t count)
     }
 }
 
-/* Accounts the complete answer in p->resp to the oldest request in flight:
- * HTTP/1.1 answers pipelined requests in order. */
+/* Reads the number after `key` in the kept answer body. A number that
+ * runs to the end of a body cut at RESP_BODY_KEEP may be cut too: ignored. */
+static bool resp_number(const struct http_resp *r, const char *key, uint64_t *out)
+{
+    size_t n = r->body_len;
+    if (r->body_cut)
+        while (n > 0 && r->body[n - 1] >= '0' && r->body[n - 1] <= '9')
+            n--;
+    return find_number(r->body, n, key, out);
+}
+
+/* Accounts the complete answer in p->resp to the oldest request in flight
+ * (HTTP/1.1 answers pipelined requests in order): a 2xx acknowledges each
+ * of its messages, anything else makes each one a publish error. */
 static void pub_account(struct pub *p)
 {
-    uint64_t now = uv_hrtime(), seq = p->ring[p->head];
+    uint64_t now = uv_hrtime();
+    struct pub_req q = p->ring[p->head];
     struct http_resp *r = &p->resp;
     p->head = (p->head + 1) % MAX_PIPELINE;
     if (--p->nflight == 0)
         p->state = PUB_IDLE;
     if (r->status >= 200 && r->status < 300) {
-        g.ack_ns[seq] = now;
-        g.acked++;
-        g.expected += g.subs_on_channel[seq % g.opt.channels];
-        g.acked_delivered += g.msg_count[seq];
+        uint32_t subs = g.subs_on_channel[channel_of(q.seq)]; /* one channel per request */
+        for (uint64_t seq = q.seq; seq < q.seq + q.count; seq++) {
+            g.ack_ns[seq] = now;
+            g.acked_delivered += g.msg_count[seq];
+        }
+        g.acked += q.count;
+        g.expected += (uint64_t)subs * q.count;
         uint64_t n;
         r->body[r->body_len] = '\0';
-        if (find_number(r->body, r->body_len, "\"subscribers\"", &n)) {
+        if (resp_number(r, "\"subscribers\"", &n)) {
             if (g.srv_subs_min < 0 || (int64_t)n < g.srv_subs_min)
                 g.srv_subs_min = (int64_t)n;
             if ((int64_t)n > g.srv_subs_max)
                 g.srv_subs_max = (int64_t)n;
         }
+        /* flowcast's batch answer counts the events it stored. */
+        if (g.opt.batch > 1 && resp_number(r, "\"count\"", &n) && n != q.count)
+            count_error("pub: batch count mismatch");
     } else {
-        g.pub_errors++;
-        count_error("pub: HTTP %d", r->status);
+        char why[48];
+        snprintf(why, sizeof why, "pub: HTTP %d", r->status);
+        count_pub_errors(q.count, why);
     }
     g.t_last_ack = now;
 }
@@ -414,7 +487,7 @@ void pubs_sweep(uint64_t now)
     uint64_t limit = (uint64_t)(g.opt.request_timeout_s * 1e9);
     for (uint32_t i = 0; g.pubs_inited && i < g.opt.inflight; i++) {
         struct pub *p = &g.pubs[i];
-        if (p->state == PUB_BUSY && now - g.send_ns[p->ring[p->head]] > limit)
+        if (p->state == PUB_BUSY && now - g.send_ns[p->ring[p->head].seq] > limit)
             pub_close(p, "pub: answer timed out");
     }
 }
@@ -428,18 +501,22 @@ static uint32_t pub_room(const struct pub *p)
     return g.opt.pipeline - p->nflight;
 }
 
-/* How many of the next messages (at most `max`) exist and are due by --rate. */
-static uint32_t msgs_due(uint32_t max, uint64_t now)
+/* How many of the next requests (at most `max`) have messages left and
+ * are due by --rate: a request is due when its last message is. */
+static uint32_t reqs_due(uint32_t max, uint64_t now)
 {
     uint32_t k = 0;
-    for (uint64_t seq = g.next_seq; k < max && seq < g.opt.messages; seq++, k++)
-        if (g.opt.rate > 0 && now < g.t_pub0 + (uint64_t)((double)seq * 1e9 / g.opt.rate))
+    for (uint64_t seq = g.next_seq; k < max && seq < g.opt.messages; k++) {
+        uint64_t last = seq + req_count(seq) - 1;
+        if (g.opt.rate > 0 && now < g.t_pub0 + (uint64_t)((double)last * 1e9 / g.opt.rate))
             break;
+        seq = last + 1;
+    }
     return k;
 }
 
-/* Sends as many messages as the connections' room and --rate allow, each
- * connection's share as one pipelined batch. */
+/* Sends as many requests as the connections' room and --rate allow, each
+ * connection's share pipelined in one write. */
 void pump(void)
 {
     if (g.finishing || !g.publishing || g.pub_done)
@@ -451,9 +528,9 @@ void pump(void)
         uint32_t room = pub_room(p);
         if (room == 0)
             continue;
-        uint32_t k = msgs_due(room, now);
+        uint32_t k = reqs_due(room, now);
         if (k == 0)
-            break; /* --rate: the next message is not due yet */
+            break; /* --rate: the next request is not due yet */
         pub_send(p, k);
     }
     g.pump_cursor = (g.pump_cursor + 1) % K;

@@ -132,6 +132,8 @@ static void report_human(FILE *out, const struct summary *m)
                 g.opt.size, g.opt.inflight);
     if (!g.opt.idle && g.opt.pipeline > 1)
         fprintf(out, " x%u pipelined", g.opt.pipeline);
+    if (!g.opt.idle && g.opt.batch > 1)
+        fprintf(out, ", batches of %u", g.opt.batch);
     fprintf(out, "; outcome %s\n", outcome_name(g.outcome));
     fprintf(out, "  connections  %" PRIu64 " attempted, %" PRIu64 " ok, %" PRIu64
             " failed, %" PRIu64 " dropped later (connect phase %.2f s)\n",
@@ -217,6 +219,7 @@ static void report_json_config(FILE *out)
     json_num(out, "size", g.opt.size, !g.opt.idle);
     json_num(out, "inflight", g.opt.inflight, !g.opt.idle);
     json_num(out, "pipeline", g.opt.pipeline, !g.opt.idle);
+    json_num(out, "batch", g.opt.batch, !g.opt.idle);
     json_num(out, "rate", g.opt.rate, !g.opt.idle);
     json_num(out, "hold_s", g.opt.hold_s, g.opt.idle);
 }

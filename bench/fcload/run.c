@@ -98,14 +98,13 @@ void check_publish_done(void)
 /* Allocates the per-message and per-subscriber tracking arrays. */
 static int alloc_tracking(void)
 {
-    uint64_t M = g.opt.messages, C = g.opt.channels;
+    uint64_t M = g.opt.messages;
     g.send_ns = calloc(M, sizeof *g.send_ns);
     g.ack_ns = calloc(M, sizeof *g.ack_ns);
     g.msg_count = calloc(M, sizeof *g.msg_count);
     if (!g.send_ns || !g.ack_ns || !g.msg_count)
         return -1;
-    uint64_t per_channel = (M + C - 1) / C;
-    g.seen_words = (per_channel + 63) / 64;
+    g.seen_words = (channel_msgs_max() + 63) / 64; /* bits: channel_index() */
     uint64_t bytes = g.seen_words * 8 * (uint64_t)g.opt.subs;
     if (bytes > SEEN_BITMAP_LIMIT) {
         note("duplicate tracking off: it would need %" PRIu64 " MiB", bytes >> 20);
@@ -117,13 +116,15 @@ static int alloc_tracking(void)
 }
 
 /* Allocates the publishers, each with a write buffer for --pipeline
- * requests. Returns -1 when memory runs out. */
+ * requests of --batch messages. Returns -1 when memory runs out. */
 static int alloc_pubs(void)
 {
     g.pubs = calloc(g.opt.inflight, sizeof *g.pubs);
     if (!g.pubs)
         return -1;
-    size_t slot = PUB_HEAD_MAX + (size_t)g.opt.size + PUB_BODY_EXTRA; /* one request */
+    /* One request; options.c bounds --pipeline slots of --batch > 1 messages. */
+    size_t line = (size_t)g.opt.size + PUB_BODY_EXTRA + (g.opt.batch > 1 ? PUB_LINE_EXTRA : 0);
+    size_t slot = PUB_HEAD_MAX + line * g.opt.batch;
     bool no_buf = false;
     for (uint32_t i = 0; i < g.opt.inflight; i++) {
         struct pub *p = &g.pubs[i];
@@ -159,11 +160,13 @@ static void start_publishing(void)
     }
     g.publishing = true;
     g.t_pub0 = uv_hrtime();
-    char pipelined[32] = "";
+    char pipelined[32] = "", batches[32] = "";
     if (g.opt.pipeline > 1)
         snprintf(pipelined, sizeof pipelined, " x%u pipelined", g.opt.pipeline);
-    note("publishing %" PRIu64 " messages of %u B on %u channel(s), %u in flight%s%s",
-          g.opt.messages, g.opt.size, g.opt.channels, g.opt.inflight, pipelined,
+    if (g.opt.batch > 1)
+        snprintf(batches, sizeof batches, " in batches of %u", g.opt.batch);
+    note("publishing %" PRIu64 " messages of %u B%s on %u channel(s), %u in flight%s%s",
+          g.opt.messages, g.opt.size, batches, g.opt.channels, g.opt.inflight, pipelined,
           g.opt.rate > 0 ? ", paced" : "");
     if (g.opt.rate > 0)
         uv_timer_start(&g.rate_timer, on_rate_tick, 1, 1);

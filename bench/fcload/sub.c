@@ -56,17 +56,16 @@ void sub_ready(struct sub *s)
  */
 void record_delivery(struct sub *s, uint64_t seq, uint64_t ts, uint64_t now)
 {
-    uint64_t C = g.opt.channels;
     if (seq >= g.opt.messages || !g.send_ns || g.send_ns[seq] == 0) {
         g.foreign++; /* not a message this run sent */
         return;
     }
-    if (seq % C != s->channel) {
+    if (channel_of(seq) != s->channel) {
         g.misrouted++;
         return;
     }
     if (g.dup_tracking) {
-        uint64_t k = seq / C, idx = (uint64_t)(s - g.subs) * g.seen_words + k / 64;
+        uint64_t k = channel_index(seq), idx = (uint64_t)(s - g.subs) * g.seen_words + k / 64;
         uint64_t bit = 1ull << (k % 64);
         if (g.seen[idx] & bit) {
             g.duplicates++;
