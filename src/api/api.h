@@ -26,7 +26,7 @@ enum {
 
 /* Per-loop state of the app: publishes whose commit ended, to answer. */
 typedef struct {
-  pthread_mutex_t lock;
+  _Alignas(FC_CACHE_LINE) pthread_mutex_t lock;
   fc_pub_t *done;
 } fc_app_loop_t;
 

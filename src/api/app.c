@@ -155,7 +155,7 @@ int fc_app_run(const fc_config_t *cfg) {
   app->rules[0] = (fc_hub_rule_t){"job.*", FC_JOBS_RETENTION, 0};
   for (size_t i = 0; i < cfg->nrules; i++)
     app->rules[i + 1] = (fc_hub_rule_t){cfg->rules[i].pattern, cfg->rules[i].count, cfg->rules[i].max_age_s};
-  app->loops = fc_xcalloc(cfg->threads, sizeof *app->loops);
+  app->loops = fc_xcalloc_lines(cfg->threads, sizeof *app->loops);
   for (unsigned i = 0; i < cfg->threads; i++) pthread_mutex_init(&app->loops[i].lock, NULL);
   bool durable = !strcmp(cfg->storage, "sqlite");
   app->hub = fc_hub_new(&(fc_hub_opts_t){.threads = cfg->threads,

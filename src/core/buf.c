@@ -23,6 +23,15 @@ void *fc_xcalloc(size_t n, size_t size) {
   return p;
 }
 
+void *fc_xcalloc_lines(size_t n, size_t size) {
+  size_t bytes = (n ? n : 1) * size;
+  bytes = (bytes + FC_CACHE_LINE - 1) / FC_CACHE_LINE * FC_CACHE_LINE;
+  void *p = aligned_alloc(FC_CACHE_LINE, bytes);
+  if (!p) oom();
+  memset(p, 0, bytes);
+  return p;
+}
+
 void *fc_xrealloc(void *p, size_t n) {
   p = realloc(p, n ? n : 1);
   if (!p) oom();

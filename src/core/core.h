@@ -26,6 +26,10 @@ void *fc_xmalloc(size_t n);
 void *fc_xcalloc(size_t n, size_t size);
 void *fc_xrealloc(void *p, size_t n);
 char *fc_xstrndup(const char *s, size_t n);
+/* Zeroed, and aligned to a cache line: for arrays of per-thread state (each
+ * element _Alignas(FC_CACHE_LINE)), so that two threads never write one line. */
+#define FC_CACHE_LINE 64
+void *fc_xcalloc_lines(size_t n, size_t size);
 
 /* A growable byte buffer. `data` is always NUL-terminated once anything was appended. */
 typedef struct {

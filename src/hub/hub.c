@@ -193,7 +193,7 @@ fc_hub_t *fc_hub_new(const fc_hub_opts_t *opts) {
   pthread_mutex_init(&hub->lock, NULL);
   hub->nbuckets = 64;
   hub->buckets = fc_xcalloc(hub->nbuckets, sizeof *hub->buckets);
-  hub->inboxes = fc_xcalloc(hub->opts.threads, sizeof *hub->inboxes);
+  hub->inboxes = fc_xcalloc_lines(hub->opts.threads, sizeof *hub->inboxes);
   for (unsigned t = 0; t < hub->opts.threads; t++) pthread_mutex_init(&hub->inboxes[t].lock, NULL);
   return hub;
 }

@@ -35,7 +35,7 @@ struct fc_channel {
 };
 
 typedef struct {
-  pthread_mutex_t lock;
+  _Alignas(FC_CACHE_LINE) pthread_mutex_t lock;
   fc_event_t **items;
   size_t len, cap;
 } fc__inbox_t;

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +139,9 @@ static fc_loop_t *loop_new(fc_net_t *net, unsigned index, void *ud) {
 
 static void loop_thread(void *arg) {
   fc_loop_t *l = arg;
+  char name[16]; /* the kernel's limit, NUL included: shown by top -H and perf */
+  snprintf(name, sizeof name, "fc-loop-%u", l->index);
+  pthread_setname_np(pthread_self(), name);
   uv_run(&l->uv, UV_RUN_DEFAULT);
 }
 

@@ -11,7 +11,7 @@ typedef struct sse_sub sse_sub_t;
 
 /* Per-loop state, touched only by its loop thread (counters read atomically). */
 typedef struct {
-  sse_sub_t *subs; /* every subscriber on the loop, for keepalives */
+  _Alignas(FC_CACHE_LINE) sse_sub_t *subs; /* every subscriber on the loop, for keepalives */
   uint64_t last_keepalive_ms;
   atomic_ullong subscribers, delivered, drops;
 } sse_loop_t;
@@ -45,7 +45,7 @@ static const char sse_headers[] =
 fc_sse_t *fc_sse_new(const fc_sse_opts_t *opts) {
   fc_sse_t *sse = fc_xcalloc(1, sizeof *sse);
   sse->opts = *opts;
-  sse->loops = fc_xcalloc(opts->threads, sizeof *sse->loops);
+  sse->loops = fc_xcalloc_lines(opts->threads, sizeof *sse->loops);
   int n = snprintf(sse->retry, sizeof sse->retry, "retry: %u\n\n", opts->retry_ms);
   sse->retry_frame = (fc_frame_t){0, (uint32_t)n, sse->retry, NULL};
   return sse;

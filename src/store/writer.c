@@ -200,6 +200,7 @@ static void gather(fc_store_t *s) {
 
 void *fc__store_writer(void *arg) {
   fc_store_t *s = arg;
+  pthread_setname_np(pthread_self(), "fc-writer");
   /* gather()'s waits are short: the default 50 us of timer slack would double them. */
   prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
   fc_channel_t **touched = NULL;

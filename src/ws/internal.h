@@ -19,7 +19,7 @@ typedef struct direct {
 } direct_t;
 
 typedef struct {
-  fc_ws_session_t *sessions; /* for pings and expiry */
+  _Alignas(FC_CACHE_LINE) fc_ws_session_t *sessions; /* for pings and expiry */
   pthread_mutex_t lock;      /* inbox */
   direct_t *inbox;
   uint64_t last_ping_ms;     /* loop time of the last ping round */

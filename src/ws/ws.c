@@ -14,7 +14,7 @@
 fc_ws_t *fc_ws_new(const fc_ws_opts_t *opts) {
   fc_ws_t *ws = fc_xcalloc(1, sizeof *ws);
   ws->opts = *opts;
-  ws->loops = fc_xcalloc(opts->threads, sizeof *ws->loops);
+  ws->loops = fc_xcalloc_lines(opts->threads, sizeof *ws->loops);
   for (unsigned i = 0; i < opts->threads; i++) pthread_mutex_init(&ws->loops[i].lock, NULL);
   pthread_mutex_init(&ws->lock, NULL);
   ws->nbuckets = 1024;
