@@ -219,7 +219,9 @@ static void wreq_put(fc_loop_t *l, uv_write_t *w) {
 
 /* Drops a written frame's reference at the end of the pass (fc_loop_t.unrefs). */
 static void unref_later(fc_loop_t *l, fc_frame_t *f) {
-  size_t i = ((uintptr_t)f >> 6) % FC_ARRAY_LEN(l->unrefs);
+  /* Fibonacci hashing: events sit at a fixed stride, which a plain shift
+   * would crowd into a few slots. */
+  size_t i = (size_t)((((uint64_t)(uintptr_t)f * 0x9E3779B97F4A7C15ull) >> 32) % FC_ARRAY_LEN(l->unrefs));
   if (l->unrefs[i].frame != f) {
     fc_frame_unref_n(l->unrefs[i].frame, l->unrefs[i].n);
     l->unrefs[i].frame = f;

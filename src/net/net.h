@@ -54,7 +54,7 @@ struct fc_loop {
   struct {
     fc_frame_t *frame;
     unsigned n;
-  } unrefs[32];
+  } unrefs[128];
   uv_write_t *spare_wreqs; /* write requests to reuse, linked through ->data */
   size_t nspare;
   fc_conn_t *conns;  /* every open connection */
