@@ -10,6 +10,7 @@
 
 const char *fc_http_reason(int status) {
   switch (status) {
+    case 101: return "Switching Protocols";
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";

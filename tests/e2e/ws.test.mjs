@@ -19,11 +19,12 @@ import {
   rawJsonError,
   assertHealthy,
   metrics,
+  rawConnect,
   sleep,
   T,
 } from './lib/server.mjs';
 import { subscribe } from './lib/sse.mjs';
-import { buildFrame, connectWS, rawUpgrade, rawWS, OP, wsURL } from './lib/ws.mjs';
+import { buildFrame, connectWS, parseFrames, rawUpgrade, rawWS, upgradeRequest, OP, wsURL } from './lib/ws.mjs';
 
 const TO = { timeout: T(30000) };
 const PASSWORD = 'ws tests password';
@@ -121,6 +122,32 @@ describe('handshake', () => {
     assert.equal(w.type, 'welcome', JSON.stringify(w));
     assert.equal(typeof w.conn, 'string');
     assert.ok(w.conn.length > 0);
+  });
+
+  test('an upgrade pipelined behind publishes, with a frame in the same write, works', TO, async (t) => {
+    // The upgrade waits for the publishes' answers; the frame that follows it in
+    // the same write must reach the WebSocket session, not the HTTP parser.
+    const key = crypto.randomBytes(16).toString('base64');
+    const post = (body) =>
+      'POST /api/v1/channels/ws.pipe/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    const sub = buildFrame({ payload: Buffer.from(JSON.stringify({ op: 'subscribe', channel: 'ws.pipe', replay: 10, ref: 'p1' })) });
+    const conn = await rawConnect(srv.port);
+    t.after(() => conn.destroy());
+    await conn.write(Buffer.concat([Buffer.from(post('{"n":1}') + post('{"n":2}') + upgradeRequest({ key })), sub]));
+    const text = () => conn.buffer().toString('latin1');
+    assert.ok(await conn.waitFor(() => /"n":2/.test(text().slice(text().indexOf('101 Switching'))), T(5000)), text());
+    const heads = [...text().matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => Number(m[1]));
+    assert.deepEqual(heads, [201, 201, 101]);
+    assert.match(text(), /HTTP\/1\.1 101 Switching Protocols\r\n/);
+    const end = conn.buffer().indexOf('\r\n\r\n', conn.buffer().indexOf('101 Switching'));
+    const msgs = parseFrames(conn.buffer().subarray(end + 4)).frames.map((f) => JSON.parse(f.payload.toString('utf8')));
+    assert.equal(msgs[0].type, 'welcome');
+    assert.ok(msgs.some((m) => m.ref === 'p1'), JSON.stringify(msgs));
+    assert.deepEqual(
+      msgs.filter((m) => m.type === 'event').map((m) => m.data),
+      [{ n: 1 }, { n: 2 }],
+    );
   });
 
   test('a bad Sec-WebSocket-Key is a 400 JSON error, no upgrade', TO, async () => {
