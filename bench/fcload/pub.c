@@ -422,17 +422,23 @@ static void on_pub_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         pub_after_answers();
 }
 
+/* A connect that failed (at once or later): counted, and the handle closed. */
+static void pub_connect_failed(struct pub *p, int err)
+{
+    p->fails++;
+    g.pub_connect_errors++;
+    char why[48];
+    snprintf(why, sizeof why, "pub connect: %s", uv_err_name(err));
+    pub_close(p, why);
+}
+
 static void on_pub_connect(uv_connect_t *req, int status)
 {
     struct pub *p = req->handle->data;
     if (status == UV_ECANCELED || p->state != PUB_CONNECTING)
         return;
     if (status < 0) {
-        p->fails++;
-        g.pub_connect_errors++;
-        char why[48];
-        snprintf(why, sizeof why, "pub connect: %s", uv_err_name(status));
-        pub_close(p, why);
+        pub_connect_failed(p, status);
         return;
     }
     p->fails = 0;
@@ -471,13 +477,8 @@ void pub_connect(struct pub *p)
     if (err == 0)
         err = uv_tcp_connect(&p->connect, &p->tcp, (const struct sockaddr *)&g.opt.server,
                              on_pub_connect);
-    if (err < 0) {
-        p->fails++;
-        g.pub_connect_errors++;
-        char why[48];
-        snprintf(why, sizeof why, "pub connect: %s", uv_err_name(err));
-        pub_close(p, why);
-    }
+    if (err < 0)
+        pub_connect_failed(p, err);
 }
 
 /* Fails the requests of a connection whose oldest request in flight got

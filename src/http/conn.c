@@ -331,6 +331,17 @@ void fc_http_accept(fc_http_t *http, fc_conn_t *c) {
   }
 }
 
+/* Queues one answer for writing; one that does not keep the connection
+ * (the last owed: parsing stopped after its request) closes it. */
+static bool send_answer(fc_http_conn_t *hc, fc_frame_t *f, bool keep) {
+  fc_conn_send(hc->conn, f);
+  fc_frame_unref(f);
+  if (keep || hc->state == HC_STREAM) return true;
+  hc->state = HC_CLOSING;
+  fc_conn_close_linger(hc->conn);
+  return false;
+}
+
 /* Sends the answers that are ready and next in line. */
 static void send_ready(fc_http_conn_t *hc) {
   while (hc->out_head && hc->out_head->frame) {
@@ -338,14 +349,10 @@ static void send_ready(fc_http_conn_t *hc) {
     hc->out_head = a->next;
     if (!hc->out_head) hc->out_tail = NULL;
     hc->nout--;
-    fc_conn_send(hc->conn, a->frame);
-    fc_frame_unref(a->frame);
+    fc_frame_t *f = a->frame;
     bool keep = a->keep;
     free(a);
-    if (!keep) { /* the last one owed: parsing stopped after its request */
-      fc_conn_close_linger(hc->conn);
-      return;
-    }
+    if (!send_answer(hc, f, keep)) return;
   }
   if (hc->out_head || hc->state == HC_HANDLING || hc->state == HC_STREAM) return;
   if (hc->stopping) {
@@ -402,12 +409,7 @@ void fc__http_answer(fc_http_conn_t *hc, fc_req_t *req, fc_frame_t *f, bool keep
   fc__req_free(req);
   if (!hc) return;
   if (!a && !hc->out_head) { /* nothing owed before it: out at once */
-    fc_conn_send(hc->conn, f);
-    fc_frame_unref(f);
-    if (!keep && hc->state != HC_STREAM) {
-      hc->state = HC_CLOSING;
-      fc_conn_close_linger(hc->conn);
-    }
+    send_answer(hc, f, keep);
   } else {
     if (!a) a = owe(hc, NULL);
     a->req = NULL;

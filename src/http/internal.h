@@ -45,7 +45,7 @@ struct fc_http_conn {
   llhttp_t *parser; /* freed once the connection is a stream: idle streams hold no parser */
 };
 
-/* Routes and runs a complete request (router.c). */
+/* Runs a complete request that fc__http_route matched (router.c). */
 void fc__http_dispatch(fc_req_t *req);
 /* A cleared request, reused from the thread's spares when it has one. */
 fc_req_t *fc__req_new(void);

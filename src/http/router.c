@@ -38,6 +38,7 @@ char *fc_req_strndup(fc_req_t *req, const char *s, size_t n) {
 #define SPARE_BUF_MAX (16u << 10) /* larger buffers are not kept */
 static _Thread_local fc_req_t *spare; /* linked through ->mem */
 static _Thread_local unsigned nspare;
+static _Thread_local bool spare_registered;
 static pthread_key_t spare_key;
 static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
 
@@ -83,9 +84,10 @@ void fc__req_free(fc_req_t *req) {
     free(req);
     return;
   }
-  if (!spare) { /* the thread's destructor frees the list when it ends */
+  if (!spare_registered) { /* the thread's destructor frees the list when it ends */
     pthread_once(&spare_once, spare_key_init);
     pthread_setspecific(spare_key, &spare);
+    spare_registered = true;
   }
   req->mem = spare;
   spare = req;
@@ -231,7 +233,6 @@ void fc__http_route(fc_req_t *req) {
 
 void fc__http_dispatch(fc_req_t *req) {
   const fc_http_opts_t *o = &req->http->opts;
-  if (!req->route && !req->allowed) fc__http_route(req);
   const fc_route_t *found = req->route;
   unsigned allowed = req->allowed;
   if (!found && !allowed) {

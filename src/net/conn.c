@@ -374,15 +374,14 @@ void fc__conn_free_dead(fc_loop_t *l) {
 
 static void on_bulk_due(uv_timer_t *t) { fc__conn_flush_all(t->data); }
 
-/* Answers are written at once. Subscriber streams too, unless the loop is
+/* Subscriber streams are written at once, as answers are, unless the loop is
  * busy with them: when a pass over them took 1 ms or more, and at least half
  * of the streams it wrote had been written in the pass before, the next pass
  * waits as long again (at most coalesce_ms). Events published meanwhile then
  * go out in the same writes, and a TCP send per subscriber is the cost that
  * matters; the loop reads and answers publishers in between. Streams of
  * quiet channels, or a loop that is not busy, never wait. */
-void fc__conn_flush_all(fc_loop_t *l) {
-  flush_list(&l->dirty, 0, 0, NULL);
+static void flush_streams(fc_loop_t *l) {
   if (!l->bulk_dirty) return;
   uint64_t now = uv_hrtime();
   if (now < l->bulk_due) {
@@ -398,6 +397,14 @@ void fc__conn_flush_all(fc_loop_t *l) {
   if (hold) atomic_fetch_add_explicit(&l->bulk_held, 1, memory_order_relaxed);
   l->bulk_due = now + took + hold;
   l->bulk_recent_ms = (uint32_t)(2 * (took + hold) / 1000000) + 1;
+}
+
+/* The end of a loop pass: answers, then streams (unless held), then the
+ * references to what was written. */
+void fc__conn_flush_all(fc_loop_t *l) {
+  flush_list(&l->dirty, 0, 0, NULL);
+  flush_streams(l);
+  fc__conn_drop_refs(l);
 }
 
 void fc_conn_peer(fc_conn_t *c, char *out, size_t len) {

@@ -13,9 +13,10 @@ struct fc_net {
 
 /* Accepts a connection on loop `l`. */
 void fc__conn_accept(fc_loop_t *l);
-/* Writes every dirty connection's queue (the loop's check callback). */
+/* Writes every dirty connection's queue and drops the references to what was
+ * written (the loop's check and prepare callbacks, and the hold timer). */
 void fc__conn_flush_all(fc_loop_t *l);
-/* Drops the references unref_later() kept (end of a pass, loop teardown). */
+/* Drops the references unref_later() kept (each flush, and loop teardown). */
 void fc__conn_drop_refs(fc_loop_t *l);
 /* Closes every connection at once (the stop deadline). */
 void fc__conn_close_all(fc_loop_t *l);

@@ -38,15 +38,8 @@ static void on_wake(uv_async_t *a) {
   if (l->net->opts.h.on_wake) l->net->opts.h.on_wake(l);
 }
 
-static void on_check(uv_check_t *h) {
-  fc__conn_flush_all(h->data);
-  fc__conn_drop_refs(h->data);
-}
-
-static void on_prepare(uv_prepare_t *h) {
-  fc__conn_flush_all(h->data);
-  fc__conn_drop_refs(h->data);
-}
+static void on_check(uv_check_t *h) { fc__conn_flush_all(h->data); }
+static void on_prepare(uv_prepare_t *h) { fc__conn_flush_all(h->data); }
 
 static void on_tick(uv_timer_t *t) {
   fc_loop_t *l = t->data;
