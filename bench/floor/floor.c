@@ -1,8 +1,9 @@
 /* fcfloor: the least an SSE server can do, as a reference point for benchmarks.
  *
  * It speaks just enough HTTP/1.1 for fcload: `GET /sub/NAME` opens an event
- * stream, `POST /pub/NAME` answers 201 and writes the body as one SSE event to
- * each subscriber of NAME, in its own write(2), in the publishing thread.
+ * stream, `POST /pub/NAME` queues the body as one SSE event for each
+ * subscriber of NAME and answers 201; each thread writes the event to its own
+ * subscribers, each in its own send(2).
  * Nothing is stored, nothing is coalesced, there are no timers or keepalives.
  * What it costs per delivery is what the kernel costs on this machine, plus
  * a few hundred instructions: a floor for latency at low rates and for
@@ -75,6 +76,7 @@ struct inbox {
 };
 
 struct conn {
+    struct conn *prev, *next;     /* its thread's connections */
     int fd;
     struct channel *chan;         /* set once it subscribed */
     size_t sub_index;             /* its place in chan->subs[its thread] */
@@ -89,6 +91,7 @@ static struct {
     struct channel *buckets[CHAN_BUCKETS];
     pthread_mutex_t chan_lock;    /* buckets */
     struct inbox inbox[MAX_THREADS];
+    struct conn *conns[MAX_THREADS]; /* each thread's, so that all stay reachable */
 } g = {.threads = 2, .max_request = 1 << 20, .chan_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static _Thread_local int self; /* this thread's index */
@@ -166,6 +169,12 @@ static void conn_close(struct conn *c)
 {
     if (c->chan)
         unsubscribe(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        g.conns[self] = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
     close(c->fd); /* also takes it out of the epoll set */
     free(c->buf);
     free(c);
@@ -199,12 +208,11 @@ static void event_unref(struct event *e)
         free(e);
 }
 
-/* Answers the publish, then queues the event to every thread's inbox. */
+/* Queues the event to every thread's inbox, then answers the publish: once
+ * answered, an event has its place, so a later publish comes after it. */
 static int publish(struct conn *c, const char *name, size_t len, const char *body, size_t blen)
 {
     static const char ok[] = "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n";
-    if (write_all(c->fd, ok, sizeof ok - 1) < 0)
-        return -1;
     struct channel *ch = channel_get(name, len);
     struct event *e = malloc(sizeof *e + blen + 64);
     if (!e)
@@ -230,7 +238,7 @@ static int publish(struct conn *c, const char *name, size_t len, const char *bod
             die("eventfd_write");
     }
     pthread_mutex_unlock(&ch->lock);
-    return 0;
+    return write_all(c->fd, ok, sizeof ok - 1);
 }
 
 /* Writes the queued events to this thread's subscribers, one write each. */
@@ -350,6 +358,10 @@ static void accept_all(int lfd, int ep)
         if (!c)
             die("calloc");
         c->fd = fd;
+        c->next = g.conns[self];
+        if (c->next)
+            c->next->prev = c;
+        g.conns[self] = c;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
             die("epoll_ctl");
