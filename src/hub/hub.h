@@ -205,6 +205,7 @@ void fc_hub_restore_event(fc_channel_t *ch, const fc_event_in_t *ev);
 /* Storage's private per-channel slot: the store's writer thread only. */
 typedef struct {
   int64_t id;         /* row id */
+  uint64_t id_group;  /* commit group that created the row: a rollback undoes it */
   uint64_t group;     /* commit group next_n belongs to */
   uint64_t next_n;    /* ordinal for the next event written in that group */
   uint64_t trimmed_n; /* events with smaller ordinals are trimmed */

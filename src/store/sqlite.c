@@ -12,7 +12,7 @@
 
 #include "store/internal.h"
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 /* Each entry upgrades the schema from version i to i+1. */
 static const char *const migrations[] = {
@@ -41,7 +41,23 @@ static const char *const migrations[] = {
      * so that an older flowcast, which reads only meta, refuses the file
      * rather than hand out ids again. */
     "UPDATE meta SET value=max(value, (SELECT coalesce(max(last_seq), 0) FROM channels)) WHERE key='last_seq';",
+    /* 5: commits no longer write channel rows either (with many channels
+     * each one dirtied a page per channel). A channel's last id and next
+     * ordinal are the larger of its row's and its newest stored event's; the
+     * row is brought up to date (SETTLE) before any delete that could take
+     * that event. Nothing to convert: schema-4 rows are current. The version
+     * is raised so that an older flowcast, which trusts the rows alone,
+     * refuses the file rather than hand out ordinals again. */
+    "",
 };
+
+/* A channel's newest stored event, by ordinal (the events_channel_n index). */
+#define NEWEST(col, chan) "(SELECT " col " FROM events e WHERE e.channel_id=" chan " ORDER BY e.n DESC LIMIT 1)"
+/* Brings channel rows matching WHERE up to date with their newest events. */
+#define SETTLE(where)                                                                                          \
+  "UPDATE channels SET last_seq=max(last_seq, coalesce(" NEWEST("seq", "channels.id") ", 0)),"                 \
+  " next_n=max(next_n, coalesce(" NEWEST("n", "channels.id") ", 0) + 1) WHERE " where                          \
+  " AND next_n <= coalesce(" NEWEST("n", "channels.id") ", 0)"
 
 static int exec(sqlite3 *db, const char *sql) { return sqlite3_exec(db, sql, NULL, NULL, NULL); }
 
@@ -172,29 +188,33 @@ static int configure(fc_store_t *s, char *err, size_t errlen) {
 static int prepare_statements(fc_store_t *s) {
   static const char *const sql[] = {
       "INSERT INTO events(seq, channel_id, n, time_ms, name, data, is_json, from_conn) VALUES(?,?,?,?,?,?,?,?)",
-      "UPDATE channels SET first_seq=CASE first_seq WHEN 0 THEN ?1 ELSE first_seq END, last_seq=?2, next_n=?3 "
-      "WHERE id=?4",
       "BEGIN IMMEDIATE",
       "COMMIT",
-      "INSERT INTO channels(name) VALUES(?) ON CONFLICT(name) DO UPDATE SET name=name RETURNING id",
+      "INSERT INTO channels(name, first_seq) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE "
+      "SET first_seq=CASE first_seq WHEN 0 THEN excluded.first_seq ELSE first_seq END RETURNING id",
+      SETTLE("id=?1"),
+      /* before an age trim: the channels it would leave without events */
+      SETTLE("name GLOB ?1 AND " NEWEST("time_ms", "channels.id") " < ?2"),
       "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE channel_id=? AND n<? LIMIT ?)",
       "DELETE FROM events WHERE seq IN (SELECT e.seq FROM events e JOIN channels c ON c.id=e.channel_id "
       "WHERE c.name GLOB ?1 AND e.time_ms<?2 LIMIT ?3)",
   };
-  sqlite3_stmt **out[] = {&s->ins_event, &s->upd_channel, &s->begin, &s->commit, &s->ins_channel, &s->trim_count,
-                          &s->trim_age};
+  sqlite3_stmt **out[] = {&s->ins_event,      &s->begin,       &s->commit,     &s->ins_channel,
+                          &s->settle_channel, &s->settle_aged, &s->trim_count, &s->trim_age};
   for (size_t i = 0; i < FC_ARRAY_LEN(sql); i++)
     if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, out[i], NULL) != SQLITE_OK) return -1;
   return 0;
 }
 
-/* The id counter: the last id of any channel, or what schema 3 kept in meta. */
+/* The id counter: the last id stored or settled in a channel row, or what
+ * schema 3 kept in meta. */
 static uint64_t read_last_seq(sqlite3 *db) {
   sqlite3_stmt *st;
   uint64_t v = 0;
   if (sqlite3_prepare_v2(db,
                          "SELECT max((SELECT value FROM meta WHERE key='last_seq'),"
-                         " (SELECT coalesce(max(last_seq), 0) FROM channels))",
+                         " (SELECT coalesce(max(last_seq), 0) FROM channels),"
+                         " (SELECT coalesce(max(seq), 0) FROM events))",
                          -1, &st, NULL) == SQLITE_OK &&
       sqlite3_step(st) == SQLITE_ROW)
     v = (uint64_t)sqlite3_column_int64(st, 0);
@@ -259,7 +279,8 @@ void fc_store_close(fc_store_t *s) {
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
   }
-  sqlite3_stmt *sts[] = {s->ins_event, s->upd_channel, s->begin, s->commit, s->ins_channel, s->trim_count, s->trim_age};
+  sqlite3_stmt *sts[] = {s->ins_event,      s->begin,       s->commit,     s->ins_channel,
+                         s->settle_channel, s->settle_aged, s->trim_count, s->trim_age};
   for (size_t i = 0; i < FC_ARRAY_LEN(sts); i++) sqlite3_finalize(sts[i]);
   sqlite3_close(s->rdb);
   sqlite3_close(s->db);
@@ -278,7 +299,8 @@ int fc_store_each_channel(fc_store_t *s, void (*each)(void *ud, const char *name
   sqlite3_stmt *st;
   pthread_mutex_lock(&s->read_lock);
   int rc = sqlite3_prepare_v2(s->rdb,
-                              "SELECT name, first_seq, last_seq, next_n, "
+                              "SELECT name, first_seq, max(last_seq, coalesce(" NEWEST("seq", "c.id") ", 0)), "
+                              "max(next_n, coalesce(" NEWEST("n", "c.id") ", 0) + 1), "
                               "(SELECT count(*) FROM events e WHERE e.channel_id = c.id) FROM channels c",
                               -1, &st, NULL);
   while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {

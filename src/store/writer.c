@@ -26,17 +26,20 @@ static int step_reset(sqlite3_stmt *st) {
   return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
-/* The channel's row id, created on first use. */
-static int channel_id(fc_store_t *s, fc_channel_t *ch, int64_t *id) {
+/* The channel's row id, created on first use; first_seq is the id its first
+ * event gets (0: none in this job). */
+static int channel_id(fc_store_t *s, fc_channel_t *ch, uint64_t first_seq, int64_t *id) {
   fc_channel_store_t *cs = fc_channel_store(ch);
   if (cs->id) {
     *id = cs->id;
     return SQLITE_OK;
   }
   sqlite3_bind_text(s->ins_channel, 1, fc_channel_name(ch), -1, SQLITE_STATIC);
+  sqlite3_bind_int64(s->ins_channel, 2, (int64_t)first_seq);
   int rc = sqlite3_step(s->ins_channel);
   if (rc == SQLITE_ROW) {
     cs->id = sqlite3_column_int64(s->ins_channel, 0);
+    cs->id_group = s->group;
     rc = SQLITE_OK;
   }
   sqlite3_reset(s->ins_channel);
@@ -45,13 +48,22 @@ static int channel_id(fc_store_t *s, fc_channel_t *ch, int64_t *id) {
   return rc;
 }
 
-/* Writes one job's events; gives them ids, ordinals and a time. */
+/* Writes the channel's last id and next ordinal into its row, which commits
+ * leave behind: due before a delete that may take its newest event. */
+static int settle(fc_store_t *s, int64_t id) {
+  sqlite3_bind_int64(s->settle_channel, 1, id);
+  return step_reset(s->settle_channel);
+}
+
+/* Writes one job's events; gives them ids, ordinals and a time. The
+ * channel's row is not written: its newest event says as much. */
 static int write_job(fc_store_t *s, fc_store_job_t *job, uint64_t *seq, int64_t now) {
   int64_t id;
-  int rc = channel_id(s, job->channel, &id);
+  int rc = channel_id(s, job->channel, job->purge ? 0 : *seq + 1, &id);
   if (rc != SQLITE_OK) return rc;
   fc_channel_store_t *cs = fc_channel_store(job->channel);
   if (job->purge) {
+    if ((rc = settle(s, id)) != SQLITE_OK) return rc;
     sqlite3_stmt *st;
     rc = sqlite3_prepare_v2(s->db, "DELETE FROM events WHERE channel_id=?", -1, &st, NULL);
     if (rc == SQLITE_OK) {
@@ -65,7 +77,6 @@ static int write_job(fc_store_t *s, fc_store_job_t *job, uint64_t *seq, int64_t 
     cs->group = s->group;
     cs->next_n = fc_channel_next_n(s->opts.hub, job->channel);
   }
-  uint64_t first_seq = *seq + 1;
   for (size_t i = 0; i < job->n && rc == SQLITE_OK; i++) {
     fc_event_in_t *ev = &job->events[i];
     ev->seq = ++*seq;
@@ -82,12 +93,7 @@ static int write_job(fc_store_t *s, fc_store_job_t *job, uint64_t *seq, int64_t 
     sqlite3_bind_text(st, 8, ev->from.base ? ev->from.base : "", (int)ev->from.len, SQLITE_STATIC);
     rc = step_reset(st);
   }
-  if (rc != SQLITE_OK) return rc;
-  sqlite3_bind_int64(s->upd_channel, 1, (int64_t)first_seq);
-  sqlite3_bind_int64(s->upd_channel, 2, (int64_t)*seq);
-  sqlite3_bind_int64(s->upd_channel, 3, (int64_t)cs->next_n);
-  sqlite3_bind_int64(s->upd_channel, 4, id);
-  return step_reset(s->upd_channel);
+  return rc;
 }
 
 /* Commits every job of the group in one transaction, then hands the events to
@@ -107,6 +113,10 @@ static void commit_group(fc_store_t *s, fc_store_job_t *jobs) {
     int status = rc == SQLITE_FULL ? -ENOSPC : -EIO;
     fc_log(FC_LOG_ERROR, "store commit failed", "error=\"%s\" jobs_refused=true", sqlite3_errstr(rc));
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    for (fc_store_job_t *j = jobs; j; j = j->next) { /* rows made in the group are gone too */
+      fc_channel_store_t *cs = fc_channel_store(j->channel);
+      if (cs->id_group == s->group) cs->id = 0;
+    }
     s->group++; /* ordinals handed out above were not used: read them afresh */
     for (fc_store_job_t *j = jobs, *next; j; j = next) {
       next = j->next;
@@ -148,6 +158,7 @@ static bool trim_some(fc_store_t *s, fc_channel_t **touched, size_t n) {
     if (below <= cs->trimmed_n + slack) continue;
     if (!open && step_reset(s->begin) != SQLITE_OK) return false;
     open = true;
+    if (settle(s, cs->id) != SQLITE_OK) continue;
     sqlite3_bind_int64(s->trim_count, 1, cs->id);
     sqlite3_bind_int64(s->trim_count, 2, (int64_t)below);
     sqlite3_bind_int64(s->trim_count, 3, TRIM_BATCH);
@@ -170,9 +181,13 @@ static void trim_by_age(fc_store_t *s) {
   for (size_t i = 0; i < s->opts.nrules; i++) {
     const fc_hub_rule_t *r = &s->opts.rules[i];
     if (!r->max_age_s) continue;
+    int64_t cutoff = now - (int64_t)r->max_age_s * 1000;
+    sqlite3_bind_text(s->settle_aged, 1, r->pattern, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s->settle_aged, 2, cutoff);
+    if (step_reset(s->settle_aged) != SQLITE_OK) continue;
     sqlite3_stmt *st = s->trim_age;
     sqlite3_bind_text(st, 1, r->pattern, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now - (int64_t)r->max_age_s * 1000);
+    sqlite3_bind_int64(st, 2, cutoff);
     sqlite3_bind_int64(st, 3, TRIM_BATCH);
     if (step_reset(st) == SQLITE_OK) atomic_fetch_add(&s->trimmed, (unsigned)sqlite3_changes(s->db));
   }

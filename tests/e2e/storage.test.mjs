@@ -156,6 +156,13 @@ test('a full database answers 503, keeps what it acknowledged, serves subscriber
   assert.equal(del.status, 204, del.text);
   const again = await publishOk(h.url, 'big', { after: 'purge' });
   await s.waitFor((x) => x.events.some((e) => e.id === again.id), T(5000), 'the event after recovery');
+  // The refused publish made no channel: 'other' and a newer channel each
+  // keep their own events, after a restart too.
+  const other = await publishOk(h.url, 'other', { to: 'other' });
+  const third = await publishOk(h.url, 'third', { to: 'third' });
+  await h.restart();
+  assert.deepEqual((await storedEvents(h.url, 'other')).map((e) => e.id), [other.id]);
+  assert.deepEqual((await storedEvents(h.url, 'third')).map((e) => e.id), [third.id]);
 });
 
 test('--durability power stores and restores too', async (t) => {
@@ -329,4 +336,49 @@ test('a stop while pipelined publishes await their commits loses no acknowledged
     parseResponses(c.buffer(), true).every((r) => r.status === 201),
     'an answer other than 201 before the close',
   );
+});
+
+/** Runs one query with the sqlite3 shell; returns its output lines. */
+function sqlite(db, sql) {
+  const r = spawnSync('sqlite3', [db, sql], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout.trim().split('\n').filter(Boolean);
+}
+
+test('channels come back whole after a restart though commits no longer write their rows', async (t) => {
+  const dataDir = tmpDir();
+  t.after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const conf = path.join(dataDir, 'flowcast.conf');
+  fs.writeFileSync(conf, 'max-age:eph.* = 1\n');
+  const h = await startServer({ dataDir, extraArgs: ['--config', conf], logLevel: 'warn' });
+  t.after(() => h.stop());
+  const last = {};
+  for (const [name, n] of [['kept', 5], ['purged', 4], ['eph.a', 3]]) {
+    for (let i = 0; i < n; i++) last[name] = (await publishOk(h.url, name, { i })).id;
+  }
+  assert.equal((await request(`${h.url}/api/v1/channels/purged`, { method: 'DELETE' })).status, 204);
+  const deadline = Date.now() + T(10000);
+  while ((await storedEvents(h.url, 'eph.a')).length > 0 && Date.now() < deadline) await sleep(200);
+  assert.equal((await storedEvents(h.url, 'eph.a')).length, 0, 'eph.a aged out');
+  const listing = async () => (await request(`${h.url}/api/v1/channels`)).json.channels;
+  const before = await listing();
+  assert.deepEqual(
+    before.map((c) => [c.name, c.lastId]),
+    [['eph.a', last['eph.a']], ['kept', last.kept], ['purged', last.purged]],
+  );
+
+  await h.restart();
+  assert.deepEqual(await listing(), before, 'names, last ids and counts as before the restart');
+  // Every channel goes on from where it was: ids past all earlier ones, and
+  // per-channel ordinals (what gap notices count) after the purged and aged-out events.
+  const top = Math.max(...Object.values(last).map(Number));
+  for (const name of ['kept', 'purged', 'eph.a']) {
+    assert.ok(Number((await publishOk(h.url, name, { after: true })).id) > top, name);
+  }
+  await h.stop();
+  const ordinals = sqlite(
+    path.join(dataDir, 'flowcast.db'),
+    "SELECT c.name || ' ' || max(e.n) FROM events e JOIN channels c ON c.id = e.channel_id GROUP BY c.name ORDER BY c.name",
+  );
+  assert.deepEqual(ordinals, ['eph.a 4', 'kept 6', 'purged 5']);
 });
