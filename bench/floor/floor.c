@@ -18,7 +18,7 @@
  * is dropped), so nothing is lost and that thread is slowed instead.
  *
  * Not a server for anything but benchmarks: no authentication, no history,
- * no limits beyond --max-request. */
+ * no limits beyond 1 MiB of unparsed request. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -271,17 +271,16 @@ static void drain_inbox(void)
 }
 
 /* The value of header `name` in head[0..n), or NULL. */
-static const char *header(const char *head, size_t n, const char *name, size_t *vlen)
+static const char *header(const char *head, size_t n, const char *name)
 {
     size_t nl = strlen(name);
     const char *end = head + n, *p = memchr(head, '\n', n);
     while (p && p + 1 + nl + 1 < end) {
         p++;
         if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-            const char *v = p + nl + 1, *e = memchr(v, '\r', (size_t)(end - v));
+            const char *v = p + nl + 1;
             while (v < end && *v == ' ')
                 v++;
-            *vlen = e ? (size_t)(e - v) : 0;
             return v;
         }
         p = memchr(p, '\n', (size_t)(end - p));
@@ -298,10 +297,12 @@ static int serve(struct conn *c)
         const char *req = c->buf + off, *hend = memmem(req, c->len - off, "\r\n\r\n", 4);
         if (!hend)
             break;
-        size_t hlen = (size_t)(hend - req) + 4, vlen = 0, blen = 0;
-        const char *cl = header(req, hlen, "content-length", &vlen);
+        size_t hlen = (size_t)(hend - req) + 4, blen = 0;
+        const char *cl = header(req, hlen, "content-length");
         if (cl)
             blen = strtoul(cl, NULL, 10);
+        if (blen > g.max_request)
+            return -1;
         if (c->len - off < hlen + blen)
             break;
         const char *sp = memchr(req, ' ', hlen), *path = sp ? sp + 1 : req;
