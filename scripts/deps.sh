@@ -7,7 +7,7 @@ pkgs=(
   build-essential cmake pkg-config git
   node-llhttp libuv1-dev libjansson-dev libsqlite3-dev
   libwslay-dev libjwt-dev libsodium-dev libhiredis-dev libssl-dev
-  libcmocka-dev sqlite3
+  libcmocka-dev sqlite3 liburing-dev
   chromium
 )
 

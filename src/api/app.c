@@ -199,6 +199,7 @@ int fc_app_run(const fc_config_t *cfg) {
                                          .threads = cfg->threads,
                                          .stop_grace_ms = 5000,
                                          .coalesce_ms = cfg->coalesce_ms,
+                                         .io_uring = cfg->io_uring,
                                          .h = {on_accept, on_wake, on_tick, on_stop}},
                         uds, err, sizeof err);
   int status = 0;

@@ -45,8 +45,10 @@ void fc_api_metrics(fc_req_t *req) {
          s.delivered_total + w.delivered_total);
   metric(&b, "flowcast_subscriber_drops_total", "counter",
          "Subscribers disconnected because their queue passed its bound.", s.drops_total + w.drops_total);
-  metric(&b, "flowcast_socket_writes_total", "counter", "Write system calls to clients (one writev each).",
-         n.writes);
+  metric(&b, "flowcast_socket_writes_total", "counter",
+         "Writes to clients: a writev each, or a send in an io_uring submission.", n.writes);
+  metric(&b, "flowcast_socket_writes_batched_total", "counter",
+         "Of those, sends made in io_uring submissions, several to a system call (--io-uring).", n.batched);
   metric(&b, "flowcast_stream_write_passes_total", "counter", "Loop passes that wrote subscriber streams.",
          n.bulk_passes);
   metric(&b, "flowcast_stream_write_holds_total", "counter",

@@ -32,6 +32,8 @@ static const opt_t options[] = {
     {"queue-bytes", OPT_SIZE, OFF(queue_bytes), "1M", "a subscriber's unsent bytes before it is dropped"},
     {"coalesce-ms", OPT_UINT, OFF(coalesce_ms), "20",
      "under load, at most this long a subscriber's writes wait to carry more events (0: never)"},
+    {"io-uring", OPT_BOOL, OFF(io_uring), "true",
+     "send each loop pass's socket writes in one io_uring submission (false: one writev each)"},
     {"cors-origins", OPT_STR, OFF(cors_origins), "", "allowed CORS origins, comma-separated, or *"},
     {"cors-credentials", OPT_BOOL, OFF(cors_credentials), "false", "allow credentials (needs an origin list)"},
     {"header-timeout", OPT_UINT, OFF(header_timeout_s), "10", "seconds to receive a request's head"},

@@ -22,6 +22,7 @@ typedef struct {
   size_t max_body;
   size_t queue_bytes;
   unsigned coalesce_ms; /* longest a busy loop holds stream writes (0: never) */
+  bool io_uring;        /* batch a pass's writes through io_uring where available */
   char *cors_origins; /* comma-separated, or "*" */
   bool cors_credentials;
   unsigned header_timeout_s;

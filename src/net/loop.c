@@ -127,6 +127,13 @@ static fc_loop_t *loop_new(fc_net_t *net, unsigned index, void *ud) {
   uv_timer_init(&l->uv, &l->stop_deadline);
   l->stop_deadline.data = l;
   uv_unref((uv_handle_t *)&l->stop_deadline);
+  if (net->opts.io_uring) {
+    int err = 0;
+    l->wbatch = fc__wbatch_new(&err);
+    if (!l->wbatch && index == 0)
+      fc_log(FC_LOG_INFO, "io_uring not available: each socket is written with its own writev", "error=\"%s\"",
+             strerror(err));
+  }
   return l;
 }
 
@@ -187,6 +194,7 @@ void fc_net_free(fc_net_t *net) {
     uv_run(&l->uv, UV_RUN_DEFAULT);
     uv_loop_close(&l->uv);
     fc__conn_drop_refs(l);
+    fc__wbatch_free(l->wbatch);
     for (uv_write_t *w = l->spare_wreqs, *next; w; w = next) {
       next = w->data;
       free(w);
@@ -213,6 +221,7 @@ void fc_net_stats(fc_net_t *net, fc_net_stats_t *out) {
   for (unsigned i = 0; i < net->nloops; i++) {
     fc_loop_t *l = net->loops[i];
     out->writes += atomic_load_explicit(&l->writes, memory_order_relaxed);
+    out->batched += atomic_load_explicit(&l->batched, memory_order_relaxed);
     out->bulk_passes += atomic_load_explicit(&l->bulk_passes, memory_order_relaxed);
     out->bulk_held += atomic_load_explicit(&l->bulk_held, memory_order_relaxed);
   }

@@ -12,6 +12,7 @@
 typedef struct fc_net fc_net_t;
 typedef struct fc_loop fc_loop_t;
 typedef struct fc_conn fc_conn_t;
+typedef struct fc__wbatch fc__wbatch_t;
 
 /* What the application does on a loop. All run on that loop's thread. */
 typedef struct {
@@ -45,8 +46,9 @@ struct fc_loop {
   fc_conn_t *bulk_dirty; /* subscriber streams with frames to write: see fc_conn_t.bulk */
   uint64_t bulk_due;     /* uv_hrtime() before which bulk writes wait */
   uint32_t bulk_recent_ms; /* a stream written this recently is written again */
+  bool bulk_holding;       /* the last stream pass was followed by a hold */
   uv_timer_t bulk_timer; /* wakes the loop when they are due */
-  atomic_uint_fast64_t writes, bulk_passes, bulk_held; /* see fc_net_stats_t */
+  atomic_uint_fast64_t writes, batched, bulk_passes, bulk_held; /* see fc_net_stats_t */
   /* References to written frames, dropped together at the end of a pass: a
    * fan-out writes the same frames to every subscriber of the loop, and one
    * atomic operation per frame and pass beats one per subscriber (the other
@@ -55,6 +57,7 @@ struct fc_loop {
     fc_frame_t *frame;
     unsigned n;
   } unrefs[128];
+  fc__wbatch_t *wbatch;    /* sends of the current pass (uring.c); NULL: one writev each */
   uv_write_t *spare_wreqs; /* write requests to reuse, linked through ->data */
   size_t nspare;
   fc_conn_t *conns;  /* every open connection */
@@ -93,6 +96,7 @@ typedef struct {
   fc_net_handlers_t h;
   unsigned stop_grace_ms; /* how long a stop waits for connections before closing them */
   unsigned coalesce_ms;   /* at most this long a busy loop holds stream writes to batch them */
+  bool io_uring;          /* send a pass's writes in one io_uring submission where the kernel allows */
 } fc_net_opts_t;
 
 /* Binds one listener per loop and starts loops 1..n-1 on their own threads.
@@ -112,7 +116,8 @@ unsigned fc_net_threads(const fc_net_t *net);
 fc_loop_t *fc_net_loop(fc_net_t *net, unsigned index);
 /* Counters summed over the loops; any thread. */
 typedef struct {
-  uint64_t writes;      /* write system calls (writev), answers and streams */
+  uint64_t writes;      /* writes to sockets (writev, or sends in a batch), answers and streams */
+  uint64_t batched;     /* of those, sends made in io_uring submissions */
   uint64_t bulk_passes; /* passes that wrote subscriber streams */
   uint64_t bulk_held;   /* of those, passes followed by a hold to coalesce */
 } fc_net_stats_t;

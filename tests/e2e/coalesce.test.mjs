@@ -117,6 +117,29 @@ describe('write coalescing', () => {
     assert.equal(m.get('flowcast_stream_write_holds_total'), 0);
   });
 
+  test('io_uring batches unheld passes; --io-uring=false writes each socket itself, the same', TO, async (t) => {
+    // Passes never held: with io_uring (the default) their sends are batched,
+    // where the kernel allows it (this one does: see docs/performance.md).
+    const on = await startServer({ threads: 2, logLevel: 'info', extraArgs: ['--coalesce-ms', '0'] });
+    t.after(() => on.stop());
+    const mOn = await fanOut(on, 'co.uring');
+    if (on.stderrText().includes('io_uring not available')) {
+      // A kernel or sandbox without io_uring: the server said so and writes directly.
+      assert.equal(mOn.get('flowcast_socket_writes_batched_total'), 0);
+    } else {
+      assert.ok(mOn.get('flowcast_socket_writes_batched_total') > 0, 'no send went through io_uring');
+    }
+    assert.ok(mOn.get('flowcast_socket_writes_batched_total') <= mOn.get('flowcast_socket_writes_total'));
+    const off = await startServer({ threads: 2, logLevel: 'warn', extraArgs: ['--coalesce-ms', '0', '--io-uring=false'] });
+    t.after(() => off.stop());
+    const mOff = await fanOut(off, 'co.plain');
+    assert.equal(mOff.get('flowcast_socket_writes_batched_total'), 0);
+    assert.ok(mOff.get('flowcast_socket_writes_total') > 0);
+    const bad = spawnSync(BIN, ['serve', '--listen', '127.0.0.1:1', '--io-uring=maybe'], { encoding: 'utf8' });
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /io-uring wants true or false, got 'maybe'/);
+  });
+
   test('a --coalesce-ms past 1000 is refused with a clear message', () => {
     const r = spawnSync(BIN, ['serve', '--listen', '127.0.0.1:1', '--coalesce-ms', '5000'], { encoding: 'utf8' });
     assert.notEqual(r.status, 0);
