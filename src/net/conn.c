@@ -284,8 +284,8 @@ static void on_write(uv_write_t *req, int status) {
     drained(c);
 }
 
-uint32_t fc__conn_gather(fc_conn_t *c, uv_buf_t *bufs, size_t *total) {
-  uint32_t n = c->qlen < FC__MAX_IOV ? c->qlen : FC__MAX_IOV;
+uint32_t fc__conn_gather(fc_conn_t *c, uv_buf_t *bufs, uint32_t max, size_t *total) {
+  uint32_t n = c->qlen < max ? c->qlen : max;
   *total = 0;
   for (uint32_t i = 0; i < n; i++) {
     if (*total >= MAX_WRITE) return i;
@@ -329,11 +329,11 @@ static void write_some(fc_conn_t *c) {
   uint32_t n;
   int more;
   do {
-    n = fc__conn_gather(c, bufs, &total);
+    n = fc__conn_gather(c, bufs, FC__MAX_IOV, &total);
     more = tried(c, uv_try_write((uv_stream_t *)&c->tcp, bufs, n), total);
   } while (more == 1);
   if (more == 0) return;
-  n = fc__conn_gather(c, bufs, &total);
+  n = fc__conn_gather(c, bufs, FC__MAX_IOV, &total);
   c->wreq = wreq_get(c->loop);
   c->wreq->data = c;
   c->inflight = total;

@@ -29,9 +29,9 @@ void fc__loop_maybe_finish(fc_loop_t *l);
 
 /* Frames one write takes at most. */
 #define FC__MAX_IOV 128
-/* Fills `bufs` (FC__MAX_IOV of them) with the connection's unwritten bytes;
- * returns how many buffers, and their total length in `*total`. */
-uint32_t fc__conn_gather(fc_conn_t *c, uv_buf_t *bufs, size_t *total);
+/* Fills `bufs` (`max` of them, at most FC__MAX_IOV) with the connection's
+ * unwritten bytes; returns how many buffers, and their total length in `*total`. */
+uint32_t fc__conn_gather(fc_conn_t *c, uv_buf_t *bufs, uint32_t max, size_t *total);
 /* Takes the result of a write of `total` bytes tried elsewhere (bytes
  * written, or a negative errno) and carries on as a direct write would. */
 void fc__conn_tried(fc_conn_t *c, int w, size_t total);
