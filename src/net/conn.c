@@ -192,7 +192,7 @@ int fc_conn_send_copy(fc_conn_t *c, const void *p, size_t n) { return send_copy(
 
 int fc_conn_send_control(fc_conn_t *c, const void *p, size_t n) { return send_copy(c, p, n, false); }
 
-static void write_some(fc_conn_t *c);
+static void write_some(fc_conn_t *c, bool batch);
 
 #define MAX_SPARE_WREQS 1024
 
@@ -279,7 +279,7 @@ static void on_write(uv_write_t *req, int status) {
     return;
   }
   if (c->qlen > 0)
-    write_some(c);
+    write_some(c, false);
   else
     drained(c);
 }
@@ -316,14 +316,17 @@ static int tried(fc_conn_t *c, int w, size_t total) {
 
 void fc__conn_tried(fc_conn_t *c, int w, size_t total) {
   if (c->closing) return; /* closed meanwhile by another's callback: on_closed frees the queue */
-  if (tried(c, w, total) != 0) write_some(c);
+  if (tried(c, w, total) != 0) write_some(c, false);
 }
 
-/* Writes what is queued: first straight into the socket (uv_try_write, no
- * request and no change to the poll set), and only what the socket did not
- * take through a uv_write that completes later. */
-static void write_some(fc_conn_t *c) {
+/* Writes what is queued: with `batch`, in the loop's io_uring submission
+ * when it has one (the results come back through fc__conn_tried); else first
+ * straight into the socket (uv_try_write, no request and no change to the
+ * poll set), and only what the socket did not take through a uv_write that
+ * completes later. */
+static void write_some(fc_conn_t *c, bool batch) {
   if (c->wreq || c->qlen == 0 || c->closing) return;
+  if (batch && fc__wbatch_add(c->loop, c)) return;
   uv_buf_t bufs[FC__MAX_IOV];
   size_t total;
   uint32_t n;
@@ -368,7 +371,7 @@ static size_t flush_list(fc_loop_t *l, fc_conn_t **list, bool batch, uint32_t no
       *repeats += c->last_write_ms && now_ms - c->last_write_ms <= recent_ms;
       c->last_write_ms = now_ms ? now_ms : 1;
     }
-    if (!c->wreq && c->qlen > 0 && !c->closing && !(batch && fc__wbatch_add(l, c))) write_some(c);
+    write_some(c, batch);
   }
   fc__wbatch_flush(l);
   return n;

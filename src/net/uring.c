@@ -87,13 +87,8 @@ void fc__wbatch_flush(fc_loop_t *l) {
     fc_log(FC_LOG_WARN, "io_uring submission failed: writing sockets one by one", "loop=%u", l->index);
     l->wbatch = NULL;
   }
-  for (unsigned i = 0; i < n; i++) {
-    fc_conn_t *c = b->e[i].conn;
-    if (i < submitted)
-      fc__conn_tried(c, b->e[i].res, b->e[i].total);
-    else
-      fc__conn_tried(c, -EAGAIN, b->e[i].total); /* nothing went: the direct path takes over */
-  }
+  for (unsigned i = 0; i < n; i++) /* an unsubmitted send went nowhere: the direct path takes over */
+    fc__conn_tried(b->e[i].conn, i < submitted ? b->e[i].res : -EAGAIN, b->e[i].total);
   if (!l->wbatch) fc__wbatch_free(b);
 }
 
@@ -106,7 +101,6 @@ bool fc__wbatch_add(fc_loop_t *l, fc_conn_t *c) {
   unsigned i = b->n;
   uint32_t nbufs = fc__conn_gather(c, b->e[i].bufs, BATCH_IOV, &b->e[i].total);
   b->e[i].conn = c;
-  b->e[i].res = -EAGAIN;
   memset(&b->e[i].mh, 0, sizeof b->e[i].mh);
   b->e[i].mh.msg_iov = (struct iovec *)b->e[i].bufs;
   b->e[i].mh.msg_iovlen = nbufs;

@@ -53,11 +53,12 @@ static const char *const migrations[] = {
 
 /* A channel's newest stored event, by ordinal (the events_channel_n index). */
 #define NEWEST(col, chan) "(SELECT " col " FROM events e WHERE e.channel_id=" chan " ORDER BY e.n DESC LIMIT 1)"
-/* Brings channel rows matching WHERE up to date with their newest events. */
+/* Brings channel rows matching WHERE up to date with their newest events.
+ * Only stale rows are written: a stored event at or past next_n, which is
+ * then the newest, and its id the channel's last (ids rise with ordinals). */
 #define SETTLE(where)                                                                                          \
-  "UPDATE channels SET last_seq=max(last_seq, coalesce(" NEWEST("seq", "channels.id") ", 0)),"                 \
-  " next_n=max(next_n, coalesce(" NEWEST("n", "channels.id") ", 0) + 1) WHERE " where                          \
-  " AND next_n <= coalesce(" NEWEST("n", "channels.id") ", 0)"
+  "UPDATE channels SET last_seq=" NEWEST("seq", "channels.id") ", next_n=" NEWEST("n", "channels.id") " + 1"   \
+  " WHERE " where " AND next_n <= " NEWEST("n", "channels.id")
 
 static int exec(sqlite3 *db, const char *sql) { return sqlite3_exec(db, sql, NULL, NULL, NULL); }
 
