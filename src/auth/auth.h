@@ -7,14 +7,18 @@
 
 typedef struct fc_auth fc_auth_t;
 
-/* What a token allows. Patterns are channel names or globs ("orders.*", "*"). */
+/* What a token allows. Channel patterns are channel names or globs ("orders.*",
+ * "*"); `run` patterns match workflow ids as decimal text ("41", "4*", "*"). */
 typedef struct {
   char *sub;
   char **publish;
   size_t npublish;
   char **subscribe;
   size_t nsubscribe;
-  bool admin;
+  char **run; /* workflows this token may start and control the jobs of */
+  size_t nrun;
+  bool send;  /* may send direct WebSocket messages to a connection */
+  bool admin; /* every right */
   int64_t exp; /* seconds since the epoch */
 } fc_claims_t;
 

@@ -25,8 +25,10 @@ void fc_claims_dispose(fc_claims_t *c) {
   free(c->sub);
   for (size_t i = 0; i < c->npublish; i++) free(c->publish[i]);
   for (size_t i = 0; i < c->nsubscribe; i++) free(c->subscribe[i]);
+  for (size_t i = 0; i < c->nrun; i++) free(c->run[i]);
   free(c->publish);
   free(c->subscribe);
+  free(c->run);
   memset(c, 0, sizeof *c);
 }
 
@@ -131,6 +133,8 @@ static int read_claims(jwt_t *jwt, fc_claims_t *out, int64_t now, char *why, siz
   free(fc);
   out->publish = string_list(json_object_get(j, "publish"), &out->npublish);
   out->subscribe = string_list(json_object_get(j, "subscribe"), &out->nsubscribe);
+  out->run = string_list(json_object_get(j, "run"), &out->nrun);
+  out->send = json_is_true(json_object_get(j, "send"));
   out->admin = json_is_true(json_object_get(j, "admin"));
   json_decref(j);
   return 0;
@@ -178,8 +182,9 @@ char *fc_auth_mint(fc_auth_t *a, const fc_claims_t *c, int64_t now, int64_t ttl)
   jwt_add_grant(jwt, "sub", c->sub ? c->sub : "");
   jwt_add_grant_int(jwt, "iat", (long)now);
   jwt_add_grant_int(jwt, "exp", (long)(now + ttl));
-  json_t *fc = json_pack("{s:{s:o,s:o,s:b}}", "flowcast", "publish", json_list(c->publish, c->npublish),
-                         "subscribe", json_list(c->subscribe, c->nsubscribe), "admin", c->admin);
+  json_t *fc = json_pack("{s:{s:o,s:o,s:o,s:b,s:b}}", "flowcast", "publish", json_list(c->publish, c->npublish),
+                         "subscribe", json_list(c->subscribe, c->nsubscribe), "run", json_list(c->run, c->nrun),
+                         "send", c->send, "admin", c->admin);
   char *s = json_dumps(fc, JSON_COMPACT);
   jwt_add_grants_json(jwt, s);
   free(s);

@@ -160,5 +160,7 @@ int fc_users_check(fc_users_t *u, const char *name, const char *password, fc_cla
   out->admin = admin;
   out->publish = one_pattern("*", &out->npublish);
   out->subscribe = one_pattern("*", &out->nsubscribe);
+  out->run = one_pattern("*", &out->nrun);
+  out->send = true;
   return 0;
 }
