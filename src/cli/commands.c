@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/client.h"
+#include "cli/sseparse.h"
 
 /* Options every client command takes. */
 typedef struct {
@@ -99,81 +100,58 @@ int fc_cli_publish(int argc, char **argv) {
 
 typedef struct sse_reader sse_reader_t;
 struct sse_reader {
+  fc_sse_parser_t parser;
   /* Handles a complete event instead of printing it; returns true to stop. */
-  bool (*on_event)(sse_reader_t *r);
+  bool (*on_event)(sse_reader_t *r, const fc_sse_event_t *ev);
   int status; /* for on_event's use */
   bool json;
   long count; /* events to print before exiting; 0: no limit */
   long printed;
-  fc_buf_t line, data;
-  char id[64], event[129];
-  unsigned retry_ms;
-  bool stop;
+  unsigned default_retry_ms;
 };
 
-/* Prints the event gathered so far, SSE's dispatch step. */
-static void dispatch(sse_reader_t *r) {
-  if (!r->data.data) return;
-  if (r->on_event) {
-    r->stop = r->on_event(r);
-  } else if (r->json) {
-    json_t *j = json_pack("{s:s,s:s?,s:s%}", "id", r->id, "event", r->event[0] ? r->event : NULL, "data",
-                          r->data.data, r->data.len);
+/* Prints one event, or hands it to on_event. */
+static bool on_sse_event(void *ud, const fc_sse_event_t *ev) {
+  sse_reader_t *r = ud;
+  if (r->on_event) return r->on_event(r, ev);
+  bool named = strcmp(ev->event, "message") != 0;
+  if (r->json) {
+    json_t *j = json_pack("{s:s,s:s?,s:s%}", "id", ev->id, "event", named ? ev->event : NULL, "data", ev->data,
+                          ev->data_len);
     char *s = json_dumps(j, JSON_COMPACT);
     printf("%s\n", s);
     free(s);
     json_decref(j);
-  } else if (!strcmp(r->event, "flowcast.gap")) {
-    fprintf(stderr, "flowcast subscribe: gap: %s\n", r->data.data);
+  } else if (!strcmp(ev->event, "flowcast.gap")) {
+    fprintf(stderr, "flowcast subscribe: gap: %s\n", ev->data);
   } else {
-    printf("%s\n", r->data.data);
+    printf("%s\n", ev->data);
   }
   fflush(stdout);
   r->printed++;
-  fc_buf_dispose(&r->data);
-  r->event[0] = '\0';
-}
-
-static void field(sse_reader_t *r, const char *line, size_t n) {
-  const char *colon = memchr(line, ':', n);
-  size_t klen = colon ? (size_t)(colon - line) : n;
-  const char *v = colon ? colon + 1 : line + n;
-  if (v < line + n && *v == ' ') v++;
-  size_t vlen = (size_t)(line + n - v);
-  if (klen == 4 && !memcmp(line, "data", 4)) {
-    if (r->data.data) fc_buf_append(&r->data, "\n", 1);
-    fc_buf_append(&r->data, v, vlen);
-  } else if (klen == 2 && !memcmp(line, "id", 2) && vlen < sizeof r->id) {
-    memcpy(r->id, v, vlen), r->id[vlen] = '\0';
-  } else if (klen == 5 && !memcmp(line, "event", 5) && vlen < sizeof r->event) {
-    memcpy(r->event, v, vlen), r->event[vlen] = '\0';
-  } else if (klen == 5 && !memcmp(line, "retry", 5)) {
-    uint64_t ms;
-    if (fc_parse_u64(v, vlen, &ms) == 0 && ms < 600000) r->retry_ms = (unsigned)ms;
-  }
+  return r->count && r->printed >= r->count;
 }
 
 static int on_sse_bytes(void *ud, const char *p, size_t n) {
   sse_reader_t *r = ud;
-  for (size_t i = 0; i < n; i++) {
-    if (p[i] != '\n') {
-      if (p[i] != '\r') fc_buf_append(&r->line, &p[i], 1);
-      continue;
-    }
-    if (r->line.len == 0) {
-      dispatch(r);
-      if (r->stop || (r->count && r->printed >= r->count)) return 1;
-    } else if (r->line.data[0] != ':') {
-      field(r, r->line.data, r->line.len);
-    }
-    r->line.len = 0;
-  }
-  return 0;
+  int rc = fc_sse_feed(&r->parser, p, n);
+  if (rc < 0) fprintf(stderr, "flowcast: the server sent an event past %zu bytes; reconnecting\n", r->parser.max_event);
+  return rc ? 1 : 0;
+}
+
+static void sse_reader_init(sse_reader_t *r, const char *last_id, unsigned retry_ms) {
+  fc_sse_parser_init(&r->parser, on_sse_event, r, last_id, 0);
+  r->default_retry_ms = retry_ms;
+}
+
+/* The reconnection delay: the server's `retry:` when sane, else the default. */
+static unsigned sse_retry_ms(const sse_reader_t *r) {
+  return r->parser.retry_set && r->parser.retry_ms < 600000 ? (unsigned)r->parser.retry_ms : r->default_retry_ms;
 }
 
 int fc_cli_subscribe(int argc, char **argv) {
   const char *url = NULL, *token = NULL, *last = NULL;
-  sse_reader_t r = {.retry_ms = 3000};
+  sse_reader_t r = {0};
   fc_buf_t query;
   fc_buf_init(&query);
   fc_buf_puts(&query, "/api/v1/sse?replay=0");
@@ -198,15 +176,16 @@ int fc_cli_subscribe(int argc, char **argv) {
   client_opts_t o;
   if (!nch) return fprintf(stderr, "flowcast subscribe: name at least one channel (see --help)\n"), 2;
   if (client_init(&o, url, token, "subscribe") < 0) return 2;
-  if (last) snprintf(r.id, sizeof r.id, "%s", last);
+  sse_reader_init(&r, last, 3000);
   int rc = 0;
   for (;;) {
     fc_buf_t out;
     fc_buf_init(&out);
     char err[256];
-    r.line.len = 0;
+    fc_sse_parser_reset(&r.parser);
     int status = fc_http_call(&o.url, &(fc_http_call_t){.method = "GET", .path = query.data, .token = o.token,
-                                                         .last_event_id = r.id, .on_body = on_sse_bytes, .ud = &r},
+                                                         .last_event_id = r.parser.last_id, .on_body = on_sse_bytes,
+                                                         .ud = &r},
                               &out, err, sizeof err);
     if (status >= 400 && status < 500) {
       print_failure("subscribe", status, &out);
@@ -214,12 +193,11 @@ int fc_cli_subscribe(int argc, char **argv) {
     }
     fc_buf_dispose(&out);
     if (rc || (r.count && r.printed >= r.count)) break;
-    if (status < 0) fprintf(stderr, "flowcast subscribe: %s; retrying in %u ms\n", err, r.retry_ms);
-    usleep(r.retry_ms * 1000);
+    if (status < 0) fprintf(stderr, "flowcast subscribe: %s; retrying in %u ms\n", err, sse_retry_ms(&r));
+    usleep(sse_retry_ms(&r) * 1000);
   }
   fc_buf_dispose(&query);
-  fc_buf_dispose(&r.line);
-  fc_buf_dispose(&r.data);
+  fc_sse_parser_dispose(&r.parser);
   return rc;
 }
 
@@ -291,28 +269,20 @@ done:
 /* ---- start ------------------------------------------------------------------ */
 
 /* Prints a job stream's events; the unnamed one is the final status. */
-static bool on_job_event(sse_reader_t *r) {
-  if (!strcmp(r->event, "log")) {
-    json_t *j = json_loads(r->data.data, 0, NULL);
+static bool on_job_event(sse_reader_t *r, const fc_sse_event_t *ev) {
+  bool final = !strcmp(ev->event, "message");
+  json_t *j = json_loads(ev->data, 0, NULL);
+  if (!strcmp(ev->event, "log")) {
     const char *line = json_string_value(json_object_get(j, "line"));
-    printf("  %s\n", line ? line : r->data.data);
-    json_decref(j);
-  } else if (!strcmp(r->event, "status")) {
-    json_t *j = json_loads(r->data.data, 0, NULL);
+    printf("  %s\n", line ? line : ev->data);
+  } else if (!strcmp(ev->event, "status") || final) {
     const char *st = json_string_value(json_object_get(j, "status"));
-    printf("status: %s\n", st ? st : r->data.data);
-    json_decref(j);
-  } else if (!r->event[0]) {
-    json_t *j = json_loads(r->data.data, 0, NULL);
-    const char *st = json_string_value(json_object_get(j, "status"));
-    printf("final: %s\n", st ? st : r->data.data);
-    r->status = st && !strcmp(st, "Done") ? 0 : 1;
-    json_decref(j);
-    fflush(stdout);
-    return true;
+    printf("%s: %s\n", final ? "final" : "status", st ? st : ev->data);
+    if (final) r->status = st && !strcmp(st, "Done") ? 0 : 1;
   }
+  json_decref(j);
   fflush(stdout);
-  return false;
+  return final;
 }
 
 /* Asks the server for the job's final status (after a 204 on the stream). */
@@ -368,23 +338,24 @@ int fc_cli_start(int argc, char **argv) {
   fc_buf_dispose(&out);
   printf("job %s\n", job);
   fflush(stdout);
-  sse_reader_t r = {.on_event = on_job_event, .status = -1, .retry_ms = 1000};
+  sse_reader_t r = {.on_event = on_job_event, .status = -1};
+  sse_reader_init(&r, NULL, 1000);
   snprintf(path, sizeof path, "/api/v1/sse/%s/%s", wf, job);
   int rc = 1;
   for (int attempt = 0; attempt < 30; attempt++) {
     fc_buf_init(&out);
-    r.line.len = 0;
+    fc_sse_parser_reset(&r.parser);
     status = fc_http_call(&o.url, &(fc_http_call_t){.method = "GET", .path = path, .token = o.token,
-                                                     .last_event_id = r.id, .on_body = on_sse_bytes, .ud = &r},
+                                                     .last_event_id = r.parser.last_id, .on_body = on_sse_bytes,
+                                                     .ud = &r},
                           &out, err, sizeof err);
     if (r.status >= 0) rc = r.status;
     else if (status == 204) rc = job_status(&o, wf, job); /* it ended while we were away */
     else if (status >= 400) print_failure("start", status, &out);
     fc_buf_dispose(&out);
     if (r.status >= 0 || status == 204 || status >= 400) break;
-    usleep(r.retry_ms * 1000); /* the stream broke: resume after the last event */
+    usleep(sse_retry_ms(&r) * 1000); /* the stream broke: resume after the last event */
   }
-  fc_buf_dispose(&r.line);
-  fc_buf_dispose(&r.data);
+  fc_sse_parser_dispose(&r.parser);
   return rc;
 }
