@@ -94,7 +94,7 @@ start_server() {
   local name=$1
   DATA_DIR=$(mktemp -d)
   # shellcheck disable=SC2086  # FLOWCAST_ARGS is a list of options
-  "$FLOWCAST_BIN" serve --listen "127.0.0.1:$PORT" --data "$DATA_DIR" --open --log-level warn ${FLOWCAST_ARGS:-} \
+  "$FLOWCAST_BIN" serve --listen "127.0.0.1:$PORT" --data "$DATA_DIR" --open --log-level warn --max-connections-per-ip 0 ${FLOWCAST_ARGS:-} \
     >"$OUT/$name.server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 100); do

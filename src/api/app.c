@@ -200,6 +200,11 @@ int fc_app_run(const fc_config_t *cfg) {
                                          .stop_grace_ms = 5000,
                                          .coalesce_ms = cfg->coalesce_ms,
                                          .io_uring = cfg->io_uring,
+                                         .max_conns = cfg->max_connections,
+                                         .max_conns_per_ip = cfg->max_connections_per_ip,
+                                         /* storage and its threads, a few spare, and an exec
+                                          * job's pipes (stdin, stdout, stderr, and its pidfd) */
+                                         .fd_reserve = 64 + 4 * cfg->max_jobs,
                                          .h = {on_accept, on_wake, on_tick, on_stop}},
                         uds, err, sizeof err);
   int status = 0;

@@ -31,6 +31,20 @@ void fc_api_metrics(fc_req_t *req) {
   fc_buf_init(&b);
   metric(&b, "flowcast_connections", "gauge", "Open client connections.", fc_http_stats.connections);
   metric(&b, "flowcast_connections_total", "counter", "Connections accepted.", fc_http_stats.connections_total);
+  metric(&b, "flowcast_connections_max", "gauge", "Open connections allowed (--max-connections, or derived).",
+         n.max_connections);
+  metric(&b, "flowcast_connections_max_per_ip", "gauge", "Open connections allowed per address (0: no cap).",
+         n.max_connections_per_ip);
+  fc_buf_puts(&b, "# HELP flowcast_connections_refused_total Connections answered 503 and closed at accept.\n"
+                  "# TYPE flowcast_connections_refused_total counter\n");
+  fc_buf_printf(&b, "flowcast_connections_refused_total{reason=\"max_connections\"} %llu\n",
+                (unsigned long long)n.refused_max);
+  fc_buf_printf(&b, "flowcast_connections_refused_total{reason=\"max_connections_per_ip\"} %llu\n",
+                (unsigned long long)n.refused_per_ip);
+  fc_buf_printf(&b, "flowcast_connections_refused_total{reason=\"fd_limit\"} %llu\n",
+                (unsigned long long)n.refused_fds);
+  metric(&b, "flowcast_accept_pauses_total", "counter",
+         "Times a loop stopped accepting for a while (out of file descriptors or memory).", n.accept_pauses);
   metric(&b, "flowcast_requests_total", "counter", "HTTP requests received.", fc_http_stats.requests_total);
   metric(&b, "flowcast_responses_4xx_total", "counter", "Responses with a 4xx status.", fc_http_stats.responses_4xx);
   metric(&b, "flowcast_responses_5xx_total", "counter", "Responses with a 5xx status.", fc_http_stats.responses_5xx);

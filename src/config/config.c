@@ -34,6 +34,11 @@ static const opt_t options[] = {
      "under load, at most this long a subscriber's writes wait to carry more events (0: never)"},
     {"io-uring", OPT_BOOL, OFF(io_uring), "true",
      "send each loop pass's socket writes in one io_uring submission (false: one writev each)"},
+    {"max-connections", OPT_UINT, OFF(max_connections), "0",
+     "open connections at most; past it new ones get 503 (0: the open-files limit, raised to its hard limit, "
+     "less what storage, jobs and the loops need)"},
+    {"max-connections-per-ip", OPT_UINT, OFF(max_connections_per_ip), "256",
+     "open connections from one client address at most (loopback too); past it new ones get 503 (0: no cap)"},
     {"cors-origins", OPT_STR, OFF(cors_origins), "", "allowed CORS origins, comma-separated, or *"},
     {"cors-credentials", OPT_BOOL, OFF(cors_credentials), "false", "allow credentials (needs an origin list)"},
     {"header-timeout", OPT_UINT, OFF(header_timeout_s), "10", "seconds to receive a request's head"},

@@ -23,6 +23,8 @@ typedef struct {
   size_t queue_bytes;
   unsigned coalesce_ms; /* longest a busy loop holds stream writes (0: never) */
   bool io_uring;        /* batch a pass's writes through io_uring where available */
+  unsigned max_connections;     /* open connections at most; 0: derived from the descriptor limit */
+  unsigned max_connections_per_ip; /* open connections from one address at most; 0: no cap */
   char *cors_origins; /* comma-separated, or "*" */
   bool cors_credentials;
   unsigned header_timeout_s;

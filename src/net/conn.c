@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_WRITE (64u << 20) /* bytes per write: `inflight` is 32-bit */
 #define HOLD_BYTES_MAX (64u << 10)
@@ -45,15 +46,22 @@ void fc_conn_read_stop(fc_conn_t *c) {
   uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
-void fc__conn_accept(fc_loop_t *l) {
+int fc__conn_open(fc_loop_t *l, int fd, fc__peer_t *peer) {
   fc_conn_t *c = fc_xcalloc(1, sizeof *c);
-  uv_tcp_init(&l->uv, &c->tcp);
+  int rc = uv_tcp_init(&l->uv, &c->tcp);
+  if (rc < 0) {
+    free(c);
+    close(fd);
+    return rc;
+  }
   c->tcp.data = c;
   c->loop = l;
-  if (uv_accept((uv_stream_t *)&l->listener, (uv_stream_t *)&c->tcp) != 0) {
+  if ((rc = uv_tcp_open(&c->tcp, fd)) < 0) {
+    close(fd);
     uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
-    return;
+    return rc;
   }
+  c->peer = peer;
   uv_tcp_nodelay(&c->tcp, 1);
   c->next = l->conns;
   if (c->next) c->next->prev = c;
@@ -61,6 +69,7 @@ void fc__conn_accept(fc_loop_t *l) {
   l->nconns++;
   l->net->opts.h.on_accept(c);
   fc_conn_read_start(c);
+  return 0;
 }
 
 static void queue_clear(fc_conn_t *c) {
@@ -87,6 +96,7 @@ static void on_closed(uv_handle_t *h) {
     l->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   l->nconns--;
+  fc__net_release(l->net, c->peer);
   /* On a dirty list it stays, to be freed by the flush that reaches it: no
    * walk of a list that may hold every subscriber of the loop. */
   if (c->dirty)

@@ -1,7 +1,29 @@
 #ifndef FC_NET_INTERNAL_H
 #define FC_NET_INTERNAL_H
 
+#include <pthread.h>
+#include <sys/socket.h>
+
 #include "net/net.h"
+
+/* Why a connection is refused; indexes fc_net_t.refused and .answers. */
+typedef enum { FC__REFUSE_MAX, FC__REFUSE_PER_IP, FC__REFUSE_FDS, FC__REFUSE_N } fc__refusal_t;
+
+/* Open connections per client address (peers.c), shared by every loop. */
+typedef struct {
+  pthread_mutex_t lock;
+  fc__peer_t **buckets; /* FC__PEER_BUCKETS chains */
+  size_t npeers;        /* addresses with at least one connection */
+  unsigned limit;       /* connections per address at most; 0: no cap (nothing tracked) */
+} fc__peers_t;
+
+/* A log line that may repeat on a hot path: at most one a second, and the
+ * next one says how many were left out. */
+typedef struct {
+  pthread_mutex_t lock;
+  uint64_t last_ms;    /* fc_mono_ms() of the last line written; 0: never */
+  uint64_t suppressed; /* lines left out since */
+} fc__ratelog_t;
 
 struct fc_net {
   fc_net_opts_t opts;
@@ -9,10 +31,67 @@ struct fc_net {
   unsigned nloops;
   int port;
   atomic_bool stopping;
+  atomic_bool abandoned; /* start-up failed: started threads exit without running */
+  uv_sem_t go;           /* posted once per started thread when start-up is over */
+  size_t max_conns;      /* the cap in effect */
+  atomic_size_t nconns;  /* open connections, every loop */
+  fc__peers_t peers;
+  atomic_uint_fast64_t refused[FC__REFUSE_N];
+  atomic_uint_fast64_t accept_pauses;
+  fc__ratelog_t accept_log, refuse_log;
+  /* Held around every accept4() and around a loop's use of its spare
+   * descriptor, so that the number a spare frees goes to that loop's accept
+   * and not to another loop's (which would leave the spare lost). */
+  pthread_mutex_t accept_lock;
+  fc_str_t answers[FC__REFUSE_N]; /* each refusal's whole 503 response (malloc'd) */
 };
 
-/* Accepts a connection on loop `l`. */
-void fc__conn_accept(fc_loop_t *l);
+/* Sets up accepting on `l`: its listening socket (bound to `addr`, with
+ * SO_REUSEPORT), the readiness handle, the pause timer and the spare
+ * descriptor. Returns 0, or -1 with a message in `err`. Start-up thread. */
+int fc__accept_init(fc_loop_t *l, const struct sockaddr_in *addr, char *err, size_t errlen);
+/* Stops accepting on `l` for good and closes its listening socket. Loop thread. */
+void fc__accept_stop(fc_loop_t *l);
+/* Builds the refusal answers and derives the caps. Start-up thread. */
+void fc__accept_setup(fc_net_t *net, uint64_t nofile);
+/* Frees what fc__accept_setup made, once every loop is gone. */
+void fc__accept_dispose(fc_net_t *net);
+/* The connection cap derived from `nofile` descriptors when none is given:
+ * what remains after the application's `reserve`, FC__LOOP_FDS per loop and
+ * FC__PROCESS_FDS; a quarter of `nofile` (at least 1) when that leaves too few. */
+size_t fc__net_derive_max(uint64_t nofile, unsigned reserve, unsigned loops);
+/* Descriptors one loop holds: epoll, its signal pipe (2), its async eventfd,
+ * io_uring, its listener, our spare and libuv's own reserve (uv__stream_init). */
+#define FC__LOOP_FDS 8
+/* stdio, libuv's process-wide signal pipe, and a margin. */
+#define FC__PROCESS_FDS 16
+
+/* Wraps an accepted, admitted socket in a connection and hands it to the
+ * application. Returns 0; or a negative errno, and then the socket is closed
+ * and nothing was created (the caller releases the admission). Loop thread. */
+int fc__conn_open(fc_loop_t *l, int fd, fc__peer_t *peer);
+/* Gives back a closed connection's admission (its count and its address's). Any thread. */
+void fc__net_release(fc_net_t *net, fc__peer_t *peer);
+
+/* The peer table's key for an address: IPv4 as v4-mapped IPv6; IPv6 by its
+ * /64 prefix (one host usually has a whole /64). */
+void fc__peer_key(const struct sockaddr *sa, uint8_t key[16]);
+#define FC__PEER_BUCKETS 4096
+void fc__peers_init(fc__peers_t *p, unsigned limit);
+void fc__peers_dispose(fc__peers_t *p);
+/* Counts one more connection from the address `key`; returns its entry, or
+ * NULL when the address already has `limit`. Any thread. */
+fc__peer_t *fc__peers_take(fc__peers_t *p, const uint8_t key[16]);
+/* Counts one fewer; the entry is freed at zero. Any thread. */
+void fc__peers_release(fc__peers_t *p, fc__peer_t *peer);
+/* Open connections counted for `key` (tests and logs). */
+unsigned fc__peers_count(fc__peers_t *p, const uint8_t key[16]);
+
+void fc__ratelog_init(fc__ratelog_t *r);
+void fc__ratelog_dispose(fc__ratelog_t *r);
+/* True when a line may be written now (at most one per `interval_ms`); then
+ * `*suppressed` is how many were left out since the last. Any thread. */
+bool fc__ratelog_allow(fc__ratelog_t *r, uint64_t now_ms, uint64_t interval_ms, uint64_t *suppressed);
 /* Writes every dirty connection's queue and drops the references to what was
  * written (the loop's check and prepare callbacks, and the hold timer). */
 void fc__conn_flush_all(fc_loop_t *l);

@@ -1,5 +1,8 @@
 /* net: one libuv loop per thread, listeners sharing the port (SO_REUSEPORT),
  * and connections whose write queues hold references to shared frames.
+ * Each loop accepts on its own listener and admits a connection only under the
+ * global and per-address caps; a refused one gets a 503 written on the socket.
+ * Out of file descriptors, a loop sheds what waits and pauses accepting.
  * Queued frames are flushed once per loop iteration with one writev, so frames
  * queued in the same tick coalesce into one write. */
 #ifndef FC_NET_H
@@ -13,6 +16,7 @@ typedef struct fc_net fc_net_t;
 typedef struct fc_loop fc_loop_t;
 typedef struct fc_conn fc_conn_t;
 typedef struct fc__wbatch fc__wbatch_t;
+typedef struct fc__peer fc__peer_t;
 
 /* What the application does on a loop. All run on that loop's thread. */
 typedef struct {
@@ -35,7 +39,11 @@ struct fc_loop {
   unsigned index;   /* 0..threads-1 */
   fc_net_t *net;
   void *ud;         /* the application's per-loop state */
-  uv_tcp_t listener;
+  int listen_fd;            /* this loop's listening socket; -1 when closed */
+  uv_poll_t accept_io;      /* its readiness: the loop accepts itself (accept.c) */
+  uv_timer_t accept_pause;  /* restarts accept_io after a pause (out of descriptors) */
+  bool accept_paused;
+  int spare_fd;             /* closed to accept and refuse one when out of descriptors; -1: none */
   uv_async_t wake;
   uv_check_t flush; /* writes what poll-phase callbacks queued, once per iteration */
   uv_prepare_t flush_early; /* writes what timer callbacks queued, before the poll blocks */
@@ -87,6 +95,7 @@ struct fc_conn {
   bool lingering;       /* answered and shut down: input is read and dropped until EOF */
   uint64_t linger_since; /* loop time the lingering began */
   uint32_t last_write_ms; /* when a bulk pass last wrote it (uv_hrtime in ms; 0: never) */
+  fc__peer_t *peer;      /* its address's count (--max-connections-per-ip); NULL: no cap */
 };
 
 typedef struct {
@@ -97,11 +106,16 @@ typedef struct {
   unsigned stop_grace_ms; /* how long a stop waits for connections before closing them */
   unsigned coalesce_ms;   /* at most this long a busy loop holds stream writes to batch them */
   bool io_uring;          /* send a pass's writes in one io_uring submission where the kernel allows */
+  size_t max_conns;       /* open connections at most, every loop; 0: derived from the descriptor limit */
+  unsigned max_conns_per_ip; /* open connections from one address at most; 0: no cap */
+  unsigned fd_reserve;    /* descriptors the application needs besides connections and the loops' own */
 } fc_net_opts_t;
 
-/* Binds one listener per loop and starts loops 1..n-1 on their own threads.
- * Loop 0 runs in fc_net_run() on the caller's thread. Returns NULL and fills
- * `err` on failure (address in use, bad address). */
+/* Raises the soft descriptor limit to the hard one, binds one listener per
+ * loop and starts loops 1..n-1 on their own threads. Loop 0 runs in
+ * fc_net_run() on the caller's thread. Returns NULL and fills `err` on failure
+ * (address in use, bad address, out of descriptors, a thread that cannot
+ * start); nothing is left running then. */
 fc_net_t *fc_net_new(const fc_net_opts_t *opts, void **loop_uds, char *err, size_t errlen);
 /* Runs loop 0 until every loop has stopped, then joins the threads. */
 void fc_net_run(fc_net_t *net);
@@ -120,6 +134,13 @@ typedef struct {
   uint64_t batched;     /* of those, sends made in io_uring submissions */
   uint64_t bulk_passes; /* passes that wrote subscriber streams */
   uint64_t bulk_held;   /* of those, passes followed by a hold to coalesce */
+  uint64_t connections; /* open connections, every loop (what max_connections caps) */
+  uint64_t max_connections; /* the cap in effect (given, or derived) */
+  uint64_t max_connections_per_ip; /* 0: none */
+  uint64_t refused_max;    /* connections refused at max_connections */
+  uint64_t refused_per_ip; /* refused at max_connections_per_ip */
+  uint64_t refused_fds;    /* refused because the process was out of descriptors */
+  uint64_t accept_pauses;  /* times accepting paused (out of descriptors or memory) */
 } fc_net_stats_t;
 void fc_net_stats(fc_net_t *net, fc_net_stats_t *out);
 /* The port the listeners are bound to (useful with port 0). */

@@ -11,6 +11,8 @@ import { startServer, publishOk, metrics, BIN, T } from './lib/server.mjs';
 
 const TO = { timeout: T(120000) };
 const SUBS = 400;
+/** Every subscriber comes from 127.0.0.1: no per-address cap. */
+const PER_IP = ['--max-connections-per-ip', '0'];
 const BATCHES = 40;
 const PER_BATCH = 25;
 const EVENTS = BATCHES * PER_BATCH;
@@ -99,7 +101,7 @@ async function fanOut(srv, channel) {
 
 describe('write coalescing', () => {
   test('under load every subscriber gets every event once, in channel order', TO, async (t) => {
-    const srv = await startServer({ threads: 2, logLevel: 'warn' });
+    const srv = await startServer({ threads: 2, logLevel: 'warn', extraArgs: PER_IP });
     t.after(() => srv.stop());
     const m = await fanOut(srv, 'co.on');
     const writes = m.get('flowcast_socket_writes_total');
@@ -110,7 +112,7 @@ describe('write coalescing', () => {
   });
 
   test('--coalesce-ms 0 never holds a pass, and still delivers everything', TO, async (t) => {
-    const srv = await startServer({ threads: 2, logLevel: 'warn', extraArgs: ['--coalesce-ms', '0'] });
+    const srv = await startServer({ threads: 2, logLevel: 'warn', extraArgs: [...PER_IP, '--coalesce-ms', '0'] });
     t.after(() => srv.stop());
     const m = await fanOut(srv, 'co.off');
     assert.ok(m.get('flowcast_stream_write_passes_total') > 0);
@@ -120,7 +122,7 @@ describe('write coalescing', () => {
   test('io_uring batches unheld passes; --io-uring=false writes each socket itself, the same', TO, async (t) => {
     // Passes never held: with io_uring (the default) their sends are batched,
     // where the kernel allows it (this one does: see docs/performance.md).
-    const on = await startServer({ threads: 2, logLevel: 'info', extraArgs: ['--coalesce-ms', '0'] });
+    const on = await startServer({ threads: 2, logLevel: 'info', extraArgs: [...PER_IP, '--coalesce-ms', '0'] });
     t.after(() => on.stop());
     const mOn = await fanOut(on, 'co.uring');
     if (on.stderrText().includes('io_uring not available')) {
@@ -130,7 +132,7 @@ describe('write coalescing', () => {
       assert.ok(mOn.get('flowcast_socket_writes_batched_total') > 0, 'no send went through io_uring');
     }
     assert.ok(mOn.get('flowcast_socket_writes_batched_total') <= mOn.get('flowcast_socket_writes_total'));
-    const off = await startServer({ threads: 2, logLevel: 'warn', extraArgs: ['--coalesce-ms', '0', '--io-uring=false'] });
+    const off = await startServer({ threads: 2, logLevel: 'warn', extraArgs: [...PER_IP, '--coalesce-ms', '0', '--io-uring=false'] });
     t.after(() => off.stop());
     const mOff = await fanOut(off, 'co.plain');
     assert.equal(mOff.get('flowcast_socket_writes_batched_total'), 0);

@@ -226,7 +226,7 @@ test('invalid workflow files are skipped, naming the file and the field', async 
 });
 
 test('200 concurrent jobs each stream exactly one final event', async (t) => {
-  const h = await server({ 'w.json': { id: 10, name: 'w', tasks: [{ type: 'wait', seconds: 0.2 }] } }, {}, { extraArgs: ['--max-jobs', '50'] });
+  const h = await server({ 'w.json': { id: 10, name: 'w', tasks: [{ type: 'wait', seconds: 0.2 }] } }, {}, { extraArgs: ['--max-jobs', '50', '--max-connections-per-ip', '0'] });
   t.after(() => h.stop());
   const ids = await Promise.all(Array.from({ length: 200 }, () => start(h, 10)));
   assert.equal(new Set(ids).size, 200);
