@@ -234,7 +234,7 @@ static void purge_and_list(void **state) {
   pub(hub, b, "1");
   uint64_t last = pub(hub, b, "2");
   size_t n;
-  fc_channel_info_t *list = fc_hub_list(hub, &n);
+  fc_channel_info_t *list = fc_hub_list(hub, "", 10, &n);
   assert_int_equal(n, 2);
   assert_string_equal(list[0].name, "a");
   assert_int_equal(list[1].retained, 2);
