@@ -334,7 +334,8 @@ void fc_api_history(fc_req_t *req) {
   if (!ch) return;
   fc_backlog_t h;
   fc_hub_history(fc_app_of(req)->hub, ch, after, (size_t)limit, &h);
-  fc_channel_unref(ch);
+  /* Reading history keeps nothing in memory that was not there already. */
+  fc_hub_drop(fc_app_of(req)->hub, ch);
   fc_buf_t b;
   fc_buf_init(&b);
   fc_buf_puts(&b, "[");

@@ -206,7 +206,9 @@ int fc_hub_open(fc_hub_t *hub, const char *name, size_t len, unsigned flags, fc_
   uint32_t h = hash_name(name, len);
   pthread_mutex_lock(&hub->lock);
   fc_channel_t *ch = find_locked(hub, name, len, h);
-  bool full = !ch && !(flags & FC_HUB_CACHED) && full_locked(hub, flags);
+  /* A lookup past the cap still reads storage: an unknown channel is then
+   * -ENOENT rather than -EMFILE. */
+  bool full = !ch && (flags & FC_HUB_CREATE) && full_locked(hub, flags);
   if (ch) atomic_fetch_add(&ch->refs, 1);
   pthread_mutex_unlock(&hub->lock);
   if (ch || full || (flags & FC_HUB_CACHED)) {
