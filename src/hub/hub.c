@@ -204,34 +204,41 @@ int fc_hub_open(fc_hub_t *hub, const char *name, size_t len, unsigned flags, fc_
   *out = NULL;
   if (!fc_channel_name_valid(name, len)) return -EINVAL;
   uint32_t h = hash_name(name, len);
-  pthread_mutex_lock(&hub->lock);
-  fc_channel_t *ch = find_locked(hub, name, len, h);
-  /* A lookup past the cap still reads storage: an unknown channel is then
-   * -ENOENT rather than -EMFILE. */
-  bool full = !ch && (flags & FC_HUB_CREATE) && full_locked(hub, flags);
-  if (ch) atomic_fetch_add(&ch->refs, 1);
-  pthread_mutex_unlock(&hub->lock);
-  if (ch || full || (flags & FC_HUB_CACHED)) {
-    *out = ch;
-    return ch ? 0 : full ? -EMFILE : -ENOENT;
-  }
+  for (;;) {
+    pthread_mutex_lock(&hub->lock);
+    fc_channel_t *ch = find_locked(hub, name, len, h);
+    /* A lookup past the cap still reads storage: an unknown channel is then
+     * -ENOENT rather than -EMFILE. */
+    bool full = !ch && (flags & FC_HUB_CREATE) && full_locked(hub, flags);
+    uint64_t frees = hub->frees[h & (FC__FREES - 1)];
+    if (ch) atomic_fetch_add(&ch->refs, 1);
+    pthread_mutex_unlock(&hub->lock);
+    if (ch || full || (flags & FC_HUB_CACHED)) {
+      *out = ch;
+      return ch ? 0 : full ? -EMFILE : -ENOENT;
+    }
 
-  /* Storage is read without the lock; whoever inserts first wins. */
-  fc_channel_t *fresh;
-  int rc = channel_load(hub, name, len, h, flags & FC_HUB_CREATE, &fresh);
-  if (rc < 0) return rc;
-  pthread_mutex_lock(&hub->lock);
-  ch = find_locked(hub, name, len, h);
-  if (!ch && !full_locked(hub, flags)) {
-    insert_locked(hub, fresh);
-    ch = fresh;
-    fresh = NULL;
+    /* Storage is read without the lock; whoever inserts first wins. */
+    fc_channel_t *fresh;
+    int rc = channel_load(hub, name, len, h, flags & FC_HUB_CREATE, &fresh);
+    if (rc < 0) return rc;
+    pthread_mutex_lock(&hub->lock);
+    ch = find_locked(hub, name, len, h);
+    /* A channel freed meanwhile may have been loaded, used and freed again
+     * by others after this read: then what was read may be stale. */
+    bool stale = !ch && hub->frees[h & (FC__FREES - 1)] != frees;
+    if (!ch && !stale && !full_locked(hub, flags)) {
+      insert_locked(hub, fresh);
+      ch = fresh;
+      fresh = NULL;
+    }
+    if (ch) atomic_fetch_add(&ch->refs, 1);
+    pthread_mutex_unlock(&hub->lock);
+    if (fresh) channel_free(fresh);
+    if (stale) continue;
+    *out = ch;
+    return ch ? 0 : -EMFILE;
   }
-  if (ch) atomic_fetch_add(&ch->refs, 1);
-  pthread_mutex_unlock(&hub->lock);
-  if (fresh) channel_free(fresh);
-  *out = ch;
-  return ch ? 0 : -EMFILE;
 }
 
 fc_channel_t *fc_hub_channel(fc_hub_t *hub, const char *name, size_t len, bool create) {
@@ -641,6 +648,7 @@ void fc_hub_drop(fc_hub_t *hub, fc_channel_t *ch) {
     while (*pp != ch) pp = &(*pp)->hnext;
     *pp = ch->hnext;
     hub->nchannels--;
+    hub->frees[ch->hash & (FC__FREES - 1)]++;
   }
   pthread_mutex_unlock(&hub->lock);
   if (unused) channel_free(ch);
@@ -667,6 +675,7 @@ size_t fc_hub_sweep(fc_hub_t *hub, uint64_t now_ms) {
         c->hnext = dead;
         dead = c;
         hub->nchannels--;
+        hub->frees[c->hash & (FC__FREES - 1)]++;
         freed++;
       }
     }

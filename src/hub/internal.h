@@ -46,12 +46,17 @@ typedef struct {
   size_t len, cap;
 } fc__inbox_t;
 
+#define FC__FREES 256 /* slots of fc_hub.frees, a power of two */
+
 struct fc_hub {
   fc_hub_opts_t opts;
   pthread_mutex_t lock; /* channels, history, registration, id assignment */
   uint64_t seq;         /* last id given */
   fc_channel_t **buckets;
   size_t nbuckets, nchannels; /* nchannels: channels in memory, capped by opts.max_channels */
+  /* Times channels left memory, by hash: a load that saw its slot change
+   * reads storage again. */
+  uint64_t frees[FC__FREES];
   fc__inbox_t *inboxes; /* [threads] */
 };
 

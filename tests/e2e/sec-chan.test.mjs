@@ -30,10 +30,10 @@ const channelsInMemory = async (h) => (await metrics(h.url)).get('flowcast_chann
 /** Waits until no more than `n` channels are in memory; returns the count. */
 async function settleChannels(h, n, ms = T(15000)) {
   let last;
-  await eventually(async () => (last = await channelsInMemory(h)) <= n, ms,
-    `at most ${n} channels in memory (last seen: ${last})`).catch((e) => {
-    throw new Error(`${e.message}; last count ${last}`);
-  });
+  await eventually(async () => (last = await channelsInMemory(h)) <= n, ms, `at most ${n} channels in memory`)
+    .catch((e) => {
+      throw new Error(`${e.message}; last count ${last}`);
+    });
   return last;
 }
 
