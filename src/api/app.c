@@ -2,6 +2,7 @@
 #include "api/api.h"
 #include "jobs/jobs.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -59,6 +60,7 @@ static void on_tick(fc_loop_t *l, uint64_t now) {
   fc_http_tick(l, now);
   fc_sse_tick(app->sse, l, now);
   fc_ws_tick(app->ws, l);
+  if (l->index == 0) fc_hub_sweep(app->hub, fc_mono_ms());
 }
 
 static void on_stop(fc_loop_t *l) {
@@ -87,19 +89,13 @@ static fc_log_level_t level_of(const char *s) {
   return FC_LOG_INFO;
 }
 
-/* Loads a channel's stored tail into the hub (the hub's lazy-load hook). */
-static void restore_event(void *ud, const fc_event_in_t *ev) { fc_hub_restore_event(ud, ev); }
-static void load_tail(void *ud, fc_channel_t *ch, unsigned limit) {
+/* Loads a channel from storage when it comes into memory (the hub's hook). */
+static int load_channel(void *ud, fc_channel_t *ch, unsigned limit) {
   fc_app_t *app = ud;
-  fc_store_load_tail(app->store, fc_channel_name(ch), limit, restore_event, ch);
+  return app->store ? fc_store_load_channel(app->store, ch, limit) : -EIO;
 }
 
-static void restore_channel(void *ud, const char *name, const fc_store_channel_t *c) {
-  fc_hub_restore_channel(ud, name, c->first_seq, c->last_seq, c->next_n, c->stored);
-}
-
-/* Opens the store and registers what it holds with the hub: the id counter and
- * every channel; their events load on first use. */
+/* Opens the store and gives the hub its id counter; channels load on use. */
 static int open_store(fc_app_t *app, char *err, size_t errlen) {
   const fc_config_t *cfg = app->cfg;
   uint64_t t0 = fc_mono_ms();
@@ -115,10 +111,8 @@ static int open_store(fc_app_t *app, char *err, size_t errlen) {
                              err, errlen);
   if (!app->store) return -1;
   fc_hub_restore_seq(app->hub, fc_store_last_seq(app->store));
-  fc_store_each_channel(app->store, restore_channel, app->hub);
-  size_t n = fc_hub_channel_count(app->hub);
-  fc_log(FC_LOG_INFO, "storage open", "dir=%s durability=%s channels=%zu last_id=%llu ms=%llu", cfg->data_dir,
-         cfg->durability, n, (unsigned long long)fc_store_last_seq(app->store),
+  fc_log(FC_LOG_INFO, "storage open", "dir=%s durability=%s last_id=%llu ms=%llu", cfg->data_dir,
+         cfg->durability, (unsigned long long)fc_store_last_seq(app->store),
          (unsigned long long)(fc_mono_ms() - t0));
   return 0;
 }
@@ -162,8 +156,10 @@ int fc_app_run(const fc_config_t *cfg) {
                                          .retention = cfg->retention,
                                          .rules = app->rules,
                                          .nrules = nrules,
-                                         .load = durable ? load_tail : NULL,
+                                         .load = durable ? load_channel : NULL,
                                          .load_ud = app,
+                                         .max_channels = cfg->max_channels,
+                                         .idle_ms = (uint64_t)cfg->channel_idle_s * 1000,
                                          .notify = hub_notify,
                                          .notify_ud = app});
   app->sse = fc_sse_new(&(fc_sse_opts_t){.hub = app->hub,

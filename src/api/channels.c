@@ -9,18 +9,30 @@
 
 #define MAX_SSE_CHANNELS 64
 #define MAX_HISTORY_LIMIT 1000
+#define LIST_LIMIT 100      /* channels per page of GET /channels by default */
+#define MAX_LIST_LIMIT 1000 /* and at most */
 
-/* The channel named by the route, created when `create`; answers 400/404 and
- * returns NULL otherwise. */
+/* Answers why the channel `name` could not be opened (fc_hub_open's error). */
+static void channel_error(fc_req_t *req, const char *name, int err) {
+  if (err == -EINVAL)
+    fc_http_error(req, 400, "bad_channel", "channel name must match [A-Za-z0-9._:-]{1,128}");
+  else if (err == -ENOENT)
+    fc_http_error(req, 404, "no_channel", "channel '%s' has no events yet", name);
+  else if (err == -EMFILE)
+    fc_http_error(req, 503, "too_many_channels",
+                  "the server holds its maximum of channels in use (--max-channels): nothing was created; "
+                  "retry later");
+  else
+    fc_http_error(req, 503, "storage_error", "storage could not be read; retry later");
+}
+
+/* The channel named by the route, created when `create`, as a reference the
+ * caller releases; answers 400/404/503 and returns NULL otherwise. */
 static fc_channel_t *route_channel(fc_req_t *req, bool create) {
   const char *name = req->params[0];
-  size_t len = strlen(name);
-  if (!fc_channel_name_valid(name, len)) {
-    fc_http_error(req, 400, "bad_channel", "channel name must match [A-Za-z0-9._:-]{1,128}");
-    return NULL;
-  }
-  fc_channel_t *ch = fc_hub_channel(fc_app_of(req)->hub, name, len, create);
-  if (!ch) fc_http_error(req, 404, "no_channel", "channel '%s' has no events yet", name);
+  fc_channel_t *ch;
+  int rc = fc_hub_open(fc_app_of(req)->hub, name, strlen(name), create ? FC_HUB_CREATE : 0, &ch);
+  if (rc < 0) channel_error(req, name, rc);
   return ch;
 }
 
@@ -81,6 +93,7 @@ static void answer_published(fc_req_t *req, fc_channel_t *ch, const fc_publish_r
 }
 
 void fc_api_pub_free(fc_pub_t *p) {
+  if (p->job.channel) fc_channel_unref(p->job.channel);
   for (size_t i = 0; i < p->nkeep; i++) json_decref(p->keep[i]);
   free(p->keep);
   free(p->events);
@@ -155,6 +168,11 @@ void fc_api_pub_submit(fc_pub_t *p) {
   p->job.events = p->events;
   p->job.done = on_committed;
   p->job.ud = p;
+  if (!p->job.channel) { /* it could not be opened (storage read failed) */
+    p->job.status = -EIO;
+    p->answer(p);
+    return;
+  }
   if (app->store) {
     fc_store_submit(app->store, &p->job);
     return;
@@ -236,11 +254,13 @@ static void publish_ndjson(fc_req_t *req, fc_channel_t *ch, fc_pub_t *p) {
     fc_http_error(req, 400, "empty_batch", "the NDJSON body holds no event");
     rc = -1;
   }
+  p->job.channel = ch;
   if (rc != 0) {
+    fc_hub_drop(fc_app_of(req)->hub, ch);
+    p->job.channel = NULL;
     fc_api_pub_free(p);
     return;
   }
-  p->job.channel = ch;
   p->job.n = n;
   p->batch = true;
   pub_submit(req, p);
@@ -273,6 +293,7 @@ void fc_api_publish(fc_req_t *req) {
   }
   /* Valid: only now does the channel come to exist. */
   ch = route_channel(req, true);
+  if (!ch) return;
   fc_pub_t *p = fc_xcalloc(1, sizeof *p);
   if (ndjson) {
     publish_ndjson(req, ch, p);
@@ -313,6 +334,8 @@ void fc_api_history(fc_req_t *req) {
   if (!ch) return;
   fc_backlog_t h;
   fc_hub_history(fc_app_of(req)->hub, ch, after, (size_t)limit, &h);
+  /* Reading history keeps nothing in memory that was not there already. */
+  fc_hub_drop(fc_app_of(req)->hub, ch);
   fc_buf_t b;
   fc_buf_init(&b);
   fc_buf_puts(&b, "[");
@@ -326,24 +349,102 @@ void fc_api_history(fc_req_t *req) {
   fc_buf_dispose(&b);
 }
 
-void fc_api_channels(fc_req_t *req) {
+/* A page of stored channels, read for the listing. */
+typedef struct {
+  fc_hub_t *hub;
+  fc_channel_info_t *list;
   size_t n;
-  fc_channel_info_t *list = fc_hub_list(fc_app_of(req)->hub, &n);
+} stored_page_t;
+
+static void on_stored(void *ud, const char *name, const fc_store_channel_t *c) {
+  stored_page_t *pg = ud;
+  size_t len = strlen(name);
+  if (len > FC_CHANNEL_NAME_MAX) return;
+  fc_channel_info_t *e = &pg->list[pg->n++];
+  memcpy(e->name, name, len + 1);
+  unsigned keep = fc_hub_retention_of(pg->hub, name);
+  e->retained = c->stored < keep ? (size_t)c->stored : keep;
+  e->last_seq = c->last_seq;
+  e->subscribers = 0;
+}
+
+/* Merges two name-sorted pages into `out` (at most `max`); an entry in both
+ * is taken from `a` (the channels in memory know subscribers). */
+static size_t merge_pages(const fc_channel_info_t *a, size_t na, const fc_channel_info_t *b, size_t nb,
+                          fc_channel_info_t *out, size_t max) {
+  size_t i = 0, j = 0, k = 0;
+  while (k < max && (i < na || j < nb)) {
+    int c = i == na ? 1 : j == nb ? -1 : strcmp(a[i].name, b[j].name);
+    if (c <= 0) {
+      out[k++] = a[i++];
+      if (c == 0) j++;
+    } else {
+      out[k++] = b[j++];
+    }
+  }
+  return k;
+}
+
+static void list_json(fc_buf_t *b, const fc_channel_info_t *list, size_t n, bool more) {
+  fc_buf_puts(b, "{\"channels\":[");
+  for (size_t i = 0; i < n; i++) {
+    fc_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+    fc_json_quote(b, list[i].name, strlen(list[i].name));
+    fc_buf_printf(b, ",\"retained\":%zu,\"lastId\":", list[i].retained);
+    if (list[i].last_seq)
+      fc_buf_printf(b, "\"%llu\"", (unsigned long long)list[i].last_seq);
+    else
+      fc_buf_puts(b, "null");
+    fc_buf_printf(b, ",\"subscribers\":%zu}", list[i].subscribers);
+  }
+  fc_buf_puts(b, "],\"next\":");
+  if (more)
+    fc_json_quote(b, list[n - 1].name, strlen(list[n - 1].name));
+  else
+    fc_buf_puts(b, "null");
+  fc_buf_puts(b, "}");
+}
+
+/* GET /channels?limit=N&after=NAME: the channels in memory and in storage,
+ * by name, a page at a time; "next" is the `after` of the next page (null
+ * on the last). */
+void fc_api_channels(fc_req_t *req) {
+  fc_app_t *app = fc_app_of(req);
+  uint64_t limit = LIST_LIMIT;
+  bool has, bad = false;
+  if (query_u64(req, "limit", &limit, &has) < 0) return;
+  if (limit == 0 || limit > MAX_LIST_LIMIT) {
+    fc_http_error(req, 400, "bad_parameter", "limit must be between 1 and %d", MAX_LIST_LIMIT);
+    return;
+  }
+  const char *after = fc_req_query(req, "after", 0, &bad);
+  if (bad || (after && *after && !fc_channel_name_valid(after, strlen(after)))) {
+    fc_http_error(req, 400, "bad_parameter", "after must be a channel name (the \"next\" of the previous page)");
+    return;
+  }
+  if (!after) after = "";
+  /* One more than the page: whether there is a next one. */
+  size_t want = (size_t)limit + 1, nlive;
+  fc_channel_info_t *live = fc_hub_list(app->hub, after, want, &nlive);
+  stored_page_t st = {app->hub, NULL, 0};
+  if (app->store) {
+    st.list = fc_xmalloc(want * sizeof *st.list);
+    if (fc_store_channels(app->store, after, (unsigned)want, on_stored, &st) < 0) {
+      free(live);
+      free(st.list);
+      fc_http_error(req, 503, "storage_error", "storage could not be read; retry later");
+      return;
+    }
+  }
+  fc_channel_info_t *page = fc_xmalloc(want * sizeof *page);
+  size_t n = merge_pages(live, nlive, st.list, st.n, page, want);
+  bool more = n > limit;
   fc_buf_t b;
   fc_buf_init(&b);
-  fc_buf_puts(&b, "{\"channels\":[");
-  for (size_t i = 0; i < n; i++) {
-    fc_buf_puts(&b, i ? ",{\"name\":" : "{\"name\":");
-    fc_json_quote(&b, list[i].name, strlen(list[i].name));
-    fc_buf_printf(&b, ",\"retained\":%zu,\"lastId\":", list[i].retained);
-    if (list[i].last_seq)
-      fc_buf_printf(&b, "\"%llu\"", (unsigned long long)list[i].last_seq);
-    else
-      fc_buf_puts(&b, "null");
-    fc_buf_printf(&b, ",\"subscribers\":%zu}", list[i].subscribers);
-  }
-  fc_buf_puts(&b, "]}");
-  free(list);
+  list_json(&b, page, more ? (size_t)limit : n, more);
+  free(page);
+  free(live);
+  free(st.list);
   fc_http_respond(req, 200, "application/json", NULL, b.data, b.len);
   fc_buf_dispose(&b);
 }
@@ -385,6 +486,7 @@ void fc_api_channel_sse(fc_req_t *req) {
   fc_channel_t *ch = route_channel(req, true);
   if (!ch) return;
   fc_sse_open(fc_app_of(req)->sse, req, &ch, 1, &from, fc_api_expiry_ms(req));
+  fc_channel_unref(ch); /* the subscription holds it now */
 }
 
 void fc_api_multi_sse(fc_req_t *req) {
@@ -408,15 +510,26 @@ void fc_api_multi_sse(fc_req_t *req) {
   }
   fc_resume_t from;
   if (parse_resume(req, &from) < 0) return;
-  /* Only now, with every name valid, may channels come to exist. */
+  /* Only now, with every name valid, may channels come to exist: all of
+   * them, or (past --max-channels) none. */
   fc_hub_t *hub = fc_app_of(req)->hub;
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
     const char *name = fc_req_query(req, "channel", i, &bad);
-    fc_channel_t *ch = fc_hub_channel(hub, name, strlen(name), true);
+    fc_channel_t *ch;
+    int rc = fc_hub_open(hub, name, strlen(name), FC_HUB_CREATE, &ch);
+    if (rc < 0) {
+      while (k) fc_hub_drop(hub, chs[--k]);
+      channel_error(req, name, rc);
+      return;
+    }
     bool dup = false;
     for (size_t j = 0; j < k; j++) dup |= chs[j] == ch;
-    if (!dup) chs[k++] = ch;
+    if (dup)
+      fc_channel_unref(ch);
+    else
+      chs[k++] = ch;
   }
   fc_sse_open(fc_app_of(req)->sse, req, chs, k, &from, fc_api_expiry_ms(req));
+  for (size_t i = 0; i < k; i++) fc_channel_unref(chs[i]); /* the subscription holds them now */
 }

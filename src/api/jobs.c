@@ -220,7 +220,11 @@ static void sse_done(fc_jobs_t *j, fc_jobs_cmd_t *c) {
     char name[64];
     snprintf(name, sizeof name, "job.%s", c->id);
     fc_channel_t *ch = fc_hub_channel(app->hub, name, strlen(name), true);
-    fc_sse_open_until(app->sse, req, &ch, 1, &from, fc_api_expiry_ms(req), is_final);
+    if (ch)
+      fc_sse_open_until(app->sse, req, &ch, 1, &from, fc_api_expiry_ms(req), is_final);
+    else
+      fc_http_error(req, 503, "storage_error", "storage could not be read; retry later");
+    fc_channel_unref(ch); /* the subscription holds it now */
   }
   fc_buf_dispose(&c->body);
   free(c);

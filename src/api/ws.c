@@ -41,6 +41,7 @@ static void ws_publish(void *ud, fc_ws_session_t *s, fc_channel_t *ch, fc_event_
   fc_app_t *app = ud;
   if (!fc_api_may(app, fc_ws_session_user(s), true, fc_channel_name(ch))) {
     fc_ws_error(s, ref, "forbidden", "the token may not publish to %s", fc_channel_name(ch));
+    fc_hub_drop(app->hub, ch);
     return;
   }
   fc_pub_t *p = fc_xcalloc(1, sizeof *p);

@@ -59,6 +59,11 @@ static const opt_t options[] = {
     {"max-db-size", OPT_SIZE, OFF(max_db_size), "0", "database size cap; publishes get 503 past it (0: none)"},
     {"commit-delay-us", OPT_UINT, OFF(commit_delay_us), "100",
      "with concurrent publishers, microseconds a commit waits to group more of them (0: never)"},
+    {"max-channels", OPT_UINT, OFF(max_channels), "100000",
+     "channels in memory at most; past it a publish or subscribe that would add one gets 503 (0: no cap)"},
+    {"channel-idle", OPT_UINT, OFF(channel_idle_s), "10",
+     "seconds an unused channel (no subscriber, nothing in flight) stays in memory; with sqlite its events "
+     "stay stored and load again on use"},
 };
 
 void fc_config_usage(FILE *out) {

@@ -44,6 +44,8 @@ typedef struct {
   char *durability;  /* "crash" or "power" */
   size_t max_db_size; /* 0: no cap */
   unsigned commit_delay_us; /* under concurrent publishes, a commit's wait for more */
+  unsigned max_channels;    /* channels in memory at most (0: no cap) */
+  unsigned channel_idle_s;  /* an unused channel leaves memory after this long */
   /* Per-pattern retention from the config file: `retention:PATTERN = N` and
    * `max-age:PATTERN = SECONDS`. */
   struct fc_config_rule {

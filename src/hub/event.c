@@ -67,6 +67,9 @@ void fc_event_json_members(fc_buf_t *b, const fc_event_t *ev) {
 static void free_event(fc_frame_t *f) {
   fc_event_t *ev = (fc_event_t *)((char *)f - offsetof(fc_event_t, sse));
   fc_frame_unref(atomic_load(&ev->ws));
+  /* The last touch of the channel: once its count says no event is out, a
+   * sweep may free it. */
+  atomic_fetch_sub(&ev->channel->events, 1);
   free(ev);
 }
 
@@ -113,6 +116,7 @@ fc_event_t *fc__event_new(fc_channel_t *ch, uint64_t seq, uint64_t n, int64_t ti
   ev->n = n;
   ev->time_ms = time_ms;
   ev->channel = ch;
+  atomic_fetch_add(&ch->events, 1);
   ev->data_len = (uint32_t)in->data.len;
   ev->name_len = (uint16_t)in->name.len;
   ev->from_len = (uint16_t)in->from.len;

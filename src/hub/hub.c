@@ -1,27 +1,47 @@
 /* The hub: channel table, history rings, subscription and fan-out. */
 #include "hub/internal.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- rings ---------------------------------------------------------------- */
 
-static void ring_init(fc__ring_t *r, unsigned cap) {
-  r->items = cap ? fc_xcalloc(cap, sizeof *r->items) : NULL;
-  r->cap = cap;
-  r->head = r->count = 0;
+static void ring_init(fc__ring_t *r, unsigned max) {
+  memset(r, 0, sizeof *r);
+  r->max = max;
+}
+
+static void ring_dispose(fc__ring_t *r) {
+  free(r->items);
+  ring_init(r, r->max);
 }
 
 static void *ring_at(const fc__ring_t *r, unsigned i) { return r->items[(r->head + i) % r->cap]; }
 
+/* Makes room for one more item below `max`: doubles the array, oldest first. */
+static void ring_grow(fc__ring_t *r) {
+  unsigned cap = r->cap ? r->cap * 2 : 4;
+  if (cap > r->max) cap = r->max;
+  void **items = fc_xmalloc(cap * sizeof *items);
+  for (unsigned i = 0; i < r->count; i++) items[i] = ring_at(r, i);
+  free(r->items);
+  r->items = items;
+  r->cap = cap;
+  r->head = 0;
+}
+
 /* Appends `v`; returns the value pushed out when full, else NULL. */
 static void *ring_push(fc__ring_t *r, void *v, bool *pushed_out) {
   *pushed_out = false;
-  if (r->cap == 0) {
+  if (r->max == 0) {
     *pushed_out = true;
     return v;
   }
-  if (r->count < r->cap) {
+  if (r->count < r->max) {
+    if (r->count == r->cap) ring_grow(r);
     r->items[(r->head + r->count++) % r->cap] = v;
     return NULL;
   }
@@ -32,10 +52,11 @@ static void *ring_push(fc__ring_t *r, void *v, bool *pushed_out) {
   return old;
 }
 
+/* Takes the oldest item out; an emptied ring gives its array back. */
 static void *ring_shift(fc__ring_t *r) {
   void *v = r->items[r->head];
   r->head = (r->head + 1) % r->cap;
-  r->count--;
+  if (--r->count == 0) ring_dispose(r);
   return v;
 }
 
@@ -49,8 +70,9 @@ static uint32_t hash_name(const char *s, size_t n) {
   return h;
 }
 
-static void table_grow(fc_hub_t *hub) {
-  size_t nb = hub->nbuckets * 2;
+#define TABLE_MIN 64 /* buckets */
+
+static void table_resize(fc_hub_t *hub, size_t nb) {
   fc_channel_t **b = fc_xcalloc(nb, sizeof *b);
   for (size_t i = 0; i < hub->nbuckets; i++) {
     for (fc_channel_t *c = hub->buckets[i], *next; c; c = next) {
@@ -62,6 +84,15 @@ static void table_grow(fc_hub_t *hub) {
   free(hub->buckets);
   hub->buckets = b;
   hub->nbuckets = nb;
+}
+
+static void table_grow(fc_hub_t *hub) { table_resize(hub, hub->nbuckets * 2); }
+
+/* Halves the table while it is less than an eighth full. */
+static void table_shrink(fc_hub_t *hub) {
+  size_t nb = hub->nbuckets;
+  while (nb > TABLE_MIN && hub->nchannels < nb / 8) nb /= 2;
+  if (nb != hub->nbuckets) table_resize(hub, nb);
 }
 
 bool fc_glob_match(const char *p, const char *s) {
@@ -83,6 +114,13 @@ bool fc_glob_match(const char *p, const char *s) {
   return *p == '\0';
 }
 
+unsigned fc_hub_retention_of(const fc_hub_t *hub, const char *name) {
+  for (size_t i = 0; i < hub->opts.nrules; i++)
+    if (fc_glob_match(hub->opts.rules[i].pattern, name)) return hub->opts.rules[i].count;
+  return hub->opts.retention;
+}
+
+/* A channel outside the table, with no event yet. */
 static fc_channel_t *channel_new(fc_hub_t *hub, const char *name, size_t len, uint32_t h) {
   fc_channel_t *ch = fc_xcalloc(1, sizeof *ch);
   ch->hash = h;
@@ -99,50 +137,125 @@ static fc_channel_t *channel_new(fc_hub_t *hub, const char *name, size_t len, ui
   }
   ring_init(&ch->history, ch->retention);
   ring_init(&ch->evicted, ch->retention ? ch->retention : 1);
+  atomic_init(&ch->refs, 0);
+  atomic_init(&ch->events, 0);
+  atomic_init(&ch->used_ms, fc_mono_ms());
   ch->local_count = fc_xcalloc(hub->opts.threads, sizeof *ch->local_count);
   ch->local = fc_xcalloc(hub->opts.threads, sizeof *ch->local);
   return ch;
 }
 
+/* Frees a channel outside the table. Its history's events must be its last
+ * events alive (see channel_unused), or the hub is being freed. */
 static void channel_free(fc_channel_t *ch) {
   while (ch->history.count) fc_event_unref(ring_shift(&ch->history));
-  free(ch->history.items);
-  free(ch->evicted.items);
+  ring_dispose(&ch->history);
+  ring_dispose(&ch->evicted);
   free(ch->local_count);
   free(ch->local);
   free(ch->name);
   free(ch);
 }
 
-/* Finds or (with `create`) adds a channel. Hub lock held. */
-static fc_channel_t *find_locked(fc_hub_t *hub, const char *name, size_t len, bool create) {
-  uint32_t h = hash_name(name, len);
+/* The channel named `name` in the table, or NULL. Hub lock held. */
+static fc_channel_t *find_locked(fc_hub_t *hub, const char *name, size_t len, uint32_t h) {
   fc_channel_t *ch = hub->buckets[h & (hub->nbuckets - 1)];
   while (ch && !(ch->hash == h && ch->name_len == len && memcmp(ch->name, name, len) == 0))
     ch = ch->hnext;
-  if (!ch && create) {
-    if (hub->nchannels >= hub->nbuckets) table_grow(hub);
-    ch = channel_new(hub, name, len, h);
-    ch->hnext = hub->buckets[h & (hub->nbuckets - 1)];
-    hub->buckets[h & (hub->nbuckets - 1)] = ch;
-    hub->nchannels++;
-  }
   return ch;
 }
 
-fc_channel_t *fc_hub_channel(fc_hub_t *hub, const char *name, size_t len, bool create) {
-  if (!fc_channel_name_valid(name, len)) return NULL;
-  pthread_mutex_lock(&hub->lock);
-  fc_channel_t *ch = find_locked(hub, name, len, create);
-  if (ch && ch->load_pending) {
-    ch->load_pending = false;
-    /* Twice the retention: the older half only fills the evicted-id window. */
-    hub->opts.load(hub->opts.load_ud, ch, ch->retention * 2);
+static void insert_locked(fc_hub_t *hub, fc_channel_t *ch) {
+  if (hub->nchannels >= hub->nbuckets) table_grow(hub);
+  ch->hnext = hub->buckets[ch->hash & (hub->nbuckets - 1)];
+  hub->buckets[ch->hash & (hub->nbuckets - 1)] = ch;
+  hub->nchannels++;
+}
+
+static bool full_locked(const fc_hub_t *hub, unsigned flags) {
+  return !(flags & FC_HUB_NOCAP) && hub->opts.max_channels && hub->nchannels >= hub->opts.max_channels;
+}
+
+/* A new channel with what storage holds of it. Returns 0, -ENOENT (storage
+ * does not know it and !create) or the load's error. No lock held. */
+static int channel_load(fc_hub_t *hub, const char *name, size_t len, uint32_t h, bool create,
+                        fc_channel_t **out) {
+  *out = NULL;
+  if (!hub->opts.load && !create) return -ENOENT;
+  fc_channel_t *ch = channel_new(hub, name, len, h);
+  *out = ch;
+  if (!hub->opts.load) return 0;
+  /* Twice the retention: the older half only fills the evicted-id window. */
+  unsigned limit = ch->retention > UINT_MAX / 2 ? UINT_MAX : ch->retention * 2;
+  int rc = hub->opts.load(hub->opts.load_ud, ch, limit);
+  if (rc > 0) {
     /* Whatever is older than the oldest loaded event was trimmed or purged. */
-    ch->evicted_total = ch->history.count ? ((fc_event_t *)ring_at(&ch->history, 0))->n - 1 : ch->next_n - 1;
+    ch->evicted_total =
+        ch->history.count ? ((fc_event_t *)ring_at(&ch->history, 0))->n - 1 : ch->next_n - 1;
+    return 0;
   }
-  pthread_mutex_unlock(&hub->lock);
+  if (rc == 0 && create) return 0;
+  channel_free(ch);
+  *out = NULL;
+  return rc < 0 ? rc : -ENOENT;
+}
+
+int fc_hub_open(fc_hub_t *hub, const char *name, size_t len, unsigned flags, fc_channel_t **out) {
+  *out = NULL;
+  if (!fc_channel_name_valid(name, len)) return -EINVAL;
+  uint32_t h = hash_name(name, len);
+  for (;;) {
+    pthread_mutex_lock(&hub->lock);
+    fc_channel_t *ch = find_locked(hub, name, len, h);
+    /* A lookup past the cap still reads storage: an unknown channel is then
+     * -ENOENT rather than -EMFILE. */
+    bool full = !ch && (flags & FC_HUB_CREATE) && full_locked(hub, flags);
+    uint64_t frees = hub->frees[h & (FC__FREES - 1)];
+    if (ch) atomic_fetch_add(&ch->refs, 1);
+    pthread_mutex_unlock(&hub->lock);
+    if (ch || full || (flags & FC_HUB_CACHED)) {
+      *out = ch;
+      return ch ? 0 : full ? -EMFILE : -ENOENT;
+    }
+
+    /* Storage is read without the lock; whoever inserts first wins. */
+    fc_channel_t *fresh;
+    int rc = channel_load(hub, name, len, h, flags & FC_HUB_CREATE, &fresh);
+    if (rc < 0) return rc;
+    pthread_mutex_lock(&hub->lock);
+    ch = find_locked(hub, name, len, h);
+    /* A channel freed meanwhile may have been loaded, used and freed again
+     * by others after this read: then what was read may be stale. */
+    bool stale = !ch && hub->frees[h & (FC__FREES - 1)] != frees;
+    if (!ch && !stale && !full_locked(hub, flags)) {
+      insert_locked(hub, fresh);
+      ch = fresh;
+      fresh = NULL;
+    }
+    if (ch) atomic_fetch_add(&ch->refs, 1);
+    pthread_mutex_unlock(&hub->lock);
+    if (fresh) channel_free(fresh);
+    if (stale) continue;
+    *out = ch;
+    return ch ? 0 : -EMFILE;
+  }
+}
+
+fc_channel_t *fc_hub_channel(fc_hub_t *hub, const char *name, size_t len, bool create) {
+  fc_channel_t *ch;
+  fc_hub_open(hub, name, len, create ? FC_HUB_CREATE | FC_HUB_NOCAP : 0, &ch);
   return ch;
+}
+
+fc_channel_t *fc_channel_ref(fc_channel_t *ch) {
+  atomic_fetch_add(&ch->refs, 1);
+  return ch;
+}
+
+void fc_channel_unref(fc_channel_t *ch) {
+  if (!ch) return;
+  atomic_store(&ch->used_ms, fc_mono_ms());
+  atomic_fetch_sub(&ch->refs, 1);
 }
 
 void fc_hub_restore_seq(fc_hub_t *hub, uint64_t last_seq) {
@@ -151,18 +264,10 @@ void fc_hub_restore_seq(fc_hub_t *hub, uint64_t last_seq) {
   pthread_mutex_unlock(&hub->lock);
 }
 
-void fc_hub_restore_channel(fc_hub_t *hub, const char *name, uint64_t first_seq, uint64_t last_seq,
-                            uint64_t next_n, uint64_t stored) {
-  size_t len = strlen(name);
-  if (!fc_channel_name_valid(name, len)) return;
-  pthread_mutex_lock(&hub->lock);
-  fc_channel_t *ch = find_locked(hub, name, len, true);
+void fc_hub_restore_counters(fc_channel_t *ch, uint64_t first_seq, uint64_t last_seq, uint64_t next_n) {
   ch->first_seq = first_seq;
   ch->last_seq = last_seq;
-  ch->next_n = next_n;
-  ch->stored = stored;
-  ch->load_pending = hub->opts.load != NULL;
-  pthread_mutex_unlock(&hub->lock);
+  ch->next_n = next_n ? next_n : 1;
 }
 
 void fc_hub_restore_event(fc_channel_t *ch, const fc_event_in_t *in) {
@@ -191,7 +296,7 @@ fc_hub_t *fc_hub_new(const fc_hub_opts_t *opts) {
   hub->opts = *opts;
   if (hub->opts.threads == 0) hub->opts.threads = 1;
   pthread_mutex_init(&hub->lock, NULL);
-  hub->nbuckets = 64;
+  hub->nbuckets = TABLE_MIN;
   hub->buckets = fc_xcalloc(hub->nbuckets, sizeof *hub->buckets);
   hub->inboxes = fc_xcalloc_lines(hub->opts.threads, sizeof *hub->inboxes);
   for (unsigned t = 0; t < hub->opts.threads; t++) pthread_mutex_init(&hub->inboxes[t].lock, NULL);
@@ -233,12 +338,6 @@ uint64_t fc_hub_last_seq(fc_hub_t *hub) {
 }
 
 /* ---- publish -------------------------------------------------------------- */
-
-static size_t subscriber_count(const fc_hub_t *hub, const fc_channel_t *ch) {
-  size_t n = 0;
-  for (unsigned t = 0; t < hub->opts.threads; t++) n += ch->local_count[t];
-  return n;
-}
 
 /* Queues one reference to each of `evs` on `thread`'s inbox. Hub lock held, so
  * inbox order is id order. */
@@ -284,7 +383,8 @@ void fc_hub_publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, si
     history_append(ch, fc_event_ref(evs[i]));
   }
   res->last_seq = hub->seq;
-  res->subscribers = subscriber_count(hub, ch);
+  res->subscribers = ch->subscribers;
+  atomic_store(&ch->used_ms, fc_mono_ms());
   for (unsigned t = 0; t < hub->opts.threads; t++)
     if (ch->local_count[t]) inbox_push(hub, t, evs, n);
   pthread_mutex_unlock(&hub->lock);
@@ -383,6 +483,7 @@ void fc_hub_subscribe(fc_hub_t *hub, unsigned thread, fc_sub_link_t **links, siz
     if (l->next) l->next->prev = l;
     ch->local[thread] = l;
     ch->local_count[thread]++;
+    ch->subscribers++;
   }
   out->position = hub->seq;
   pthread_mutex_unlock(&hub->lock);
@@ -399,6 +500,8 @@ void fc_hub_unsubscribe(fc_hub_t *hub, unsigned thread, fc_sub_link_t *l) {
     ch->local[thread] = l->next;
   if (l->next) l->next->prev = l->prev;
   ch->local_count[thread]--;
+  ch->subscribers--;
+  atomic_store(&ch->used_ms, fc_mono_ms());
   pthread_mutex_unlock(&hub->lock);
   l->prev = l->next = NULL;
   l->channel = NULL;
@@ -461,20 +564,132 @@ static int cmp_info(const void *a, const void *b) {
   return strcmp(((const fc_channel_info_t *)a)->name, ((const fc_channel_info_t *)b)->name);
 }
 
-fc_channel_info_t *fc_hub_list(fc_hub_t *hub, size_t *n) {
+/* Sifts heap[i] down in a max-heap of `n` channels ordered by name. */
+static void heap_down(fc_channel_t **heap, size_t n, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, top = i;
+    if (l < n && strcmp(heap[l]->name, heap[top]->name) > 0) top = l;
+    if (r < n && strcmp(heap[r]->name, heap[top]->name) > 0) top = r;
+    if (top == i) return;
+    fc_channel_t *t = heap[i];
+    heap[i] = heap[top];
+    heap[top] = t;
+    i = top;
+  }
+}
+
+static void heap_up(fc_channel_t **heap, size_t i) {
+  while (i && strcmp(heap[(i - 1) / 2]->name, heap[i]->name) < 0) {
+    fc_channel_t *t = heap[i];
+    heap[i] = heap[(i - 1) / 2];
+    heap[(i - 1) / 2] = t;
+    i = (i - 1) / 2;
+  }
+}
+
+fc_channel_info_t *fc_hub_list(fc_hub_t *hub, const char *after, size_t limit, size_t *n) {
   pthread_mutex_lock(&hub->lock);
-  fc_channel_info_t *list = fc_xmalloc((hub->nchannels ? hub->nchannels : 1) * sizeof *list);
+  size_t cap = limit < hub->nchannels ? limit : hub->nchannels;
+  /* The `limit` smallest names after `after`: a max-heap whose top goes
+   * when a smaller name comes. */
+  fc_channel_t **heap = fc_xmalloc((cap ? cap : 1) * sizeof *heap);
   size_t k = 0;
-  for (size_t i = 0; i < hub->nbuckets; i++) {
+  for (size_t i = 0; i < hub->nbuckets && cap; i++) {
     for (fc_channel_t *c = hub->buckets[i]; c; c = c->hnext) {
-      size_t kept = c->load_pending ? (c->stored < c->retention ? c->stored : c->retention) : c->history.count;
-      list[k++] = (fc_channel_info_t){c->name, kept, c->last_seq, subscriber_count(hub, c)};
+      if (strcmp(c->name, after) <= 0) continue;
+      if (k < cap) {
+        heap[k] = c;
+        heap_up(heap, k++);
+      } else if (strcmp(c->name, heap[0]->name) < 0) {
+        heap[0] = c;
+        heap_down(heap, k, 0);
+      }
     }
   }
+  fc_channel_info_t *list = fc_xmalloc((k ? k : 1) * sizeof *list);
+  for (size_t i = 0; i < k; i++) {
+    fc_channel_t *c = heap[i];
+    memcpy(list[i].name, c->name, c->name_len + 1);
+    list[i].retained = c->history.count;
+    list[i].last_seq = c->last_seq;
+    list[i].subscribers = c->subscribers;
+  }
   pthread_mutex_unlock(&hub->lock);
+  free(heap);
   qsort(list, k, sizeof *list, cmp_info);
   *n = k;
   return list;
+}
+
+/* ---- sweep ---------------------------------------------------------------- */
+
+/* True when nothing needs `ch` in memory any more: no reference, no
+ * subscriber, unused for idle_ms, and no event of it alive but its history's,
+ * each held by the history alone (nobody can take another without the hub
+ * lock). Without storage, retained events are the only copy: they keep it. */
+static bool channel_unused(const fc_hub_t *hub, fc_channel_t *ch, uint64_t now_ms) {
+  if (atomic_load(&ch->refs) || ch->subscribers) return false;
+  uint64_t used = atomic_load(&ch->used_ms);
+  if (now_ms < used || now_ms - used < hub->opts.idle_ms) return false;
+  if (!hub->opts.load && ch->history.count) return false;
+  if (atomic_load(&ch->events) != ch->history.count) return false;
+  for (unsigned i = 0; i < ch->history.count; i++)
+    if (atomic_load(&((fc_event_t *)ring_at(&ch->history, i))->sse.refs) != 1) return false;
+  return true;
+}
+
+void fc_hub_drop(fc_hub_t *hub, fc_channel_t *ch) {
+  if (!ch) return;
+  pthread_mutex_lock(&hub->lock);
+  atomic_fetch_sub(&ch->refs, 1);
+  bool unused = channel_unused(hub, ch, atomic_load(&ch->used_ms) + hub->opts.idle_ms);
+  if (unused) {
+    fc_channel_t **pp = &hub->buckets[ch->hash & (hub->nbuckets - 1)];
+    while (*pp != ch) pp = &(*pp)->hnext;
+    *pp = ch->hnext;
+    hub->nchannels--;
+    hub->frees[ch->hash & (FC__FREES - 1)]++;
+  }
+  pthread_mutex_unlock(&hub->lock);
+  if (unused) channel_free(ch);
+}
+
+#define SWEEP_SLICE 4096 /* buckets looked at per hold of the hub lock */
+#define SWEEP_TRIM 1024  /* channels freed at once before memory goes back to the system */
+
+size_t fc_hub_sweep(fc_hub_t *hub, uint64_t now_ms) {
+  fc_channel_t *dead = NULL;
+  size_t freed = 0;
+  for (size_t b = 0;;) {
+    pthread_mutex_lock(&hub->lock);
+    /* The table may have grown between slices: some channels are then seen
+     * twice or not at all this time, which only delays them to the next sweep. */
+    size_t end = b + SWEEP_SLICE < hub->nbuckets ? b + SWEEP_SLICE : hub->nbuckets;
+    for (; b < end; b++) {
+      for (fc_channel_t **pp = &hub->buckets[b], *c; (c = *pp);) {
+        if (!channel_unused(hub, c, now_ms)) {
+          pp = &c->hnext;
+          continue;
+        }
+        *pp = c->hnext;
+        c->hnext = dead;
+        dead = c;
+        hub->nchannels--;
+        hub->frees[c->hash & (FC__FREES - 1)]++;
+        freed++;
+      }
+    }
+    bool done = b >= hub->nbuckets;
+    if (done) table_shrink(hub);
+    pthread_mutex_unlock(&hub->lock);
+    if (done) break;
+  }
+  for (fc_channel_t *c = dead, *next; c; c = next) {
+    next = c->hnext;
+    channel_free(c);
+  }
+  if (freed >= SWEEP_TRIM) malloc_trim(0);
+  return freed;
 }
 
 size_t fc_hub_expire(fc_hub_t *hub, int64_t now_ms) {

@@ -25,7 +25,7 @@ typedef struct fc_event {
   uint64_t seq;          /* server-wide id, shown to clients as decimal */
   uint64_t n;            /* 1-based ordinal within its channel */
   int64_t time_ms;       /* publish time, ms since the epoch */
-  fc_channel_t *channel; /* channels outlive their events */
+  fc_channel_t *channel; /* channels outlive their events (each counts in it) */
   const char *name;      /* SSE event name, "" when none; NUL-terminated */
   const char *data;      /* payload, NUL-terminated */
   const char *from;      /* publisher connection id, "" when none */
@@ -87,18 +87,25 @@ typedef struct {
   uint64_t max_age_s; /* 0: no age limit */
 } fc_hub_rule_t;
 
-/* Fills a channel's history from storage the first time it is used after a
- * start: calls fc_hub_restore_event() for each event, oldest first. Runs with
- * the hub lock held. */
-typedef void (*fc_hub_load_cb)(void *ud, fc_channel_t *ch, unsigned limit);
+/* Fills a channel that is not in memory from storage: its counters with
+ * fc_hub_restore_counters(), then its newest `limit` events with
+ * fc_hub_restore_event(), oldest first. Returns 1 when storage knows the
+ * channel, 0 when it does not, or a negative errno (nothing is then used).
+ * Runs without the hub lock, on a channel no other thread sees yet; any thread. */
+typedef int (*fc_hub_load_cb)(void *ud, fc_channel_t *ch, unsigned limit);
 
 typedef struct {
   unsigned threads;   /* loop threads that hold subscribers */
   unsigned retention; /* events kept per channel, unless a rule says otherwise */
   const fc_hub_rule_t *rules;
   size_t nrules;
+  /* Durable storage: channels are loaded from it on demand, and a channel
+   * not in use is freed even with retained events (storage has them). NULL:
+   * memory only, where a channel stays while it retains events. */
   fc_hub_load_cb load;
   void *load_ud;
+  size_t max_channels; /* channels in memory at most (0: no cap) */
+  uint64_t idle_ms;    /* an unused channel is freed by the sweep after this long */
   /* Called, from any thread, when `thread`'s inbox goes from empty to not empty;
    * the loop then calls fc_hub_drain() on that thread. */
   void (*notify)(unsigned thread, void *ud);
@@ -114,9 +121,39 @@ bool fc_channel_name_valid(const char *name, size_t len);
 /* True when `name` is a valid event name: [A-Za-z0-9._:-]{1,128}. */
 bool fc_event_name_valid(const char *name, size_t len);
 
-/* Looks a channel up by name; creates it when `create`. Returns NULL when absent
- * (or the name is invalid). Channels live until fc_hub_free(). Any thread. */
+/* Channel lifetime. A channel is in memory while something uses it: a
+ * reference (from fc_hub_open/fc_hub_channel, or fc_channel_ref), a
+ * subscription link, or an event that points at it outside its own history.
+ * Once none is left for `idle_ms`, fc_hub_sweep() frees it (with storage,
+ * even with retained events: they load again on the next use, and ids,
+ * ordinals and history continue exactly). */
+enum {
+  FC_HUB_CREATE = 1, /* create the channel when neither memory nor storage has it */
+  FC_HUB_NOCAP = 2,  /* bring it into memory past max_channels (server-made channels) */
+  FC_HUB_CACHED = 4, /* only a channel already in memory: never read storage */
+};
+/* Looks a channel up by name, in memory, then in storage (read without the
+ * hub lock). On success stores a reference in `*out` (release it with
+ * fc_channel_unref) and returns 0. Errors: -EINVAL (bad name), -ENOENT (no
+ * such channel, without FC_HUB_CREATE), -EMFILE (max_channels are in memory:
+ * nothing was created), -EIO (storage could not be read). Any thread. */
+int fc_hub_open(fc_hub_t *hub, const char *name, size_t len, unsigned flags, fc_channel_t **out);
+/* fc_hub_open() for the server's own channels: with `create`, uncapped.
+ * Returns a reference, or NULL on any error. */
 fc_channel_t *fc_hub_channel(fc_hub_t *hub, const char *name, size_t len, bool create);
+/* Another reference on a channel the caller already holds one on (or is
+ * subscribed to). Any thread. */
+fc_channel_t *fc_channel_ref(fc_channel_t *ch);
+/* Drops a reference; NULL is a no-op. The channel stays until a sweep finds
+ * it unused. Any thread. */
+void fc_channel_unref(fc_channel_t *ch);
+/* Drops a reference, and frees the channel at once when nothing else uses
+ * it: what a refused request opened leaves nothing behind. Any thread. */
+void fc_hub_drop(fc_hub_t *hub, fc_channel_t *ch);
+/* Frees the channels unused for `idle_ms` as of `now_ms` (fc_mono_ms()),
+ * then gives freed memory back to the system when many went. Returns how
+ * many were freed. Takes the hub lock in short slices. Any thread. */
+size_t fc_hub_sweep(fc_hub_t *hub, uint64_t now_ms);
 const char *fc_channel_name(const fc_channel_t *ch);
 
 typedef struct {
@@ -156,7 +193,8 @@ typedef struct {
 void fc_backlog_dispose(fc_backlog_t *b);
 
 /* Subscribes `n` links, all on loop thread `thread`, to their channels (set
- * `links[i].channel` before calling) and fills `out` with what the subscriber
+ * `links[i].channel` to channels the caller holds references on; the
+ * subscription keeps each channel until fc_hub_unsubscribe) and fills `out` with what the subscriber
  * must be sent before live events, merged in id order. Atomic with respect to
  * publishes: no event is missed or given twice. Call on `thread`. */
 void fc_hub_subscribe(fc_hub_t *hub, unsigned thread, fc_sub_link_t **links, size_t n,
@@ -176,16 +214,19 @@ void fc_hub_history(fc_hub_t *hub, fc_channel_t *ch, uint64_t after, size_t limi
 void fc_hub_purge(fc_hub_t *hub, fc_channel_t *ch);
 
 typedef struct {
-  const char *name; /* valid until fc_hub_free() */
+  char name[FC_CHANNEL_NAME_MAX + 1];
   size_t retained;
   uint64_t last_seq; /* 0 when the channel has no event yet */
   size_t subscribers;
 } fc_channel_info_t;
-/* A snapshot of every channel, sorted by name; free() the array. */
-fc_channel_info_t *fc_hub_list(fc_hub_t *hub, size_t *n);
+/* A snapshot of the channels in memory whose names sort after `after` (""
+ * for all), the first `limit` by name (strcmp order); free() the array. */
+fc_channel_info_t *fc_hub_list(fc_hub_t *hub, const char *after, size_t limit, size_t *n);
 
-/* How many channels there are. */
+/* How many channels are in memory. */
 size_t fc_hub_channel_count(fc_hub_t *hub);
+/* Events a channel named `name` keeps (the first matching rule, or the default). */
+unsigned fc_hub_retention_of(const fc_hub_t *hub, const char *name);
 
 /* The highest id given so far. */
 uint64_t fc_hub_last_seq(fc_hub_t *hub);
@@ -193,16 +234,16 @@ uint64_t fc_hub_last_seq(fc_hub_t *hub);
 /* True when `name` matches `pattern` ('*' matches any run, possibly empty). */
 bool fc_glob_match(const char *pattern, const char *name);
 
-/* Start-up: sets the id counter to continue after `last_seq`, and registers a
- * stored channel with its counters; its events load when it is first used. */
+/* Start-up: sets the id counter to continue after `last_seq`. */
 void fc_hub_restore_seq(fc_hub_t *hub, uint64_t last_seq);
-void fc_hub_restore_channel(fc_hub_t *hub, const char *name, uint64_t first_seq, uint64_t last_seq,
-                            uint64_t next_n, uint64_t stored);
-/* Adds a stored event (seq, n and time set) to a channel being loaded. Only
- * from within the load callback. */
+/* Only from within the load callback, on the channel being loaded: its
+ * stored counters, then each stored event (seq, n and time set), oldest first. */
+void fc_hub_restore_counters(fc_channel_t *ch, uint64_t first_seq, uint64_t last_seq, uint64_t next_n);
 void fc_hub_restore_event(fc_channel_t *ch, const fc_event_in_t *ev);
 
-/* Storage's private per-channel slot: the store's writer thread only. */
+/* Storage's private per-channel slot: the store's writer thread only. Zero
+ * when the channel comes into memory; everything in it is derived again from
+ * the database (the row id by name, ordinals from the hub). */
 typedef struct {
   int64_t id;         /* row id */
   uint64_t id_group;  /* commit group that created the row: a rollback undoes it */

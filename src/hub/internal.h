@@ -6,10 +6,14 @@
 
 #include <pthread.h>
 
-/* A fixed-capacity ring of 64-bit values or pointers, oldest first. */
+/* A ring of pointers (or ids as uintptr_t), oldest first, holding at most
+ * `max`. Its array grows with use (doubling up to `max`) and is freed when
+ * the ring empties, so a bound costs nothing until it is used. */
 typedef struct {
   void **items;
-  unsigned cap, head, count;
+  unsigned cap; /* slots allocated */
+  unsigned max; /* slots at most */
+  unsigned head, count;
 } fc__ring_t;
 
 struct fc_channel {
@@ -27,9 +31,11 @@ struct fc_channel {
   uint64_t evicted_total; /* events evicted or purged since start */
   unsigned retention;     /* history capacity */
   uint64_t max_age_s;     /* 0: none */
-  bool load_pending;      /* stored events not loaded yet */
-  uint64_t stored;        /* while load_pending: events in storage */
   fc_channel_store_t store;
+  atomic_uint refs;       /* references held outside the hub (fc_hub_open, fc_channel_ref) */
+  atomic_size_t events;   /* events alive that point here, in history or not */
+  _Atomic uint64_t used_ms; /* fc_mono_ms() of the last release, publish or unsubscribe */
+  size_t subscribers;     /* links on every thread; hub lock */
   unsigned *local_count;  /* [threads] subscribers per loop thread */
   fc_sub_link_t **local;  /* [threads] list heads; each touched by its thread only */
 };
@@ -40,12 +46,17 @@ typedef struct {
   size_t len, cap;
 } fc__inbox_t;
 
+#define FC__FREES 256 /* slots of fc_hub.frees, a power of two */
+
 struct fc_hub {
   fc_hub_opts_t opts;
   pthread_mutex_t lock; /* channels, history, registration, id assignment */
   uint64_t seq;         /* last id given */
   fc_channel_t **buckets;
-  size_t nbuckets, nchannels;
+  size_t nbuckets, nchannels; /* nchannels: channels in memory, capped by opts.max_channels */
+  /* Times channels left memory, by hash: a load that saw its slot change
+   * reads storage again. */
+  uint64_t frees[FC__FREES];
   fc__inbox_t *inboxes; /* [threads] */
 };
 

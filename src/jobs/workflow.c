@@ -255,10 +255,15 @@ void fc__wf_triggers(fc_jobs_t *j, wf_t *w, bool on) {
     if (strcmp(json_string_value(json_object_get(t, "type")), "channel")) continue;
     fc_sub_link_t *l = &w->links[w->nlinks++];
     l->channel = fc_hub_channel(hub, ch, strlen(ch), true);
+    if (!l->channel) { /* storage could not be read */
+      w->nlinks--;
+      continue;
+    }
     l->deliver = on_trigger;
     l->owner = w;
     fc_backlog_t bl;
     fc_hub_subscribe(hub, 0, &l, 1, &(fc_resume_t){.replay = 0}, &bl);
     fc_backlog_dispose(&bl);
+    fc_channel_unref(l->channel); /* the subscription holds it now */
   }
 }

@@ -13,6 +13,7 @@ struct fc_store {
   sqlite3 *db;  /* the writer's connection: writer thread only (and open/close) */
   sqlite3 *rdb; /* reads, serialized by read_lock */
   pthread_mutex_t read_lock;
+  sqlite3_stmt *rbegin, *rend, *rchannel, *rtail, *rlist; /* on rdb, under read_lock */
   sqlite3_stmt *ins_event, *begin, *commit, *ins_channel, *settle_channel, *settle_aged, *trim_count, *trim_age;
 
   pthread_t thread;

@@ -62,6 +62,12 @@ static const char *const migrations[] = {
 
 static int exec(sqlite3 *db, const char *sql) { return sqlite3_exec(db, sql, NULL, NULL, NULL); }
 
+static int step_reset(sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
 /* Reads PRAGMA user_version, applies what migrations are missing. */
 static int migrate(sqlite3 *db, char *err, size_t errlen) {
   sqlite3_stmt *st;
@@ -207,6 +213,29 @@ static int prepare_statements(fc_store_t *s) {
   return 0;
 }
 
+/* The stored counters of a channel: its first id, its last id and next
+ * ordinal (the larger of its row's and its newest event's, see SETTLE), and
+ * how many events it holds. */
+#define CHANNEL_COLUMNS                                                                                \
+  "c.first_seq, max(c.last_seq, coalesce(" NEWEST("seq", "c.id") ", 0)), "                          \
+  "max(c.next_n, coalesce(" NEWEST("n", "c.id") ", 0) + 1), "                                         \
+  "(SELECT count(*) FROM events e WHERE e.channel_id = c.id)"
+
+static int prepare_reads(fc_store_t *s) {
+  static const char *const sql[] = {
+      "BEGIN",
+      "COMMIT",
+      "SELECT c.id, " CHANNEL_COLUMNS " FROM channels c WHERE c.name=?1",
+      "SELECT * FROM (SELECT e.seq, e.n, e.time_ms, e.name, e.data, e.is_json, e.from_conn FROM events e "
+      "WHERE e.channel_id=?1 ORDER BY e.n DESC LIMIT ?2) ORDER BY n",
+      "SELECT c.name, " CHANNEL_COLUMNS " FROM channels c WHERE c.name > ?1 ORDER BY c.name LIMIT ?2",
+  };
+  sqlite3_stmt **out[] = {&s->rbegin, &s->rend, &s->rchannel, &s->rtail, &s->rlist};
+  for (size_t i = 0; i < FC_ARRAY_LEN(sql); i++)
+    if (sqlite3_prepare_v3(s->rdb, sql[i], -1, SQLITE_PREPARE_PERSISTENT, out[i], NULL) != SQLITE_OK) return -1;
+  return 0;
+}
+
 /* The id counter: the last id stored or settled in a channel row, or what
  * schema 3 kept in meta. */
 static uint64_t read_last_seq(sqlite3 *db) {
@@ -262,8 +291,16 @@ fc_store_t *fc_store_open(const fc_store_opts_t *opts, char *err, size_t errlen)
   }
   s->rdb = open_db(s->path, SQLITE_OPEN_READONLY, err, errlen);
   if (!s->rdb) goto fail;
+  if (prepare_reads(s) < 0) {
+    snprintf(err, errlen, "cannot prepare statements on %s: %s", s->path, sqlite3_errmsg(s->rdb));
+    goto fail;
+  }
   s->last_seq = read_last_seq(s->db);
-  pthread_create(&s->thread, NULL, fc__store_writer, s);
+  int rc = pthread_create(&s->thread, NULL, fc__store_writer, s);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot start the storage writer thread: %s", strerror(rc));
+    goto fail;
+  }
   s->running = true;
   return s;
 fail:
@@ -280,8 +317,9 @@ void fc_store_close(fc_store_t *s) {
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
   }
-  sqlite3_stmt *sts[] = {s->ins_event,      s->begin,       s->commit,     s->ins_channel,
-                         s->settle_channel, s->settle_aged, s->trim_count, s->trim_age};
+  sqlite3_stmt *sts[] = {s->ins_event,  s->begin,    s->commit,   s->ins_channel, s->settle_channel,
+                         s->settle_aged, s->trim_count, s->trim_age, s->rbegin,     s->rend,
+                         s->rchannel,    s->rtail,      s->rlist};
   for (size_t i = 0; i < FC_ARRAY_LEN(sts); i++) sqlite3_finalize(sts[i]);
   sqlite3_close(s->rdb);
   sqlite3_close(s->db);
@@ -295,58 +333,86 @@ void fc_store_close(fc_store_t *s) {
 
 uint64_t fc_store_last_seq(fc_store_t *s) { return s->last_seq; }
 
-int fc_store_each_channel(fc_store_t *s, void (*each)(void *ud, const char *name, const fc_store_channel_t *c),
-                          void *ud) {
-  sqlite3_stmt *st;
-  pthread_mutex_lock(&s->read_lock);
-  int rc = sqlite3_prepare_v2(s->rdb,
-                              "SELECT name, first_seq, max(last_seq, coalesce(" NEWEST("seq", "c.id") ", 0)), "
-                              "max(next_n, coalesce(" NEWEST("n", "c.id") ", 0) + 1), "
-                              "(SELECT count(*) FROM events e WHERE e.channel_id = c.id) FROM channels c",
-                              -1, &st, NULL);
-  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-    fc_store_channel_t c = {(uint64_t)sqlite3_column_int64(st, 1), (uint64_t)sqlite3_column_int64(st, 2),
-                            (uint64_t)sqlite3_column_int64(st, 3), (uint64_t)sqlite3_column_int64(st, 4)};
-    each(ud, (const char *)sqlite3_column_text(st, 0), &c);
-  }
-  sqlite3_finalize(st);
-  pthread_mutex_unlock(&s->read_lock);
-  return rc == SQLITE_OK ? 0 : -EIO;
+static fc_store_channel_t channel_counters(sqlite3_stmt *st, int col) {
+  return (fc_store_channel_t){(uint64_t)sqlite3_column_int64(st, col), (uint64_t)sqlite3_column_int64(st, col + 1),
+                              (uint64_t)sqlite3_column_int64(st, col + 2),
+                              (uint64_t)sqlite3_column_int64(st, col + 3)};
 }
 
-int fc_store_load_tail(fc_store_t *s, const char *channel, unsigned limit,
-                       void (*each)(void *ud, const fc_event_in_t *ev), void *ud) {
-  static const char sql[] =
-      "SELECT * FROM (SELECT e.seq, e.n, e.time_ms, e.name, e.data, e.is_json, e.from_conn FROM events e "
-      "JOIN channels c ON c.id = e.channel_id WHERE c.name=?1 ORDER BY e.n DESC LIMIT ?2) ORDER BY n";
+static int done_reset(sqlite3_stmt *st, int rc) {
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+int fc_store_channels(fc_store_t *s, const char *after, unsigned limit,
+                      void (*each)(void *ud, const char *name, const fc_store_channel_t *c), void *ud) {
   pthread_mutex_lock(&s->read_lock);
-  sqlite3_stmt *st;
-  int n = 0, rc = sqlite3_prepare_v2(s->rdb, sql, -1, &st, NULL);
-  if (rc == SQLITE_OK) {
-    sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, limit);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-      fc_event_in_t ev = {
-          .seq = (uint64_t)sqlite3_column_int64(st, 0),
-          .n = (uint64_t)sqlite3_column_int64(st, 1),
-          .time_ms = sqlite3_column_int64(st, 2),
-          .name = {(const char *)sqlite3_column_text(st, 3), (size_t)sqlite3_column_bytes(st, 3)},
-          .data = {(const char *)sqlite3_column_blob(st, 4), (size_t)sqlite3_column_bytes(st, 4)},
-          .is_json = sqlite3_column_int(st, 5) != 0,
-          .from = {(const char *)sqlite3_column_text(st, 6), (size_t)sqlite3_column_bytes(st, 6)},
-      };
-      each(ud, &ev);
-      n++;
-    }
-    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  sqlite3_stmt *st = s->rlist;
+  sqlite3_bind_text(st, 1, after, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, limit);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    fc_store_channel_t c = channel_counters(st, 1);
+    each(ud, (const char *)sqlite3_column_text(st, 0), &c);
+    n++;
   }
-  sqlite3_finalize(st);
+  rc = done_reset(st, rc);
   pthread_mutex_unlock(&s->read_lock);
   if (rc != SQLITE_OK) {
-    fc_log(FC_LOG_ERROR, "store read failed", "channel=%s error=\"%s\"", channel, sqlite3_errstr(rc));
+    fc_log(FC_LOG_ERROR, "store read failed", "what=channels error=\"%s\"", sqlite3_errstr(rc));
     return -EIO;
   }
   return n;
+}
+
+/* Reads the channel's newest `limit` events into the hub, oldest first. Read lock held. */
+static int load_tail(fc_store_t *s, fc_channel_t *ch, int64_t id, unsigned limit) {
+  sqlite3_stmt *st = s->rtail;
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_int64(st, 2, limit);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    fc_event_in_t ev = {
+        .seq = (uint64_t)sqlite3_column_int64(st, 0),
+        .n = (uint64_t)sqlite3_column_int64(st, 1),
+        .time_ms = sqlite3_column_int64(st, 2),
+        .name = {(const char *)sqlite3_column_text(st, 3), (size_t)sqlite3_column_bytes(st, 3)},
+        .data = {(const char *)sqlite3_column_blob(st, 4), (size_t)sqlite3_column_bytes(st, 4)},
+        .is_json = sqlite3_column_int(st, 5) != 0,
+        .from = {(const char *)sqlite3_column_text(st, 6), (size_t)sqlite3_column_bytes(st, 6)},
+    };
+    fc_hub_restore_event(ch, &ev);
+  }
+  return done_reset(st, rc);
+}
+
+int fc_store_load_channel(void *store, fc_channel_t *ch, unsigned limit) {
+  fc_store_t *s = store;
+  pthread_mutex_lock(&s->read_lock);
+  /* One read transaction: the counters and the tail are one snapshot. */
+  int rc = step_reset(s->rbegin), found = 0;
+  if (rc == SQLITE_OK) {
+    sqlite3_stmt *st = s->rchannel;
+    sqlite3_bind_text(st, 1, fc_channel_name(ch), -1, SQLITE_STATIC);
+    int64_t id = 0;
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      id = sqlite3_column_int64(st, 0);
+      fc_store_channel_t c = channel_counters(st, 1);
+      fc_hub_restore_counters(ch, c.first_seq, c.last_seq, c.next_n);
+      found = 1;
+    }
+    rc = done_reset(st, rc);
+    if (rc == SQLITE_OK && found) rc = load_tail(s, ch, id, limit);
+    int end = step_reset(s->rend);
+    if (rc == SQLITE_OK) rc = end;
+  }
+  pthread_mutex_unlock(&s->read_lock);
+  if (rc != SQLITE_OK) {
+    fc_log(FC_LOG_ERROR, "store read failed", "channel=%s error=\"%s\"", fc_channel_name(ch), sqlite3_errstr(rc));
+    return -EIO;
+  }
+  return found;
 }
 
 int fc_store_backup(const char *dir, const char *path, char *err, size_t errlen) {

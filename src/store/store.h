@@ -2,7 +2,8 @@
  * SQLite (sqlite.c). One writer thread commits publishes in groups: every job
  * that arrives while a commit runs goes into the next single transaction, and
  * each job's callback runs after its transaction is committed, in commit order.
- * Reads (channel tails after a restart) use a separate connection. */
+ * Reads (a channel's tail when it comes back into memory, the channel list)
+ * use a separate connection. */
 #ifndef FC_STORE_H
 #define FC_STORE_H
 
@@ -36,8 +37,9 @@ typedef struct {
 } fc_store_opts_t;
 
 /* Opens (creating) DIR/flowcast.db, locks the directory against a second
- * server, and upgrades the schema. Returns NULL with a message for the user in
- * `err` for a corrupt, locked, unwritable or newer database. */
+ * server, upgrades the schema and starts the writer thread. Returns NULL with
+ * a message for the user in `err` for a corrupt, locked, unwritable or newer
+ * database, or a writer thread that cannot start. */
 fc_store_t *fc_store_open(const fc_store_opts_t *opts, char *err, size_t errlen);
 /* Opens DIR/flowcast.db for another part of flowcast (users), creating and
  * upgrading it as fc_store_open does, without the server lock. NULL with `err`. */
@@ -58,21 +60,22 @@ typedef struct {
   uint64_t stored;    /* events stored now */
 } fc_store_channel_t;
 
-/* Calls `each` for every stored channel (start-up: names and counters only). */
-int fc_store_each_channel(fc_store_t *s,
-                          void (*each)(void *ud, const char *name, const fc_store_channel_t *c),
-                          void *ud);
+/* Calls `each` for the stored channels whose names sort after `after` (""
+ * for all), in name order (bytewise, as strcmp), at most `limit`. Any thread.
+ * Returns how many, or -EIO. */
+int fc_store_channels(fc_store_t *s, const char *after, unsigned limit,
+                      void (*each)(void *ud, const char *name, const fc_store_channel_t *c), void *ud);
 
-/* Reads the newest `limit` events of a channel, oldest first, into `each`.
- * Any thread. Returns the number read, or a negative errno. */
-int fc_store_load_tail(fc_store_t *s, const char *channel, unsigned limit,
-                       void (*each)(void *ud, const fc_event_in_t *ev), void *ud);
+/* The hub's load hook (fc_hub_load_cb, with the store as `ud`): gives `ch`
+ * its stored counters and its newest `limit` events, read in one snapshot.
+ * Returns 1, 0 when the channel was never stored, or -EIO. Any thread. */
+int fc_store_load_channel(void *store, fc_channel_t *ch, unsigned limit);
 
 /* One publish: events for one channel, stored together or not at all. */
 typedef struct fc_store_job fc_store_job_t;
 struct fc_store_job {
   fc_store_job_t *next;
-  fc_channel_t *channel;
+  fc_channel_t *channel; /* a reference the submitter holds until `done` */
   /* Borrowed until `done`; the writer fills in each one's seq, n and time. */
   fc_event_in_t *events;
   size_t n;

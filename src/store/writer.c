@@ -246,6 +246,7 @@ void *fc__store_writer(void *arg) {
       fc_channel_store_t *cs = fc_channel_store(j->channel);
       if (cs->trim_listed) continue;
       cs->trim_listed = true;
+      fc_channel_ref(j->channel); /* the list outlives the job */
       if (ntouched == cap) touched = fc_xrealloc(touched, (cap = cap ? cap * 2 : 64) * sizeof *touched);
       touched[ntouched++] = j->channel;
     }
@@ -257,7 +258,10 @@ void *fc__store_writer(void *arg) {
     if ((!busy || stop) && ntouched) {
       bool more = trim_some(s, touched, ntouched);
       if (!more) {
-        for (size_t i = 0; i < ntouched; i++) fc_channel_store(touched[i])->trim_listed = false;
+        for (size_t i = 0; i < ntouched; i++) {
+          fc_channel_store(touched[i])->trim_listed = false;
+          fc_channel_unref(touched[i]);
+        }
         ntouched = 0;
       }
     }
@@ -269,6 +273,7 @@ void *fc__store_writer(void *arg) {
     if (stop) break;
   }
   pthread_mutex_unlock(&s->lock);
+  for (size_t i = 0; i < ntouched; i++) fc_channel_unref(touched[i]);
   free(touched);
   return NULL;
 }

@@ -94,15 +94,23 @@ void fc__ws_unsubscribe(fc_ws_session_t *s, fc_channel_t *ch, const char *name, 
   fc__ws_send_json(s, j);
 }
 
-/* The channel an op names, created when `create`; sends an error and returns
- * NULL when the name is bad (or, without create, unknown). */
+/* The channel an op names, created when `create`, as a reference the caller
+ * releases; sends an error and returns NULL when the name is bad, too many
+ * channels are in use, or storage fails (or, without create, it is unknown). */
 static fc_channel_t *op_channel(fc_ws_session_t *s, json_t *msg, const char *ref, bool create) {
   const char *name = json_string_value(json_object_get(msg, "channel"));
   if (!name || !fc_channel_name_valid(name, strlen(name))) {
     fc_ws_error(s, ref, "bad_channel", "channel name must match [A-Za-z0-9._:-]{1,128}");
     return NULL;
   }
-  return fc_hub_channel(s->ws->opts.hub, name, strlen(name), create);
+  fc_channel_t *ch;
+  /* Without create (unsubscribe), a channel not in memory has no subscriber. */
+  int rc = fc_hub_open(s->ws->opts.hub, name, strlen(name), create ? FC_HUB_CREATE : FC_HUB_CACHED, &ch);
+  if (rc == -EMFILE)
+    fc_ws_error(s, ref, "too_many_channels", "the server holds its maximum of channels in use: nothing was created");
+  else if (rc < 0 && rc != -ENOENT)
+    fc_ws_error(s, ref, "storage_error", "storage could not be read; retry later");
+  return ch;
 }
 
 static void op_subscribe(fc_ws_session_t *s, json_t *msg, const char *ref) {
@@ -130,6 +138,7 @@ static void op_subscribe(fc_ws_session_t *s, json_t *msg, const char *ref) {
   }
   fc_channel_t *ch = op_channel(s, msg, ref, true);
   if (ch) fc__ws_subscribe(s, ch, &from, ref);
+  fc_channel_unref(ch); /* a subscription holds it now */
 }
 
 static void op_publish(fc_ws_session_t *s, json_t *msg, const char *ref) {
@@ -162,7 +171,7 @@ static void op_publish(fc_ws_session_t *s, json_t *msg, const char *ref) {
   }
   ev.from = (fc_str_t){s->id, strlen(s->id)};
   fc_channel_t *ch = op_channel(s, msg, ref, true); /* valid: the channel may come to exist */
-  if (ch) s->ws->opts.publish(s->ws->opts.ud, s, ch, &ev, msg, ref);
+  if (ch) s->ws->opts.publish(s->ws->opts.ud, s, ch, &ev, msg, ref); /* takes the reference */
 }
 
 static void op_send(fc_ws_session_t *s, json_t *msg, const char *ref) {
@@ -194,6 +203,7 @@ void fc__ws_on_text(fc_ws_session_t *s, const char *p, size_t n) {
     const char *name = json_string_value(json_object_get(msg, "channel"));
     fc_channel_t *ch = op_channel(s, msg, ref, false);
     if (ch || (name && fc_channel_name_valid(name, strlen(name)))) fc__ws_unsubscribe(s, ch, name, ref);
+    fc_channel_unref(ch);
   } else if (!strcmp(op, "publish")) {
     op_publish(s, msg, ref);
   } else if (!strcmp(op, "send")) {

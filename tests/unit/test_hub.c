@@ -1,5 +1,6 @@
 /* The hub without sockets: history ring eviction, replay, resume, gaps,
  * fan-out through inboxes, and the no-loss/no-duplicate rule at subscribe. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -234,7 +235,7 @@ static void purge_and_list(void **state) {
   pub(hub, b, "1");
   uint64_t last = pub(hub, b, "2");
   size_t n;
-  fc_channel_info_t *list = fc_hub_list(hub, &n);
+  fc_channel_info_t *list = fc_hub_list(hub, "", 10, &n);
   assert_int_equal(n, 2);
   assert_string_equal(list[0].name, "a");
   assert_int_equal(list[1].retained, 2);
@@ -269,6 +270,163 @@ static void many_channels_grow_table(void **state) {
   fc_hub_free(hub);
 }
 
+
+/* ---- channel lifetime ---------------------------------------------------- */
+
+#define LATER (fc_mono_ms() + 3600 * 1000) /* a sweep time past any idle limit */
+
+static void unused_channels_are_swept(void **state) {
+  (void)state;
+  fc_hub_t *hub = fc_hub_new(&(fc_hub_opts_t){.threads = 1, .retention = 10, .idle_ms = 1000});
+  fc_channel_t *empty = fc_hub_channel(hub, "empty", 5, true);
+  fc_channel_t *kept = fc_hub_channel(hub, "kept", 4, true);
+  fc_channel_t *subbed = fc_hub_channel(hub, "subbed", 6, true);
+  pub(hub, kept, "x");
+  rec_t r;
+  rec_init(&r, subbed);
+  fc_sub_link_t *links[] = {&r.link};
+  fc_backlog_t b;
+  fc_hub_subscribe(hub, 0, links, 1, &(fc_resume_t){.replay = 0}, &b);
+  fc_backlog_dispose(&b);
+  fc_channel_unref(empty);
+  fc_channel_unref(subbed);
+  assert_int_equal(fc_hub_sweep(hub, fc_mono_ms()), 0); /* not idle long enough yet */
+  assert_int_equal(fc_hub_sweep(hub, LATER), 1);      /* only "empty" */
+  assert_int_equal(fc_hub_channel_count(hub), 2);
+  assert_null(fc_hub_channel(hub, "empty", 5, false));
+  /* Without storage, retained events are the only copy: "kept" stays unreferenced. */
+  fc_channel_unref(kept);
+  assert_int_equal(fc_hub_sweep(hub, LATER), 0);
+  /* A subscriber keeps its channel; once it leaves, the channel may go. */
+  fc_hub_unsubscribe(hub, 0, &r.link);
+  assert_int_equal(fc_hub_sweep(hub, LATER), 1);
+  assert_int_equal(fc_hub_channel_count(hub), 1);
+  fc_hub_free(hub);
+}
+
+/* A toy store: one channel's events, loaded through the hub's hook. */
+typedef struct {
+  const char *name;
+  uint64_t first_seq, last_seq, next_n;
+  fc_event_in_t evs[16];
+  size_t n;
+  int loads;
+} toy_store_t;
+
+static int toy_load(void *ud, fc_channel_t *ch, unsigned limit) {
+  toy_store_t *t = ud;
+  t->loads++;
+  if (strcmp(fc_channel_name(ch), t->name)) return 0;
+  fc_hub_restore_counters(ch, t->first_seq, t->last_seq, t->next_n);
+  size_t from = t->n > limit ? t->n - limit : 0;
+  for (size_t i = from; i < t->n; i++) fc_hub_restore_event(ch, &t->evs[i]);
+  return 1;
+}
+
+/* Publishes through the toy store (ids, ordinals and time given, as the store's writer does). */
+static uint64_t toy_pub(fc_hub_t *hub, toy_store_t *t, fc_channel_t *ch) {
+  fc_event_in_t in = {.data = {"d", 1}, .seq = fc_hub_last_seq(hub) + 1, .n = fc_channel_next_n(hub, ch),
+                      .time_ms = 1};
+  t->evs[t->n++] = in;
+  if (!t->first_seq) t->first_seq = in.seq;
+  t->last_seq = in.seq;
+  t->next_n = in.n + 1;
+  fc_publish_result_t r;
+  fc_hub_publish(hub, ch, &in, 1, &r);
+  return r.last_seq;
+}
+
+static void stored_channel_comes_back(void **state) {
+  (void)state;
+  toy_store_t t = {.name = "s"};
+  fc_hub_t *hub = fc_hub_new(&(fc_hub_opts_t){.threads = 1, .retention = 2, .load = toy_load, .load_ud = &t});
+  fc_channel_t *ch;
+  assert_int_equal(fc_hub_open(hub, "other", 5, 0, &ch), -ENOENT); /* unknown to storage */
+  assert_int_equal(fc_hub_open(hub, "s", 1, FC_HUB_CREATE, &ch), 0);
+  uint64_t ids[5];
+  for (int i = 0; i < 5; i++) ids[i] = toy_pub(hub, &t, ch);
+  /* An event held outside the history keeps the channel in memory. */
+  fc_backlog_t held;
+  fc_hub_history(hub, ch, 0, 10, &held);
+  fc_channel_unref(ch);
+  assert_int_equal(fc_hub_sweep(hub, LATER), 0);
+  fc_backlog_dispose(&held);
+  assert_int_equal(fc_hub_sweep(hub, LATER), 1); /* storage has its events */
+  assert_int_equal(fc_hub_channel_count(hub), 0);
+
+  /* Back: same history, next ordinal, gaps; ids continue. */
+  int loads = t.loads;
+  assert_int_equal(fc_hub_open(hub, "s", 1, 0, &ch), 0);
+  assert_int_equal(t.loads, loads + 1);
+  assert_int_equal(fc_channel_next_n(hub, ch), 6);
+  fc_backlog_t h;
+  fc_hub_history(hub, ch, 0, 10, &h);
+  assert_int_equal(h.nevents, 2);
+  assert_int_equal(h.events[0]->seq, ids[3]);
+  assert_int_equal(h.events[1]->n, 5);
+  fc_backlog_dispose(&h);
+  rec_t r;
+  rec_init(&r, ch);
+  fc_sub_link_t *links[] = {&r.link};
+  fc_backlog_t b;
+  fc_hub_subscribe(hub, 0, links, 1, &(fc_resume_t){.has_after = true, .after = ids[1]}, &b);
+  assert_int_equal(b.ngaps, 1);
+  assert_int_equal(b.gaps[0].lost, 1); /* ids[2] */
+  assert_true(b.gaps[0].exact);
+  assert_int_equal(b.nevents, 2);
+  fc_backlog_dispose(&b);
+  assert_true(toy_pub(hub, &t, ch) > ids[4]);
+  fc_hub_unsubscribe(hub, 0, &r.link);
+  fc_channel_unref(ch);
+  fc_hub_free(hub);
+}
+
+static void cap_refuses_new_channels(void **state) {
+  (void)state;
+  fc_hub_t *hub = fc_hub_new(&(fc_hub_opts_t){.threads = 1, .retention = 4, .max_channels = 2});
+  fc_channel_t *a, *b, *c;
+  assert_int_equal(fc_hub_open(hub, "a", 1, FC_HUB_CREATE, &a), 0);
+  assert_int_equal(fc_hub_open(hub, "b", 1, FC_HUB_CREATE, &b), 0);
+  assert_int_equal(fc_hub_open(hub, "c", 1, FC_HUB_CREATE, &c), -EMFILE);
+  assert_null(c);
+  assert_int_equal(fc_hub_open(hub, "c", 1, 0, &c), -ENOENT);
+  assert_int_equal(fc_hub_open(hub, "a", 1, FC_HUB_CREATE, &c), 0); /* existing ones still open */
+  assert_ptr_equal(c, a);
+  fc_channel_unref(c);
+  assert_int_equal(fc_hub_channel_count(hub), 2);
+  /* The server's own channels pass the cap. */
+  assert_int_equal(fc_hub_open(hub, "job.x", 5, FC_HUB_CREATE | FC_HUB_NOCAP, &c), 0);
+  assert_int_equal(fc_hub_channel_count(hub), 3);
+  /* What a refused request opened goes at once. */
+  fc_hub_drop(hub, c);
+  fc_hub_drop(hub, b);
+  assert_int_equal(fc_hub_channel_count(hub), 1);
+  assert_int_equal(fc_hub_open(hub, "c", 1, FC_HUB_CREATE, &c), 0);
+  fc_hub_free(hub);
+}
+
+static void list_pages(void **state) {
+  (void)state;
+  fc_hub_t *hub = hub_make(1, 4);
+  const char *names[] = {"m", "b", "z", "a", "k", "c"};
+  for (size_t i = 0; i < 6; i++) fc_hub_channel(hub, names[i], 1, true);
+  size_t n;
+  fc_channel_info_t *p = fc_hub_list(hub, "", 4, &n);
+  assert_int_equal(n, 4);
+  assert_string_equal(p[0].name, "a");
+  assert_string_equal(p[3].name, "k");
+  free(p);
+  p = fc_hub_list(hub, "k", 4, &n);
+  assert_int_equal(n, 2);
+  assert_string_equal(p[0].name, "m");
+  assert_string_equal(p[1].name, "z");
+  free(p);
+  p = fc_hub_list(hub, "z", 4, &n);
+  assert_int_equal(n, 0);
+  free(p);
+  fc_hub_free(hub);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(eviction_keeps_newest),
@@ -280,6 +438,10 @@ int main(void) {
       cmocka_unit_test(multi_channel_backlog_in_id_order),
       cmocka_unit_test(purge_and_list),
       cmocka_unit_test(many_channels_grow_table),
+      cmocka_unit_test(unused_channels_are_swept),
+      cmocka_unit_test(stored_channel_comes_back),
+      cmocka_unit_test(cap_refuses_new_channels),
+      cmocka_unit_test(list_pages),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
