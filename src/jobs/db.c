@@ -207,6 +207,7 @@ void fc__db_read_rows(fc__db_rows_t *r) {
   while (sqlite3_step(st) == SQLITE_ROW) {
     if (r->n == cap) r->rows = fc_xrealloc(r->rows, (cap = cap ? 2 * cap : 256) * sizeof *r->rows);
     row_t *w = &r->rows[r->n++];
+    *w = (row_t){0};
     w->id = dup_col(st, 0);
     w->wf = sqlite3_column_int64(st, 1);
     w->status = dup_col(st, 2);
