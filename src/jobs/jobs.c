@@ -8,9 +8,9 @@
 
 #include "jobs/internal.h"
 
-/* Recovered jobs whose final events one idle pass publishes: bounds the pass
- * to a few milliseconds, so requests on loop 0 are answered in between. */
-#define RECOVER_CHUNK 64
+/* How long one idle pass publishes recovered jobs' final events (ms), so that
+ * requests on loop 0 are answered in between. */
+#define RECOVER_PASS_MS 5
 
 bool fc_jobs_may_run(const fc_jobs_actor_t *a, int64_t wf) {
   if (a->all) return true;
@@ -114,13 +114,16 @@ void fc_jobs_metrics(fc_jobs_t *j, fc_buf_t *out) {
     fc_buf_printf(out, "flowcast_jobs{status=\"%s\"} %u\n", job_status_names[i], j ? atomic_load(&j->counts[i]) : 0);
 }
 
-/* Publishes the final events of at most `max` recovered jobs, oldest first. */
-static void publish_recovered(fc_jobs_t *j, size_t max) {
-  for (size_t n = 0; j->recover && n < max; n++) {
+/* Publishes the final events of recovered jobs, oldest first, for about
+ * `ms` milliseconds (at least one job; UINT64_MAX: all of them). */
+static void publish_recovered(fc_jobs_t *j, uint64_t ms) {
+  uint64_t t0 = fc_mono_ms();
+  while (j->recover) {
     job_t *job = j->recover;
     j->recover = job->rnext;
     job->rnext = NULL;
     fc__job_publish_stale(job);
+    if (fc_mono_ms() - t0 >= ms) break;
   }
 }
 
@@ -128,7 +131,7 @@ static void publish_recovered(fc_jobs_t *j, size_t max) {
  * publishes the final events of a chunk of recovered jobs. Stops when done. */
 static void on_idle(uv_idle_t *h) {
   fc_jobs_t *j = h->data;
-  publish_recovered(j, RECOVER_CHUNK);
+  publish_recovered(j, RECOVER_PASS_MS);
   fc__db_flush(j);
   if (!j->recover && !j->saves) uv_idle_stop(h);
 }
@@ -165,7 +168,7 @@ static void on_loaded(uv_work_t *w, int status) {
   j->rows = NULL;
   j->loaded = true;
   if (j->stopping) { /* fc_jobs_stop answered the held commands; the store is still open */
-    publish_recovered(j, SIZE_MAX);
+    publish_recovered(j, UINT64_MAX);
     return;
   }
   fc__jobs_kick(j);
@@ -242,7 +245,7 @@ void fc_jobs_stop(fc_jobs_t *j) {
    * commits what is queued before it closes); deferred rows are saved. A load
    * still running ends in on_loaded, which publishes its own. */
   if (!j->loaded) uv_cancel((uv_req_t *)&j->load);
-  publish_recovered(j, SIZE_MAX);
+  publish_recovered(j, UINT64_MAX);
   fc__db_flush(j);
   close_handle((uv_handle_t *)&j->idle);
   close_handle((uv_handle_t *)&j->async);
