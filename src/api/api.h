@@ -22,6 +22,7 @@ enum {
   FC_ACCESS_SUBSCRIBE_QUERY, /* the same, for every ?channel= */
   FC_ACCESS_ADMIN,     /* an admin token */
   FC_ACCESS_TOKEN,     /* any valid token (rights are checked per operation) */
+  FC_ACCESS_SUBSCRIBE_JOB, /* the subscribe right on job.{params[1]}, or a public channel */
 };
 
 /* Per-loop state of the app: publishes whose commit ended, to answer. */

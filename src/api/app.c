@@ -34,7 +34,7 @@ static const fc_route_t routes[] = {
     {"/api/v1/reject", FC_POST, fc_api_job_control, "job_reject", FC_ACCESS_TOKEN, SERIAL},
     {"/api/v1/job", FC_GET, fc_api_job, "job", FC_ACCESS_TOKEN, SERIAL},
     {"/api/v1/jobs", FC_GET, fc_api_jobs, "jobs", FC_ACCESS_TOKEN, SERIAL},
-    {"/api/v1/sse/{}/{}", FC_GET, fc_api_job_sse, "job_sse", FC_ACCESS_TOKEN, SERIAL},
+    {"/api/v1/sse/{}/{}", FC_GET, fc_api_job_sse, "job_sse", FC_ACCESS_SUBSCRIBE_JOB, SERIAL},
     {"/healthz", FC_GET, fc_api_healthz, "healthz", FC_ACCESS_OPEN, SERIAL},
     {"/metrics", FC_GET, fc_api_metrics, "metrics", FC_ACCESS_OPEN, SERIAL},
     {"/", FC_GET, fc_api_dashboard, "dashboard", FC_ACCESS_OPEN, SERIAL},

@@ -164,6 +164,11 @@ int fc_api_authorize(fc_req_t *req) {
         if (!ch) return 0; /* the handler checks the names themselves */
         if (check_subscribe(req, c, ch) < 0) return -1;
       }
+    case FC_ACCESS_SUBSCRIBE_JOB: { /* a job's stream answers as its channel's history */
+      char ch[64];
+      snprintf(ch, sizeof ch, "job.%.40s", req->params[1]);
+      return check_subscribe(req, c, ch);
+    }
     case FC_ACCESS_PUBLISH:
       if (!c) return deny(req, 401, "unauthorized", "a token is needed to publish");
       if (!fc_patterns_match(c->publish, c->npublish, req->params[0]))

@@ -1,19 +1,72 @@
 /* Workflow and job endpoints. The runner lives on loop 0: each handler hands
- * it a command (fc_jobs_post) and answers when the command comes back. */
+ * it a command (fc_jobs_post) and answers when the command comes back.
+ *
+ * Rights (with authentication on; --open allows everything):
+ *   POST /start?w=                       `run` matching w
+ *   POST /stop|suspend|resume|approve|reject?w=&i=
+ *                                        `run` matching w, and the job's starter
+ *                                        (same sub) or admin; a triggered job: admin
+ *   GET /job?w=&i=, GET /jobs?w=         `run` matching w
+ *   GET /workflows                       any token; lists the workflows it may run
+ *   GET /workflows/{id}                  `run` matching id
+ *   GET /sse/{w}/{j}                     subscribe on job.{j} (FC_ACCESS_SUBSCRIBE_JOB)
+ * admin has every right. The run right is checked here, on the request's loop,
+ * before anything is handed to the runner: a refused request changes nothing. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
 #include "jobs/jobs.h"
 
+/* Seconds a client is told to wait when the job queue is full. */
+#define QUEUE_RETRY_AFTER_S 5
+
+/* A new command, carrying a copy of the request's rights (the request's
+ * claims are not read on loop 0). */
 static fc_jobs_cmd_t *cmd_new(fc_req_t *req, void (*run)(fc_jobs_t *, fc_jobs_cmd_t *)) {
   fc_jobs_cmd_t *c = fc_xcalloc(1, sizeof *c);
   c->req = req;
   c->loop = req->loop->index;
   c->run = run;
   fc_buf_init(&c->body);
+  const fc_claims_t *cl = fc_api_claims(req);
+  c->who.all = !fc_app_of(req)->auth || (cl && cl->admin);
+  if (cl && cl->sub) c->who.sub = fc_xstrndup(cl->sub, strlen(cl->sub));
+  if (cl && cl->nrun) {
+    char **run_pats = fc_xcalloc(cl->nrun, sizeof *run_pats);
+    for (size_t i = 0; i < cl->nrun; i++) run_pats[i] = fc_xstrndup(cl->run[i], strlen(cl->run[i]));
+    c->who.run = run_pats;
+    c->who.nrun = cl->nrun;
+  }
   return c;
+}
+
+static void cmd_free(fc_jobs_cmd_t *c) {
+  fc_buf_dispose(&c->body);
+  free((char *)c->who.sub);
+  for (size_t i = 0; i < c->who.nrun; i++) free(c->who.run[i]);
+  free((char **)c->who.run);
+  free(c);
+}
+
+/* Answers 403 and returns false unless the request may run workflow `wf`. */
+static bool check_run(fc_req_t *req, const fc_jobs_cmd_t *c, int64_t wf) {
+  if (fc_jobs_may_run(&c->who, wf)) return true;
+  fc_http_error(req, 403, "forbidden", "the token may not run workflow %lld (it needs the run right)", (long long)wf);
+  return false;
+}
+
+/* 429 with Retry-After: the job queue is full. */
+static void answer_queue_full(fc_req_t *req, const char *msg) {
+  json_t *e = json_pack("{s:{s:s,s:s}}", "error", "code", "too_many_jobs", "message", msg);
+  char *body = json_dumps(e, JSON_COMPACT);
+  json_decref(e);
+  char extra[48];
+  snprintf(extra, sizeof extra, "Retry-After: %d\r\n", QUEUE_RETRY_AFTER_S);
+  fc_http_respond(req, 429, "application/json", extra, body, strlen(body));
+  free(body);
 }
 
 /* Answers a command's outcome: its JSON body, or a JSON error. Frees it. */
@@ -22,14 +75,19 @@ static void answer(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   fc_buf_append(&c->body, "", 1);
   if (c->status == 503)
     fc_http_error(c->req, 503, "stopping", "the server is stopping");
+  else if (c->status == 400)
+    fc_http_error(c->req, 400, "bad_cursor", "%s", c->body.data);
+  else if (c->status == 403)
+    fc_http_error(c->req, 403, "forbidden", "%s", c->body.data);
   else if (c->status == 404)
     fc_http_error(c->req, 404, "not_found", "%s", c->body.data);
   else if (c->status == 409)
     fc_http_error(c->req, 409, "wrong_state", "%s", c->body.data);
+  else if (c->status == 429)
+    answer_queue_full(c->req, c->body.data);
   else
     fc_http_respond(c->req, c->status, "application/json", NULL, c->body.data, c->body.len - 1);
-  fc_buf_dispose(&c->body);
-  free(c);
+  cmd_free(c);
 }
 
 static void post(fc_req_t *req, fc_jobs_cmd_t *c) {
@@ -37,8 +95,7 @@ static void post(fc_req_t *req, fc_jobs_cmd_t *c) {
   if (!c->done) c->done = answer;
   if (!j) {
     fc_http_error(req, 503, "no_workflows", "workflows are not available (see the server log)");
-    fc_buf_dispose(&c->body);
-    free(c);
+    cmd_free(c);
     return;
   }
   fc_jobs_post(j, c);
@@ -81,20 +138,19 @@ static int parse_query(fc_req_t *req, fc_jobs_cmd_t *c, bool need_job) {
   return 0;
 }
 
-/* Reads ?w= (and ?i= when `need_job`) into `c`, then hands it to loop 0; or
- * answers 400/404 and drops it. */
+/* Reads ?w= (and ?i= when `need_job`) into `c`, checks the run right, then
+ * hands it to loop 0; or answers 400/403 and drops it. */
 static void submit(fc_req_t *req, fc_jobs_cmd_t *c, bool need_job) {
-  if (parse_query(req, c, need_job) < 0) {
-    free(c);
+  if (parse_query(req, c, need_job) < 0 || !check_run(req, c, c->wf)) {
+    cmd_free(c);
     return;
   }
   post(req, c);
 }
 
-
 static void run_workflows(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   c->status = 200;
-  fc_jobs_workflows_json(j, &c->body);
+  fc_jobs_workflows_json(j, &c->who, &c->body);
 }
 
 void fc_api_workflows(fc_req_t *req) { post(req, cmd_new(req, run_workflows)); }
@@ -109,8 +165,8 @@ static void run_workflow(fc_jobs_t *j, fc_jobs_cmd_t *c) {
 
 void fc_api_workflow(fc_req_t *req) {
   fc_jobs_cmd_t *c = cmd_new(req, run_workflow);
-  if (parse_wf(req, req->params[0], &c->wf) < 0) {
-    free(c);
+  if (parse_wf(req, req->params[0], &c->wf) < 0 || !check_run(req, c, c->wf)) {
+    cmd_free(c);
     return;
   }
   post(req, c);
@@ -125,7 +181,13 @@ void fc_api_workflows_reload(fc_req_t *req) { post(req, cmd_new(req, run_reload)
 
 static void run_start(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   char id[40];
-  if (fc_jobs_start(j, c->wf, NULL, id) < 0) {
+  int rc = fc_jobs_start(j, c->wf, NULL, c->who.sub, id);
+  if (rc == -EAGAIN) {
+    c->status = 429;
+    fc_buf_printf(&c->body, "too many jobs wait to run (--max-queued-jobs); retry later");
+    return;
+  }
+  if (rc < 0) {
     c->status = 404;
     fc_buf_printf(&c->body, "no workflow %lld", (long long)c->wf);
     return;
@@ -141,10 +203,12 @@ void fc_api_job_start(fc_req_t *req) {
 
 static void run_control(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   static const char *const names[] = {"stop", "suspend", "resume", "approve", "reject"};
-  int rc = fc_jobs_control(j, c->wf, c->id, (fc_job_action_t)c->action);
-  c->status = rc == -ENOENT ? 404 : rc == -EBUSY ? 409 : 200;
+  int rc = fc_jobs_control(j, c->wf, c->id, (fc_job_action_t)c->action, &c->who);
+  c->status = rc == -ENOENT ? 404 : rc == -EPERM ? 403 : rc == -EBUSY ? 409 : 200;
   if (rc == -ENOENT)
     fc_buf_printf(&c->body, "no job %s of workflow %lld", c->id, (long long)c->wf);
+  else if (rc == -EPERM)
+    fc_buf_printf(&c->body, "only admin or the token that started job %s may %s it", c->id, names[c->action]);
   else if (rc == -EBUSY)
     fc_buf_printf(&c->body, "cannot %s job %s in its current state", names[c->action], c->id);
   else
@@ -177,15 +241,57 @@ void fc_api_job(fc_req_t *req) {
 
 static void run_jobs(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   c->status = 200;
-  if (fc_jobs_list_json(j, c->wf, &c->body) < 0) {
-    c->status = 404;
+  int rc = fc_jobs_list_json(j, c->wf, c->after, c->limit, &c->body, c->next_after);
+  if (rc < 0) {
+    c->status = rc == -EINVAL ? 400 : 404;
     c->body.len = 0;
-    fc_buf_printf(&c->body, "no workflow %lld", (long long)c->wf);
+    if (rc == -EINVAL)
+      fc_buf_printf(&c->body, "?after= is not a job of workflow %lld", (long long)c->wf);
+    else
+      fc_buf_printf(&c->body, "no workflow %lld", (long long)c->wf);
   }
+}
+
+/* A page of jobs; the cursor of the next one in Link (rel="next") and
+ * X-Next-After, when there are more. */
+static void jobs_done(fc_jobs_t *j, fc_jobs_cmd_t *c) {
+  if (c->status != 200 || !c->next_after[0]) {
+    answer(j, c);
+    return;
+  }
+  char extra[256];
+  snprintf(extra, sizeof extra, "Link: </api/v1/jobs?w=%lld&limit=%u&after=%s>; rel=\"next\"\r\nX-Next-After: %s\r\n",
+           (long long)c->wf, c->limit, c->next_after, c->next_after);
+  fc_http_respond(c->req, 200, "application/json", extra, c->body.data, c->body.len);
+  cmd_free(c);
+}
+
+/* Reads ?limit= (1..FC_JOBS_PAGE_MAX) and ?after= (a job id). Answers 400 and
+ * returns -1 when bad. */
+static int parse_page(fc_req_t *req, fc_jobs_cmd_t *c) {
+  bool bad = false;
+  const char *l = fc_req_query(req, "limit", 0, &bad), *a = fc_req_query(req, "after", 0, &bad);
+  uint64_t v = FC_JOBS_PAGE_DEFAULT;
+  if (bad || (l && (fc_parse_u64(l, strlen(l), &v) < 0 || v < 1 || v > FC_JOBS_PAGE_MAX))) {
+    fc_http_error(req, 400, "bad_limit", "?limit= must be a whole number from 1 to %d", FC_JOBS_PAGE_MAX);
+    return -1;
+  }
+  c->limit = (unsigned)v;
+  if (a && !job_id_valid(a)) {
+    fc_http_error(req, 400, "bad_cursor", "?after= must be a job id (a UUID)");
+    return -1;
+  }
+  snprintf(c->after, sizeof c->after, "%s", a ? a : "");
+  return 0;
 }
 
 void fc_api_jobs(fc_req_t *req) {
   fc_jobs_cmd_t *c = cmd_new(req, run_jobs);
+  c->done = jobs_done;
+  if (parse_page(req, c) < 0) {
+    cmd_free(c);
+    return;
+  }
   submit(req, c, false);
 }
 
@@ -205,8 +311,7 @@ static void sse_done(fc_jobs_t *j, fc_jobs_cmd_t *c) {
     if (c->status == 200) c->status = 400, fc_buf_printf(&c->body, "bad Last-Event-ID");
     if (c->status == 400) {
       fc_http_error(req, 400, "bad_last_event_id", "Last-Event-ID must be an event id (a decimal number)");
-      fc_buf_dispose(&c->body);
-      free(c);
+      cmd_free(c);
     } else {
       answer(j, c);
     }
@@ -226,8 +331,7 @@ static void sse_done(fc_jobs_t *j, fc_jobs_cmd_t *c) {
       fc_http_error(req, 503, "storage_error", "storage could not be read; retry later");
     fc_channel_unref(ch); /* the subscription holds it now */
   }
-  fc_buf_dispose(&c->body);
-  free(c);
+  cmd_free(c);
 }
 
 void fc_api_job_sse(fc_req_t *req) {
@@ -239,7 +343,7 @@ void fc_api_job_sse(fc_req_t *req) {
     ok = false;
   }
   if (!ok) {
-    free(c);
+    cmd_free(c);
     return;
   }
   snprintf(c->id, sizeof c->id, "%s", req->params[1]);

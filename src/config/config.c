@@ -25,6 +25,8 @@ static const opt_t options[] = {
     {"data", OPT_STR, OFF(data_dir), "./data", "data directory"},
     {"workflows", OPT_STR, OFF(workflows_dir), "./workflows", "workflow definitions directory"},
     {"max-jobs", OPT_UINT, OFF(max_jobs), "16", "workflow jobs running at once; more wait in a queue"},
+    {"max-queued-jobs", OPT_UINT, OFF(max_queued_jobs), "1000",
+     "workflow jobs waiting to run; past it a start answers 429 and a trigger is skipped"},
     {"threads", OPT_UINT, OFF(threads), "0", "event loops (0: one per CPU)"},
     {"keepalive", OPT_UINT, OFF(keepalive_s), "15", "seconds between SSE keepalive comments"},
     {"retention", OPT_UINT, OFF(retention), "100", "events retained per channel"},

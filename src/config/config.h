@@ -15,6 +15,7 @@ typedef struct {
   char *data_dir;
   char *workflows_dir;
   unsigned max_jobs; /* jobs running at once */
+  unsigned max_queued_jobs; /* jobs waiting to run (Pending) */
   char *config_file; /* NULL: ./flowcast.conf when it exists */
   unsigned threads;  /* loops; 0 means the CPU count */
   unsigned keepalive_s;

@@ -125,30 +125,36 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig) {
   if (!job->owner->stopping) uv_timer_start(&job->grace, on_grace, PIPE_GRACE_MS, 0);
 }
 
-/* The child's environment: FLOWCAST_*, the task's env, then the server's own
- * variables not overridden. Free with free_env. */
-static char **build_env(job_t *job, json_t *task, int64_t ttl_s) {
+/* The job's FLOWCAST_TOKEN: it may publish to and subscribe to the job's and
+ * its workflow's channels. Sets *tok to a malloc'd token, or NULL when
+ * authentication is off. Returns 0, or -1 when it cannot be made. */
+static int mint_token(job_t *job, int64_t ttl_s, char **tok) {
+  fc_app_t *app = job->owner->app;
+  *tok = NULL;
+  if (!app->auth) return 0;
+  char ch[2][64], *pubs[2] = {ch[0], ch[1]}, sub[64];
+  snprintf(ch[0], sizeof ch[0], "job.%s", job->id);
+  snprintf(ch[1], sizeof ch[1], "workflow.%lld", (long long)job->wf_id);
+  snprintf(sub, sizeof sub, "job:%s", job->id);
+  fc_claims_t c = {.sub = sub, .publish = pubs, .npublish = 2, .subscribe = pubs, .nsubscribe = 2};
+  *tok = fc_auth_mint(app->auth, &c, fc_now_ms() / 1000, ttl_s);
+  return *tok ? 0 : -1;
+}
+
+/* The child's environment: FLOWCAST_* (`tok` may be NULL), the task's env,
+ * then the server's own variables not overridden. Free with free_env. */
+static char **build_env(job_t *job, json_t *task, const char *tok) {
   fc_app_t *app = job->owner->app;
   size_t n = 0, cap = 16;
   for (char **e = environ; *e; e++) cap++;
   json_t *env = json_object_get(task, "env"), *v;
   cap += json_object_size(env);
   char **out = fc_xcalloc(cap, sizeof *out), *s;
-  char ch[2][64], *pubs[2] = {ch[0], ch[1]}, *tok = NULL;
-  snprintf(ch[0], sizeof ch[0], "job.%s", job->id);
-  snprintf(ch[1], sizeof ch[1], "workflow.%lld", (long long)job->wf_id);
-  if (app->auth) {
-    char sub[64];
-    snprintf(sub, sizeof sub, "job:%s", job->id);
-    fc_claims_t c = {.sub = sub, .publish = pubs, .npublish = 2, .subscribe = pubs, .nsubscribe = 2};
-    tok = fc_auth_mint(app->auth, &c, fc_now_ms() / 1000, ttl_s);
-  }
   if (asprintf(&s, "FLOWCAST_URL=http://127.0.0.1:%d", fc_net_port(app->net)) > 0) out[n++] = s;
   if (asprintf(&s, "FLOWCAST_TOKEN=%s", tok ? tok : "") > 0) out[n++] = s;
   if (asprintf(&s, "FLOWCAST_JOB_ID=%s", job->id) > 0) out[n++] = s;
   if (asprintf(&s, "FLOWCAST_WORKFLOW_ID=%lld", (long long)job->wf_id) > 0) out[n++] = s;
   if (asprintf(&s, "FLOWCAST_INPUT=%s", job->input ? job->input : "") > 0) out[n++] = s;
-  free(tok);
   const char *key;
   json_object_foreach(env, key, v) if (asprintf(&s, "%s=%s", key, json_string_value(v)) > 0) out[n++] = s;
   size_t fixed = n;
@@ -175,7 +181,15 @@ int fc__exec_start(job_t *job, json_t *task, char *why, size_t whylen) {
   for (size_t i = 0; i < argc; i++) argv[i] = (char *)json_string_value(json_array_get(cmd, i));
   argv[argc] = NULL;
   double timeout_s = to ? json_number_value(to) : 0;
-  char **env = build_env(job, task, timeout_s > 0 ? (int64_t)timeout_s + 60 : 3600);
+  char *tok;
+  if (mint_token(job, timeout_s > 0 ? (int64_t)timeout_s + 60 : 3600, &tok) < 0) {
+    snprintf(why, whylen, "cannot make the task's FLOWCAST_TOKEN (JWT signing failed)");
+    fc_log(FC_LOG_ERROR, "exec task not started", "workflow=%lld job=%s task=%zu reason=\"%s\"",
+           (long long)job->wf_id, job->id, job->task, why);
+    return -EIO;
+  }
+  char **env = build_env(job, task, tok);
+  free(tok);
   uv_pipe_init(loop, &job->out, 0);
   uv_pipe_init(loop, &job->err, 0);
   job->out.data = job->err.data = job->proc.data = job;

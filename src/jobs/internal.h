@@ -43,6 +43,7 @@ typedef struct job {
   char *name, *description;
   job_status_t status;
   char *reason;        /* why it failed, or NULL */
+  char *starter;       /* sub of the token that started it; NULL: a trigger (admin controls it) */
   char *input;         /* FLOWCAST_INPUT, or NULL */
   size_t task;         /* index of the current task */
   bool warning;        /* a continueOnError task failed */
@@ -67,7 +68,12 @@ typedef struct job {
   struct fc_jobs *owner;
   struct job *next;  /* all jobs, newest first */
   struct job *qnext; /* the pending queue */
+  struct job *snext; /* the jobs whose row is to be saved (fc__db_defer_save) */
+  bool save_queued;  /* on that list */
+  struct job *rnext; /* jobs recovered at start-up whose final events are to publish */
 } job_t;
+
+typedef struct fc__db_rows fc__db_rows_t; /* job rows read at start-up (db.c) */
 
 struct fc_jobs {
   fc_app_t *app;
@@ -77,7 +83,17 @@ struct fc_jobs {
   job_t *jobs;
   job_t *qhead, *qtail;
   unsigned running, max_running;
+  unsigned queued, max_queued; /* jobs in the pending queue; --max-queued-jobs */
   bool stopping;
+  uv_idle_t idle;     /* while there are rows to save or recovered jobs to publish */
+  bool idle_init;
+  bool loaded;        /* the start-up load ended: commands may run */
+  uv_work_t load;     /* the start-up load (fc__db_read_rows) */
+  fc__db_rows_t *rows;
+  job_t *saves;       /* rows to save, in one transaction per loop pass */
+  job_t *recover;     /* recovered jobs whose final events are not yet published */
+  int64_t refused_log_s; /* when a refused trigger was last logged (s); the count since */
+  unsigned refused_unlogged;
   uv_async_t async;
   uv_signal_t sighup;
   uv_timer_t cron; /* once a second: cron triggers and the counts below */
@@ -102,8 +118,14 @@ void fc__job_log(job_t *job, const char *stream, const char *line, size_t n);
 void fc__job_task_ended(job_t *job, bool ok, const char *why);
 /* Arms the job's timer: an exec timeout while a child runs. */
 void fc__job_timer(job_t *job, uint64_t ms);
+/* A new job record, in no list yet. */
 job_t *fc__job_new(fc_jobs_t *j, const char *id, int64_t wf_id);
-void fc__job_fail_stale(job_t *job);
+/* Publishes a recovered job's status and final events. Loop 0. */
+void fc__job_publish_stale(job_t *job);
+/* A trigger's start was refused with `rc`: logs it, at most once a second. */
+void fc__jobs_trigger_refused(fc_jobs_t *j, int64_t wf, int rc);
+/* Starts the loop-0 idle work: deferred row saves and start-up recovery. */
+void fc__jobs_kick(fc_jobs_t *j);
 /* jobs.c: the command queue and lifecycle */
 /* exec.c */
 int fc__exec_start(job_t *job, json_t *task, char *why, size_t whylen);
@@ -112,6 +134,23 @@ void fc__exec_signal(job_t *job, int sig);
 void fc__db_save_job(fc_jobs_t *j, const job_t *job);
 void fc__db_save_task(fc_jobs_t *j, const job_t *job, const char *type, const char *status, int64_t code,
                       int64_t started, int64_t ended);
-void fc__db_load(fc_jobs_t *j);
+/* Saves `job`'s row within this loop pass, with the other deferred rows in
+ * one transaction (at once when the server is stopping). Loop 0. */
+void fc__db_defer_save(fc_jobs_t *j, job_t *job);
+/* Saves every deferred row in one transaction. Loop 0. */
+void fc__db_flush(fc_jobs_t *j);
+/* Adds columns older databases lack (started_by). Returns 0 or -1 with `err`. */
+int fc__db_upgrade(fc_jobs_t *j, char *err, size_t errlen);
+/* The start-up load of job rows, off the loops: fc__db_read_rows runs on a
+ * worker thread with its own connection, then fc__db_adopt_rows on loop 0. */
+fc__db_rows_t *fc__db_rows_new(const char *dir, int64_t before_ms);
+void fc__db_rows_free(fc__db_rows_t *r);
+/* Worker thread: reads the newest 10000 rows of jobs created before
+ * `before_ms`, and marks those a dead server left unfinished Failed (one
+ * transaction). */
+void fc__db_read_rows(fc__db_rows_t *r);
+/* Loop 0: adds the rows' jobs to j->jobs, after the jobs made meanwhile, and
+ * lists those just marked Failed in j->recover for their final events. */
+void fc__db_adopt_rows(fc_jobs_t *j, fc__db_rows_t *r);
 
 #endif

@@ -8,8 +8,20 @@
 
 #include "jobs/internal.h"
 
+/* How long one idle pass publishes recovered jobs' final events (ms), so that
+ * requests on loop 0 are answered in between. */
+#define RECOVER_PASS_MS 5
+
+bool fc_jobs_may_run(const fc_jobs_actor_t *a, int64_t wf) {
+  if (a->all) return true;
+  char id[24];
+  snprintf(id, sizeof id, "%lld", (long long)wf);
+  return fc_patterns_match(a->run, a->nrun, id);
+}
+
 static void on_async(uv_async_t *a) {
   fc_jobs_t *j = a->data;
+  if (!j->loaded && !j->stopping) return; /* held until the start-up load ends (on_loaded) */
   pthread_mutex_lock(&j->lock);
   fc_jobs_cmd_t *list = j->inbox;
   j->inbox = NULL;
@@ -23,7 +35,10 @@ static void on_async(uv_async_t *a) {
   }
   while (rev) {
     fc_jobs_cmd_t *c = rev, *next = rev->next;
-    c->run(j, c);
+    if (j->loaded)
+      c->run(j, c);
+    else
+      c->status = 503; /* stopping before the jobs were loaded */
     unsigned loop = c->loop; /* once listed, c is its loop's to free */
     pthread_mutex_lock(&j->lock);
     c->next = j->done[loop];
@@ -99,11 +114,80 @@ void fc_jobs_metrics(fc_jobs_t *j, fc_buf_t *out) {
     fc_buf_printf(out, "flowcast_jobs{status=\"%s\"} %u\n", job_status_names[i], j ? atomic_load(&j->counts[i]) : 0);
 }
 
+/* Publishes the final events of recovered jobs, oldest first, for about
+ * `ms` milliseconds (at least one job; UINT64_MAX: all of them). */
+static void publish_recovered(fc_jobs_t *j, uint64_t ms) {
+  uint64_t t0 = fc_mono_ms();
+  while (j->recover) {
+    job_t *job = j->recover;
+    j->recover = job->rnext;
+    job->rnext = NULL;
+    fc__job_publish_stale(job);
+    if (fc_mono_ms() - t0 >= ms) break;
+  }
+}
+
+/* Loop 0's idle work, a bounded pass per loop iteration: saves deferred rows,
+ * publishes the final events of a chunk of recovered jobs. Stops when done. */
+static void on_idle(uv_idle_t *h) {
+  fc_jobs_t *j = h->data;
+  publish_recovered(j, RECOVER_PASS_MS);
+  fc__db_flush(j);
+  if (!j->recover && !j->saves) uv_idle_stop(h);
+}
+
+void fc__jobs_kick(fc_jobs_t *j) {
+  if (j->idle_init && !j->stopping) uv_idle_start(&j->idle, on_idle);
+}
+
+void fc__jobs_trigger_refused(fc_jobs_t *j, int64_t wf, int rc) {
+  int64_t now = fc_now_ms() / 1000;
+  j->refused_unlogged++;
+  if (now == j->refused_log_s) return;
+  fc_log(FC_LOG_WARN, "job not triggered", "workflow=%lld reason=\"%s\" refused=%u max_queued_jobs=%u",
+         (long long)wf, rc == -EAGAIN ? "the job queue is full" : "no such workflow", j->refused_unlogged,
+         j->max_queued);
+  j->refused_log_s = now;
+  j->refused_unlogged = 0;
+}
+
+/* A libuv worker thread: reads the job rows, fails those left unfinished. */
+static void load_work(uv_work_t *w) {
+  fc_jobs_t *j = w->data;
+  uint64_t t0 = fc_mono_ms();
+  fc__db_read_rows(j->rows);
+  fc_log(FC_LOG_DEBUG, "job rows read", "ms=%llu", (unsigned long long)(fc_mono_ms() - t0));
+}
+
+/* Loop 0: the rows become jobs; the commands held meanwhile run; the final
+ * events of the failed ones are published a chunk per loop pass. */
+static void on_loaded(uv_work_t *w, int status) {
+  fc_jobs_t *j = w->data;
+  if (status == 0) fc__db_adopt_rows(j, j->rows);
+  fc__db_rows_free(j->rows);
+  j->rows = NULL;
+  j->loaded = true;
+  if (j->stopping) { /* fc_jobs_stop answered the held commands; the store is still open */
+    publish_recovered(j, UINT64_MAX);
+    return;
+  }
+  fc__jobs_kick(j);
+  on_async(&j->async);
+}
+
+/* The jobs connection: crash durability unless --durability power. */
+static void db_tune(fc_jobs_t *j) {
+  sqlite3_busy_timeout(j->db, 5000);
+  bool power = !strcmp(j->app->cfg->durability, "power");
+  sqlite3_exec(j->db, power ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+}
+
 fc_jobs_t *fc_jobs_new(fc_app_t *app, char *err, size_t errlen) {
   fc_jobs_t *j = fc_xcalloc(1, sizeof *j);
   j->app = app;
   j->loop = fc_net_loop(app->net, 0);
   j->max_running = app->cfg->max_jobs ? app->cfg->max_jobs : 1;
+  j->max_queued = app->cfg->max_queued_jobs;
   j->done = fc_xcalloc(app->cfg->threads, sizeof *j->done);
   pthread_mutex_init(&j->lock, NULL);
   if (app->store && !(j->db = fc_store_open_db(app->cfg->data_dir, err, errlen))) {
@@ -111,7 +195,13 @@ fc_jobs_t *fc_jobs_new(fc_app_t *app, char *err, size_t errlen) {
     free(j);
     return NULL;
   }
-  if (j->db) sqlite3_busy_timeout(j->db, 5000);
+  if (j->db) db_tune(j);
+  if (fc__db_upgrade(j, err, errlen) < 0) {
+    sqlite3_close(j->db);
+    free(j->done);
+    free(j);
+    return NULL;
+  }
   uv_async_init(&j->loop->uv, &j->async, on_async);
   j->async.data = j;
   uv_signal_init(&j->loop->uv, &j->sighup);
@@ -122,8 +212,21 @@ fc_jobs_t *fc_jobs_new(fc_app_t *app, char *err, size_t errlen) {
   j->cron.data = j;
   uv_timer_start(&j->cron, on_cron, 1000, 1000);
   uv_unref((uv_handle_t *)&j->cron);
+  uv_idle_init(&j->loop->uv, &j->idle);
+  j->idle.data = j;
+  j->idle_init = true;
   fc_jobs_reload(j);
-  fc__db_load(j);
+  if (!j->db) {
+    j->loaded = true;
+    return j;
+  }
+  /* Jobs made from now on (triggers) are not this load's to read or fail. */
+  j->rows = fc__db_rows_new(app->cfg->data_dir, fc_now_ms());
+  j->load.data = j;
+  if (uv_queue_work(&j->loop->uv, &j->load, load_work, on_loaded) < 0) {
+    load_work(&j->load);
+    on_loaded(&j->load, 0);
+  }
   return j;
 }
 
@@ -138,6 +241,13 @@ void fc_jobs_stop(fc_jobs_t *j) {
   pthread_mutex_unlock(&j->lock);
   /* Commands already queued still get their answer. */
   on_async(&j->async);
+  /* Recovered jobs not yet published get their final events now (the store
+   * commits what is queued before it closes); deferred rows are saved. A load
+   * still running ends in on_loaded, which publishes its own. */
+  if (!j->loaded) uv_cancel((uv_req_t *)&j->load);
+  publish_recovered(j, UINT64_MAX);
+  fc__db_flush(j);
+  close_handle((uv_handle_t *)&j->idle);
   close_handle((uv_handle_t *)&j->async);
   close_handle((uv_handle_t *)&j->sighup);
   close_handle((uv_handle_t *)&j->cron);
@@ -161,6 +271,7 @@ void fc_jobs_free(fc_jobs_t *j) {
     free(job->name);
     free(job->description);
     free(job->reason);
+    free(job->starter);
     free(job->input);
     fc_buf_dispose(&job->line[0]);
     fc_buf_dispose(&job->line[1]);
@@ -176,10 +287,12 @@ void fc_jobs_free(fc_jobs_t *j) {
   free(j);
 }
 
-void fc_jobs_workflows_json(fc_jobs_t *j, fc_buf_t *out) {
+void fc_jobs_workflows_json(fc_jobs_t *j, const fc_jobs_actor_t *who, fc_buf_t *out) {
+  size_t n = 0;
   fc_buf_puts(out, "[");
   for (wf_t *w = j->wfs; w; w = w->next) {
-    if (w != j->wfs) fc_buf_puts(out, ",");
+    if (!fc_jobs_may_run(who, w->id)) continue;
+    if (n++) fc_buf_puts(out, ",");
     fc__wf_json(out, w);
   }
   fc_buf_puts(out, "]");
@@ -225,15 +338,31 @@ int fc_jobs_job_json(fc_jobs_t *j, int64_t wf, const char *id, fc_buf_t *out, ui
   return 0;
 }
 
-int fc_jobs_list_json(fc_jobs_t *j, int64_t wf, fc_buf_t *out) {
-  bool any = fc__wf_find(j, wf) != NULL;
+int fc_jobs_list_json(fc_jobs_t *j, int64_t wf, const char *after, unsigned limit, fc_buf_t *out, char next[40]) {
+  job_t *job = j->jobs;
+  next[0] = '\0';
+  if (!limit) limit = FC_JOBS_PAGE_DEFAULT;
+  if (after && *after) {
+    job_t *from = fc__job_find(j, after);
+    if (!from || from->wf_id != wf) return -EINVAL;
+    job = from->next;
+  } else if (!fc__wf_find(j, wf)) { /* a removed workflow's jobs are still listed */
+    while (job && job->wf_id != wf) job = job->next;
+    if (!job) return -ENOENT;
+  }
   size_t n = 0;
+  const job_t *last = NULL;
   fc_buf_puts(out, "[");
-  for (job_t *job = j->jobs; job; job = job->next) {
+  for (; job; job = job->next) {
     if (job->wf_id != wf) continue;
+    if (n == limit) { /* one more exists: the page ends at `last` */
+      snprintf(next, 40, "%s", last->id);
+      break;
+    }
     if (n++) fc_buf_puts(out, ",");
     job_json(out, job);
+    last = job;
   }
   fc_buf_puts(out, "]");
-  return any || n ? 0 : -ENOENT;
+  return 0;
 }

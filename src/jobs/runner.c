@@ -22,7 +22,7 @@ static void on_published(fc_pub_t *p) {
   jpub_t *jp = (jpub_t *)p;
   if (jp->final_of && p->job.status == 0) {
     jp->final_of->final_seq = p->job.result.last_seq;
-    fc__db_save_job(jp->final_of->owner, jp->final_of);
+    fc__db_defer_save(jp->final_of->owner, jp->final_of);
   }
   fc_api_pub_free(p);
 }
@@ -75,12 +75,16 @@ void fc__job_log(job_t *job, const char *stream, const char *line, size_t n) {
   fc_buf_dispose(&b);
 }
 
+static void publish_status(job_t *job) {
+  char data[160];
+  snprintf(data, sizeof data, "{\"jobId\":\"%s\",\"status\":\"%s\"}", job->id, job_status_names[job->status]);
+  publish_both(job, "status", data, false);
+}
+
 static void set_status(job_t *job, job_status_t st) {
   job->status = st;
   fc__db_save_job(job->owner, job);
-  char data[160];
-  snprintf(data, sizeof data, "{\"jobId\":\"%s\",\"status\":\"%s\"}", job->id, job_status_names[st]);
-  publish_both(job, "status", data, false);
+  publish_status(job);
 }
 
 /* Publishes the final status and the one unnamed final event. */
@@ -206,6 +210,7 @@ static void pump(fc_jobs_t *j) {
     *pp = job->qnext;
     if (j->qtail == job) j->qtail = prev;
     job->qnext = NULL;
+    j->queued--;
     run_job(job); /* may end at once and pump again: start over from the head */
     pp = &j->qhead;
     prev = NULL;
@@ -221,7 +226,6 @@ static void make_uuid(char out[40]) {
            b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
-/* A new job record (not queued), newest first in the list. */
 job_t *fc__job_new(fc_jobs_t *j, const char *id, int64_t wf_id) {
   job_t *job = fc_xcalloc(1, sizeof *job);
   snprintf(job->id, sizeof job->id, "%s", id);
@@ -230,21 +234,24 @@ job_t *fc__job_new(fc_jobs_t *j, const char *id, int64_t wf_id) {
   job->pid = -1;
   fc_buf_init(&job->line[0]);
   fc_buf_init(&job->line[1]);
-  job->next = j->jobs;
-  j->jobs = job;
   return job;
 }
 
-int fc_jobs_start(fc_jobs_t *j, int64_t wf_id, const char *input, char id[40]) {
+int fc_jobs_start(fc_jobs_t *j, int64_t wf_id, const char *input, const char *starter, char id[40]) {
   wf_t *w = fc__wf_find(j, wf_id);
   if (!w) return -ENOENT;
+  bool waits = j->qhead || j->running >= j->max_running || (w->max_running && w->running >= w->max_running);
+  if (waits && j->queued >= j->max_queued) return -EAGAIN;
   make_uuid(id);
   job_t *job = fc__job_new(j, id, wf_id);
+  job->next = j->jobs; /* newest first */
+  j->jobs = job;
   job->wf = w;
   w->refs++;
   job->name = strdup(w->name);
   job->description = strdup(w->description);
   job->input = input ? strdup(input) : NULL;
+  job->starter = starter ? strdup(starter) : NULL;
   job->created_ms = fc_now_ms();
   uv_timer_init(&j->loop->uv, &job->timer);
   uv_timer_init(&j->loop->uv, &job->grace);
@@ -256,6 +263,7 @@ int fc_jobs_start(fc_jobs_t *j, int64_t wf_id, const char *input, char id[40]) {
   else
     j->qhead = job;
   j->qtail = job;
+  j->queued++;
   pump(j);
   return 0;
 }
@@ -273,6 +281,7 @@ static void unqueue(fc_jobs_t *j, job_t *job) {
   *pp = job->qnext;
   if (j->qtail == job) j->qtail = prev;
   job->qnext = NULL;
+  j->queued--;
 }
 
 /* Pauses (`on`) or resumes the running task: signals for exec, the timer for
@@ -305,9 +314,10 @@ static int stop_job(fc_jobs_t *j, job_t *job) {
   return 0;
 }
 
-int fc_jobs_control(fc_jobs_t *j, int64_t wf_id, const char *id, fc_job_action_t a) {
+int fc_jobs_control(fc_jobs_t *j, int64_t wf_id, const char *id, fc_job_action_t a, const fc_jobs_actor_t *who) {
   job_t *job = fc__job_find(j, id);
   if (!job || job->wf_id != wf_id) return -ENOENT;
+  if (!who->all && (!job->starter || !who->sub || strcmp(job->starter, who->sub))) return -EPERM;
   job_status_t st = job->status;
   if (ST_FINAL(st) || job->stop_requested) return -EBUSY;
   switch (a) {
@@ -334,13 +344,7 @@ int fc_jobs_control(fc_jobs_t *j, int64_t wf_id, const char *id, fc_job_action_t
   return -EBUSY;
 }
 
-/* Marks a job a dead server left unfinished as Failed, with its final event. */
-void fc__job_fail_stale(job_t *job) {
-  char why[96];
-  snprintf(why, sizeof why, "the server stopped while the job was %s", job_status_names[job->status]);
-  job->status = ST_PENDING; /* not counted as running */
-  job->ended_ms = fc_now_ms();
-  job->reason = strdup(why);
-  set_status(job, ST_FAILED);
+void fc__job_publish_stale(job_t *job) {
+  publish_status(job);
   publish_final(job);
 }

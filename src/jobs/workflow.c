@@ -208,9 +208,12 @@ static void on_trigger(fc_sub_link_t *link, fc_event_t *ev) {
   fc_event_json_members(&b, ev);
   fc_buf_puts(&b, "}");
   char id[40];
-  if (w->owner && !w->owner->stopping && fc_jobs_start(w->owner, w->id, b.data, id) == 0)
+  int rc = w->owner && !w->owner->stopping ? fc_jobs_start(w->owner, w->id, b.data, NULL, id) : -ECANCELED;
+  if (rc == 0)
     fc_log(FC_LOG_INFO, "job triggered", "workflow=%lld job=%s channel=%s", (long long)w->id, id,
            fc_channel_name(ev->channel));
+  else if (rc != -ECANCELED)
+    fc__jobs_trigger_refused(w->owner, w->id, rc);
   fc_buf_dispose(&b);
 }
 
@@ -220,8 +223,11 @@ void fc__wf_cron_tick(fc_jobs_t *j, int64_t now_s) {
     for (size_t i = 0; i < w->ncrons; i++) {
       if (w->cron_next[i] < 0 || now_s < w->cron_next[i]) continue;
       char id[40];
-      if (fc_jobs_start(j, w->id, NULL, id) == 0)
+      int rc = fc_jobs_start(j, w->id, NULL, NULL, id);
+      if (rc == 0)
         fc_log(FC_LOG_INFO, "job triggered", "workflow=%lld job=%s trigger=cron", (long long)w->id, id);
+      else
+        fc__jobs_trigger_refused(j, w->id, rc);
       w->cron_next[i] = fc_cron_next(&w->crons[i], now_s);
     }
   }
