@@ -435,7 +435,7 @@ static void send_ready(fc_http_conn_t *hc) {
 /* After an answer: handles a request that waited for the answers before it,
  * and resumes the parser on what arrived meanwhile. */
 static void go_on(fc_http_conn_t *hc) {
-  if (hc->in_execute || hc->state != HC_HANDLING) return;
+  if (hc->in_execute || hc->state != HC_HANDLING || hc->conn->closing) return;
   if (hc->deferred) {
     if (hc->out_head) return;
     hc->deferred = false;
@@ -512,8 +512,7 @@ void fc_http_tick(fc_loop_t *l, uint64_t now) {
        * for this long is gone or hostile: what is queued is dropped. */
       fc_log(FC_LOG_INFO, "send timeout: connection closed", "unsent_bytes=%zu send_timeout_ms=%u", c->queued,
              o->send_timeout_ms);
-      hc->state = HC_CLOSING;
-      fc_conn_close(c, false);
+      fc_conn_close(c, false); /* the state stays: on_close needs it to know who holds hc->req */
     } else if (hc->state == HC_HEAD && now - hc->since_ms > o->header_timeout_ms) {
       timed_out(hc, "request head not received", o->header_timeout_ms);
     } else if (hc->state == HC_BODY && now - hc->since_ms > o->body_timeout_ms) {
