@@ -174,6 +174,8 @@ int fc_app_run(const fc_config_t *cfg) {
       .max_body_bytes = cfg->max_body,
       .header_timeout_ms = cfg->header_timeout_s * 1000,
       .idle_timeout_ms = cfg->idle_timeout_s * 1000,
+      .body_timeout_ms = cfg->body_timeout_s * 1000,
+      .send_timeout_ms = cfg->send_timeout_s * 1000,
       .cors_origins = (const char *const *)cfg->cors_list,
       .cors_credentials = cfg->cors_credentials,
       .routes = routes,

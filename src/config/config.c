@@ -45,6 +45,10 @@ static const opt_t options[] = {
     {"cors-credentials", OPT_BOOL, OFF(cors_credentials), "false", "allow credentials (needs an origin list)"},
     {"header-timeout", OPT_UINT, OFF(header_timeout_s), "10", "seconds to receive a request's head"},
     {"idle-timeout", OPT_UINT, OFF(idle_timeout_s), "60", "seconds an idle keep-alive connection stays"},
+    {"body-timeout", OPT_UINT, OFF(body_timeout_s), "60",
+     "seconds to receive a request's whole body, counted from the end of its head; past it: 408"},
+    {"send-timeout", OPT_UINT, OFF(send_timeout_s), "60",
+     "seconds a connection may leave its unsent answers unread (no write progress) before it is closed"},
     {"log-level", OPT_STR, OFF(log_level), "info", "debug, info, warn or error"},
     {"public", OPT_STR, OFF(public_patterns), "", "channels anyone may subscribe to, comma-separated globs"},
     {"open", OPT_BOOL, OFF(open), "false", "no authentication at all: every request is allowed (development only)"},
@@ -326,8 +330,14 @@ static int finish(fc_config_t *cfg, char *err, size_t errlen) {
     snprintf(err, errlen, "threads: at most 256");
     return -1;
   }
-  if (cfg->keepalive_s == 0 || cfg->header_timeout_s == 0 || cfg->idle_timeout_s == 0) {
-    snprintf(err, errlen, "keepalive, header-timeout and idle-timeout must be at least 1 second");
+  if (cfg->keepalive_s == 0 || cfg->header_timeout_s == 0 || cfg->idle_timeout_s == 0 || cfg->body_timeout_s == 0 ||
+      cfg->send_timeout_s == 0) {
+    snprintf(err, errlen,
+             "keepalive, header-timeout, idle-timeout, body-timeout and send-timeout must be at least 1 second");
+    return -1;
+  }
+  if (cfg->body_timeout_s > 86400 || cfg->send_timeout_s > 86400) {
+    snprintf(err, errlen, "body-timeout and send-timeout must be at most 86400 seconds");
     return -1;
   }
   if (cfg->ws_ping_s == 0 || cfg->ws_max_message < 128) {

@@ -30,6 +30,8 @@ typedef struct {
   bool cors_credentials;
   unsigned header_timeout_s;
   unsigned idle_timeout_s;
+  unsigned body_timeout_s; /* a request's whole body, from the end of its head */
+  unsigned send_timeout_s; /* unsent answers with no write progress */
   char *log_level;
   char *public_patterns; /* channels subscribable without a token, comma-separated */
   bool open;             /* no auth at all (development and tests) */

@@ -2,6 +2,7 @@
 #include "http/internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,9 +10,13 @@ fc_http_stats_t fc_http_stats;
 
 static fc_http_conn_t *hc_of(llhttp_t *p) { return p->data; }
 
-static int abort_parse(fc_http_conn_t *hc, int status, const char *code) {
+/* Ends the parse with an answer to give: `msg` is a printf format that takes
+ * `limit` (%zu) once, or a plain message. Returns the llhttp error to return. */
+static int abort_parse(fc_http_conn_t *hc, int status, const char *code, const char *msg, size_t limit) {
   hc->err_status = status;
   hc->err_code = code;
+  hc->err_msg = msg;
+  hc->err_limit = limit;
   return HPE_USER;
 }
 
@@ -36,24 +41,37 @@ static int on_message_begin(llhttp_t *p) {
 static int on_url(llhttp_t *p, const char *at, size_t n) {
   fc_http_conn_t *hc = hc_of(p);
   fc_req_t *r = hc->req;
-  if (r->raw.len + n > hc->http->opts.max_url_bytes)
-    return abort_parse(hc, 414, "uri_too_long");
+  size_t max = hc->http->opts.max_url_bytes;
+  if (r->raw.len + n > max) return abort_parse(hc, 414, "uri_too_long", "request target longer than %zu bytes", max);
   fc_buf_append(&r->raw, at, n);
   r->url.len = r->raw.len;
   return 0;
 }
 
 static int check_head_size(fc_http_conn_t *hc) {
-  if (hc->req->raw.len > hc->http->opts.max_header_bytes)
-    return abort_parse(hc, 431, "headers_too_large");
+  size_t max = hc->http->opts.max_header_bytes;
+  if (hc->req->raw.len > max)
+    return abort_parse(hc, 431, "headers_too_large", "request head larger than %zu bytes", max);
+  return 0;
+}
+
+/* Chunked trailer fields come after the head, whose url and headers point into
+ * req->raw: they are counted against the head's limit but never kept. */
+static int on_trailer(fc_http_conn_t *hc, size_t n) {
+  size_t max = hc->http->opts.max_header_bytes;
+  hc->req->trailer_bytes += n;
+  if (hc->req->trailer_bytes > max)
+    return abort_parse(hc, 431, "headers_too_large", "trailer fields larger than %zu bytes", max);
   return 0;
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   fc_http_conn_t *hc = hc_of(p);
   fc_req_t *r = hc->req;
+  if (hc->state == HC_BODY) return on_trailer(hc, n);
   if (r->in_value || r->noff == 0) {
-    if (r->noff == FC_HTTP_MAX_HEADERS) return abort_parse(hc, 431, "too_many_headers");
+    if (r->noff == FC_HTTP_MAX_HEADERS)
+      return abort_parse(hc, 431, "too_many_headers", "more than %zu header fields", (size_t)FC_HTTP_MAX_HEADERS);
     r->in_value = false;
     size_t *o = r->hdr_off[r->noff++];
     o[0] = r->raw.len, o[1] = 0, o[2] = 0, o[3] = 0;
@@ -66,11 +84,13 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   fc_http_conn_t *hc = hc_of(p);
   fc_req_t *r = hc->req;
+  if (hc->state == HC_BODY) return on_trailer(hc, n);
   size_t *o = r->hdr_off[r->noff - 1];
   if (!r->in_value) {
     /* RFC 9112 5.1: no whitespace between a field name and its colon. */
     char last = o[1] ? r->raw.data[o[0] + o[1] - 1] : ' ';
-    if (last == ' ' || last == '\t') return abort_parse(hc, 400, "bad_request");
+    if (last == ' ' || last == '\t')
+      return abort_parse(hc, 400, "bad_request", "malformed request: whitespace before a header's colon", 0);
     r->in_value = true;
     o[2] = r->raw.len;
   }
@@ -91,9 +111,42 @@ static unsigned method_bit(uint8_t m) {
   }
 }
 
+/* Checks what the head says about the request as a whole (RFC 9112): the
+ * version, Host, and transfer codings. Returns 0 or an abort_parse() result. */
+static int check_head(fc_http_conn_t *hc, llhttp_t *p) {
+  fc_req_t *r = hc->req;
+  if (p->http_major != 1)
+    return abort_parse(hc, 505, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1 are supported", 0);
+  size_t hosts = 0;
+  bool other_coding = false;
+  for (size_t i = 0; i < r->nheaders; i++) {
+    const fc_header_t *h = &r->headers[i];
+    if (fc_str_ieq(h->name, "host")) hosts++;
+    if (!fc_str_ieq(h->name, "transfer-encoding")) continue;
+    /* llhttp has already refused a list whose last coding is not chunked,
+     * and chunked twice; any other coding before it is not implemented. */
+    const char *v = h->value.base, *end = v + h->value.len;
+    while (v < end) {
+      const char *comma = memchr(v, ',', (size_t)(end - v));
+      const char *e = comma ? comma : end;
+      while (v < e && (*v == ' ' || *v == '\t')) v++;
+      while (e > v && (e[-1] == ' ' || e[-1] == '\t')) e--;
+      if (e > v && !fc_str_ieq((fc_str_t){v, (size_t)(e - v)}, "chunked")) other_coding = true;
+      v = comma ? comma + 1 : end;
+    }
+  }
+  if (hosts > 1) return abort_parse(hc, 400, "bad_request", "more than one Host header", 0);
+  if (hosts == 0 && p->http_minor >= 1)
+    return abort_parse(hc, 400, "bad_request", "an HTTP/1.1 request needs a Host header", 0);
+  if (other_coding)
+    return abort_parse(hc, 501, "not_implemented", "transfer codings other than chunked are not supported", 0);
+  return 0;
+}
+
 static int on_headers_complete(llhttp_t *p) {
   fc_http_conn_t *hc = hc_of(p);
   fc_req_t *r = hc->req;
+  /* From here on req->raw does not change (on_trailer): these stay valid. */
   r->url.base = r->raw.data ? r->raw.data : "";
   for (size_t i = 0; i < r->noff; i++) {
     size_t *o = r->hdr_off[i];
@@ -106,21 +159,31 @@ static int on_headers_complete(llhttp_t *p) {
   /* An upgrade that is refused ends the connection: what follows is not HTTP. */
   r->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
   hc->state = HC_BODY;
-  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > hc->http->opts.max_body_bytes)
-    return abort_parse(hc, 413, "body_too_large");
+  hc->since_ms = hc->body_ms = uv_now(&hc->conn->loop->uv); /* the body timeout runs from here */
+  int rc = check_head(hc, p);
+  if (rc) return rc;
+  size_t max = hc->http->opts.max_body_bytes;
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > max)
+    return abort_parse(hc, 413, "body_too_large", "body larger than %zu bytes", max);
   return 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   fc_http_conn_t *hc = hc_of(p);
   fc_req_t *r = hc->req;
-  if (r->body.len + n > hc->http->opts.max_body_bytes) return abort_parse(hc, 413, "body_too_large");
+  size_t max = hc->http->opts.max_body_bytes;
+  if (r->body.len + n > max) return abort_parse(hc, 413, "body_too_large", "body larger than %zu bytes", max);
   fc_buf_append(&r->body, at, n);
+  hc->body_ms = uv_now(&hc->conn->loop->uv);
   return 0;
 }
 
 /* At most this many answers owed on one connection: past it, reading waits. */
 #define OWED_MAX 64
+/* At most this many bytes of answers unsent on one connection: past it,
+ * reading waits until they are written (on_drained), so a client that
+ * pipelines requests and never reads its answers costs a bounded amount. */
+#define UNSENT_MAX (256 * 1024)
 
 /* Gives a request a place at the end of the connection's answer queue. */
 static fc__answer_t *owe(fc_http_conn_t *hc, fc_req_t *r) {
@@ -150,7 +213,7 @@ static void handle(fc_http_conn_t *hc, fc_req_t *r) {
 
 /* Whether parsing may go on; if so the connection is between requests again. */
 static bool read_on(fc_http_conn_t *hc) {
-  if (hc->state != HC_HANDLING || hc->req || hc->nout >= OWED_MAX) return false;
+  if (hc->state != HC_HANDLING || hc->req || hc->nout >= OWED_MAX || hc->conn->queued > UNSENT_MAX) return false;
   hc->state = HC_IDLE;
   hc->since_ms = uv_now(&hc->conn->loop->uv);
   return true;
@@ -162,7 +225,10 @@ static int on_message_complete(llhttp_t *p) {
   hc->state = HC_HANDLING;
   fc_http_stats.requests_total++;
   if (!r->body.data) fc_buf_append(&r->body, "", 0);
-  if (fc_http_parse_target(r) < 0) {
+  int rc = fc_http_parse_target(r);
+  if (rc == -E2BIG) {
+    fc_http_error(r, 414, "uri_too_long", "request target has more than %d path segments", FC_HTTP_MAX_SEGMENTS);
+  } else if (rc < 0) {
     fc_http_error(r, 400, "bad_request", "malformed percent-escape in the request target");
   } else {
     fc__http_route(r);
@@ -196,16 +262,11 @@ static void parse_failed(fc_http_conn_t *hc, llhttp_errno_t err) {
   fc_req_t *r = hc->req;
   r->keep_alive = false;
   if (!r->method_name) r->method_name = "-";
-  if (hc->err_status == 400) {
-    fc_http_error(r, 400, hc->err_code, "malformed request: whitespace before a header's colon");
-  } else if (hc->err_status) {
-    const char *what = hc->err_status == 414   ? "request target longer than %zu bytes"
-                       : hc->err_status == 413 ? "body larger than %zu bytes"
-                                               : "request head larger than %zu bytes";
-    size_t limit = hc->err_status == 414   ? hc->http->opts.max_url_bytes
-                   : hc->err_status == 413 ? hc->http->opts.max_body_bytes
-                                           : hc->http->opts.max_header_bytes;
-    fc_http_error(r, hc->err_status, hc->err_code, what, limit);
+  if (r->url.base) fc_http_parse_target(r); /* the head was complete: its target goes in the log line */
+  if (hc->err_status) {
+    char msg[160];
+    snprintf(msg, sizeof msg, hc->err_msg, hc->err_limit);
+    fc_http_error(r, hc->err_status, hc->err_code, "%s", msg);
   } else {
     const char *reason = llhttp_get_error_reason(hc->parser);
     fc_http_error(r, 400, "bad_request", "malformed request: %s (%s)", reason ? reason : "-",
@@ -302,9 +363,17 @@ static void on_close(fc_conn_t *c) {
   free(hc);
 }
 
+static void go_on(fc_http_conn_t *hc);
+
+/* Everything queued is written: a stream is told; a connection whose parsing
+ * waited for its answers to go out (UNSENT_MAX) reads on. */
 static void on_drained(fc_conn_t *c) {
   fc_http_conn_t *hc = c->ud;
-  if (hc->stream && hc->stream->h->on_drained) hc->stream->h->on_drained(hc->stream);
+  if (hc->stream) {
+    if (hc->stream->h->on_drained) hc->stream->h->on_drained(hc->stream);
+  } else {
+    go_on(hc);
+  }
 }
 
 static const fc_conn_handler_t http_conn_handler = {
@@ -366,7 +435,7 @@ static void send_ready(fc_http_conn_t *hc) {
 /* After an answer: handles a request that waited for the answers before it,
  * and resumes the parser on what arrived meanwhile. */
 static void go_on(fc_http_conn_t *hc) {
-  if (hc->in_execute || hc->state != HC_HANDLING) return;
+  if (hc->in_execute || hc->state != HC_HANDLING || hc->conn->closing) return;
   if (hc->deferred) {
     if (hc->out_head) return;
     hc->deferred = false;
@@ -421,20 +490,36 @@ void fc__http_answer(fc_http_conn_t *hc, fc_req_t *req, fc_frame_t *f, bool keep
   go_on(hc);
 }
 
+/* Answers 408 to the request being read and closes (the header and body
+ * timeouts). */
+static void timed_out(fc_http_conn_t *hc, const char *what, unsigned ms) {
+  fc_http_stats.timeouts_total++;
+  fc_req_t *r = hc->req;
+  r->keep_alive = false;
+  if (!r->method_name) r->method_name = "-";
+  if (hc->state == HC_BODY) fc_http_parse_target(r); /* for the log line: the head is complete */
+  hc->state = HC_HANDLING; /* the request is answered outside the parser */
+  fc_http_error(r, 408, "timeout", "%s within %u ms", what, ms);
+}
+
 void fc_http_tick(fc_loop_t *l, uint64_t now) {
   for (fc_conn_t *c = l->conns; c; c = c->next) {
     if (c->h != &http_conn_handler || c->closing) continue;
     fc_http_conn_t *hc = c->ud;
     const fc_http_opts_t *o = &hc->http->opts;
-    if (hc->state == HC_HEAD && now - hc->since_ms > o->header_timeout_ms) {
-      fc_http_stats.timeouts_total++;
-      fc_req_t *r = hc->req;
-      r->keep_alive = false;
-      if (!r->method_name) r->method_name = "-";
-      hc->state = HC_HANDLING; /* the request is answered outside the parser */
-      fc_http_error(r, 408, "timeout", "request head not received within %u ms", o->header_timeout_ms);
-    } else if ((hc->state == HC_IDLE || hc->state == HC_BODY) && !hc->out_head &&
-               now - hc->since_ms > o->idle_timeout_ms) {
+    if (c->queued && o->send_timeout_ms && now - c->progress_ms > o->send_timeout_ms) {
+      /* Whatever it is doing, a peer that reads nothing of what it is sent
+       * for this long is gone or hostile: what is queued is dropped. */
+      fc_log(FC_LOG_INFO, "send timeout: connection closed", "unsent_bytes=%zu send_timeout_ms=%u", c->queued,
+             o->send_timeout_ms);
+      fc_conn_close(c, false); /* the state stays: on_close needs it to know who holds hc->req */
+    } else if (hc->state == HC_HEAD && now - hc->since_ms > o->header_timeout_ms) {
+      timed_out(hc, "request head not received", o->header_timeout_ms);
+    } else if (hc->state == HC_BODY && now - hc->since_ms > o->body_timeout_ms) {
+      timed_out(hc, "request body not received", o->body_timeout_ms);
+    } else if (hc->state == HC_BODY && now - hc->body_ms > o->idle_timeout_ms) {
+      timed_out(hc, "no request body data received", o->idle_timeout_ms); /* a stopped body is idle */
+    } else if (hc->state == HC_IDLE && !hc->out_head && now - hc->since_ms > o->idle_timeout_ms) {
       /* Never while answers are owed: they go out first, however slow a commit. */
       hc->state = HC_CLOSING;
       fc_conn_close(c, false);

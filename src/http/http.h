@@ -50,6 +50,8 @@ typedef struct {
   size_t max_body_bytes;   /* past it: 413 */
   unsigned header_timeout_ms; /* a request's head must arrive within this */
   unsigned idle_timeout_ms;   /* a keep-alive connection with no request is closed after */
+  unsigned body_timeout_ms;   /* a request's whole body must arrive within this after its head; past it: 408 */
+  unsigned send_timeout_ms;   /* unsent bytes with no write progress for this long: the connection is closed */
   const char *const *cors_origins; /* NULL-terminated; {"*"} allows any origin */
   bool cors_credentials;           /* only with an explicit list, never with "*" */
   const fc_route_t *routes;
@@ -90,13 +92,17 @@ struct fc_req {
   /* internal */
   bool in_value;      /* parsing a header's value */
   size_t noff;        /* hdr_off entries so far */
+  size_t trailer_bytes; /* chunked trailer fields seen (counted, never kept) */
   void *mem;          /* fc_req_alloc blocks past the arena, freed with the request */
   size_t arena_used;
   /* Everything above is cleared for each request; what follows is not (a
    * request object is reused, see fc__req_new): the buffers keep their room,
    * the tables are filled as a request is parsed. */
   fc_buf_t body;
-  fc_buf_t raw;       /* url and header bytes */
+  /* url and header bytes. url and headers[] point into it once the head is
+   * complete, so nothing may be appended after that (trailers are not kept):
+   * an append may move it. */
+  fc_buf_t raw;
   _Alignas(max_align_t) char arena[384]; /* fc_req_alloc's first bytes */
   fc_header_t headers[FC_HTTP_MAX_HEADERS];
   size_t hdr_off[FC_HTTP_MAX_HEADERS][4]; /* offsets into raw while parsing */
@@ -134,8 +140,8 @@ ssize_t fc_url_decode(const char *s, size_t n, char *out, bool plus);
 /* The route for a request whose target is parsed (segments set), or NULL.
  * `allowed` gets the methods of every route whose path matches (for 405). */
 const fc_route_t *fc_http_match(const fc_route_t *routes, size_t n, fc_req_t *req, unsigned *allowed);
-/* Parses req->url into path, query and decoded segments. Returns 0, or -1 for
- * a malformed escape or too many segments. */
+/* Parses req->url into path, query and decoded segments. Returns 0, -EINVAL
+ * for a malformed escape, or -E2BIG for more than FC_HTTP_MAX_SEGMENTS segments. */
 int fc_http_parse_target(fc_req_t *req);
 /* Frees a request made outside a connection (tests). */
 void fc_http_req_free(fc_req_t *req);
@@ -146,7 +152,9 @@ void fc_http_respond(fc_req_t *req, int status, const char *content_type, const 
                      const void *body, size_t len);
 /* Responds with `j` serialized (takes the reference). */
 void fc_http_respond_json(fc_req_t *req, int status, json_t *j);
-/* Responds {"error":{"code","message"}} with `status`. */
+/* Responds {"error":{"code","message"}} with `status`: the one writer of JSON
+ * error bodies in the HTTP layer. The message is escaped whatever it holds
+ * (quotes, control characters; invalid UTF-8 becomes U+FFFD). */
 void fc_http_error(fc_req_t *req, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -174,7 +182,9 @@ struct fc_stream {
 
 /* Sends the status line and headers (CORS included, close-delimited body; for
  * 101 the extra headers say what the connection becomes), ends the request and
- * hands the connection to `h`. Returns the stream. */
+ * hands the connection to `h`. Returns the stream. A HEAD request (status other
+ * than 101) gets the head alone as an ordinary answer and no stream: returns
+ * NULL, and `h` is never called. */
 fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers,
                             const fc_stream_handler_t *h, void *ud);
 /* Ends a stream: flushes what is queued, then closes. */

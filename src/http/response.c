@@ -29,7 +29,9 @@ const char *fc_http_reason(int status) {
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
   }
 }
@@ -74,8 +76,10 @@ static void head_into(fc_buf_t *b, fc_req_t *req, int status, const char *extra)
   if (extra) fc_buf_puts(b, extra);
 }
 
-void fc_http_respond(fc_req_t *req, int status, const char *content_type, const char *extra,
-                     const void *body, size_t len) {
+/* Builds and sends an answer, ends the request. `has_length`: a
+ * Content-Length is sent (not for the head of a close-delimited stream). */
+static void answer(fc_req_t *req, int status, const char *content_type, const char *extra, const void *body,
+                   size_t len, bool has_length) {
   if (req->answered) return;
   req->answered = true;
   req->status = status;
@@ -95,7 +99,7 @@ void fc_http_respond(fc_req_t *req, int status, const char *content_type, const 
     fc_buf_init(&b);
     head_into(&b, req, status, extra);
     if (content_type) fc_buf_printf(&b, "Content-Type: %s\r\n", content_type);
-    if (status != 204 && status != 304) fc_buf_printf(&b, "Content-Length: %zu\r\n", len);
+    if (has_length && status != 204 && status != 304) fc_buf_printf(&b, "Content-Length: %zu\r\n", len);
     fc_buf_puts(&b, keep ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
     if (req->method != FC_HEAD && status != 204) fc_buf_append(&b, body, len);
     req->out_bytes = b.len;
@@ -106,22 +110,77 @@ void fc_http_respond(fc_req_t *req, int status, const char *content_type, const 
   fc__http_answer(hc, req, f, keep);
 }
 
+void fc_http_respond(fc_req_t *req, int status, const char *content_type, const char *extra,
+                     const void *body, size_t len) {
+  answer(req, status, content_type, extra, body, len, true);
+}
+
 void fc_http_respond_json(fc_req_t *req, int status, json_t *j) {
-  char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+  char *s = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
   json_decref(j);
+  if (!s) {
+    fc_http_error(req, 500, "internal", "the answer could not be encoded");
+    return;
+  }
   fc_http_respond(req, status, "application/json", NULL, s, strlen(s));
   free(s);
 }
 
+/* Appends one ASCII character, escaped as JSON needs. */
+static void json_ascii(fc_buf_t *out, unsigned char c) {
+  switch (c) {
+    case '"': fc_buf_puts(out, "\\\""); break;
+    case '\\': fc_buf_puts(out, "\\\\"); break;
+    case '\n': fc_buf_puts(out, "\\n"); break;
+    case '\r': fc_buf_puts(out, "\\r"); break;
+    case '\t': fc_buf_puts(out, "\\t"); break;
+    default:
+      if (c < 0x20 || c == 0x7f)
+        fc_buf_printf(out, "\\u%04x", c);
+      else
+        fc_buf_append(out, &c, 1);
+  }
+}
+
+/* Appends `s` as a JSON string: quotes, backslashes and control characters
+ * escaped, each byte that does not begin a valid UTF-8 sequence as U+FFFD. */
+static void json_text(fc_buf_t *out, const char *s) {
+  size_t n = strlen(s), i = 0;
+  fc_buf_append(out, "\"", 1);
+  while (i < n) {
+    unsigned char c = (unsigned char)s[i];
+    size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (len == 0 || i + len > n || (len > 1 && !fc_utf8_valid(s + i, len))) {
+      fc_buf_puts(out, "\\ufffd");
+      i++;
+    } else if (len > 1) {
+      fc_buf_append(out, s + i, len);
+      i += len;
+    } else {
+      json_ascii(out, c);
+      i++;
+    }
+  }
+  fc_buf_append(out, "\"", 1);
+}
+
+void fc__http_error_body(fc_buf_t *out, const char *code, const char *msg) {
+  fc_buf_puts(out, "{\"error\":{\"code\":");
+  json_text(out, code);
+  fc_buf_puts(out, ",\"message\":");
+  json_text(out, msg);
+  fc_buf_puts(out, "}}");
+}
+
 static void error_json(fc_req_t *req, int status, const char *code, const char *extra,
                        const char *fmt, va_list ap) {
-  char msg[512];
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
-  char *s = json_dumps(j, JSON_COMPACT);
-  json_decref(j);
-  fc_http_respond(req, status, "application/json", extra, s, strlen(s));
-  free(s);
+  char msg[1024];
+  vsnprintf(msg, sizeof msg, fmt, ap); /* a cut multi-byte character becomes U+FFFD */
+  fc_buf_t b;
+  fc_buf_init(&b);
+  fc__http_error_body(&b, code, msg);
+  fc_http_respond(req, status, "application/json", extra, b.data, b.len);
+  fc_buf_dispose(&b);
 }
 
 void fc_http_error(fc_req_t *req, int status, const char *code, const char *fmt, ...) {
@@ -131,8 +190,20 @@ void fc_http_error(fc_req_t *req, int status, const char *code, const char *fmt,
   va_end(ap);
 }
 
+void fc__http_error_h(fc_req_t *req, int status, const char *extra, const char *code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  error_json(req, status, code, extra, fmt, ap);
+  va_end(ap);
+}
+
 fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers,
                             const fc_stream_handler_t *h, void *ud) {
+  if (req->method == FC_HEAD && status != 101) {
+    /* The head alone, as GET would send it: close-delimited, so no length. */
+    answer(req, status, NULL, extra_headers, "", 0, false);
+    return NULL;
+  }
   fc_http_conn_t *hc = req->hc;
   req->answered = true;
   req->status = status;

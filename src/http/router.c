@@ -1,6 +1,7 @@
 /* Request targets, query strings and routing. */
 #include "http/internal.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -149,9 +150,9 @@ int fc_http_parse_target(fc_req_t *req) {
   while (p < end) {
     const char *slash = memchr(p, '/', (size_t)(end - p));
     if (!slash) slash = end;
-    if (req->nsegs == FC_HTTP_MAX_SEGMENTS) return -1;
+    if (req->nsegs == FC_HTTP_MAX_SEGMENTS) return -E2BIG;
     char *seg = fc_req_alloc(req, (size_t)(slash - p) + 1);
-    if (fc_url_decode(p, (size_t)(slash - p), seg, false) < 0) return -1;
+    if (fc_url_decode(p, (size_t)(slash - p), seg, false) < 0) return -EINVAL;
     req->segs[req->nsegs++] = seg;
     p = slash + 1;
     if (slash + 1 == end) break; /* a trailing slash adds no segment */
@@ -252,9 +253,8 @@ void fc__http_dispatch(fc_req_t *req) {
     fc_http_respond(req, 204, NULL, extra.data, "", 0);
   } else if (!found) {
     allow_header(allowed, &extra);
-    static const char body[] =
-        "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"method not allowed on this resource\"}}";
-    fc_http_respond(req, 405, "application/json", extra.data, body, sizeof body - 1);
+    fc__http_error_h(req, 405, extra.data, "method_not_allowed", "method %s not allowed on this resource",
+                     req->method_name ? req->method_name : "-");
   } else {
     if (!o->authorize || o->authorize(req) == 0) found->handler(req);
   }

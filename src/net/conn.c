@@ -170,6 +170,7 @@ static void mark_dirty(fc_conn_t *c) {
 static int enqueue(fc_conn_t *c, fc_frame_t *f, bool bounded) {
   if (c->closing || c->close_when_flushed || c->lingering) return -EPIPE;
   if (bounded && c->bound && c->queued + f->len > c->bound) return -ENOBUFS;
+  if (c->queued == 0) c->progress_ms = uv_now(&c->loop->uv);
   if (c->qlen == c->qcap) {
     uint32_t cap = c->qcap ? c->qcap * 2 : 8;
     fc_frame_t **q = fc_xmalloc(cap * sizeof *q);
@@ -250,6 +251,7 @@ void fc__conn_drop_refs(fc_loop_t *l) {
 /* Drops `n` written bytes from the head of the queue. */
 static void consume(fc_conn_t *c, size_t n) {
   c->queued -= n;
+  if (n) c->progress_ms = uv_now(&c->loop->uv);
   while (c->qlen > 0) { /* also drops empty frames at the head */
     fc_frame_t *f = c->q[c->qhead];
     size_t left = f->len - c->qoff;

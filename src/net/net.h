@@ -87,6 +87,7 @@ struct fc_conn {
   uint32_t inflight;     /* bytes at the head of the queue in a uv_write */
   size_t queued;         /* bytes queued and not yet written, in-flight included */
   size_t bound;          /* fc_conn_send fails past this many queued bytes; 0: none */
+  uint64_t progress_ms;  /* loop time of the last write progress, or of the queue's last start from empty */
   uv_write_t *wreq;      /* the write in flight, if any: idle connections hold none */
   bool dirty;             /* on loop->dirty or loop->bulk_dirty (as `bulk` was when marked) */
   bool bulk;              /* a subscriber stream: its writes may be coalesced under load */

@@ -132,6 +132,10 @@ void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n
 
 void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n,
                        const fc_resume_t *from, int64_t expires_ms, fc_sse_final_cb is_final) {
+  if (req->method == FC_HEAD) { /* the stream's head alone: no subscription, nothing sent after it */
+    fc_http_stream(req, 200, sse_headers, &sse_stream, NULL);
+    return;
+  }
   unsigned thread = req->loop->index;
   sse_sub_t *sub = fc_xcalloc(1, sizeof *sub + n * sizeof(fc_sub_link_t));
   sub->sse = sse;

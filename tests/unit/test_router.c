@@ -6,7 +6,9 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "http/http.h"
+#include <errno.h>
+
+#include "http/internal.h"
 
 static void h_publish(fc_req_t *r) { (void)r; }
 static void h_history(fc_req_t *r) { (void)r; }
@@ -42,7 +44,7 @@ static void malformed_escapes(void **state) {
   const char *bad[] = {"/a%2", "/a%zz/b", "/%", "/a%G1", "/nul%00byte"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     fc_req_t *r = req_for(FC_GET, bad[i]);
-    assert_int_equal(fc_http_parse_target(r), -1);
+    assert_int_equal(fc_http_parse_target(r), -EINVAL);
     fc_http_req_free(r);
   }
 }
@@ -118,8 +120,42 @@ static void query_values(void **state) {
 static void too_many_segments(void **state) {
   (void)state;
   fc_req_t *r = req_for(FC_GET, "/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r");
-  assert_int_equal(fc_http_parse_target(r), -1);
+  assert_int_equal(fc_http_parse_target(r), -E2BIG); /* a limit, not a malformed escape */
   fc_http_req_free(r);
+  r = req_for(FC_GET, "/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/");
+  assert_int_equal(fc_http_parse_target(r), 0); /* 16 segments and a trailing slash */
+  assert_int_equal(r->nsegs, FC_HTTP_MAX_SEGMENTS);
+  fc_http_req_free(r);
+}
+
+/* The one JSON error writer: whatever the message holds, the body parses as
+ * JSON and gives the message back (invalid UTF-8 as U+FFFD). */
+static void error_body_is_valid_json(void **state) {
+  (void)state;
+  const struct {
+    const char *msg, *want;
+  } cases[] = {
+      {"plain", "plain"},
+      {"quote \" back\\slash", "quote \" back\\slash"},
+      {"new\nline\ttab\r\x01\x1f\x7f", "new\nline\ttab\r\x01\x1f\x7f"},
+      {"\",\"x\":\"y", "\",\"x\":\"y"},
+      {"caf\xc3\xa9 \xf0\x9f\x98\x80", "caf\xc3\xa9 \xf0\x9f\x98\x80"},
+      {"bad \xff\xc3 cut \xe2\x82", "bad \xef\xbf\xbd\xef\xbf\xbd cut \xef\xbf\xbd\xef\xbf\xbd"},
+      {"surrogate \xed\xa0\x80", "surrogate \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    fc_buf_t b;
+    fc_buf_init(&b);
+    fc__http_error_body(&b, "c\"ode", cases[i].msg);
+    json_error_t err;
+    json_t *j = json_loadb(b.data, b.len, 0, &err);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")), "c\"ode");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "message")), cases[i].want);
+    assert_int_equal(json_object_size(j), 1);
+    json_decref(j);
+    fc_buf_dispose(&b);
+  }
 }
 
 int main(void) {
@@ -127,7 +163,7 @@ int main(void) {
       cmocka_unit_test(parse_and_decode), cmocka_unit_test(malformed_escapes),
       cmocka_unit_test(match_and_params), cmocka_unit_test(wrong_method_and_unknown),
       cmocka_unit_test(head_matches_get), cmocka_unit_test(query_values),
-      cmocka_unit_test(too_many_segments),
+      cmocka_unit_test(too_many_segments), cmocka_unit_test(error_body_is_valid_json),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
