@@ -131,6 +131,13 @@ void fc_http_error(fc_req_t *req, int status, const char *code, const char *fmt,
   va_end(ap);
 }
 
+void fc_http_error_with(fc_req_t *req, int status, const char *extra, const char *code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  error_json(req, status, code, extra, fmt, ap);
+  va_end(ap);
+}
+
 fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers,
                             const fc_stream_handler_t *h, void *ud) {
   fc_http_conn_t *hc = req->hc;
