@@ -388,8 +388,7 @@ static int check_handshake(fc_req_t *req, fc_str_t *key) {
   }
   fc_str_t v = fc_req_header(req, "sec-websocket-version");
   if (!v.base || !fc_str_eq(v, "13")) {
-    static const char body[] = "{\"error\":{\"code\":\"bad_version\",\"message\":\"WebSocket version 13 is required\"}}";
-    fc_http_respond(req, 426, "application/json", "Sec-WebSocket-Version: 13\r\n", body, sizeof body - 1);
+    fc_http_error_with(req, 426, "Sec-WebSocket-Version: 13\r\n", "bad_version", "WebSocket version 13 is required");
     return -1;
   }
   *key = fc_req_header(req, "sec-websocket-key");
