@@ -131,13 +131,6 @@ void fc_http_error(fc_req_t *req, int status, const char *code, const char *fmt,
   va_end(ap);
 }
 
-void fc_http_error_with(fc_req_t *req, int status, const char *extra, const char *code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  error_json(req, status, code, extra, fmt, ap);
-  va_end(ap);
-}
-
 fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers,
                             const fc_stream_handler_t *h, void *ud) {
   fc_http_conn_t *hc = req->hc;
@@ -211,4 +204,11 @@ void fc__http_log_fields(fc_req_t *req, fc_buf_t *out) {
   fc_buf_printf(out, " status=%d bytes=%zu in_bytes=%zu ms=%llu peer=%s", req->status, req->out_bytes,
                 req->body.len, (unsigned long long)(fc_mono_ms() - req->start_ms), peer);
   fc_buf_dispose(&target);
+}
+
+void fc_http_error_with(fc_req_t *req, int status, const char *extra, const char *code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  error_json(req, status, code, extra, fmt, ap);
+  va_end(ap);
 }
