@@ -117,14 +117,16 @@ const fc_claims_t *fc_api_claims(fc_req_t *req) { return req->user; }
 
 int64_t fc_api_expiry_ms(fc_req_t *req) {
   const fc_claims_t *c = req->user;
-  return c ? c->exp * 1000 : 0;
+  if (!c) return 0;
+  /* fc_auth_verify caps exp at FC_AUTH_TIME_MAX; stay safe whatever made c. */
+  int64_t exp = c->exp < 1 ? 1 : c->exp > FC_AUTH_TIME_MAX ? FC_AUTH_TIME_MAX : c->exp;
+  return exp * 1000;
 }
 
+/* Answers a refusal (401 with WWW-Authenticate, or 403) and returns -1. */
 static int deny(fc_req_t *req, int status, const char *code, const char *msg) {
   const char *extra = status == 401 ? "WWW-Authenticate: Bearer realm=\"flowcast\"\r\n" : NULL;
-  char body[512];
-  int n = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
-  fc_http_respond(req, status, "application/json", extra, body, (size_t)n);
+  fc_http_error_with(req, status, extra, code, "%s", msg);
   return -1;
 }
 
@@ -133,7 +135,7 @@ static int check_subscribe(fc_req_t *req, const fc_claims_t *c, const char *chan
   fc_app_t *app = fc_app_of(req);
   if (fc_patterns_match(app->cfg->public_list, SIZE_MAX, channel)) return 0;
   if (!c) return deny(req, 401, "unauthorized", "a token is needed to subscribe to this channel");
-  if (!fc_patterns_match(c->subscribe, c->nsubscribe, channel))
+  if (!c->admin && !fc_patterns_match(c->subscribe, c->nsubscribe, channel))
     return deny(req, 403, "forbidden", "the token may not subscribe to this channel");
   return 0;
 }
@@ -149,9 +151,9 @@ int fc_api_authorize(fc_req_t *req) {
     char why[128];
     if (fc_auth_verify(app->auth, tok, now_s(), c, why, sizeof why) < 0) {
       free(c);
-      char msg[160];
-      snprintf(msg, sizeof msg, "invalid token: %s", why);
-      return deny(req, 401, "invalid_token", msg);
+      fc_http_error_with(req, 401, "WWW-Authenticate: Bearer realm=\"flowcast\", error=\"invalid_token\"\r\n",
+                         "invalid_token", "invalid token: %s", why);
+      return -1;
     }
     req->user = c;
     req->user_free = claims_free;
@@ -171,7 +173,7 @@ int fc_api_authorize(fc_req_t *req) {
     }
     case FC_ACCESS_PUBLISH:
       if (!c) return deny(req, 401, "unauthorized", "a token is needed to publish");
-      if (!fc_patterns_match(c->publish, c->npublish, req->params[0]))
+      if (!c->admin && !fc_patterns_match(c->publish, c->npublish, req->params[0]))
         return deny(req, 403, "forbidden", "the token may not publish to this channel");
       return 0;
     case FC_ACCESS_TOKEN:
@@ -204,20 +206,39 @@ static void login_work(uv_work_t *w) {
   l->ok = fc_users_check(l->app->users, l->user, l->password, &l->claims) == 0;
 }
 
+/* The answer that hands out a minted token: {"access_token","token_type",
+ * "expires_in"}, with `extra` header lines (or NULL). Frees `tok`. A token
+ * that could not be made is a 500, one too long to be accepted back a 400. */
+static void answer_token(fc_req_t *req, int status, char *tok, int64_t ttl, const char *extra) {
+  if (!tok) {
+    fc_http_error(req, 500, "token_error", "the token could not be made");
+  } else if (strlen(tok) > FC_AUTH_TOKEN_MAX) {
+    fc_http_error(req, 400, "token_too_large",
+                  "the token would be %zu characters; at most %d are accepted: use fewer or shorter patterns",
+                  strlen(tok), FC_AUTH_TOKEN_MAX);
+  } else {
+    json_t *j = json_pack("{s:s,s:s,s:I}", "access_token", tok, "token_type", "Bearer", "expires_in", (json_int_t)ttl);
+    char *body = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    fc_http_respond(req, status, "application/json", extra, body, strlen(body));
+    free(body);
+  }
+  free(tok);
+}
+
 static void login_done(uv_work_t *w, int status) {
   login_t *l = w->data;
   fc_app_t *app = l->app;
   if (status == 0 && l->ok) {
     int64_t ttl = l->stay ? app->cfg->token_ttl_long_s : app->cfg->token_ttl_s;
     char *tok = fc_auth_mint(app->auth, &l->claims, now_s(), ttl);
-    char extra[1024];
-    snprintf(extra, sizeof extra, "Set-Cookie: " COOKIE_NAME "=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Lax\r\n"
-             "Cache-Control: no-store\r\n", tok, (long long)ttl);
-    char body[1024];
-    int n = snprintf(body, sizeof body, "{\"access_token\":\"%s\",\"token_type\":\"Bearer\",\"expires_in\":%lld}", tok,
-                     (long long)ttl);
-    fc_http_respond(l->req, 200, "application/json", extra, body, (size_t)n);
-    free(tok);
+    char *extra = NULL;
+    if (tok && strlen(tok) <= FC_AUTH_TOKEN_MAX &&
+        asprintf(&extra, "Set-Cookie: " COOKIE_NAME "=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Lax\r\n"
+                 "Cache-Control: no-store\r\n", tok, (long long)ttl) < 0)
+      extra = NULL;
+    answer_token(l->req, 200, tok, ttl, extra);
+    free(extra);
   } else {
     fc_limiter_fail(app->limiter, l->ip_key, now_s());
     fc_limiter_fail(app->limiter, l->user_key, now_s());
@@ -261,11 +282,7 @@ void fc_api_login(fc_req_t *req) {
   if (wait) {
     char extra[64];
     snprintf(extra, sizeof extra, "Retry-After: %u\r\n", wait);
-    char body[200];
-    int n = snprintf(body, sizeof body,
-                     "{\"error\":{\"code\":\"too_many_attempts\",\"message\":\"too many failed logins; retry in %u s\"}}",
-                     wait);
-    fc_http_respond(req, 429, "application/json", extra, body, (size_t)n);
+    fc_http_error_with(req, 429, extra, "too_many_attempts", "too many failed logins; retry in %u s", wait);
     free(l->user);
     free(l->password);
     free(l);
@@ -277,8 +294,20 @@ void fc_api_login(fc_req_t *req) {
 
 /* ---- tokens ---------------------------------------------------------------- */
 
-/* A list of channel patterns: names with '*' allowed. */
-static char **pattern_list(json_t *arr, size_t *n, bool *bad) {
+#define RUN_PATTERN_MAX 32
+
+/* Is `s` a pattern for `kind`: a channel name with '*' allowed, or for run a
+ * workflow id pattern (digits and '*')? */
+static bool pattern_ok(const char *s, bool run) {
+  size_t n = s ? strlen(s) : 0;
+  if (n == 0 || n > (run ? RUN_PATTERN_MAX : FC_CHANNEL_NAME_MAX)) return false;
+  for (const char *p = s; *p; p++)
+    if (*p != '*' && !(run ? (*p >= '0' && *p <= '9') : fc_channel_name_valid(p, 1))) return false;
+  return true;
+}
+
+/* A list of patterns (see pattern_ok); absent is empty, anything else sets *bad. */
+static char **pattern_list(json_t *arr, bool run, size_t *n, bool *bad) {
   *n = 0;
   if (!arr) return NULL;
   if (!json_is_array(arr)) {
@@ -290,14 +319,21 @@ static char **pattern_list(json_t *arr, size_t *n, bool *bad) {
   json_t *v;
   json_array_foreach(arr, i, v) {
     const char *s = json_string_value(v);
-    bool ok = s && *s && strlen(s) <= FC_CHANNEL_NAME_MAX;
-    for (const char *p = s; ok && *p; p++) ok = *p == '*' || fc_channel_name_valid(p, 1);
-    if (!ok) *bad = true;
+    if (!pattern_ok(s, run)) *bad = true;
     else out[(*n)++] = fc_xstrndup(s, strlen(s));
   }
   return out;
 }
 
+/* An optional boolean member: false when absent, *bad when not a boolean. */
+static bool flag(json_t *j, const char *name, bool *bad) {
+  json_t *v = json_object_get(j, name);
+  if (v && !json_is_boolean(v)) *bad = true;
+  return json_is_true(v);
+}
+
+/* POST /tokens (admin): mints a scoped token. 400 for a bad request or a
+ * token too long to be accepted back, 500 when it cannot be made. */
 void fc_api_tokens(fc_req_t *req) {
   fc_app_t *app = fc_app_of(req);
   if (!app->auth) {
@@ -310,22 +346,20 @@ void fc_api_tokens(fc_req_t *req) {
   const char *sub = json_string_value(json_object_get(j, "sub"));
   json_t *ttl_j = json_object_get(j, "ttl");
   json_int_t ttl = ttl_j ? (json_is_integer(ttl_j) ? json_integer_value(ttl_j) : -1) : app->cfg->token_ttl_s;
-  c.publish = pattern_list(json_object_get(j, "publish"), &c.npublish, &bad);
-  c.subscribe = pattern_list(json_object_get(j, "subscribe"), &c.nsubscribe, &bad);
-  c.admin = json_is_true(json_object_get(j, "admin"));
+  c.publish = pattern_list(json_object_get(j, "publish"), false, &c.npublish, &bad);
+  c.subscribe = pattern_list(json_object_get(j, "subscribe"), false, &c.nsubscribe, &bad);
+  c.run = pattern_list(json_object_get(j, "run"), true, &c.nrun, &bad);
+  c.send = flag(j, "send", &bad);
+  c.admin = flag(j, "admin", &bad);
   if (bad || !sub || !*sub || strlen(sub) > 128 || ttl < 1 || ttl > MAX_TOKEN_TTL_S) {
     fc_http_error(req, 400, "bad_token_request",
-                  "expected {\"sub\": \"name\", \"publish\": [patterns], \"subscribe\": [patterns], \"ttl\": 1..%d}; "
-                  "patterns are channel names or globs such as orders.*",
-                  MAX_TOKEN_TTL_S);
+                  "expected {\"sub\": \"name\", \"publish\": [patterns], \"subscribe\": [patterns], \"run\": "
+                  "[workflow id patterns], \"send\": bool, \"admin\": bool, \"ttl\": 1..%d}; channel patterns are "
+                  "names or globs such as orders.*, run patterns digits and * (at most %d characters)",
+                  MAX_TOKEN_TTL_S, RUN_PATTERN_MAX);
   } else {
     c.sub = fc_xstrndup(sub, strlen(sub));
-    char *tok = fc_auth_mint(app->auth, &c, now_s(), ttl);
-    char body[4096];
-    int n = snprintf(body, sizeof body, "{\"access_token\":\"%s\",\"token_type\":\"Bearer\",\"expires_in\":%lld}", tok,
-                     (long long)ttl);
-    fc_http_respond(req, 201, "application/json", NULL, body, (size_t)n < sizeof body ? (size_t)n : 0);
-    free(tok);
+    answer_token(req, 201, fc_auth_mint(app->auth, &c, now_s(), ttl), ttl, NULL);
   }
   fc_claims_dispose(&c);
   json_decref(j);

@@ -11,6 +11,7 @@ bool fc_api_may(fc_app_t *app, const fc_claims_t *c, bool publish, const char *c
   if (!app->auth) return true;
   if (!publish && fc_patterns_match(app->cfg->public_list, SIZE_MAX, channel)) return true;
   if (!c) return false;
+  if (c->admin) return true; /* every right */
   return publish ? fc_patterns_match(c->publish, c->npublish, channel)
                  : fc_patterns_match(c->subscribe, c->nsubscribe, channel);
 }
@@ -19,6 +20,17 @@ void fc_api_ws(fc_req_t *req) { fc_ws_accept(fc_app_of(req)->ws, req, fc_api_exp
 
 static bool may_subscribe(void *ud, fc_ws_session_t *s, const char *channel) {
   return fc_api_may(ud, fc_ws_session_user(s), false, channel);
+}
+
+static bool may_publish(void *ud, fc_ws_session_t *s, const char *channel) {
+  return fc_api_may(ud, fc_ws_session_user(s), true, channel);
+}
+
+/* Direct messages need the send right (admin has it; --open allows all). */
+static bool may_send(void *ud, fc_ws_session_t *s) {
+  const fc_app_t *app = ud;
+  const fc_claims_t *c = fc_ws_session_user(s);
+  return !app->auth || (c && (c->send || c->admin));
 }
 
 /* Acks a WebSocket publish once committed (or says why not). */
@@ -72,8 +84,11 @@ fc_ws_t *fc_api_ws_new(fc_app_t *app) {
                                    .max_message = app->cfg->ws_max_message,
                                    .ping_ms = app->cfg->ws_ping_s * 1000,
                                    .queue_bytes = app->cfg->queue_bytes,
+                                   .max_subscriptions = app->cfg->ws_max_subscriptions,
                                    .wake = ws_wake,
                                    .may_subscribe = may_subscribe,
+                                   .may_publish = may_publish,
+                                   .may_send = may_send,
                                    .publish = ws_publish,
                                    .ud = app});
 }

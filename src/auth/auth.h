@@ -19,8 +19,14 @@ typedef struct {
   size_t nrun;
   bool send;  /* may send direct WebSocket messages to a connection */
   bool admin; /* every right */
-  int64_t exp; /* seconds since the epoch */
+  int64_t exp; /* seconds since the epoch, at most FC_AUTH_TIME_MAX */
 } fc_claims_t;
+
+/* The longest token accepted (and minted), in characters. */
+#define FC_AUTH_TOKEN_MAX 8192
+/* Later times in a token are taken as this one (9999-12-31T23:59:59Z), so
+ * that any exp in milliseconds fits in an int64_t. */
+#define FC_AUTH_TIME_MAX INT64_C(253402300799)
 
 void fc_claims_dispose(fc_claims_t *c);
 /* True when some pattern of `patterns` matches `channel`. Stops at `n`
@@ -36,13 +42,19 @@ typedef struct {
 fc_auth_t *fc_auth_new(const fc_auth_opts_t *opts, char *err, size_t errlen);
 void fc_auth_free(fc_auth_t *a);
 
-/* Checks a token: a well-formed JWT, signed by the configured key with the
- * configured algorithm (never "none"), `exp` in the future, `nbf` (if any) in
- * the past. Fills `out` (dispose it). Returns 0, or -1 with a reason in `why`. */
+/* Checks a token: a well-formed JWT of at most FC_AUTH_TOKEN_MAX characters,
+ * signed by the configured key with the configured algorithm (never "none"),
+ * `exp` after `now_s`, `nbf` (if any) not after it. exp, nbf and iat are
+ * NumericDates: numbers, possibly fractional, of any size (compared without
+ * overflow); any other type is refused. Fills `out` (dispose it); out->exp is
+ * exp rounded up, capped at FC_AUTH_TIME_MAX. Returns 0, or -1 with a reason
+ * in `why` (it may quote the token's alg: escape it where it goes). */
 int fc_auth_verify(fc_auth_t *a, const char *token, int64_t now_s, fc_claims_t *out, char *why, size_t whylen);
 
 /* Mints an HS256 token carrying `c` (its exp is set to now + ttl_s). Returns a
- * malloc'd string. */
+ * malloc'd string, or NULL when it cannot be made (out of memory, or text in
+ * `c` that is not UTF-8). The caller checks its length against
+ * FC_AUTH_TOKEN_MAX before handing it out. */
 char *fc_auth_mint(fc_auth_t *a, const fc_claims_t *c, int64_t now_s, int64_t ttl_s);
 
 /* Reads DIR/jwt.secret, creating it (32 random bytes, hex, mode 0600) on first

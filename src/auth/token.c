@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <jwt.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <sodium.h>
@@ -107,43 +108,72 @@ static char **string_list(json_t *arr, size_t *n) {
   return out;
 }
 
-/* Reads sub, exp and the flowcast claim. */
-static int read_claims(jwt_t *jwt, fc_claims_t *out, int64_t now, char *why, size_t whylen) {
-  errno = 0;
-  long exp = jwt_get_grant_int(jwt, "exp");
-  if (errno == ENOENT || exp <= 0) {
+/* A NumericDate claim (RFC 7519 2: seconds, possibly fractional) as a double,
+ * which holds any JSON number without overflow. Returns 1 when present and a
+ * number, 0 when absent, -1 when present but not a number (a string, ...). */
+static int numeric_date(json_t *claims, const char *name, double *out) {
+  json_t *v = json_object_get(claims, name);
+  if (!v) return 0;
+  if (!json_is_number(v)) return -1;
+  *out = json_number_value(v);
+  return 1;
+}
+
+/* Checks exp, nbf and iat against `now` (whole seconds) with doubles, so no
+ * value, however large or negative, overflows. Fills out->exp with exp
+ * rounded up and capped at FC_AUTH_TIME_MAX (so exp * 1000 fits in int64). */
+static int check_times(json_t *claims, int64_t now, fc_claims_t *out, char *why, size_t whylen) {
+  double exp = 0, nbf = 0, iat = 0;
+  int has_exp = numeric_date(claims, "exp", &exp);
+  int has_nbf = numeric_date(claims, "nbf", &nbf);
+  int has_iat = numeric_date(claims, "iat", &iat);
+  if (has_exp < 0 || has_nbf < 0 || has_iat < 0) {
+    snprintf(why, whylen, "the token's %s claim is not a number",
+             has_exp < 0 ? "exp" : has_nbf < 0 ? "nbf" : "iat");
+    return -1;
+  }
+  if (!has_exp || exp <= 0) {
     snprintf(why, whylen, "the token has no exp claim");
     return -1;
   }
-  if (exp <= now) {
+  if (exp <= (double)now) {
     snprintf(why, whylen, "the token expired");
     return -1;
   }
-  errno = 0;
-  long nbf = jwt_get_grant_int(jwt, "nbf");
-  if (errno != ENOENT && nbf > now) {
+  if (has_nbf && nbf > (double)now) {
     snprintf(why, whylen, "the token is not valid yet (nbf)");
     return -1;
   }
-  const char *sub = jwt_get_grant(jwt, "sub");
-  out->sub = fc_xstrndup(sub ? sub : "", sub ? strlen(sub) : 0);
-  out->exp = exp;
-  char *fc = jwt_get_grants_json(jwt, "flowcast");
-  json_t *j = fc ? json_loads(fc, 0, NULL) : NULL;
-  free(fc);
+  out->exp = exp >= (double)FC_AUTH_TIME_MAX ? FC_AUTH_TIME_MAX : (int64_t)ceil(exp);
+  return 0;
+}
+
+/* Reads sub, the times and the flowcast claim from the token's claims. */
+static int read_claims(jwt_t *jwt, fc_claims_t *out, int64_t now, char *why, size_t whylen) {
+  char *all = jwt_get_grants_json(jwt, NULL);
+  json_t *claims = all ? json_loads(all, 0, NULL) : NULL;
+  free(all);
+  if (!json_is_object(claims) || check_times(claims, now, out, why, whylen) < 0) {
+    if (!json_is_object(claims)) snprintf(why, whylen, "malformed token claims");
+    json_decref(claims);
+    return -1;
+  }
+  json_t *sub = json_object_get(claims, "sub");
+  out->sub = json_is_string(sub) ? fc_xstrndup(json_string_value(sub), json_string_length(sub)) : fc_xstrndup("", 0);
+  json_t *j = json_object_get(claims, "flowcast");
   out->publish = string_list(json_object_get(j, "publish"), &out->npublish);
   out->subscribe = string_list(json_object_get(j, "subscribe"), &out->nsubscribe);
   out->run = string_list(json_object_get(j, "run"), &out->nrun);
   out->send = json_is_true(json_object_get(j, "send"));
   out->admin = json_is_true(json_object_get(j, "admin"));
-  json_decref(j);
+  json_decref(claims);
   return 0;
 }
 
 int fc_auth_verify(fc_auth_t *a, const char *token, int64_t now, fc_claims_t *out, char *why, size_t whylen) {
   memset(out, 0, sizeof *out);
   char alg[16];
-  if (strlen(token) > 8192 || header_alg(token, alg, sizeof alg) < 0) {
+  if (strlen(token) > FC_AUTH_TOKEN_MAX || header_alg(token, alg, sizeof alg) < 0) {
     snprintf(why, whylen, "malformed token");
     return -1;
   }
@@ -172,26 +202,31 @@ int fc_auth_verify(fc_auth_t *a, const char *token, int64_t now, fc_claims_t *ou
 
 static json_t *json_list(char *const *v, size_t n) {
   json_t *a = json_array();
-  for (size_t i = 0; i < n; i++) json_array_append_new(a, json_string(v[i]));
+  for (size_t i = 0; i < n; i++)
+    if (json_array_append_new(a, json_string(v[i])) != 0) {
+      json_decref(a);
+      return NULL;
+    }
   return a;
 }
 
 char *fc_auth_mint(fc_auth_t *a, const fc_claims_t *c, int64_t now, int64_t ttl) {
-  jwt_t *jwt;
-  if (jwt_new(&jwt) != 0) return NULL;
-  jwt_add_grant(jwt, "sub", c->sub ? c->sub : "");
-  jwt_add_grant_int(jwt, "iat", (long)now);
-  jwt_add_grant_int(jwt, "exp", (long)(now + ttl));
-  json_t *fc = json_pack("{s:{s:o,s:o,s:o,s:b,s:b}}", "flowcast", "publish", json_list(c->publish, c->npublish),
-                         "subscribe", json_list(c->subscribe, c->nsubscribe), "run", json_list(c->run, c->nrun),
-                         "send", c->send, "admin", c->admin);
-  char *s = json_dumps(fc, JSON_COMPACT);
-  jwt_add_grants_json(jwt, s);
-  free(s);
+  json_t *pub = json_list(c->publish, c->npublish), *sub = json_list(c->subscribe, c->nsubscribe);
+  json_t *run = json_list(c->run, c->nrun);
+  /* A list that could not be encoded (text not UTF-8): mint nothing. */
+  json_t *fc = pub && sub && run ? json_pack("{s:{s:O,s:O,s:O,s:b,s:b}}", "flowcast", "publish", pub, "subscribe",
+                                             sub, "run", run, "send", c->send, "admin", c->admin)
+                                 : NULL;
+  json_decref(pub), json_decref(sub), json_decref(run);
+  char *s = fc ? json_dumps(fc, JSON_COMPACT) : NULL, *tok = NULL;
   json_decref(fc);
-  jwt_set_alg(jwt, JWT_ALG_HS256, a->secret, (int)a->secret_len);
-  char *tok = jwt_encode_str(jwt);
+  jwt_t *jwt = NULL;
+  if (s && jwt_new(&jwt) == 0 && jwt_add_grant(jwt, "sub", c->sub ? c->sub : "") == 0 &&
+      jwt_add_grant_int(jwt, "iat", (long)now) == 0 && jwt_add_grant_int(jwt, "exp", (long)(now + ttl)) == 0 &&
+      jwt_add_grants_json(jwt, s) == 0 && jwt_set_alg(jwt, JWT_ALG_HS256, a->secret, (int)a->secret_len) == 0)
+    tok = jwt_encode_str(jwt);
   jwt_free(jwt);
+  free(s);
   return tok;
 }
 

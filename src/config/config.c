@@ -59,6 +59,8 @@ static const opt_t options[] = {
     {"login-limit", OPT_UINT, OFF(login_limit), "5", "failed logins per minute per address and per user"},
     {"ws-max-message", OPT_SIZE, OFF(ws_max_message), "1M", "largest WebSocket message (bytes); past it: close 1009"},
     {"ws-ping", OPT_UINT, OFF(ws_ping_s), "30", "seconds between WebSocket pings; no pong by the next: dropped"},
+    {"ws-max-subscriptions", OPT_UINT, OFF(ws_max_subscriptions), "1000",
+     "channels one WebSocket connection may subscribe to; past it: error too_many_subscriptions"},
     {"storage", OPT_STR, OFF(storage), "sqlite", "sqlite (durable, in --data) or memory (lost on exit)"},
     {"durability", OPT_STR, OFF(durability), "crash",
      "crash: survives a killed process; power: also power loss (fsync per commit)"},
@@ -342,6 +344,10 @@ static int finish(fc_config_t *cfg, char *err, size_t errlen) {
   }
   if (cfg->ws_ping_s == 0 || cfg->ws_max_message < 128) {
     snprintf(err, errlen, "ws-ping must be at least 1 second and ws-max-message at least 128 bytes");
+    return -1;
+  }
+  if (cfg->ws_max_subscriptions == 0) {
+    snprintf(err, errlen, "ws-max-subscriptions must be at least 1");
     return -1;
   }
   if (cfg->token_ttl_s == 0 || cfg->token_ttl_long_s == 0) {

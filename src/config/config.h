@@ -42,6 +42,7 @@ typedef struct {
   unsigned login_limit;
   size_t ws_max_message;
   unsigned ws_ping_s;  /* failed logins per address and per user per minute */
+  unsigned ws_max_subscriptions; /* per WebSocket connection, at least 1 */
   char **public_list;    /* public_patterns split, NULL-terminated */
   char *storage;     /* "sqlite" or "memory" */
   char *durability;  /* "crash" or "power" */

@@ -157,6 +157,9 @@ void fc_http_respond_json(fc_req_t *req, int status, json_t *j);
  * (quotes, control characters; invalid UTF-8 becomes U+FFFD). */
 void fc_http_error(fc_req_t *req, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same, with more header lines (`extra`, each ending in CRLF, or NULL). */
+void fc_http_error_with(fc_req_t *req, int status, const char *extra, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /* A streaming response: the connection now belongs to a transport. */
 typedef struct fc_stream fc_stream_t;

@@ -276,3 +276,10 @@ void fc__http_log_fields(fc_req_t *req, fc_buf_t *out) {
                 req->body.len, (unsigned long long)(fc_mono_ms() - req->start_ms), peer);
   fc_buf_dispose(&target);
 }
+
+void fc_http_error_with(fc_req_t *req, int status, const char *extra, const char *code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  error_json(req, status, code, extra, fmt, ap);
+  va_end(ap);
+}

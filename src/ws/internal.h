@@ -6,15 +6,21 @@
 
 #include "ws/ws.h"
 
+/* A connection id: 128 random bits as 32 lower-case hex digits. */
+#define WS_ID_LEN 32
+
+/* One subscription of a session, in the session's table (subs.c). */
 typedef struct ws_sub {
   fc_sub_link_t link;
-  struct ws_sub *next;
+  struct ws_sub *next; /* in its bucket */
+  uint64_t hash;       /* of name, keyed per process */
+  char name[];         /* the channel's name */
 } ws_sub_t;
 
 /* A direct message on its way to another loop's session. */
 typedef struct direct {
   struct direct *next;
-  char to[32];
+  char to[WS_ID_LEN + 1];
   fc_frame_t *frame;
 } direct_t;
 
@@ -32,8 +38,7 @@ struct fc_ws {
   pthread_mutex_t lock; /* the registry */
   fc_ws_session_t **buckets; /* id -> session, chained */
   size_t nbuckets;
-  atomic_ullong next_id;
-  uint32_t id_salt;
+  uint8_t sub_key[16]; /* the key of the subscription tables' hash */
 };
 
 struct fc_ws_session {
@@ -51,13 +56,25 @@ struct fc_ws_session {
   uint64_t payload_left; /* bytes of the current frame's payload still to come */
   const char *in;      /* bytes being fed to wslay */
   size_t in_len;
-  char id[32];
+  char id[WS_ID_LEN + 1];
   void *user;
   void (*user_free)(void *);
-  ws_sub_t *subs;
+  ws_sub_t **subs;     /* subscriptions by channel name: subs_cap buckets (a power of 2) */
+  size_t subs_cap, nsubs;
   fc_ws_session_t *prev, *next; /* in the loop's list */
   fc_ws_session_t *hnext;       /* in the registry */
 };
+
+/* subs.c: a session's subscriptions, by channel name, in constant time. The
+ * session's loop thread only. */
+ws_sub_t *fc__ws_sub_find(fc_ws_session_t *s, const char *name);
+/* Adds an entry for `name` (not found before); its link is for the caller to fill. */
+ws_sub_t *fc__ws_sub_add(fc_ws_session_t *s, const char *name);
+/* Takes the entry of `name` out of the table (the caller unsubscribes and
+ * frees it), or returns NULL. */
+ws_sub_t *fc__ws_sub_take(fc_ws_session_t *s, const char *name);
+/* Unsubscribes every entry from the hub and frees the table. */
+void fc__ws_subs_dispose(fc_ws_session_t *s);
 
 /* ops.c: handles one text message. */
 void fc__ws_on_text(fc_ws_session_t *s, const char *p, size_t n);

@@ -6,13 +6,29 @@
 
 #include "ws/internal.h"
 
+/* The longest piece of a client's text quoted in an error message (bytes). */
+#define QUOTE_MAX 40
+
+/* The length of `s` cut to at most `max` bytes on a character boundary (`s`
+ * is UTF-8: a cut never leaves half a character). */
+static size_t utf8_prefix(const char *s, size_t max) {
+  size_t n = strnlen(s, max + 1);
+  if (n <= max) return n;
+  n = max;
+  while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--; /* s[n] continues a character */
+  return n;
+}
+
 void fc_ws_error(fc_ws_session_t *s, const char *ref, const char *code, const char *fmt, ...) {
   char msg[256];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  int n = vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  if (n >= (int)sizeof msg) msg[utf8_prefix(msg, sizeof msg - 1)] = '\0';
   json_t *j = json_pack("{s:s,s:s,s:s}", "type", "error", "code", code, "message", msg);
+  if (!j) /* never without an answer, even if a caller quoted bad text */
+    j = json_pack("{s:s,s:s,s:s}", "type", "error", "code", code, "message", code);
   if (ref) json_object_set_new(j, "ref", json_string(ref));
   fc__ws_send_json(s, j);
 }
@@ -47,26 +63,17 @@ static void send_event(fc_ws_session_t *s, fc_event_t *ev) {
 
 static void on_event(fc_sub_link_t *link, fc_event_t *ev) { send_event(link->owner, ev); }
 
-static ws_sub_t *find_sub(fc_ws_session_t *s, fc_channel_t *ch, ws_sub_t ***prevp) {
-  ws_sub_t **pp = &s->subs;
-  while (*pp && (*pp)->link.channel != ch) pp = &(*pp)->next;
-  if (prevp) *prevp = pp;
-  return *pp;
-}
-
 void fc__ws_subscribe(fc_ws_session_t *s, fc_channel_t *ch, const fc_resume_t *from, const char *ref) {
   json_t *ok = json_pack("{s:s,s:s}", "type", "subscribed", "channel", fc_channel_name(ch));
   if (ref) json_object_set_new(ok, "ref", json_string(ref));
-  if (find_sub(s, ch, NULL)) { /* already: say so again, give nothing twice */
+  if (fc__ws_sub_find(s, fc_channel_name(ch))) { /* already: say so again, give nothing twice */
     fc__ws_send_json(s, ok);
     return;
   }
-  ws_sub_t *sub = fc_xcalloc(1, sizeof *sub);
+  ws_sub_t *sub = fc__ws_sub_add(s, fc_channel_name(ch));
   sub->link.channel = ch;
   sub->link.deliver = on_event;
   sub->link.owner = s;
-  sub->next = s->subs;
-  s->subs = sub;
   fc_sub_link_t *links[] = {&sub->link};
   fc_backlog_t b;
   fc_hub_subscribe(s->ws->opts.hub, s->thread, links, 1, from, &b);
@@ -83,9 +90,8 @@ void fc__ws_subscribe(fc_ws_session_t *s, fc_channel_t *ch, const fc_resume_t *f
 }
 
 void fc__ws_unsubscribe(fc_ws_session_t *s, fc_channel_t *ch, const char *name, const char *ref) {
-  ws_sub_t **pp, *sub = ch ? find_sub(s, ch, &pp) : NULL;
+  ws_sub_t *sub = ch ? fc__ws_sub_take(s, fc_channel_name(ch)) : NULL;
   if (sub) {
-    *pp = sub->next;
     fc_hub_unsubscribe(s->ws->opts.hub, s->thread, &sub->link);
     free(sub);
   }
@@ -115,8 +121,14 @@ static fc_channel_t *op_channel(fc_ws_session_t *s, json_t *msg, const char *ref
 
 static void op_subscribe(fc_ws_session_t *s, json_t *msg, const char *ref) {
   const char *name = json_string_value(json_object_get(msg, "channel"));
-  if (name && fc_channel_name_valid(name, strlen(name)) && !s->ws->opts.may_subscribe(s->ws->opts.ud, s, name)) {
+  bool valid = name && fc_channel_name_valid(name, strlen(name));
+  if (valid && !s->ws->opts.may_subscribe(s->ws->opts.ud, s, name)) {
     fc_ws_error(s, ref, "forbidden", "the token may not subscribe to %s", name);
+    return;
+  }
+  if (valid && s->nsubs >= s->ws->opts.max_subscriptions && !fc__ws_sub_find(s, name)) {
+    fc_ws_error(s, ref, "too_many_subscriptions", "this connection has its maximum of %zu subscriptions",
+                s->ws->opts.max_subscriptions);
     return;
   }
   fc_resume_t from = {0};
@@ -142,6 +154,11 @@ static void op_subscribe(fc_ws_session_t *s, json_t *msg, const char *ref) {
 }
 
 static void op_publish(fc_ws_session_t *s, json_t *msg, const char *ref) {
+  const char *cname = json_string_value(json_object_get(msg, "channel"));
+  if (cname && fc_channel_name_valid(cname, strlen(cname)) && !s->ws->opts.may_publish(s->ws->opts.ud, s, cname)) {
+    fc_ws_error(s, ref, "forbidden", "the token may not publish to %s", cname);
+    return;
+  }
   fc_event_in_t ev = {0};
   json_t *name = json_object_get(msg, "event"), *data = json_object_get(msg, "data");
   if (name && !json_is_null(name)) {
@@ -175,6 +192,10 @@ static void op_publish(fc_ws_session_t *s, json_t *msg, const char *ref) {
 }
 
 static void op_send(fc_ws_session_t *s, json_t *msg, const char *ref) {
+  if (!s->ws->opts.may_send(s->ws->opts.ud, s)) {
+    fc_ws_error(s, ref, "forbidden", "the token may not send direct messages (it needs the send right)");
+    return;
+  }
   const char *to = json_string_value(json_object_get(msg, "to"));
   json_t *data = json_object_get(msg, "data");
   if (!to || !data) {
@@ -182,7 +203,7 @@ static void op_send(fc_ws_session_t *s, json_t *msg, const char *ref) {
     return;
   }
   if (fc_ws_send_direct(s->ws, to, s->id, data) < 0) {
-    fc_ws_error(s, ref, "no_such_connection", "no connection %.40s", to);
+    fc_ws_error(s, ref, "no_such_connection", "no connection %.*s", (int)utf8_prefix(to, QUOTE_MAX), to);
     return;
   }
   fc_ws_ack(s, ref, NULL);
@@ -214,7 +235,7 @@ void fc__ws_on_text(fc_ws_session_t *s, const char *p, size_t n) {
   } else if (!strcmp(op, "ping")) {
     fc__ws_send_json(s, json_pack("{s:s}", "type", "pong"));
   } else {
-    fc_ws_error(s, ref, "unknown_op", "unknown op '%.40s'", op);
+    fc_ws_error(s, ref, "unknown_op", "unknown op '%.*s'", (int)utf8_prefix(op, QUOTE_MAX), op);
   }
   json_decref(msg);
 }

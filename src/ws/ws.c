@@ -19,7 +19,8 @@ fc_ws_t *fc_ws_new(const fc_ws_opts_t *opts) {
   pthread_mutex_init(&ws->lock, NULL);
   ws->nbuckets = 1024;
   ws->buckets = fc_xcalloc(ws->nbuckets, sizeof *ws->buckets);
-  ws->id_salt = randombytes_random();
+  if (sodium_init() < 0) abort(); /* no random ids without it */
+  randombytes_buf(ws->sub_key, sizeof ws->sub_key);
   return ws;
 }
 
@@ -344,12 +345,7 @@ static void on_stream_close(fc_stream_t *st) {
   fc_ws_t *ws = s->ws;
   ws_loop_t *wl = &ws->loops[s->thread];
   registry_del(ws, s);
-  for (ws_sub_t *sub = s->subs, *next; sub; sub = next) {
-    next = sub->next;
-    fc_hub_unsubscribe(ws->opts.hub, s->thread, &sub->link);
-    free(sub);
-  }
-  s->subs = NULL;
+  fc__ws_subs_dispose(s);
   if (s->prev)
     s->prev->next = s->next;
   else
@@ -392,8 +388,7 @@ static int check_handshake(fc_req_t *req, fc_str_t *key) {
   }
   fc_str_t v = fc_req_header(req, "sec-websocket-version");
   if (!v.base || !fc_str_eq(v, "13")) {
-    static const char body[] = "{\"error\":{\"code\":\"bad_version\",\"message\":\"WebSocket version 13 is required\"}}";
-    fc_http_respond(req, 426, "application/json", "Sec-WebSocket-Version: 13\r\n", body, sizeof body - 1);
+    fc_http_error_with(req, 426, "Sec-WebSocket-Version: 13\r\n", "bad_version", "WebSocket version 13 is required");
     return -1;
   }
   *key = fc_req_header(req, "sec-websocket-key");
@@ -422,7 +417,11 @@ void fc_ws_accept(fc_ws_t *ws, fc_req_t *req, int64_t expires_ms) {
   s->user = req->user;
   s->user_free = req->user_free;
   req->user = NULL;
-  snprintf(s->id, sizeof s->id, "%08x-%llx", ws->id_salt, (unsigned long long)atomic_fetch_add(&ws->next_id, 1) + 1);
+  /* Unguessable: knowing one id (every event published over WebSocket
+   * carries its sender's) tells nothing about the others. */
+  uint8_t raw[WS_ID_LEN / 2];
+  randombytes_buf(raw, sizeof raw);
+  sodium_bin2hex(s->id, sizeof s->id, raw, sizeof raw);
   s->stream = fc_http_stream(req, 101, extra, &ws_stream, s);
   s->stream->conn->bound = ws->opts.queue_bytes;
   s->stream->conn->bulk = true;

@@ -18,9 +18,14 @@ typedef struct {
   size_t max_message;  /* bytes; larger messages close with 1009 */
   unsigned ping_ms;    /* the server pings this often; no pong by the next ping: dropped */
   size_t queue_bytes;  /* a session's unsent bytes past this: disconnected */
+  size_t max_subscriptions; /* per session; past it a subscribe is refused (too_many_subscriptions) */
   void (*wake)(unsigned thread, void *ud); /* run fc_ws_wake() on that loop soon */
-  /* The app's part (rights, storage); all on the session's loop thread. */
+  /* The app's part (rights, storage); all on the session's loop thread.
+   * Rights are asked before anything is looked up or created, so a refused
+   * op leaves nothing behind. */
   bool (*may_subscribe)(void *ud, fc_ws_session_t *s, const char *channel);
+  bool (*may_publish)(void *ud, fc_ws_session_t *s, const char *channel);
+  bool (*may_send)(void *ud, fc_ws_session_t *s); /* direct messages (op "send") */
   /* A publish op, validated: store it, then fc_ws_ack() or fc_ws_error().
    * Takes a reference on `msg`, which keeps `ev`'s text alive. */
   void (*publish)(void *ud, fc_ws_session_t *s, fc_channel_t *ch, fc_event_in_t *ev, json_t *msg, const char *ref);
@@ -35,7 +40,8 @@ void fc_ws_free(fc_ws_t *ws);
  * request's user (claims) and ends at `expires_ms` (0: never) with 1008. */
 void fc_ws_accept(fc_ws_t *ws, fc_req_t *req, int64_t expires_ms);
 
-/* The session's connection id, and the user the handshake carried. */
+/* The session's connection id (32 hex digits, random), and the user the
+ * handshake carried. */
 const char *fc_ws_session_id(const fc_ws_session_t *s);
 void *fc_ws_session_user(fc_ws_session_t *s);
 unsigned fc_ws_session_thread(const fc_ws_session_t *s);

@@ -113,6 +113,77 @@ static void rejects_bad_tokens(void **state) {
   fc_auth_free(a);
 }
 
+/* exp, nbf and iat: numbers of any size or sign, compared without overflow;
+ * fractions honoured; other types refused. */
+static void time_claims(void **state) {
+  (void)state;
+  fc_auth_t *a = auth();
+  struct {
+    const char *claims;
+    int rc;
+    int64_t exp;
+  } cases[] = {
+      {"{\"exp\":9007199254740992}", 0, FC_AUTH_TIME_MAX},
+      {"{\"exp\":9223372036854775807}", 0, FC_AUTH_TIME_MAX},
+      {"{\"exp\":1e300}", 0, FC_AUTH_TIME_MAX},
+      {"{\"exp\":1800000000.25}", 0, 1800000001},
+      {"{\"exp\":1800000000.5,\"nbf\":-1e300,\"iat\":1e300}", 0, 1800000001},
+      {"{\"exp\":1900000000,\"nbf\":1799999999.5}", 0, 1900000000},
+      {"{\"exp\":1800000000}", -1, 0},       /* expires at exp */
+      {"{\"exp\":1799999999.9}", -1, 0},
+      {"{\"exp\":-9223372036854775807}", -1, 0},
+      {"{\"exp\":-1e300}", -1, 0},
+      {"{\"exp\":\"1900000000\"}", -1, 0},
+      {"{\"exp\":true}", -1, 0},
+      {"{\"exp\":1900000000,\"nbf\":\"0\"}", -1, 0},
+      {"{\"exp\":1900000000,\"nbf\":1800000000.5}", -1, 0},
+      {"{\"exp\":1900000000,\"nbf\":1e300}", -1, 0},
+      {"{\"exp\":1900000000,\"iat\":\"1800000000\"}", -1, 0},
+      {"{\"exp\":1900000000,\"iat\":null}", -1, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char *t = forge(JWT_ALG_HS256, secret, 32, cases[i].claims);
+    assert_non_null(t);
+    fc_claims_t got;
+    char why[128] = "";
+    int rc = fc_auth_verify(a, t, NOW, &got, why, sizeof why);
+    if (rc != cases[i].rc) fail_msg("%s: rc %d (%s)", cases[i].claims, rc, why);
+    if (rc == 0) {
+      assert_int_equal(got.exp, cases[i].exp);
+      fc_claims_dispose(&got);
+    } else {
+      assert_true(why[0] != '\0');
+    }
+    free(t);
+  }
+  fc_auth_free(a);
+}
+
+/* run and send travel in the token; text that cannot be encoded mints nothing. */
+static void mint_rights_and_failures(void **state) {
+  (void)state;
+  fc_auth_t *a = auth();
+  char *run[] = {"4*", "12"};
+  fc_claims_t c = {.sub = "r", .run = run, .nrun = 2, .send = true};
+  char *tok = fc_auth_mint(a, &c, NOW, 60);
+  assert_non_null(tok);
+  fc_claims_t got;
+  char why[128];
+  assert_int_equal(fc_auth_verify(a, tok, NOW, &got, why, sizeof why), 0);
+  assert_int_equal(got.nrun, 2);
+  assert_string_equal(got.run[0], "4*");
+  assert_true(got.send);
+  assert_false(got.admin);
+  fc_claims_dispose(&got);
+  free(tok);
+  char *bad[] = {"ok", "\xff\xfe"};
+  c = (fc_claims_t){.sub = "r", .publish = bad, .npublish = 2};
+  assert_null(fc_auth_mint(a, &c, NOW, 60));
+  c = (fc_claims_t){.sub = "\xc3"};
+  assert_null(fc_auth_mint(a, &c, NOW, 60));
+  fc_auth_free(a);
+}
+
 static void limiter(void **state) {
   (void)state;
   fc_limiter_t *l = fc_limiter_new(3, 60);
@@ -131,6 +202,8 @@ int main(void) {
       cmocka_unit_test(globs),
       cmocka_unit_test(mint_and_verify_claims),
       cmocka_unit_test(rejects_bad_tokens),
+      cmocka_unit_test(time_claims),
+      cmocka_unit_test(mint_rights_and_failures),
       cmocka_unit_test(limiter),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
