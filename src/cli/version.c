@@ -42,7 +42,11 @@ int fc_cli_version(int argc, char **argv) {
   printf("  libuv     %s\n", uv_version_string());
   printf("  sqlite    %s\n", sqlite3_libversion());
   printf("  jansson   %s\n", jansson_version_str());
+#ifdef OPENSSL_VERSION_STRING
+  printf("  openssl   %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
+#else
   printf("  openssl   %s\n", OpenSSL_version(OPENSSL_VERSION));
+#endif
   printf("  libjwt    %s (built against)\n", *FC_JWT_VERSION ? FC_JWT_VERSION : "unknown");
   printf("  libsodium %s\n", sodium_version_string());
   printf("  llhttp    %s (compiled in)\n",
