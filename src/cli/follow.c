@@ -47,6 +47,19 @@ static uint32_t random32(void) {
   return r;
 }
 
+/* Says on stderr why and when the follow reconnects. */
+static void notice(const fc__follow_t *f, bool worked, int status, const char *err, unsigned delay, unsigned failures) {
+  const char *after = *f->parser.last_id ? f->parser.last_id : NULL;
+  if (worked)
+    fprintf(stderr, "flowcast %s: the stream ended; reconnecting in %.1f s%s%s\n", f->cmd, delay / 1000.0,
+            after ? ", resuming after id " : "", after ? after : "");
+  else if (status < 0)
+    fprintf(stderr, "flowcast %s: %s; retrying in %.1f s (attempt %u)\n", f->cmd, err, delay / 1000.0, failures);
+  else
+    fprintf(stderr, "flowcast %s: the server answered %d; retrying in %.1f s (attempt %u)\n", f->cmd, status,
+            delay / 1000.0, failures);
+}
+
 /* A 4xx that no retry will change. */
 static bool final_status(int status) {
   return status == 204 || (status >= 400 && status < 500 && status != 408 && status != 429);
@@ -75,15 +88,7 @@ int fc__follow(fc__follow_t *f, fc_buf_t *body, char *err, size_t errlen) {
     else failures++;
     if (f->max_failures && failures >= f->max_failures) return status;
     unsigned delay = fc_cli_backoff_ms(base_ms(f), attempt++, f->max_backoff_ms, random32());
-    const char *after = *f->parser.last_id ? f->parser.last_id : NULL;
-    if (worked)
-      fprintf(stderr, "flowcast %s: the stream ended; reconnecting in %.1f s%s%s\n", f->cmd, delay / 1000.0,
-              after ? ", resuming after id " : "", after ? after : "");
-    else if (status < 0)
-      fprintf(stderr, "flowcast %s: %s; retrying in %.1f s (attempt %u)\n", f->cmd, err, delay / 1000.0, failures);
-    else
-      fprintf(stderr, "flowcast %s: the server answered %d; retrying in %.1f s (attempt %u)\n", f->cmd, status,
-              delay / 1000.0, failures);
+    if (!f->quiet) notice(f, worked, status, err, delay, failures);
     wait_ms(f, delay);
   }
 }

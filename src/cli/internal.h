@@ -33,6 +33,7 @@ typedef struct {
   unsigned default_retry_ms; /* base delay until the server sends `retry:` */
   unsigned max_backoff_ms;   /* cap of the exponential backoff */
   unsigned max_failures;     /* failed attempts in a row before giving up; 0: never */
+  bool quiet;                /* no reconnection notices on stderr */
   atomic_bool done;          /* set by the event callback (or another thread): stop for good */
   int cancel_fd;             /* > 0: readable ends the follow at once (another thread's stop) */
   void (*on_connect)(void *ud, int status); /* each answer's status, or NULL */

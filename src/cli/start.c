@@ -119,13 +119,15 @@ static void *watch_run(void *arg) {
   return NULL;
 }
 
-/* Starts following workflow.WF (new events only) and waits until it answers, at most 2 s. */
+/* Starts following workflow.WF (new events only) and waits until it answers, at
+ * most 2 s. Best effort: it ends quietly at its first failure in a row. */
 static int watch_start(watch_t *w, const fc__client_t *o, const char *wf) {
   memset(w, 0, sizeof *w);
   if (pipe(w->stop) < 0) return -1;
   snprintf(w->path, sizeof w->path, "/api/v1/channels/workflow.%s/sse?replay=0", wf);
   w->follow = (fc__follow_t){.cmd = "start", .client = o, .path = w->path, .default_retry_ms = 1000,
-                             .max_backoff_ms = 10000, .cancel_fd = w->stop[0], .on_connect = on_watch_connect, .ud = w};
+                             .max_backoff_ms = 10000, .max_failures = 1, .quiet = true, .cancel_fd = w->stop[0],
+                             .on_connect = on_watch_connect, .ud = w};
   fc_sse_parser_init(&w->follow.parser, on_watch_event, w, NULL, 0);
   pthread_mutex_init(&w->lock, NULL);
   pthread_cond_init(&w->cond, NULL);
