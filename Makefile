@@ -7,7 +7,21 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 CI_FUZZ_SECONDS ?= 10
 
-.PHONY: all deps build asan run test test-unit test-e2e test-asan node bench fuzz clean
+.PHONY: all deps build asan run test test-unit test-e2e test-asan node bench fuzz clean install uninstall deb
+
+# `make install` (and uninstall, deb): PREFIX and DESTDIR as usual. INSTALL_BIN
+# installs that binary instead of building $(BUILD)/flowcast.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+DOCDIR ?= $(DATADIR)/doc/flowcast
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SYSTEMDUNITDIR ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+INSTALL_BIN ?=
+DEB_DIR ?= $(BUILD)/deb
+VERSION := $(shell grep -om1 'flowcast VERSION [0-9.]*' CMakeLists.txt | cut -d' ' -f3)
 
 all: build
 
@@ -58,3 +72,34 @@ bench: build
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# The binary, flowcast.1, the systemd unit, the example config (also as the
+# config when none is there yet) and the example workflows.
+install: $(if $(INSTALL_BIN),,build)
+	@set -e; d='$(DESTDIR)'; \
+	install -d "$$d$(BINDIR)" "$$d$(MANDIR)/man1" "$$d$(SYSTEMDUNITDIR)" "$$d$(DOCDIR)" \
+	  "$$d$(SYSCONFDIR)/flowcast/workflows" "$$d$(DATADIR)/flowcast/workflows/scripts"; \
+	install -m 755 '$(or $(INSTALL_BIN),$(BUILD)/flowcast)' "$$d$(BINDIR)/flowcast"; \
+	install -m 644 packaging/flowcast.1 "$$d$(MANDIR)/man1/flowcast.1"; \
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' packaging/flowcast.service.in \
+	  > "$$d$(SYSTEMDUNITDIR)/flowcast.service"; chmod 644 "$$d$(SYSTEMDUNITDIR)/flowcast.service"; \
+	install -m 644 packaging/flowcast.conf "$$d$(DOCDIR)/flowcast.conf.example"; \
+	install -m 644 README.md docs/cli.md "$$d$(DOCDIR)/"; \
+	if [ ! -e "$$d$(SYSCONFDIR)/flowcast/flowcast.conf" ]; then \
+	  install -m 644 packaging/flowcast.conf "$$d$(SYSCONFDIR)/flowcast/flowcast.conf"; fi; \
+	install -m 644 workflows/*.json "$$d$(DATADIR)/flowcast/workflows/"; \
+	install -m 755 workflows/scripts/* "$$d$(DATADIR)/flowcast/workflows/scripts/"; \
+	echo "installed flowcast into $$d$(PREFIX) (config: $$d$(SYSCONFDIR)/flowcast/flowcast.conf)"
+
+# Removes what install put in place, but the config (it may hold changes).
+uninstall:
+	rm -f '$(DESTDIR)$(BINDIR)/flowcast' '$(DESTDIR)$(MANDIR)/man1/flowcast.1' \
+	  '$(DESTDIR)$(SYSTEMDUNITDIR)/flowcast.service'
+	rm -rf '$(DESTDIR)$(DOCDIR)' '$(DESTDIR)$(DATADIR)/flowcast'
+
+# A Debian package (dpkg-deb) of the same files, in $(DEB_DIR).
+deb: $(if $(INSTALL_BIN),,build)
+	@rm -rf '$(DEB_DIR)/root'
+	@$(MAKE) --no-print-directory install DESTDIR='$(DEB_DIR)/root' PREFIX=/usr \
+	  INSTALL_BIN='$(or $(INSTALL_BIN),$(BUILD)/flowcast)' >/dev/null
+	@packaging/mkdeb.sh '$(DEB_DIR)/root' '$(VERSION)' '$(DEB_DIR)'

@@ -10,6 +10,7 @@ pkgs=(
   libcmocka-dev sqlite3 liburing-dev
   clang libclang-rt-dev
   chromium
+  man-db groff-base
 )
 
 missing=()

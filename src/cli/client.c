@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <llhttp.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,15 +67,27 @@ typedef struct {
   const fc_http_call_t *call;
   fc_buf_t *out;
   bool done, stop;
+  bool stream; /* a 2xx answer with on_body set: the body goes there */
 } parse_t;
+
+static int on_headers(llhttp_t *p) {
+  parse_t *s = p->data;
+  int status = p->status_code;
+  s->stream = s->call->on_body && status >= 200 && status < 300;
+  if (s->call->on_status) s->call->on_status(s->call->ud, status);
+  return 0;
+}
 
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   parse_t *s = p->data;
-  if (s->call->on_body && s->call->on_body(s->call->ud, at, n)) {
-    s->stop = true;
-    return HPE_USER;
+  if (s->stream) {
+    if (s->call->on_body(s->call->ud, at, n)) {
+      s->stop = true;
+      return HPE_USER;
+    }
+  } else if (s->out && s->out->len < (1u << 20)) {
+    fc_buf_append(s->out, at, n); /* an answer or an error body; a runaway one is cut at 1 MiB */
   }
-  if (!s->call->on_body && s->out) fc_buf_append(s->out, at, n);
   return 0;
 }
 
@@ -95,7 +108,7 @@ static int send_all(int fd, const char *p, size_t n) {
 
 int fc_http_call(const fc_url_t *u, const fc_http_call_t *c, fc_buf_t *body_out, char *err, size_t errlen) {
   int fd = dial(u, err, errlen);
-  if (fd < 0) return -1;
+  if (fd < 0) return FC_HTTP_UNREACHABLE;
   fc_buf_t req;
   fc_buf_init(&req);
   fc_buf_printf(&req, "%s %s%s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: flowcast-cli\r\nConnection: close\r\n", c->method,
@@ -112,29 +125,47 @@ int fc_http_call(const fc_url_t *u, const fc_http_call_t *c, fc_buf_t *body_out,
   int rc = send_all(fd, req.data, req.len);
   fc_buf_dispose(&req);
   if (rc < 0) {
-    snprintf(err, errlen, "cannot send the request: %s", strerror(errno));
+    snprintf(err, errlen, "cannot send the request to %s:%d: %s", u->host, u->port, strerror(errno));
     close(fd);
-    return -1;
+    return FC_HTTP_UNREACHABLE;
   }
   llhttp_settings_t settings;
   llhttp_settings_init(&settings);
+  settings.on_headers_complete = on_headers;
   settings.on_body = on_body;
   settings.on_message_complete = on_complete;
   llhttp_t parser;
   llhttp_init(&parser, HTTP_RESPONSE, &settings);
-  parse_t st = {c, body_out, false, false};
+  parse_t st = {c, body_out, false, false, false};
+  bool got_bytes = false;
   parser.data = &st;
   char buf[16384];
   for (;;) {
+    if (c->cancel_fd > 0) {
+      struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = c->cancel_fd, .events = POLLIN}};
+      if (poll(pf, 2, -1) < 0 && errno == EINTR) continue;
+      if (pf[1].revents) {
+        snprintf(err, errlen, "cancelled");
+        close(fd);
+        return FC_HTTP_CUT;
+      }
+    }
     ssize_t n = recv(fd, buf, sizeof buf, 0);
     if (n < 0 && errno == EINTR) continue;
+    if (n > 0) got_bytes = true;
     llhttp_errno_t e = n > 0 ? llhttp_execute(&parser, buf, (size_t)n) : llhttp_finish(&parser);
     if (st.done || st.stop) break;
     if (e != HPE_OK || n <= 0) {
       if (n <= 0 && parser.status_code) break; /* a close-delimited body ended */
-      snprintf(err, errlen, "the server's answer was cut short or malformed (%s)", n < 0 ? strerror(errno) : llhttp_errno_name(e));
+      int rc = n <= 0 ? FC_HTTP_CUT : FC_HTTP_MALFORMED;
+      if (rc == FC_HTTP_CUT)
+        snprintf(err, errlen, "%s:%d closed the connection %s", u->host, u->port,
+                 !got_bytes ? "without answering" : "in the middle of its answer");
+      else
+        snprintf(err, errlen, "%s:%d did not answer in HTTP (%s): is it a flowcast server?", u->host, u->port,
+                 llhttp_errno_name(e));
       close(fd);
-      return -1;
+      return rc;
     }
   }
   close(fd);

@@ -36,7 +36,7 @@ test('publish, token and subscribe: scoped rights, resume across a restart', { t
   const p2 = run(['publish', 'orders.eu', '-', '--type', 'text/plain'], svc, 'from stdin');
   assert.equal(p2.status, 0, p2.stderr);
   const denied = run(['publish', 'billing', '{}'], svc);
-  assert.equal(denied.status, 1);
+  assert.equal(denied.status, 3, 'exit 3: auth');
   assert.match(denied.stderr, /403: the token may not publish/);
 
   // subscribe follows live events, survives a server restart and resumes.
@@ -77,7 +77,7 @@ test('start follows a job and exits 0 only for Done', { timeout: T(60000) }, asy
   assert.match(ok.stdout, /hello from the task/);
   assert.match(ok.stdout, /final: Done/);
   const bad = run(['start', '2'], env);
-  assert.equal(bad.status, 1);
+  assert.equal(bad.status, 6, 'exit 6: the job ended other than Done');
   assert.match(bad.stdout, /final: Failed/);
   // /metrics counts jobs by status (refreshed every second).
   let text = '';
@@ -88,7 +88,7 @@ test('start follows a job and exits 0 only for Done', { timeout: T(60000) }, asy
   assert.match(text, /flowcast_jobs\{status="Done"\} 1\b/);
   assert.match(text, /flowcast_jobs\{status="Failed"\} 1\b/);
   const none = run(['start', '99'], env);
-  assert.equal(none.status, 1);
+  assert.equal(none.status, 4, 'exit 4: no such workflow');
   assert.match(none.stderr, /404/);
 });
 
@@ -98,14 +98,14 @@ test('users add, list, passwd, del work on the data directory', async () => {
     const add = run(['users', 'add', 'alice', '--admin', '--data', dir], { FLOWCAST_PASSWORD: 'alice password' });
     assert.equal(add.status, 0, add.stderr);
     assert.equal(run(['users', 'add', 'alice', '--data', dir], { FLOWCAST_PASSWORD: 'x'.repeat(10) }).status, 1);
-    assert.equal(run(['users', 'add', 'bob', '--data', dir], {}, 'short\n').status, 1, 'an 8-character minimum');
+    assert.equal(run(['users', 'add', 'bob', '--data', dir], {}, 'short\n').status, 2, 'an 8-character minimum');
     assert.equal(run(['users', 'add', 'bob', '--data', dir], {}, 'bob password\n').status, 0);
     const list = run(['users', 'list', '--data', dir]);
     assert.match(list.stdout, /^alice\s+admin/m);
     assert.match(list.stdout, /^bob\s+user/m);
     assert.equal(run(['users', 'passwd', 'bob', '--data', dir], { FLOWCAST_PASSWORD: 'new bob password' }).status, 0);
     assert.equal(run(['users', 'del', 'bob', '--data', dir]).status, 0);
-    assert.equal(run(['users', 'del', 'bob', '--data', dir]).status, 1);
+    assert.equal(run(['users', 'del', 'bob', '--data', dir]).status, 4, 'exit 4: no such user');
     assert.equal(run(['users', 'add', 'bad name', '--data', dir], { FLOWCAST_PASSWORD: 'x'.repeat(10) }).status, 2);
     // alice can log in to a server on that directory.
     const h = await startServer({ open: false, dataDir: dir });

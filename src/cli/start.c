@@ -1,0 +1,248 @@
+/* `flowcast start`: starts a workflow's job and follows it to its end,
+ * printing status changes, log lines and the workflow's progress events. */
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/internal.h"
+
+/* The job stream and the progress watcher print from two threads. */
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  pthread_mutex_lock(&out_lock);
+  vprintf(fmt, ap);
+  fflush(stdout);
+  pthread_mutex_unlock(&out_lock);
+  va_end(ap);
+}
+
+/* Prints a progress-like event: `progress: 50%` when its data has a number
+ * "pct", else `NAME: DATA`. */
+static void print_named(const fc_sse_event_t *ev) {
+  json_t *j = json_loadb(ev->data, ev->data_len, JSON_DECODE_ANY, NULL);
+  json_t *pct = json_object_get(j, "pct");
+  if (json_is_number(pct)) say("%s: %g%%\n", ev->event, json_number_value(pct));
+  else say("%s: %s\n", ev->event, ev->data);
+  json_decref(j);
+}
+
+/* ---- the job's own stream ---------------------------------------------------- */
+
+typedef struct {
+  fc__follow_t follow;
+  int result; /* -1 until the final event; then FC_EXIT_OK or FC_EXIT_JOB */
+} job_t;
+
+/* Prints a job stream's events; the unnamed one is the final status. */
+static bool on_job_event(void *ud, const fc_sse_event_t *ev) {
+  job_t *r = ud;
+  bool final = !strcmp(ev->event, "message");
+  json_t *j = json_loadb(ev->data, ev->data_len, 0, NULL);
+  const char *st = json_string_value(json_object_get(j, "status"));
+  if (!strcmp(ev->event, "log")) {
+    const char *line = json_string_value(json_object_get(j, "line"));
+    say("  %s\n", line ? line : ev->data);
+  } else if (!strcmp(ev->event, "status") || final) {
+    say("%s: %s\n", final ? "final" : "status", st ? st : ev->data);
+    if (final) r->result = st && !strcmp(st, "Done") ? FC_EXIT_OK : FC_EXIT_JOB;
+  } else if (strncmp(ev->event, "flowcast.", 9)) {
+    print_named(ev); /* progress, should a server put it on the job's stream */
+  }
+  json_decref(j);
+  if (final) r->follow.done = true;
+  return final;
+}
+
+/* Asks the server for the job's final status (after a 204 on the stream). */
+static int job_status(const fc__client_t *o, const char *wf, const char *job) {
+  char path[256], err[256];
+  snprintf(path, sizeof path, "/api/v1/job?w=%s&i=%s", wf, job);
+  fc_buf_t out;
+  fc_buf_init(&out);
+  int status = fc_http_call(&o->url, &(fc_http_call_t){.method = "GET", .path = path, .token = o->token}, &out, err,
+                            sizeof err);
+  json_t *j = status == 200 ? json_loadb(out.data, out.len, 0, NULL) : NULL;
+  const char *st = json_string_value(json_object_get(j, "status"));
+  int rc = st && !strcmp(st, "Done") ? FC_EXIT_OK : FC_EXIT_JOB;
+  if (st) say("final: %s\n", st);
+  else rc = fc_cli_report("start", status, &out, err, o->url_text);
+  json_decref(j);
+  fc_buf_dispose(&out);
+  return rc == FC_EXIT_OK && !st ? FC_EXIT_ERROR : rc;
+}
+
+/* ---- the workflow's stream, for progress events ------------------------------ */
+
+typedef struct {
+  fc__follow_t follow;
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int connected; /* 0 until the first answer: its status, or -1 when the follow ended */
+  int stop[2];   /* a pipe: writing to it ends the follow */
+  char path[128], err[256];
+  int status; /* how the follow ended */
+  fc_buf_t body;
+} watch_t;
+
+/* Prints the workflow stream's own events: what `::sse` lines sent (progress). */
+static bool on_watch_event(void *ud, const fc_sse_event_t *ev) {
+  (void)ud;
+  if (strcmp(ev->event, "message") && strcmp(ev->event, "status") && strcmp(ev->event, "log") &&
+      strncmp(ev->event, "flowcast.", 9))
+    print_named(ev);
+  return false;
+}
+
+static void set_connected(watch_t *w, int status) {
+  pthread_mutex_lock(&w->lock);
+  if (!w->connected) w->connected = status;
+  pthread_cond_signal(&w->cond);
+  pthread_mutex_unlock(&w->lock);
+}
+
+static void on_watch_connect(void *ud, int status) { set_connected(ud, status); }
+
+static void *watch_run(void *arg) {
+  watch_t *w = arg;
+  w->status = fc__follow(&w->follow, &w->body, w->err, sizeof w->err);
+  set_connected(w, -1);
+  return NULL;
+}
+
+/* Starts following workflow.WF (new events only) and waits until it answers, at
+ * most 2 s. Best effort: it ends quietly at its first failure in a row. */
+static int watch_start(watch_t *w, const fc__client_t *o, const char *wf) {
+  memset(w, 0, sizeof *w);
+  if (pipe(w->stop) < 0) return -1;
+  snprintf(w->path, sizeof w->path, "/api/v1/channels/workflow.%s/sse?replay=0", wf);
+  w->follow = (fc__follow_t){.cmd = "start", .client = o, .path = w->path, .default_retry_ms = 1000,
+                             .max_backoff_ms = 10000, .max_failures = 1, .quiet = true, .cancel_fd = w->stop[0],
+                             .on_connect = on_watch_connect, .ud = w};
+  fc_sse_parser_init(&w->follow.parser, on_watch_event, w, NULL, 0);
+  pthread_mutex_init(&w->lock, NULL);
+  pthread_cond_init(&w->cond, NULL);
+  if (pthread_create(&w->thread, NULL, watch_run, w) != 0) {
+    close(w->stop[0]), close(w->stop[1]);
+    fc_sse_parser_dispose(&w->follow.parser);
+    return -1;
+  }
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 2;
+  pthread_mutex_lock(&w->lock);
+  while (!w->connected && pthread_cond_timedwait(&w->cond, &w->lock, &until) == 0) {
+  }
+  pthread_mutex_unlock(&w->lock);
+  return 0;
+}
+
+/* Stops the watcher and says why progress was missing, if it was refused. */
+static void watch_stop(watch_t *w) {
+  w->follow.done = true;
+  if (write(w->stop[1], "x", 1) < 0) perror("flowcast start: write");
+  pthread_join(w->thread, NULL);
+  if (w->status >= 400)
+    fprintf(stderr, "flowcast start: progress events not shown: the workflow's stream answered %d\n", w->status);
+  close(w->stop[0]), close(w->stop[1]);
+  fc_buf_dispose(&w->body);
+  fc_sse_parser_dispose(&w->follow.parser);
+  pthread_mutex_destroy(&w->lock);
+  pthread_cond_destroy(&w->cond);
+}
+
+/* ---- the command ---------------------------------------------------------------- */
+
+static void usage(void) {
+  printf("Usage: flowcast start WORKFLOW_ID [--url URL] [--token T]\n\n"
+         "Starts a job of the workflow and follows it to its end, printing as they come its\n"
+         "status changes (status: Running), log lines (indented), the progress events its tasks\n"
+         "send to the workflow's stream (progress: 50%%; during the job, from any job of that\n"
+         "workflow; shown when the token may subscribe to workflow.ID), and the final status.\n"
+         "A dropped stream is resumed after the last event. Exit status: 0 when the job ends\n"
+         "Done, 6 for any other final status (Failed, Warning, Stopped, Rejected).\n\n");
+  fc_cli_exit_help(stdout);
+}
+
+/* Starts a job of `wf`; fills `job`. Returns 0 or an exit status. */
+static int start_job(const fc__client_t *o, const char *wf, char *job, size_t joblen) {
+  char path[256], err[256];
+  snprintf(path, sizeof path, "/api/v1/start?w=%s", wf);
+  fc_buf_t out;
+  fc_buf_init(&out);
+  int status = fc_http_call(&o->url, &(fc_http_call_t){.method = "POST", .path = path, .token = o->token}, &out, err,
+                            sizeof err);
+  json_t *j = status >= 200 && status < 300 ? json_loadb(out.data, out.len, JSON_DECODE_ANY, NULL) : NULL;
+  const char *id = json_string_value(j);
+  int rc = 0;
+  if (id && strlen(id) < joblen && strspn(id, "0123456789abcdefABCDEF-") == strlen(id)) {
+    snprintf(job, joblen, "%s", id);
+  } else {
+    rc = fc_cli_report("start", status, &out, err, o->url_text);
+    if (rc == FC_EXIT_OK) rc = FC_EXIT_ERROR;
+  }
+  json_decref(j);
+  fc_buf_dispose(&out);
+  return rc;
+}
+
+/* Follows the job's stream to its final status. Returns the exit status. */
+static int follow_job(const fc__client_t *o, const char *wf, const char *job) {
+  char path[256], err[256] = "";
+  snprintf(path, sizeof path, "/api/v1/sse/%s/%s", wf, job);
+  job_t r = {.result = -1};
+  r.follow = (fc__follow_t){.cmd = "start", .client = o, .path = path, .default_retry_ms = 1000,
+                            .max_backoff_ms = 10000, .max_failures = 30};
+  fc_sse_parser_init(&r.follow.parser, on_job_event, &r, NULL, 0);
+  fc_buf_t body;
+  fc_buf_init(&body);
+  int status = fc__follow(&r.follow, &body, err, sizeof err);
+  int rc = r.result;
+  if (rc < 0 && status == 204) rc = job_status(o, wf, job); /* it ended while we were away */
+  else if (rc < 0) rc = fc_cli_report("start", status, &body, err, o->url_text);
+  if (rc < 0 || (rc == FC_EXIT_OK && r.result < 0 && status != 204)) rc = FC_EXIT_ERROR;
+  fc_buf_dispose(&body);
+  fc_sse_parser_dispose(&r.follow.parser);
+  return rc;
+}
+
+int fc_cli_start(int argc, char **argv) {
+  const char *url = NULL, *token = NULL, *wf = NULL;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(), FC_EXIT_OK;
+    if (!strcmp(a, "--url") && v) url = v, i++;
+    else if (!strcmp(a, "--token") && v) token = v, i++;
+    else if (a[0] == '-' || wf)
+      return fprintf(stderr, "flowcast start: unexpected argument '%s' (see --help)\n", a), FC_EXIT_USAGE;
+    else wf = a;
+  }
+  uint64_t n;
+  if (!wf) return fprintf(stderr, "flowcast start: name a workflow id (see --help)\n"), FC_EXIT_USAGE;
+  if (strlen(wf) > 18 || fc_parse_u64(wf, strlen(wf), &n) < 0) {
+    fprintf(stderr, "flowcast start: '%s' is not a workflow id: the id is the number in the workflow's JSON file\n", wf);
+    return FC_EXIT_USAGE;
+  }
+  fc__client_t o;
+  int rc = fc__client_init(&o, url, token, "start");
+  if (rc) return rc;
+  watch_t w;
+  bool watching = watch_start(&w, &o, wf) == 0;
+  char job[64] = "";
+  rc = start_job(&o, wf, job, sizeof job);
+  if (rc == 0) {
+    say("job %s\n", job);
+    rc = follow_job(&o, wf, job);
+  }
+  if (watching) watch_stop(&w);
+  return rc;
+}
