@@ -100,7 +100,9 @@ static void rejects_bad_tokens(void **state) {
   assert_int_equal(fc_auth_verify(a, t, NOW, &got, why, sizeof why), -1); /* not yet valid */
   assert_non_null(strstr(why, "nbf"));
   free(t);
-  const char *garbage[] = {"", "abc", "a.b.c", "eyJhbGciOiJIUzI1NiJ9..", "....", "eyJ.eyJ.eyJ"};
+  const char *garbage[] = {"", "abc", "a.b.c", "eyJhbGciOiJIUzI1NiJ9..", "....", "eyJ.eyJ.eyJ",
+                           "eyJhbGciOiJIUzI1NiJ9..c2ln", "eyJhbGciOiJIUzI1NiJ9.e30.", "eyJhbGciOiJIUzI1NiJ9.e30.c2ln.x",
+                           "eyJhbGciOiJIUzI1NiJ9.e3 0.c2ln"};
   for (size_t i = 0; i < sizeof garbage / sizeof *garbage; i++)
     assert_int_equal(fc_auth_verify(a, garbage[i], NOW, &got, why, sizeof why), -1);
   /* A good one passes, and the flowcast claim may be absent: no rights then. */
