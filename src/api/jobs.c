@@ -192,7 +192,7 @@ static void run_start(fc_jobs_t *j, fc_jobs_cmd_t *c) {
     fc_buf_printf(&c->body, "no workflow %lld", (long long)c->wf);
     return;
   }
-  c->status = 201;
+  c->status = 200; /* as Wexflow's server answers: clients check for 200 */
   fc_buf_printf(&c->body, "\"%s\"", id);
 }
 
