@@ -39,8 +39,18 @@ static void print_named(const fc_sse_event_t *ev) {
 
 typedef struct {
   fc__follow_t follow;
-  int result; /* -1 until the final event; then FC_EXIT_OK or FC_EXIT_JOB */
+  int result;        /* -1 until the final event; then FC_EXIT_OK or FC_EXIT_JOB */
+  uint64_t first_id; /* the job stream's first event (its Pending status) */
+  uint64_t final_id; /* the final event's */
+  char final[32];    /* the final status, printed once progress is all shown */
 } job_t;
+
+/* An event id as a number (ids are one counter across the server's channels);
+ * 0 when it is not one. */
+static uint64_t id_num(const char *id) {
+  uint64_t n;
+  return id && fc_parse_u64(id, strlen(id), &n) == 0 ? n : 0;
+}
 
 /* Prints a job stream's events; the unnamed one is the final status. */
 static bool on_job_event(void *ud, const fc_sse_event_t *ev) {
@@ -52,18 +62,23 @@ static bool on_job_event(void *ud, const fc_sse_event_t *ev) {
     const char *line = json_string_value(json_object_get(j, "line"));
     say("  %s\n", line ? line : ev->data);
   } else if (!strcmp(ev->event, "status") || final) {
-    say("%s: %s\n", final ? "final" : "status", st ? st : ev->data);
+    if (!final) say("status: %s\n", st ? st : ev->data);
+    else snprintf(r->final, sizeof r->final, "%s", st ? st : ev->data);
     if (final) r->result = st && !strcmp(st, "Done") ? FC_EXIT_OK : FC_EXIT_JOB;
   } else if (strncmp(ev->event, "flowcast.", 9)) {
     print_named(ev); /* progress, should a server put it on the job's stream */
   }
   json_decref(j);
-  if (final) r->follow.done = true;
+  if (!r->first_id) r->first_id = id_num(ev->id);
+  if (final) {
+    r->final_id = id_num(ev->id);
+    r->follow.done = true;
+  }
   return final;
 }
 
 /* Asks the server for the job's final status (after a 204 on the stream). */
-static int job_status(const fc__client_t *o, const char *wf, const char *job) {
+static int job_status(const fc__client_t *o, const char *wf, const char *job, job_t *r) {
   char path[256], err[256];
   snprintf(path, sizeof path, "/api/v1/job?w=%s&i=%s", wf, job);
   fc_buf_t out;
@@ -73,7 +88,7 @@ static int job_status(const fc__client_t *o, const char *wf, const char *job) {
   json_t *j = status == 200 ? json_loadb(out.data, out.len, 0, NULL) : NULL;
   const char *st = json_string_value(json_object_get(j, "status"));
   int rc = st && !strcmp(st, "Done") ? FC_EXIT_OK : FC_EXIT_JOB;
-  if (st) say("final: %s\n", st);
+  if (st) snprintf(r->final, sizeof r->final, "%s", st);
   else rc = fc_cli_report("start", status, &out, err, o->url_text);
   json_decref(j);
   fc_buf_dispose(&out);
@@ -101,6 +116,38 @@ static bool on_watch_event(void *ud, const fc_sse_event_t *ev) {
       strncmp(ev->event, "flowcast.", 9))
     print_named(ev);
   return false;
+}
+
+/* Prints what the workflow's stream holds between the watcher's last event (or
+ * the job's first) and the job's final one. The two streams are separate
+ * connections, so the final status can arrive before the watcher has read the
+ * job's last progress events; the history answers for them. Best effort. */
+static void watch_catch_up(watch_t *w, const fc__client_t *o, const char *wf, const job_t *r) {
+  uint64_t after = id_num(w->follow.parser.last_id);
+  if (w->connected != 200 || !r->final_id) return;
+  if (after < r->first_id) after = r->first_id;
+  if (after + 1 >= r->final_id) return;
+  char path[160], err[256];
+  snprintf(path, sizeof path, "/api/v1/channels/workflow.%s/events?after=%llu&limit=1000", wf,
+           (unsigned long long)after);
+  fc_buf_t out;
+  fc_buf_init(&out);
+  int status = fc_http_call(&o->url, &(fc_http_call_t){.method = "GET", .path = path, .token = o->token}, &out, err,
+                            sizeof err);
+  json_t *arr = status == 200 ? json_loadb(out.data, out.len, 0, NULL) : NULL;
+  size_t i;
+  json_t *e;
+  json_array_foreach(arr, i, e) {
+    const char *id = json_string_value(json_object_get(e, "id")), *name = json_string_value(json_object_get(e, "event"));
+    if (id_num(id) >= r->final_id) break;
+    json_t *d = json_object_get(e, "data");
+    char *text = json_is_string(d) ? strdup(json_string_value(d)) : json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (text) on_watch_event(NULL, &(fc_sse_event_t){.id = id, .event = name ? name : "message", .data = text,
+                                                       .data_len = strlen(text)});
+    free(text);
+  }
+  json_decref(arr);
+  fc_buf_dispose(&out);
 }
 
 static void set_connected(watch_t *w, int status) {
@@ -146,11 +193,13 @@ static int watch_start(watch_t *w, const fc__client_t *o, const char *wf) {
   return 0;
 }
 
-/* Stops the watcher and says why progress was missing, if it was refused. */
-static void watch_stop(watch_t *w) {
+/* Stops the watcher, prints the job's progress it had not read yet, and says
+ * why progress was missing, if it was refused. */
+static void watch_stop(watch_t *w, const fc__client_t *o, const char *wf, const job_t *r) {
   w->follow.done = true;
   if (write(w->stop[1], "x", 1) < 0) perror("flowcast start: write");
   pthread_join(w->thread, NULL);
+  watch_catch_up(w, o, wf, r);
   if (w->status >= 400)
     fprintf(stderr, "flowcast start: progress events not shown: the workflow's stream answered %d\n", w->status);
   close(w->stop[0]), close(w->stop[1]);
@@ -195,23 +244,24 @@ static int start_job(const fc__client_t *o, const char *wf, char *job, size_t jo
   return rc;
 }
 
-/* Follows the job's stream to its final status. Returns the exit status. */
-static int follow_job(const fc__client_t *o, const char *wf, const char *job) {
+/* Follows the job's stream to its final status, filling `r`. Returns the exit
+ * status. */
+static int follow_job(const fc__client_t *o, const char *wf, const char *job, job_t *r) {
   char path[256], err[256] = "";
   snprintf(path, sizeof path, "/api/v1/sse/%s/%s", wf, job);
-  job_t r = {.result = -1};
-  r.follow = (fc__follow_t){.cmd = "start", .client = o, .path = path, .default_retry_ms = 1000,
-                            .max_backoff_ms = 10000, .max_failures = 30};
-  fc_sse_parser_init(&r.follow.parser, on_job_event, &r, NULL, 0);
+  *r = (job_t){.result = -1};
+  r->follow = (fc__follow_t){.cmd = "start", .client = o, .path = path, .default_retry_ms = 1000,
+                             .max_backoff_ms = 10000, .max_failures = 30};
+  fc_sse_parser_init(&r->follow.parser, on_job_event, r, NULL, 0);
   fc_buf_t body;
   fc_buf_init(&body);
-  int status = fc__follow(&r.follow, &body, err, sizeof err);
-  int rc = r.result;
-  if (rc < 0 && status == 204) rc = job_status(o, wf, job); /* it ended while we were away */
+  int status = fc__follow(&r->follow, &body, err, sizeof err);
+  int rc = r->result;
+  if (rc < 0 && status == 204) rc = job_status(o, wf, job, r); /* it ended while we were away */
   else if (rc < 0) rc = fc_cli_report("start", status, &body, err, o->url_text);
-  if (rc < 0 || (rc == FC_EXIT_OK && r.result < 0 && status != 204)) rc = FC_EXIT_ERROR;
+  if (rc < 0 || (rc == FC_EXIT_OK && r->result < 0 && status != 204)) rc = FC_EXIT_ERROR;
   fc_buf_dispose(&body);
-  fc_sse_parser_dispose(&r.follow.parser);
+  fc_sse_parser_dispose(&r->follow.parser);
   return rc;
 }
 
@@ -238,11 +288,13 @@ int fc_cli_start(int argc, char **argv) {
   watch_t w;
   bool watching = watch_start(&w, &o, wf) == 0;
   char job[64] = "";
+  job_t r = {0};
   rc = start_job(&o, wf, job, sizeof job);
   if (rc == 0) {
     say("job %s\n", job);
-    rc = follow_job(&o, wf, job);
+    rc = follow_job(&o, wf, job, &r);
   }
-  if (watching) watch_stop(&w);
+  if (watching) watch_stop(&w, &o, wf, &r);
+  if (*r.final) say("final: %s\n", r.final);
   return rc;
 }

@@ -295,7 +295,7 @@ describe('start', () => {
     const at = (re) => lines.findIndex((l) => re.test(l));
     for (const p of [25, 50, 75, 100]) assert.ok(at(new RegExp(`^progress: ${p}%$`)) > 0, ok.stdout);
     assert.ok(at(/^status: Running$/) < at(/^progress: 25%$/), ok.stdout);
-    assert.ok(at(/^progress: 25%$/) < at(/^final: Done$/), ok.stdout);
+    assert.ok(at(/^progress: 100%$/) < at(/^final: Done$/), ok.stdout); // all progress, then the end
     assert.ok(at(/^ {2}working$/) > 0, ok.stdout);
     const bad = await cli(['start', '8'], { env });
     assert.equal(bad.code, 6, bad.stdout + bad.stderr);

@@ -247,7 +247,7 @@ test('a restart while a job runs marks it Failed', async (t) => {
   await waitStatus(h, 11, id, 'Running');
   await h.restart();
   const r = await request(`${h.url}/api/v1/job?w=11&i=${id}`);
-  assert.equal(r.json.status, 'Failed');
+  assert.equal(r.json?.status, 'Failed', `${r.status} ${r.text}\nstderr:\n${h.stderrText().slice(-3000)}`);
   assert.match(r.json.reason, /server stopped/);
   const s = await openSSE(`${h.url}/api/v1/sse/11/${id}`);
   assert.ok(await s.waitEnd(T(3000)));
