@@ -2,16 +2,18 @@
 // client helpers (publish, plain requests, raw sockets, Prometheus text).
 //
 // Environment:
-//   FLOWCAST_BIN        the binary (default /work/main/build/flowcast)
+//   FLOWCAST_BIN        the binary (default build/flowcast in this checkout)
 //   FLOWCAST_SANITIZED  "1" for an ASan/UBSan build: every timeout is stretched
 import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 
-export const BIN = process.env.FLOWCAST_BIN || '/work/main/build/flowcast';
+export const BIN =
+  process.env.FLOWCAST_BIN || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../build/flowcast');
 export const SANITIZED = process.env.FLOWCAST_SANITIZED === '1';
 /** Timeout multiplier: the sanitized build is several times slower. */
 export const SLOW = SANITIZED ? 3 : 1;
