@@ -60,13 +60,9 @@ static bool check_run(fc_req_t *req, const fc_jobs_cmd_t *c, int64_t wf) {
 
 /* 429 with Retry-After: the job queue is full. */
 static void answer_queue_full(fc_req_t *req, const char *msg) {
-  json_t *e = json_pack("{s:{s:s,s:s}}", "error", "code", "too_many_jobs", "message", msg);
-  char *body = json_dumps(e, JSON_COMPACT);
-  json_decref(e);
   char extra[48];
   snprintf(extra, sizeof extra, "Retry-After: %d\r\n", QUEUE_RETRY_AFTER_S);
-  fc_http_respond(req, 429, "application/json", extra, body, strlen(body));
-  free(body);
+  fc_http_error_with(req, 429, extra, "too_many_jobs", "%s", msg);
 }
 
 /* Answers a command's outcome: its JSON body, or a JSON error. Frees it. */

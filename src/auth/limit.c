@@ -33,11 +33,7 @@ void fc_limiter_free(fc_limiter_t *l) {
   free(l);
 }
 
-static uint32_t hash(const char *s) {
-  uint32_t h = 2166136261u;
-  while (*s) h = (h ^ (uint8_t)*s++) * 16777619u;
-  return h;
-}
+static uint32_t hash(const char *s) { return fc_hash_fnv1a(s, strlen(s)); }
 
 /* The slot of `key` (open addressing over 8 probes), or a free or stale one
  * to take over when `take`. */

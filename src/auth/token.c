@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
-#include "hub/hub.h"
 
 struct fc_auth {
   uint8_t *secret;

@@ -92,10 +92,29 @@ void fc_log(fc_log_level_t level, const char *msg, const char *fmt, ...)
 /* Appends `s` to `b` as a logfmt value: quoted and escaped when needed. */
 void fc_log_quote(fc_buf_t *b, const char *s, size_t n);
 
+/* True when `name` matches `pattern`, where '*' matches any run of
+ * characters (possibly empty) and every other character itself. */
+bool fc_glob_match(const char *pattern, const char *name);
 
+/* 32-bit FNV-1a over [p, p+n): the hash of the in-memory tables (channel
+ * names, peer addresses, session ids, rate-limit keys). Not for untrusted
+ * input where collisions are an attack surface without a cap on chains. */
+uint32_t fc_hash_fnv1a(const void *p, size_t n);
 
-/* Appends `s` as a JSON string literal, quotes included. */
+/* Appends `s` as a JSON string literal, quotes included. The bytes are taken
+ * as they are: for text already known to be valid UTF-8 (events). */
 void fc_json_quote(fc_buf_t *b, const char *s, size_t n);
+/* Appends the NUL-terminated `s` as a JSON string literal whatever it holds:
+ * quotes, backslashes and control characters escaped, and each byte that
+ * does not begin a valid UTF-8 sequence written as U+FFFD, so the result is
+ * always valid JSON. */
+void fc_json_text(fc_buf_t *b, const char *s);
+/* Appends `"code":<code>,"message":<msg>`, both through fc_json_text: the
+ * members of every error the server sends (HTTP bodies, WebSocket ops). */
+void fc_json_error_members(fc_buf_t *b, const char *code, const char *msg);
+/* Appends the HTTP error body {"error":{"code":...,"message":...}}: the one
+ * writer of JSON error bodies (http answers, net's refusals, api). */
+void fc_json_error(fc_buf_t *b, const char *code, const char *msg);
 /* Appends a time as an RFC 3339 UTC string with milliseconds, unquoted. */
 void fc_time_rfc3339(fc_buf_t *b, int64_t ms);
 #endif

@@ -1,4 +1,4 @@
-/* UTF-8 validation, number parsing and clocks. */
+/* UTF-8 validation, number parsing, clocks, glob matching and hashing. */
 #include "core/core.h"
 
 #include <errno.h>
@@ -59,31 +59,6 @@ uint64_t fc_mono_ms(void) {
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-void fc_json_quote(fc_buf_t *b, const char *s, size_t n) {
-  fc_buf_reserve(b, n + 2);
-  fc_buf_append(b, "\"", 1);
-  size_t run = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c != '"' && c != '\\') {
-      run++;
-      continue;
-    }
-    fc_buf_append(b, s + i - run, run);
-    run = 0;
-    switch (c) {
-      case '"': fc_buf_append(b, "\\\"", 2); break;
-      case '\\': fc_buf_append(b, "\\\\", 2); break;
-      case '\n': fc_buf_append(b, "\\n", 2); break;
-      case '\r': fc_buf_append(b, "\\r", 2); break;
-      case '\t': fc_buf_append(b, "\\t", 2); break;
-      default: fc_buf_printf(b, "\\u%04x", c);
-    }
-  }
-  fc_buf_append(b, s + n - run, run);
-  fc_buf_append(b, "\"", 1);
-}
-
 void fc_time_rfc3339(fc_buf_t *b, int64_t ms) {
   time_t secs = (time_t)(ms / 1000);
   struct tm tm;
@@ -91,4 +66,30 @@ void fc_time_rfc3339(fc_buf_t *b, int64_t ms) {
   char out[40];
   strftime(out, sizeof out, "%Y-%m-%dT%H:%M:%S", &tm);
   fc_buf_printf(b, "%s.%03dZ", out, (int)(ms % 1000));
+}
+
+bool fc_glob_match(const char *p, const char *s) {
+  const char *star = NULL, *resume = NULL;
+  while (*s) {
+    if (*p == '*') {
+      star = p++;
+      resume = s;
+    } else if (*p == *s) {
+      p++, s++;
+    } else if (star) {
+      p = star + 1;
+      s = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (*p == '*') p++;
+  return *p == '\0';
+}
+
+uint32_t fc_hash_fnv1a(const void *p, size_t n) {
+  const uint8_t *b = p;
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 16777619u;
+  return h;
 }

@@ -60,12 +60,6 @@ void fc__req_free(fc_req_t *req);
 void fc__http_answer(fc_http_conn_t *hc, fc_req_t *req, fc_frame_t *f, bool keep);
 /* Matches a parsed request against the routes; sets req->route and allowed. */
 void fc__http_route(fc_req_t *req);
-/* fc_http_error with more header lines (`extra`, each ending in CRLF, or NULL). */
-void fc__http_error_h(fc_req_t *req, int status, const char *extra, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-/* Appends {"error":{"code":...,"message":...}} with both strings escaped as
- * JSON; invalid UTF-8 in them becomes U+FFFD, so the body is always valid. */
-void fc__http_error_body(fc_buf_t *out, const char *code, const char *msg);
 /* Appends the CORS headers the request's Origin earns. */
 void fc__http_cors_headers(fc_req_t *req, fc_buf_t *out);
 /* Writes the request's log line fields (redacting tokens) into `out`. */

@@ -126,59 +126,13 @@ void fc_http_respond_json(fc_req_t *req, int status, json_t *j) {
   free(s);
 }
 
-/* Appends one ASCII character, escaped as JSON needs. */
-static void json_ascii(fc_buf_t *out, unsigned char c) {
-  switch (c) {
-    case '"': fc_buf_puts(out, "\\\""); break;
-    case '\\': fc_buf_puts(out, "\\\\"); break;
-    case '\n': fc_buf_puts(out, "\\n"); break;
-    case '\r': fc_buf_puts(out, "\\r"); break;
-    case '\t': fc_buf_puts(out, "\\t"); break;
-    default:
-      if (c < 0x20 || c == 0x7f)
-        fc_buf_printf(out, "\\u%04x", c);
-      else
-        fc_buf_append(out, &c, 1);
-  }
-}
-
-/* Appends `s` as a JSON string: quotes, backslashes and control characters
- * escaped, each byte that does not begin a valid UTF-8 sequence as U+FFFD. */
-static void json_text(fc_buf_t *out, const char *s) {
-  size_t n = strlen(s), i = 0;
-  fc_buf_append(out, "\"", 1);
-  while (i < n) {
-    unsigned char c = (unsigned char)s[i];
-    size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-    if (len == 0 || i + len > n || (len > 1 && !fc_utf8_valid(s + i, len))) {
-      fc_buf_puts(out, "\\ufffd");
-      i++;
-    } else if (len > 1) {
-      fc_buf_append(out, s + i, len);
-      i += len;
-    } else {
-      json_ascii(out, c);
-      i++;
-    }
-  }
-  fc_buf_append(out, "\"", 1);
-}
-
-void fc__http_error_body(fc_buf_t *out, const char *code, const char *msg) {
-  fc_buf_puts(out, "{\"error\":{\"code\":");
-  json_text(out, code);
-  fc_buf_puts(out, ",\"message\":");
-  json_text(out, msg);
-  fc_buf_puts(out, "}}");
-}
-
 static void error_json(fc_req_t *req, int status, const char *code, const char *extra,
                        const char *fmt, va_list ap) {
   char msg[1024];
   vsnprintf(msg, sizeof msg, fmt, ap); /* a cut multi-byte character becomes U+FFFD */
   fc_buf_t b;
   fc_buf_init(&b);
-  fc__http_error_body(&b, code, msg);
+  fc_json_error(&b, code, msg);
   fc_http_respond(req, status, "application/json", extra, b.data, b.len);
   fc_buf_dispose(&b);
 }
@@ -187,13 +141,6 @@ void fc_http_error(fc_req_t *req, int status, const char *code, const char *fmt,
   va_list ap;
   va_start(ap, fmt);
   error_json(req, status, code, NULL, fmt, ap);
-  va_end(ap);
-}
-
-void fc__http_error_h(fc_req_t *req, int status, const char *extra, const char *code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  error_json(req, status, code, extra, fmt, ap);
   va_end(ap);
 }
 

@@ -253,7 +253,7 @@ void fc__http_dispatch(fc_req_t *req) {
     fc_http_respond(req, 204, NULL, extra.data, "", 0);
   } else if (!found) {
     allow_header(allowed, &extra);
-    fc__http_error_h(req, 405, extra.data, "method_not_allowed", "method %s not allowed on this resource",
+    fc_http_error_with(req, 405, extra.data, "method_not_allowed", "method %s not allowed on this resource",
                      req->method_name ? req->method_name : "-");
   } else {
     if (!o->authorize || o->authorize(req) == 0) found->handler(req);

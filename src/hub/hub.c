@@ -64,11 +64,7 @@ static void history_append(fc_channel_t *ch, fc_event_t *ev);
 
 /* ---- channel table -------------------------------------------------------- */
 
-static uint32_t hash_name(const char *s, size_t n) {
-  uint32_t h = 2166136261u; /* FNV-1a */
-  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
-  return h;
-}
+static uint32_t hash_name(const char *s, size_t n) { return fc_hash_fnv1a(s, n); }
 
 #define TABLE_MIN 64 /* buckets */
 
@@ -93,25 +89,6 @@ static void table_shrink(fc_hub_t *hub) {
   size_t nb = hub->nbuckets;
   while (nb > TABLE_MIN && hub->nchannels < nb / 8) nb /= 2;
   if (nb != hub->nbuckets) table_resize(hub, nb);
-}
-
-bool fc_glob_match(const char *p, const char *s) {
-  const char *star = NULL, *resume = NULL;
-  while (*s) {
-    if (*p == '*') {
-      star = p++;
-      resume = s;
-    } else if (*p == *s) {
-      p++, s++;
-    } else if (star) {
-      p = star + 1;
-      s = ++resume;
-    } else {
-      return false;
-    }
-  }
-  while (*p == '*') p++;
-  return *p == '\0';
 }
 
 unsigned fc_hub_retention_of(const fc_hub_t *hub, const char *name) {

@@ -231,9 +231,6 @@ unsigned fc_hub_retention_of(const fc_hub_t *hub, const char *name);
 /* The highest id given so far. */
 uint64_t fc_hub_last_seq(fc_hub_t *hub);
 
-/* True when `name` matches `pattern` ('*' matches any run, possibly empty). */
-bool fc_glob_match(const char *pattern, const char *name);
-
 /* Start-up: sets the id counter to continue after `last_seq`. */
 void fc_hub_restore_seq(fc_hub_t *hub, uint64_t last_seq);
 /* Only from within the load callback, on the channel being loaded: its

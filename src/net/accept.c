@@ -53,9 +53,7 @@ void fc__accept_setup(fc_net_t *net, uint64_t nofile) {
   for (int i = 0; i < FC__REFUSE_N; i++) {
     fc_buf_t body, b;
     fc_buf_init(&body);
-    fc_buf_puts(&body, "{\"error\":{\"code\":\"too_many_connections\",\"message\":");
-    fc_json_quote(&body, refusal_message[i], strlen(refusal_message[i]));
-    fc_buf_puts(&body, "}}");
+    fc_json_error(&body, "too_many_connections", refusal_message[i]);
     fc_buf_init(&b);
     fc_buf_printf(&b,
                   "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"

@@ -27,11 +27,9 @@ void fc__peer_key(const struct sockaddr *sa, uint8_t key[16]) {
   }
 }
 
-/* FNV-1a over the key. */
+/* The bucket of a key. */
 static size_t bucket_of(const uint8_t key[16]) {
-  uint32_t h = 2166136261u;
-  for (int i = 0; i < 16; i++) h = (h ^ key[i]) * 16777619u;
-  return h % FC__PEER_BUCKETS;
+  return fc_hash_fnv1a(key, 16) % FC__PEER_BUCKETS;
 }
 
 void fc__peers_init(fc__peers_t *p, unsigned limit) {

@@ -80,6 +80,9 @@ void fc__ws_subs_dispose(fc_ws_session_t *s);
 void fc__ws_on_text(fc_ws_session_t *s, const char *p, size_t n);
 /* Sends a JSON object as a text message (takes the reference). */
 void fc__ws_send_json(fc_ws_session_t *s, json_t *j);
+/* Sends {"type":"error","code","message","ref"?} built by core's one error
+ * writer: every string escaped, invalid UTF-8 as U+FFFD. Loop thread. */
+void fc__ws_send_error(fc_ws_session_t *s, const char *ref, const char *code, const char *msg);
 /* Subscribes the session to a channel and queues its backlog. */
 void fc__ws_subscribe(fc_ws_session_t *s, fc_channel_t *ch, const fc_resume_t *from, const char *ref);
 void fc__ws_unsubscribe(fc_ws_session_t *s, fc_channel_t *ch, const char *name, const char *ref);

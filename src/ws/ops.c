@@ -26,11 +26,7 @@ void fc_ws_error(fc_ws_session_t *s, const char *ref, const char *code, const ch
   int n = vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   if (n >= (int)sizeof msg) msg[utf8_prefix(msg, sizeof msg - 1)] = '\0';
-  json_t *j = json_pack("{s:s,s:s,s:s}", "type", "error", "code", code, "message", msg);
-  if (!j) /* never without an answer, even if a caller quoted bad text */
-    j = json_pack("{s:s,s:s,s:s}", "type", "error", "code", code, "message", code);
-  if (ref) json_object_set_new(j, "ref", json_string(ref));
-  fc__ws_send_json(s, j);
+  fc__ws_send_error(s, ref, code, msg);
 }
 
 void fc_ws_ack(fc_ws_session_t *s, const char *ref, const char *id) {

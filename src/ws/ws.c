@@ -59,24 +59,40 @@ fc_frame_t *fc__ws_text_frame(const char *payload, size_t len) {
   return fc_frame_take(b, h + len);
 }
 
+/* Sends [text, text+n) as one text message; a full queue closes the session. */
+static void send_text(fc_ws_session_t *s, const char *text, size_t n) {
+  if (!s->stream || s->closing) return;
+  fc_frame_t *f = fc__ws_text_frame(text, n);
+  if (fc_conn_send(s->stream->conn, f) == -ENOBUFS) fc__ws_close(s, 1008, "too slow");
+  fc_frame_unref(f);
+}
+
 void fc__ws_send_json(fc_ws_session_t *s, json_t *j) {
   char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
   json_decref(j);
   if (!text) return;
-  if (s->stream && !s->closing) {
-    fc_frame_t *f = fc__ws_text_frame(text, strlen(text));
-    if (fc_conn_send(s->stream->conn, f) == -ENOBUFS) fc__ws_close(s, 1008, "too slow");
-    fc_frame_unref(f);
-  }
+  send_text(s, text, strlen(text));
   free(text);
+}
+
+void fc__ws_send_error(fc_ws_session_t *s, const char *ref, const char *code, const char *msg) {
+  fc_buf_t b;
+  fc_buf_init(&b);
+  fc_buf_puts(&b, "{\"type\":\"error\",");
+  fc_json_error_members(&b, code, msg);
+  if (ref) {
+    fc_buf_puts(&b, ",\"ref\":");
+    fc_json_text(&b, ref);
+  }
+  fc_buf_puts(&b, "}");
+  send_text(s, b.data, b.len);
+  fc_buf_dispose(&b);
 }
 
 /* ---- registry ------------------------------------------------------------------ */
 
 static size_t bucket(const fc_ws_t *ws, const char *id) {
-  uint32_t h = 2166136261u;
-  for (const char *p = id; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
-  return h & (ws->nbuckets - 1);
+  return fc_hash_fnv1a(id, strlen(id)) & (ws->nbuckets - 1);
 }
 
 static void registry_add(fc_ws_t *ws, fc_ws_session_t *s) {

@@ -146,7 +146,7 @@ static void error_body_is_valid_json(void **state) {
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     fc_buf_t b;
     fc_buf_init(&b);
-    fc__http_error_body(&b, "c\"ode", cases[i].msg);
+    fc_json_error(&b, "c\"ode", cases[i].msg);
     json_error_t err;
     json_t *j = json_loadb(b.data, b.len, 0, &err);
     assert_non_null(j);
