@@ -43,12 +43,12 @@ static const fc_route_t routes[] = {
 fc_app_t *fc_app_of(fc_req_t *req) { return fc_http_opts(req->http)->ud; }
 
 static void on_accept(fc_conn_t *c) {
-  fc_app_t *app = c->loop->ud;
+  fc_app_t *app = fc_loop_ud(fc_conn_loop(c));
   fc_http_accept(app->http, c);
 }
 
 static void on_wake(fc_loop_t *l) {
-  fc_app_t *app = l->ud;
+  fc_app_t *app = fc_loop_ud(l);
   fc_api_publish_answer(app, l);
   fc_jobs_wake(app->jobs, l);
   fc_sse_wake(app->sse, l);
@@ -56,16 +56,16 @@ static void on_wake(fc_loop_t *l) {
 }
 
 static void on_tick(fc_loop_t *l, uint64_t now) {
-  fc_app_t *app = l->ud;
+  fc_app_t *app = fc_loop_ud(l);
   fc_http_tick(l, now);
   fc_sse_tick(app->sse, l, now);
   fc_ws_tick(app->ws, l);
-  if (l->index == 0) fc_hub_sweep(app->hub, fc_mono_ms());
+  if (fc_loop_index(l) == 0) fc_hub_sweep(app->hub, fc_mono_ms());
 }
 
 static void on_stop(fc_loop_t *l) {
-  fc_app_t *app = l->ud;
-  if (l->index == 0) fc_jobs_stop(app->jobs);
+  fc_app_t *app = fc_loop_ud(l);
+  if (fc_loop_index(l) == 0) fc_jobs_stop(app->jobs);
   fc_http_stop(l);
 }
 
@@ -211,8 +211,8 @@ int fc_app_run(const fc_config_t *cfg) {
     status = 1;
   } else {
     fc_loop_t *l0 = fc_net_loop(app->net, 0);
-    uv_signal_init(&l0->uv, &app->sigterm);
-    uv_signal_init(&l0->uv, &app->sigint);
+    uv_signal_init(fc_loop_uv(l0), &app->sigterm);
+    uv_signal_init(fc_loop_uv(l0), &app->sigint);
     app->sigterm.data = app->sigint.data = app;
     uv_signal_start(&app->sigterm, on_signal, SIGTERM);
     uv_signal_start(&app->sigint, on_signal, SIGINT);

@@ -289,7 +289,7 @@ void fc_api_login(fc_req_t *req) {
     return;
   }
   l->work.data = l;
-  uv_queue_work(&req->loop->uv, &l->work, login_work, login_done);
+  uv_queue_work(fc_loop_uv(req->loop), &l->work, login_work, login_done);
 }
 
 /* ---- tokens ---------------------------------------------------------------- */

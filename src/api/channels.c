@@ -134,7 +134,7 @@ static void on_committed(fc_store_job_t *job) {
 }
 
 void fc_api_publish_answer(fc_app_t *app, fc_loop_t *l) {
-  fc_app_loop_t *al = &app->loops[l->index];
+  fc_app_loop_t *al = &app->loops[fc_loop_index(l)];
   pthread_mutex_lock(&al->lock);
   fc_pub_t *list = al->done;
   al->done = NULL;
@@ -158,7 +158,7 @@ void fc_api_publish_answer(fc_app_t *app, fc_loop_t *l) {
 static void pub_submit(fc_req_t *req, fc_pub_t *p) {
   p->app = fc_app_of(req);
   p->req = req;
-  p->loop = req->loop->index;
+  p->loop = fc_loop_index(req->loop);
   p->answer = pub_answer;
   fc_api_pub_submit(p);
 }

@@ -28,7 +28,7 @@
 static fc_jobs_cmd_t *cmd_new(fc_req_t *req, void (*run)(fc_jobs_t *, fc_jobs_cmd_t *)) {
   fc_jobs_cmd_t *c = fc_xcalloc(1, sizeof *c);
   c->req = req;
-  c->loop = req->loop->index;
+  c->loop = fc_loop_index(req->loop);
   c->run = run;
   fc_buf_init(&c->body);
   const fc_claims_t *cl = fc_api_claims(req);

@@ -24,7 +24,7 @@ static fc_req_t *req_new(fc_http_conn_t *hc) {
   fc_req_t *r = fc__req_new();
   r->hc = hc;
   r->http = hc->http;
-  r->loop = hc->conn->loop;
+  r->loop = fc_conn_loop(hc->conn);
   r->start_ms = fc_mono_ms();
   r->keep_alive = true;
   return r;
@@ -34,7 +34,7 @@ static int on_message_begin(llhttp_t *p) {
   fc_http_conn_t *hc = hc_of(p);
   if (!hc->req) hc->req = req_new(hc);
   hc->state = HC_HEAD;
-  hc->since_ms = uv_now(&hc->conn->loop->uv);
+  hc->since_ms = uv_now(fc_loop_uv(fc_conn_loop(hc->conn)));
   return 0;
 }
 
@@ -159,7 +159,7 @@ static int on_headers_complete(llhttp_t *p) {
   /* An upgrade that is refused ends the connection: what follows is not HTTP. */
   r->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
   hc->state = HC_BODY;
-  hc->since_ms = hc->body_ms = uv_now(&hc->conn->loop->uv); /* the body timeout runs from here */
+  hc->since_ms = hc->body_ms = uv_now(fc_loop_uv(fc_conn_loop(hc->conn))); /* the body timeout runs from here */
   int rc = check_head(hc, p);
   if (rc) return rc;
   size_t max = hc->http->opts.max_body_bytes;
@@ -174,7 +174,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
   size_t max = hc->http->opts.max_body_bytes;
   if (r->body.len + n > max) return abort_parse(hc, 413, "body_too_large", "body larger than %zu bytes", max);
   fc_buf_append(&r->body, at, n);
-  hc->body_ms = uv_now(&hc->conn->loop->uv);
+  hc->body_ms = uv_now(fc_loop_uv(fc_conn_loop(hc->conn)));
   return 0;
 }
 
@@ -213,9 +213,9 @@ static void handle(fc_http_conn_t *hc, fc_req_t *r) {
 
 /* Whether parsing may go on; if so the connection is between requests again. */
 static bool read_on(fc_http_conn_t *hc) {
-  if (hc->state != HC_HANDLING || hc->req || hc->nout >= OWED_MAX || hc->conn->queued > UNSENT_MAX) return false;
+  if (hc->state != HC_HANDLING || hc->req || hc->nout >= OWED_MAX || fc_conn_queued(hc->conn) > UNSENT_MAX) return false;
   hc->state = HC_IDLE;
-  hc->since_ms = uv_now(&hc->conn->loop->uv);
+  hc->since_ms = uv_now(fc_loop_uv(fc_conn_loop(hc->conn)));
   return true;
 }
 
@@ -310,7 +310,7 @@ static void execute(fc_http_conn_t *hc, const char *p, size_t n) {
 }
 
 static void on_data(fc_conn_t *c, const char *p, size_t n) {
-  fc_http_conn_t *hc = c->ud;
+  fc_http_conn_t *hc = fc_conn_ud(c);
   switch (hc->state) {
     case HC_STREAM:
       if (hc->stream->h->on_data) hc->stream->h->on_data(hc->stream, p, n);
@@ -325,7 +325,7 @@ static void on_data(fc_conn_t *c, const char *p, size_t n) {
 }
 
 static void on_eof(fc_conn_t *c) {
-  fc_http_conn_t *hc = c->ud;
+  fc_http_conn_t *hc = fc_conn_ud(c);
   /* A half-closed client may still wait for answers: once they are out,
    * reading starts again and finds the end of input again. */
   if (hc->state == HC_HANDLING || hc->out_head) return;
@@ -334,7 +334,7 @@ static void on_eof(fc_conn_t *c) {
 }
 
 static void on_close(fc_conn_t *c) {
-  fc_http_conn_t *hc = c->ud;
+  fc_http_conn_t *hc = fc_conn_ud(c);
   fc_http_stats.connections--;
   if (hc->stream) {
     fc_stream_t *s = hc->stream;
@@ -368,7 +368,7 @@ static void go_on(fc_http_conn_t *hc);
 /* Everything queued is written: a stream is told; a connection whose parsing
  * waited for its answers to go out (UNSENT_MAX) reads on. */
 static void on_drained(fc_conn_t *c) {
-  fc_http_conn_t *hc = c->ud;
+  fc_http_conn_t *hc = fc_conn_ud(c);
   if (hc->stream) {
     if (hc->stream->h->on_drained) hc->stream->h->on_drained(hc->stream);
   } else {
@@ -387,17 +387,14 @@ void fc_http_accept(fc_http_t *http, fc_conn_t *c) {
   fc_http_conn_t *hc = fc_xcalloc(1, sizeof *hc);
   hc->conn = c;
   hc->http = http;
-  hc->since_ms = uv_now(&c->loop->uv);
+  hc->since_ms = uv_now(fc_loop_uv(fc_conn_loop(c)));
   hc->parser = fc_xmalloc(sizeof *hc->parser);
   llhttp_init(hc->parser, HTTP_REQUEST, &http->settings);
   hc->parser->data = hc;
-  c->h = &http_conn_handler;
-  c->ud = hc;
+  fc_conn_set_handler(c, &http_conn_handler, hc);
   fc_http_stats.connections++;
   fc_http_stats.connections_total++;
-  if (c->loop->stopping) {
-    hc->stopping = true;
-  }
+  if (fc_loop_stopping(fc_conn_loop(c))) hc->stopping = true;
 }
 
 /* Queues one answer for writing; one that does not keep the connection
@@ -435,7 +432,7 @@ static void send_ready(fc_http_conn_t *hc) {
 /* After an answer: handles a request that waited for the answers before it,
  * and resumes the parser on what arrived meanwhile. */
 static void go_on(fc_http_conn_t *hc) {
-  if (hc->in_execute || hc->state != HC_HANDLING || hc->conn->closing) return;
+  if (hc->in_execute || hc->state != HC_HANDLING || fc_conn_closing(hc->conn)) return;
   if (hc->deferred) {
     if (hc->out_head) return;
     hc->deferred = false;
@@ -502,50 +499,52 @@ static void timed_out(fc_http_conn_t *hc, const char *what, unsigned ms) {
   fc_http_error(r, 408, "timeout", "%s within %u ms", what, ms);
 }
 
-void fc_http_tick(fc_loop_t *l, uint64_t now) {
-  for (fc_conn_t *c = l->conns; c; c = c->next) {
-    if (c->h != &http_conn_handler || c->closing) continue;
-    fc_http_conn_t *hc = c->ud;
-    const fc_http_opts_t *o = &hc->http->opts;
-    if (c->queued && o->send_timeout_ms && now - c->progress_ms > o->send_timeout_ms) {
-      /* Whatever it is doing, a peer that reads nothing of what it is sent
-       * for this long is gone or hostile: what is queued is dropped. */
-      fc_log(FC_LOG_INFO, "send timeout: connection closed", "unsent_bytes=%zu send_timeout_ms=%u", c->queued,
-             o->send_timeout_ms);
-      fc_conn_close(c, false); /* the state stays: on_close needs it to know who holds hc->req */
-    } else if (hc->state == HC_HEAD && now - hc->since_ms > o->header_timeout_ms) {
-      timed_out(hc, "request head not received", o->header_timeout_ms);
-    } else if (hc->state == HC_BODY && now - hc->since_ms > o->body_timeout_ms) {
-      timed_out(hc, "request body not received", o->body_timeout_ms);
-    } else if (hc->state == HC_BODY && now - hc->body_ms > o->idle_timeout_ms) {
-      timed_out(hc, "no request body data received", o->idle_timeout_ms); /* a stopped body is idle */
-    } else if (hc->state == HC_IDLE && !hc->out_head && now - hc->since_ms > o->idle_timeout_ms) {
-      /* Never while answers are owed: they go out first, however slow a commit. */
-      hc->state = HC_CLOSING;
-      fc_conn_close(c, false);
-    }
+/* One connection's timeouts (fc_http_tick). */
+static void tick_conn(fc_conn_t *c, void *arg) {
+  uint64_t now = *(const uint64_t *)arg;
+  fc_http_conn_t *hc = fc_conn_ud(c);
+  const fc_http_opts_t *o = &hc->http->opts;
+  if (o->send_timeout_ms && fc_conn_stalled_ms(c, now) > o->send_timeout_ms) {
+    /* Whatever it is doing, a peer that reads nothing of what it is sent
+     * for this long is gone or hostile: what is queued is dropped. */
+    fc_log(FC_LOG_INFO, "send timeout: connection closed", "unsent_bytes=%zu send_timeout_ms=%u", fc_conn_queued(c),
+           o->send_timeout_ms);
+    fc_conn_close(c, false); /* the state stays: on_close needs it to know who holds hc->req */
+  } else if (hc->state == HC_HEAD && now - hc->since_ms > o->header_timeout_ms) {
+    timed_out(hc, "request head not received", o->header_timeout_ms);
+  } else if (hc->state == HC_BODY && now - hc->since_ms > o->body_timeout_ms) {
+    timed_out(hc, "request body not received", o->body_timeout_ms);
+  } else if (hc->state == HC_BODY && now - hc->body_ms > o->idle_timeout_ms) {
+    timed_out(hc, "no request body data received", o->idle_timeout_ms); /* a stopped body is idle */
+  } else if (hc->state == HC_IDLE && !hc->out_head && now - hc->since_ms > o->idle_timeout_ms) {
+    /* Never while answers are owed: they go out first, however slow a commit. */
+    hc->state = HC_CLOSING;
+    fc_conn_close(c, false);
   }
 }
 
-void fc_http_stop(fc_loop_t *l) {
-  for (fc_conn_t *c = l->conns; c; c = c->next) {
-    if (c->h != &http_conn_handler || c->closing) continue;
-    fc_http_conn_t *hc = c->ud;
-    hc->stopping = true;
-    if (hc->state == HC_STREAM) {
-      if (hc->stream->h->on_stop) hc->stream->h->on_stop(hc->stream);
-      else fc_conn_close(c, true);
-    } else if (hc->state == HC_IDLE || hc->state == HC_HEAD || hc->state == HC_BODY) {
-      /* Nothing answered is lost: a request not fully received was never
-       * taken, and answers still owed go out before the close. */
-      hc->state = HC_CLOSING;
-      if (hc->out_head)
-        fc_conn_read_stop(c);
-      else
-        fc_conn_close(c, true);
-    }
+void fc_http_tick(fc_loop_t *l, uint64_t now) { fc_loop_each_conn(l, &http_conn_handler, tick_conn, &now); }
+
+/* One connection's part of a graceful stop (fc_http_stop). */
+static void stop_conn(fc_conn_t *c, void *arg) {
+  (void)arg;
+  fc_http_conn_t *hc = fc_conn_ud(c);
+  hc->stopping = true;
+  if (hc->state == HC_STREAM) {
+    if (hc->stream->h->on_stop) hc->stream->h->on_stop(hc->stream);
+    else fc_conn_close(c, true);
+  } else if (hc->state == HC_IDLE || hc->state == HC_HEAD || hc->state == HC_BODY) {
+    /* Nothing answered is lost: a request not fully received was never
+     * taken, and answers still owed go out before the close. */
+    hc->state = HC_CLOSING;
+    if (hc->out_head)
+      fc_conn_read_stop(c);
+    else
+      fc_conn_close(c, true);
   }
 }
+
+void fc_http_stop(fc_loop_t *l) { fc_loop_each_conn(l, &http_conn_handler, stop_conn, NULL); }
 
 fc_http_t *fc_http_new(const fc_http_opts_t *opts) {
   fc_http_t *http = fc_xcalloc(1, sizeof *http);

@@ -162,7 +162,7 @@ fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers
   fc_buf_puts(&b, status == 101 ? "\r\n" : "Connection: close\r\n\r\n");
   fc_stream_t *s = fc_xcalloc(1, sizeof *s);
   s->conn = hc->conn;
-  s->loop = hc->conn->loop;
+  s->loop = fc_conn_loop(hc->conn);
   s->h = h;
   s->ud = ud;
   s->start_ms = fc_mono_ms();

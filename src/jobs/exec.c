@@ -174,7 +174,7 @@ static void free_env(char **env) {
 
 /* Spawns the task's command. Returns 0, or -errno with `why`. Loop 0. */
 int fc__exec_start(job_t *job, json_t *task, char *why, size_t whylen) {
-  uv_loop_t *loop = &job->owner->loop->uv;
+  uv_loop_t *loop = fc_loop_uv(job->owner->loop);
   json_t *cmd = json_object_get(task, "command"), *to = json_object_get(task, "timeoutSeconds");
   size_t argc = json_array_size(cmd);
   char *argv[argc + 1];

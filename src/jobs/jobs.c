@@ -71,8 +71,8 @@ void fc_jobs_post(fc_jobs_t *j, fc_jobs_cmd_t *c) {
 void fc_jobs_wake(fc_jobs_t *j, fc_loop_t *l) {
   if (!j) return;
   pthread_mutex_lock(&j->lock);
-  fc_jobs_cmd_t *list = j->done[l->index];
-  j->done[l->index] = NULL;
+  fc_jobs_cmd_t *list = j->done[fc_loop_index(l)];
+  j->done[fc_loop_index(l)] = NULL;
   pthread_mutex_unlock(&j->lock);
   while (list) {
     fc_jobs_cmd_t *next = list->next;
@@ -202,17 +202,17 @@ fc_jobs_t *fc_jobs_new(fc_app_t *app, char *err, size_t errlen) {
     free(j);
     return NULL;
   }
-  uv_async_init(&j->loop->uv, &j->async, on_async);
+  uv_async_init(fc_loop_uv(j->loop), &j->async, on_async);
   j->async.data = j;
-  uv_signal_init(&j->loop->uv, &j->sighup);
+  uv_signal_init(fc_loop_uv(j->loop), &j->sighup);
   j->sighup.data = j;
   uv_signal_start(&j->sighup, on_sighup, SIGHUP);
   uv_unref((uv_handle_t *)&j->sighup);
-  uv_timer_init(&j->loop->uv, &j->cron);
+  uv_timer_init(fc_loop_uv(j->loop), &j->cron);
   j->cron.data = j;
   uv_timer_start(&j->cron, on_cron, 1000, 1000);
   uv_unref((uv_handle_t *)&j->cron);
-  uv_idle_init(&j->loop->uv, &j->idle);
+  uv_idle_init(fc_loop_uv(j->loop), &j->idle);
   j->idle.data = j;
   j->idle_init = true;
   fc_jobs_reload(j);
@@ -223,7 +223,7 @@ fc_jobs_t *fc_jobs_new(fc_app_t *app, char *err, size_t errlen) {
   /* Jobs made from now on (triggers) are not this load's to read or fail. */
   j->rows = fc__db_rows_new(app->cfg->data_dir, fc_now_ms());
   j->load.data = j;
-  if (uv_queue_work(&j->loop->uv, &j->load, load_work, on_loaded) < 0) {
+  if (uv_queue_work(fc_loop_uv(j->loop), &j->load, load_work, on_loaded) < 0) {
     load_work(&j->load);
     on_loaded(&j->load, 0);
   }

@@ -253,8 +253,8 @@ int fc_jobs_start(fc_jobs_t *j, int64_t wf_id, const char *input, const char *st
   job->input = input ? strdup(input) : NULL;
   job->starter = starter ? strdup(starter) : NULL;
   job->created_ms = fc_now_ms();
-  uv_timer_init(&j->loop->uv, &job->timer);
-  uv_timer_init(&j->loop->uv, &job->grace);
+  uv_timer_init(fc_loop_uv(j->loop), &job->timer);
+  uv_timer_init(fc_loop_uv(j->loop), &job->grace);
   job->timer.data = job->grace.data = job;
   job->timer_init = true;
   set_status(job, ST_PENDING);

@@ -457,3 +457,26 @@ void fc_conn_peer(fc_conn_t *c, char *out, size_t len) {
     snprintf(out, len, "[%s]:%d", ip, ntohs(a->sin6_port));
   }
 }
+
+void fc_conn_set_handler(fc_conn_t *c, const fc_conn_handler_t *h, void *ud) {
+  c->h = h;
+  c->ud = ud;
+}
+
+void *fc_conn_ud(const fc_conn_t *c) { return c->ud; }
+
+fc_loop_t *fc_conn_loop(const fc_conn_t *c) { return c->loop; }
+
+bool fc_conn_closing(const fc_conn_t *c) { return c->closing; }
+
+size_t fc_conn_queued(const fc_conn_t *c) { return c->queued; }
+
+uint64_t fc_conn_stalled_ms(const fc_conn_t *c, uint64_t now_ms) {
+  return c->queued && now_ms > c->progress_ms ? now_ms - c->progress_ms : 0;
+}
+
+void fc_conn_set_bound(fc_conn_t *c, size_t bytes) { c->bound = bytes; }
+
+size_t fc_conn_bound(const fc_conn_t *c) { return c->bound; }
+
+void fc_conn_set_bulk(fc_conn_t *c, bool bulk) { c->bulk = bulk; }

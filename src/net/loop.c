@@ -295,3 +295,19 @@ void fc_net_stats(fc_net_t *net, fc_net_stats_t *out) {
 }
 
 int fc_net_port(const fc_net_t *net) { return net->port; }
+
+unsigned fc_loop_index(const fc_loop_t *l) { return l->index; }
+
+uv_loop_t *fc_loop_uv(fc_loop_t *l) { return &l->uv; }
+
+void *fc_loop_ud(const fc_loop_t *l) { return l->ud; }
+
+bool fc_loop_stopping(const fc_loop_t *l) { return l->stopping; }
+
+void fc_loop_each_conn(fc_loop_t *l, const fc_conn_handler_t *h, void (*cb)(fc_conn_t *c, void *arg), void *arg) {
+  for (fc_conn_t *c = l->conns, *next; c; c = next) {
+    next = c->next; /* a close unlinks c only in its close callback, but be safe */
+    if (c->closing || (h && c->h != h)) continue;
+    cb(c, arg);
+  }
+}

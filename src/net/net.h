@@ -15,12 +15,10 @@
 typedef struct fc_net fc_net_t;
 typedef struct fc_loop fc_loop_t;
 typedef struct fc_conn fc_conn_t;
-typedef struct fc__wbatch fc__wbatch_t;
-typedef struct fc__peer fc__peer_t;
 
 /* What the application does on a loop. All run on that loop's thread. */
 typedef struct {
-  void (*on_accept)(fc_conn_t *c);       /* a new connection: set c->h and c->ud */
+  void (*on_accept)(fc_conn_t *c);       /* a new connection: fc_conn_set_handler() it */
   void (*on_wake)(fc_loop_t *l);         /* fc_net_wake() was called for this loop */
   void (*on_tick)(fc_loop_t *l, uint64_t now_ms); /* about once a second */
   void (*on_stop)(fc_loop_t *l);         /* shutdown began: end streams, finish requests */
@@ -31,73 +29,8 @@ typedef struct {
   void (*on_data)(fc_conn_t *c, const char *p, size_t n);
   void (*on_eof)(fc_conn_t *c); /* peer closed or a read error: call fc_conn_close() */
   void (*on_drained)(fc_conn_t *c); /* the write queue became empty; may be NULL */
-  void (*on_close)(fc_conn_t *c); /* the socket is closed: release c->ud */
+  void (*on_close)(fc_conn_t *c); /* the socket is closed: release fc_conn_ud(c) */
 } fc_conn_handler_t;
-
-struct fc_loop {
-  uv_loop_t uv;
-  unsigned index;   /* 0..threads-1 */
-  fc_net_t *net;
-  void *ud;         /* the application's per-loop state */
-  int listen_fd;            /* this loop's listening socket; -1 when closed */
-  uv_poll_t accept_io;      /* its readiness: the loop accepts itself (accept.c) */
-  uv_timer_t accept_pause;  /* restarts accept_io after a pause (out of descriptors) */
-  bool accept_paused;
-  int spare_fd;             /* closed to accept and refuse one when out of descriptors; -1: none */
-  uv_async_t wake;
-  uv_check_t flush; /* writes what poll-phase callbacks queued, once per iteration */
-  uv_prepare_t flush_early; /* writes what timer callbacks queued, before the poll blocks */
-  uv_timer_t tick;
-  uv_timer_t stop_deadline;
-  uv_thread_t thread;
-  fc_conn_t *dirty;  /* connections with frames to write */
-  fc_conn_t *bulk_dirty; /* subscriber streams with frames to write: see fc_conn_t.bulk */
-  uint64_t bulk_due;     /* uv_hrtime() before which bulk writes wait */
-  uint32_t bulk_recent_ms; /* a stream written this recently is written again */
-  bool bulk_holding;       /* the last stream pass was followed by a hold */
-  uv_timer_t bulk_timer; /* wakes the loop when they are due */
-  atomic_uint_fast64_t writes, batched, bulk_passes, bulk_held; /* see fc_net_stats_t */
-  /* References to written frames, dropped together at the end of a pass: a
-   * fan-out writes the same frames to every subscriber of the loop, and one
-   * atomic operation per frame and pass beats one per subscriber (the other
-   * loops' threads touch the same counts). */
-  struct {
-    fc_frame_t *frame;
-    unsigned n;
-  } unrefs[128];
-  fc__wbatch_t *wbatch;    /* sends of the current pass (uring.c); NULL: one writev each */
-  uv_write_t *spare_wreqs; /* write requests to reuse, linked through ->data */
-  size_t nspare;
-  fc_conn_t *conns;  /* every open connection */
-  size_t nconns;
-  bool stopping;
-  char readbuf[64 * 1024]; /* shared by every connection: data is parsed in read_cb */
-};
-
-struct fc_conn {
-  uv_tcp_t tcp;
-  fc_loop_t *loop;
-  const fc_conn_handler_t *h;
-  void *ud;
-  fc_conn_t *prev, *next; /* in loop->conns */
-  fc_conn_t *dirty_next;
-  fc_frame_t **q;        /* ring of frames to write, oldest first */
-  uint32_t qhead, qlen, qcap;
-  uint32_t qoff;         /* bytes of the oldest frame already written */
-  uint32_t inflight;     /* bytes at the head of the queue in a uv_write */
-  size_t queued;         /* bytes queued and not yet written, in-flight included */
-  size_t bound;          /* fc_conn_send fails past this many queued bytes; 0: none */
-  uint64_t progress_ms;  /* loop time of the last write progress, or of the queue's last start from empty */
-  uv_write_t *wreq;      /* the write in flight, if any: idle connections hold none */
-  bool dirty;             /* on loop->dirty or loop->bulk_dirty (as `bulk` was when marked) */
-  bool bulk;              /* a subscriber stream: its writes may be coalesced under load */
-  bool closing, close_when_flushed, reading;
-  bool dead;              /* closed, left on a dirty list for the flush to free */
-  bool lingering;       /* answered and shut down: input is read and dropped until EOF */
-  uint64_t linger_since; /* loop time the lingering began */
-  uint32_t last_write_ms; /* when a bulk pass last wrote it (uv_hrtime in ms; 0: never) */
-  fc__peer_t *peer;      /* its address's count (--max-connections-per-ip); NULL: no cap */
-};
 
 typedef struct {
   const char *host;
@@ -147,8 +80,44 @@ void fc_net_stats(fc_net_t *net, fc_net_stats_t *out);
 /* The port the listeners are bound to (useful with port 0). */
 int fc_net_port(const fc_net_t *net);
 
+/* The loop's position, 0..threads-1. Any thread. */
+unsigned fc_loop_index(const fc_loop_t *l);
+/* The libuv loop, for the application's own handles and work on this loop.
+ * Loop thread (uv_async_send on it excepted). */
+uv_loop_t *fc_loop_uv(fc_loop_t *l);
+/* The application's per-loop state (loop_uds[index] given to fc_net_new). Any thread. */
+void *fc_loop_ud(const fc_loop_t *l);
+/* True once a graceful stop has begun on the loop. Loop thread. */
+bool fc_loop_stopping(const fc_loop_t *l);
+/* Calls `cb(c, arg)` on each open connection of the loop that is not closing
+ * and whose handler is `h` (NULL: any). `cb` may close `c` (closed
+ * connections leave the list only after their close completes). Loop thread. */
+void fc_loop_each_conn(fc_loop_t *l, const fc_conn_handler_t *h, void (*cb)(fc_conn_t *c, void *arg), void *arg);
+
+/* Gives the connection its handler and the handler's state; on_accept does,
+ * before returning. Loop thread, as every fc_conn_ call below. */
+void fc_conn_set_handler(fc_conn_t *c, const fc_conn_handler_t *h, void *ud);
+/* The state given to fc_conn_set_handler. */
+void *fc_conn_ud(const fc_conn_t *c);
+fc_loop_t *fc_conn_loop(const fc_conn_t *c);
+/* True once fc_conn_close (or a lingering close) was called on it. */
+bool fc_conn_closing(const fc_conn_t *c);
+/* Bytes queued and not yet written, those in flight included. */
+size_t fc_conn_queued(const fc_conn_t *c);
+/* Milliseconds of loop time since the queue last made write progress (or
+ * last started from empty); 0 when nothing is queued. For send timeouts. */
+uint64_t fc_conn_stalled_ms(const fc_conn_t *c, uint64_t now_ms);
+/* Sets the queue's byte bound: fc_conn_send refuses a frame that would take
+ * the queued bytes past `bytes` (0: no bound). What is queued stays. */
+void fc_conn_set_bound(fc_conn_t *c, size_t bytes);
+size_t fc_conn_bound(const fc_conn_t *c);
+/* Marks a subscriber stream: under load, its writes may be held up to the
+ * coalesce window and batched with others (fc_net_opts_t.coalesce_ms). Set
+ * before anything is queued on it as a stream. */
+void fc_conn_set_bulk(fc_conn_t *c, bool bulk);
+
 /* Queues a frame; takes a reference of its own. Returns -ENOBUFS when the queue
- * would pass c->bound (nothing queued), -EPIPE when the connection is closing. */
+ * would pass the bound (nothing queued), -EPIPE when the connection is closing. */
 int fc_conn_send(fc_conn_t *c, fc_frame_t *f);
 /* Queues a copy of the bytes. */
 int fc_conn_send_copy(fc_conn_t *c, const void *p, size_t n);

@@ -65,7 +65,7 @@ static void drop_slow(sse_sub_t *sub) {
   sub->dead = true;
   atomic_fetch_add_explicit(&sub->sse->loops[sub->thread].drops, 1, memory_order_relaxed);
   fc_log(FC_LOG_WARN, "slow subscriber disconnected", "queued_bytes=%zu bound=%zu",
-         sub->stream->conn->queued, sub->stream->conn->bound);
+         fc_conn_queued(sub->stream->conn), fc_conn_bound(sub->stream->conn));
   fc_stream_close(sub->stream, false);
 }
 
@@ -107,7 +107,7 @@ static void on_stream_stop(fc_stream_t *s) {
  * replayed backlog was allowed on top of it). */
 static void on_stream_drained(fc_stream_t *s) {
   sse_sub_t *sub = s->ud;
-  s->conn->bound = sub->sse->opts.queue_bytes;
+  fc_conn_set_bound(s->conn, sub->sse->opts.queue_bytes);
 }
 
 static const fc_stream_handler_t sse_stream = {
@@ -136,7 +136,7 @@ void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, si
     fc_http_stream(req, 200, sse_headers, &sse_stream, NULL);
     return;
   }
-  unsigned thread = req->loop->index;
+  unsigned thread = fc_loop_index(req->loop);
   sse_sub_t *sub = fc_xcalloc(1, sizeof *sub + n * sizeof(fc_sub_link_t));
   sub->sse = sse;
   sub->thread = thread;
@@ -175,8 +175,8 @@ void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, si
   fc_backlog_dispose(&backlog);
   /* The backlog is shared frames already retained: it does not count against
    * the bound, which limits how far behind live delivery may fall. */
-  c->bound = c->queued + sse->opts.queue_bytes;
-  c->bulk = true;
+  fc_conn_set_bound(c, fc_conn_queued(c) + sse->opts.queue_bytes);
+  fc_conn_set_bulk(c, true);
 
   sub->next = sl->subs;
   if (sub->next) sub->next->prev = sub;
@@ -188,12 +188,12 @@ void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, si
   }
 }
 
-void fc_sse_wake(fc_sse_t *sse, fc_loop_t *l) { fc_hub_drain(sse->opts.hub, l->index); }
+void fc_sse_wake(fc_sse_t *sse, fc_loop_t *l) { fc_hub_drain(sse->opts.hub, fc_loop_index(l)); }
 
 static fc_frame_t expired_frame = FC_FRAME_STATIC("event: flowcast.expired\ndata: {\"reason\":\"token expired\"}\n\n");
 
 void fc_sse_tick(fc_sse_t *sse, fc_loop_t *l, uint64_t now_ms) {
-  sse_loop_t *sl = &sse->loops[l->index];
+  sse_loop_t *sl = &sse->loops[fc_loop_index(l)];
   bool keepalive = now_ms - sl->last_keepalive_ms >= sse->opts.keepalive_ms;
   if (keepalive) sl->last_keepalive_ms = now_ms;
   int64_t wall = fc_now_ms();

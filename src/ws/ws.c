@@ -142,7 +142,7 @@ int fc_ws_send_direct(fc_ws_t *ws, const char *to, const char *from, const json_
 }
 
 void fc_ws_wake(fc_ws_t *ws, fc_loop_t *l) {
-  ws_loop_t *wl = &ws->loops[l->index];
+  ws_loop_t *wl = &ws->loops[fc_loop_index(l)];
   pthread_mutex_lock(&wl->lock);
   direct_t *list = wl->inbox, *rev = NULL;
   wl->inbox = NULL;
@@ -159,7 +159,7 @@ void fc_ws_wake(fc_ws_t *ws, fc_loop_t *l) {
     pthread_mutex_lock(&ws->lock);
     fc_ws_session_t *s = registry_find(ws, d->to);
     pthread_mutex_unlock(&ws->lock);
-    if (s && s->thread == l->index && s->stream && !s->closing &&
+    if (s && s->thread == fc_loop_index(l) && s->stream && !s->closing &&
         fc_conn_send(s->stream->conn, d->frame) == -ENOBUFS)
       fc__ws_close(s, 1008, "too slow");
     fc_frame_unref(d->frame);
@@ -427,7 +427,7 @@ void fc_ws_accept(fc_ws_t *ws, fc_req_t *req, int64_t expires_ms) {
   snprintf(extra, sizeof extra, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n", accept);
   fc_ws_session_t *s = fc_xcalloc(1, sizeof *s);
   s->ws = ws;
-  s->thread = req->loop->index;
+  s->thread = fc_loop_index(req->loop);
   s->refs = 1;
   s->expires_ms = expires_ms;
   s->user = req->user;
@@ -439,8 +439,8 @@ void fc_ws_accept(fc_ws_t *ws, fc_req_t *req, int64_t expires_ms) {
   randombytes_buf(raw, sizeof raw);
   sodium_bin2hex(s->id, sizeof s->id, raw, sizeof raw);
   s->stream = fc_http_stream(req, 101, extra, &ws_stream, s);
-  s->stream->conn->bound = ws->opts.queue_bytes;
-  s->stream->conn->bulk = true;
+  fc_conn_set_bound(s->stream->conn, ws->opts.queue_bytes);
+  fc_conn_set_bulk(s->stream->conn, true);
   registry_add(ws, s);
   ws_loop_t *wl = &ws->loops[s->thread];
   s->next = wl->sessions;
@@ -451,8 +451,8 @@ void fc_ws_accept(fc_ws_t *ws, fc_req_t *req, int64_t expires_ms) {
 }
 
 void fc_ws_tick(fc_ws_t *ws, fc_loop_t *l) {
-  ws_loop_t *wl = &ws->loops[l->index];
-  uint64_t now = uv_now(&l->uv);
+  ws_loop_t *wl = &ws->loops[fc_loop_index(l)];
+  uint64_t now = uv_now(fc_loop_uv(l));
   if (!wl->last_ping_ms) wl->last_ping_ms = now; /* the first round comes one interval after start */
   bool ping = now - wl->last_ping_ms >= ws->opts.ping_ms;
   if (ping) wl->last_ping_ms = now;
