@@ -22,11 +22,12 @@ static int abort_parse(fc_http_conn_t *hc, int status, const char *code, const c
 
 static fc_req_t *req_new(fc_http_conn_t *hc) {
   fc_req_t *r = fc__req_new();
-  r->hc = hc;
+  fc__req_t *q = fc__req(r);
+  q->hc = hc;
   r->http = hc->http;
   r->loop = fc_conn_loop(hc->conn);
-  r->start_ms = fc_mono_ms();
-  r->keep_alive = true;
+  q->start_ms = fc_mono_ms();
+  q->keep_alive = true;
   return r;
 }
 
@@ -41,26 +42,27 @@ static int on_message_begin(llhttp_t *p) {
 static int on_url(llhttp_t *p, const char *at, size_t n) {
   fc_http_conn_t *hc = hc_of(p);
   fc_req_t *r = hc->req;
+  fc__req_t *q = fc__req(r);
   size_t max = hc->http->opts.max_url_bytes;
-  if (r->raw.len + n > max) return abort_parse(hc, 414, "uri_too_long", "request target longer than %zu bytes", max);
-  fc_buf_append(&r->raw, at, n);
-  r->url.len = r->raw.len;
+  if (q->raw.len + n > max) return abort_parse(hc, 414, "uri_too_long", "request target longer than %zu bytes", max);
+  fc_buf_append(&q->raw, at, n);
+  r->url.len = q->raw.len;
   return 0;
 }
 
 static int check_head_size(fc_http_conn_t *hc) {
   size_t max = hc->http->opts.max_header_bytes;
-  if (hc->req->raw.len > max)
+  if (fc__req(hc->req)->raw.len > max)
     return abort_parse(hc, 431, "headers_too_large", "request head larger than %zu bytes", max);
   return 0;
 }
 
 /* Chunked trailer fields come after the head, whose url and headers point into
- * req->raw: they are counted against the head's limit but never kept. */
+ * the raw bytes: they are counted against the head's limit but never kept. */
 static int on_trailer(fc_http_conn_t *hc, size_t n) {
   size_t max = hc->http->opts.max_header_bytes;
-  hc->req->trailer_bytes += n;
-  if (hc->req->trailer_bytes > max)
+  fc__req(hc->req)->trailer_bytes += n;
+  if (fc__req(hc->req)->trailer_bytes > max)
     return abort_parse(hc, 431, "headers_too_large", "trailer fields larger than %zu bytes", max);
   return 0;
 }
@@ -68,33 +70,35 @@ static int on_trailer(fc_http_conn_t *hc, size_t n) {
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   fc_http_conn_t *hc = hc_of(p);
   fc_req_t *r = hc->req;
+  fc__req_t *q = fc__req(r);
   if (hc->state == HC_BODY) return on_trailer(hc, n);
-  if (r->in_value || r->noff == 0) {
-    if (r->noff == FC_HTTP_MAX_HEADERS)
+  if (q->in_value || q->noff == 0) {
+    if (q->noff == FC_HTTP_MAX_HEADERS)
       return abort_parse(hc, 431, "too_many_headers", "more than %zu header fields", (size_t)FC_HTTP_MAX_HEADERS);
-    r->in_value = false;
-    size_t *o = r->hdr_off[r->noff++];
-    o[0] = r->raw.len, o[1] = 0, o[2] = 0, o[3] = 0;
+    q->in_value = false;
+    size_t *o = q->hdr_off[q->noff++];
+    o[0] = q->raw.len, o[1] = 0, o[2] = 0, o[3] = 0;
   }
-  fc_buf_append(&r->raw, at, n);
-  r->hdr_off[r->noff - 1][1] += n;
+  fc_buf_append(&q->raw, at, n);
+  q->hdr_off[q->noff - 1][1] += n;
   return check_head_size(hc);
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   fc_http_conn_t *hc = hc_of(p);
   fc_req_t *r = hc->req;
+  fc__req_t *q = fc__req(r);
   if (hc->state == HC_BODY) return on_trailer(hc, n);
-  size_t *o = r->hdr_off[r->noff - 1];
-  if (!r->in_value) {
+  size_t *o = q->hdr_off[q->noff - 1];
+  if (!q->in_value) {
     /* RFC 9112 5.1: no whitespace between a field name and its colon. */
-    char last = o[1] ? r->raw.data[o[0] + o[1] - 1] : ' ';
+    char last = o[1] ? q->raw.data[o[0] + o[1] - 1] : ' ';
     if (last == ' ' || last == '\t')
       return abort_parse(hc, 400, "bad_request", "malformed request: whitespace before a header's colon", 0);
-    r->in_value = true;
-    o[2] = r->raw.len;
+    q->in_value = true;
+    o[2] = q->raw.len;
   }
-  fc_buf_append(&r->raw, at, n);
+  fc_buf_append(&q->raw, at, n);
   o[3] += n;
   return check_head_size(hc);
 }
@@ -119,8 +123,8 @@ static int check_head(fc_http_conn_t *hc, llhttp_t *p) {
     return abort_parse(hc, 505, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1 are supported", 0);
   size_t hosts = 0;
   bool other_coding = false;
-  for (size_t i = 0; i < r->nheaders; i++) {
-    const fc_header_t *h = &r->headers[i];
+  for (size_t i = 0; i < fc__req(r)->nheaders; i++) {
+    const fc_header_t *h = &fc__req(r)->headers[i];
     if (fc_str_ieq(h->name, "host")) hosts++;
     if (!fc_str_ieq(h->name, "transfer-encoding")) continue;
     /* llhttp has already refused a list whose last coding is not chunked,
@@ -146,18 +150,19 @@ static int check_head(fc_http_conn_t *hc, llhttp_t *p) {
 static int on_headers_complete(llhttp_t *p) {
   fc_http_conn_t *hc = hc_of(p);
   fc_req_t *r = hc->req;
-  /* From here on req->raw does not change (on_trailer): these stay valid. */
-  r->url.base = r->raw.data ? r->raw.data : "";
-  for (size_t i = 0; i < r->noff; i++) {
-    size_t *o = r->hdr_off[i];
-    r->headers[i].name = (fc_str_t){r->raw.data + o[0], o[1]};
-    r->headers[i].value = (fc_str_t){o[3] ? r->raw.data + o[2] : "", o[3]};
+  fc__req_t *q = fc__req(r);
+  /* From here on the raw bytes do not change (on_trailer): these stay valid. */
+  r->url.base = q->raw.data ? q->raw.data : "";
+  for (size_t i = 0; i < q->noff; i++) {
+    size_t *o = q->hdr_off[i];
+    q->headers[i].name = (fc_str_t){q->raw.data + o[0], o[1]};
+    q->headers[i].value = (fc_str_t){o[3] ? q->raw.data + o[2] : "", o[3]};
   }
-  r->nheaders = r->noff; /* only now are they there to read */
+  q->nheaders = q->noff; /* only now are they there to read */
   r->method = method_bit(p->method);
   r->method_name = llhttp_method_name(p->method);
   /* An upgrade that is refused ends the connection: what follows is not HTTP. */
-  r->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
+  q->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
   hc->state = HC_BODY;
   hc->since_ms = hc->body_ms = uv_now(fc_loop_uv(fc_conn_loop(hc->conn))); /* the body timeout runs from here */
   int rc = check_head(hc, p);
@@ -189,7 +194,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
 static fc__answer_t *owe(fc_http_conn_t *hc, fc_req_t *r) {
   fc__answer_t *a = fc_xcalloc(1, sizeof *a);
   a->req = r;
-  if (r) r->slot = a;
+  if (r) fc__req(r)->slot = a;
   if (hc->out_tail)
     hc->out_tail->next = a;
   else
@@ -205,7 +210,7 @@ static fc__answer_t *owe(fc_http_conn_t *hc, fc_req_t *r) {
 static void handle(fc_http_conn_t *hc, fc_req_t *r) {
   fc__http_dispatch(r);
   r = hc->req; /* NULL once answered or streaming */
-  if (r && hc->state == HC_HANDLING && r->route && r->route->overlap && r->keep_alive) {
+  if (r && hc->state == HC_HANDLING && r->route && r->route->overlap && fc__req(r)->keep_alive) {
     owe(hc, r);
     hc->req = NULL;
   }
@@ -260,7 +265,7 @@ void fc__http_init_settings(llhttp_settings_t *s) {
 static void parse_failed(fc_http_conn_t *hc, llhttp_errno_t err) {
   if (!hc->req) hc->req = req_new(hc);
   fc_req_t *r = hc->req;
-  r->keep_alive = false;
+  fc__req(r)->keep_alive = false;
   if (!r->method_name) r->method_name = "-";
   if (r->url.base) fc_http_parse_target(r); /* the head was complete: its target goes in the log line */
   if (hc->err_status) {
@@ -345,8 +350,8 @@ static void on_close(fc_conn_t *c) {
   for (fc__answer_t *a = hc->out_head, *next; a; a = next) {
     next = a->next;
     if (a->req) { /* its handler still holds it: it will see the connection gone */
-      a->req->hc = NULL;
-      a->req->slot = NULL;
+      fc__req(a->req)->hc = NULL;
+      fc__req(a->req)->slot = NULL;
     }
     if (a->frame) fc_frame_unref(a->frame);
     free(a);
@@ -354,7 +359,7 @@ static void on_close(fc_conn_t *c) {
   if (hc->req) {
     /* A handler still holds the request: it will see the connection gone. */
     if (hc->state == HC_HANDLING && !hc->deferred)
-      hc->req->hc = NULL;
+      fc__req(hc->req)->hc = NULL;
     else
       fc__req_free(hc->req);
   }
@@ -462,7 +467,7 @@ static void go_on(fc_http_conn_t *hc) {
 }
 
 void fc__http_answer(fc_http_conn_t *hc, fc_req_t *req, fc_frame_t *f, bool keep) {
-  fc_log_level_t level = req->status >= 500 ? FC_LOG_ERROR : FC_LOG_INFO;
+  fc_log_level_t level = fc__req(req)->status >= 500 ? FC_LOG_ERROR : FC_LOG_INFO;
   if (fc_log_enabled(level)) {
     fc_buf_t line;
     fc_buf_init(&line);
@@ -470,7 +475,7 @@ void fc__http_answer(fc_http_conn_t *hc, fc_req_t *req, fc_frame_t *f, bool keep
     fc_log(level, "request", "%s", line.data);
     fc_buf_dispose(&line);
   }
-  fc__answer_t *a = req->slot;
+  fc__answer_t *a = fc__req(req)->slot;
   if (hc && hc->req == req) hc->req = NULL;
   fc__req_free(req);
   if (!hc) return;
@@ -492,7 +497,7 @@ void fc__http_answer(fc_http_conn_t *hc, fc_req_t *req, fc_frame_t *f, bool keep
 static void timed_out(fc_http_conn_t *hc, const char *what, unsigned ms) {
   fc_http_stats.timeouts_total++;
   fc_req_t *r = hc->req;
-  r->keep_alive = false;
+  fc__req(r)->keep_alive = false;
   if (!r->method_name) r->method_name = "-";
   if (hc->state == HC_BODY) fc_http_parse_target(r); /* for the log line: the head is complete */
   hc->state = HC_HANDLING; /* the request is answered outside the parser */

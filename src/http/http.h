@@ -66,10 +66,12 @@ typedef struct {
   fc_str_t name, value;
 } fc_header_t;
 
+/* A request, as handlers see it. The parser's state (raw bytes, header
+ * tables, the answer queue's slot, the arena) lives in http/internal.h. All
+ * of it is valid from the handler's call until the request is answered. */
 struct fc_req {
-  fc_http_conn_t *hc;
   fc_http_t *http;
-  fc_loop_t *loop;
+  fc_loop_t *loop;     /* the loop it is handled on */
   unsigned method;     /* one FC_* bit; 0 for methods no route uses */
   const char *method_name;
   fc_str_t url;        /* raw request target */
@@ -79,33 +81,11 @@ struct fc_req {
   size_t nsegs;
   char *params[FC_HTTP_MAX_PARAMS]; /* the route's captured segments */
   const fc_route_t *route;
-  size_t nheaders;     /* headers[] entries, set once the head is complete */
-  bool keep_alive;
-  bool answered;
-  unsigned allowed;   /* methods of every route whose path matches (for 405) */
-  struct fc__answer *slot; /* its place in the connection's answer queue, if any */
-  uint64_t start_ms;
-  int status;         /* for the log */
-  size_t out_bytes;
   void *user;         /* who sent it (the app's auth); freed with user_free */
   void (*user_free)(void *user);
-  /* internal */
-  bool in_value;      /* parsing a header's value */
-  size_t noff;        /* hdr_off entries so far */
-  size_t trailer_bytes; /* chunked trailer fields seen (counted, never kept) */
-  void *mem;          /* fc_req_alloc blocks past the arena, freed with the request */
-  size_t arena_used;
-  /* Everything above is cleared for each request; what follows is not (a
-   * request object is reused, see fc__req_new): the buffers keep their room,
-   * the tables are filled as a request is parsed. */
+  /* The body, whole (NUL-terminated). Last: it keeps its room when a request
+   * object is reused, everything above is cleared. */
   fc_buf_t body;
-  /* url and header bytes. url and headers[] point into it once the head is
-   * complete, so nothing may be appended after that (trailers are not kept):
-   * an append may move it. */
-  fc_buf_t raw;
-  _Alignas(max_align_t) char arena[384]; /* fc_req_alloc's first bytes */
-  fc_header_t headers[FC_HTTP_MAX_HEADERS];
-  size_t hdr_off[FC_HTTP_MAX_HEADERS][4]; /* offsets into raw while parsing */
 };
 
 fc_http_t *fc_http_new(const fc_http_opts_t *opts);
@@ -143,6 +123,10 @@ const fc_route_t *fc_http_match(const fc_route_t *routes, size_t n, fc_req_t *re
 /* Parses req->url into path, query and decoded segments. Returns 0, -EINVAL
  * for a malformed escape, or -E2BIG for more than FC_HTTP_MAX_SEGMENTS segments. */
 int fc_http_parse_target(fc_req_t *req);
+/* A request made outside a connection, with `method` (an FC_* bit) and the
+ * target `url` (copied), not yet parsed: for tests of the router and query
+ * parsing. Free it with fc_http_req_free. */
+fc_req_t *fc_http_req_new(unsigned method, const char *url);
 /* Frees a request made outside a connection (tests). */
 void fc_http_req_free(fc_req_t *req);
 

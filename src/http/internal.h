@@ -1,6 +1,8 @@
 #ifndef FC_HTTP_INTERNAL_H
 #define FC_HTTP_INTERNAL_H
 
+#include <stddef.h>
+
 #include "http/http.h"
 
 struct fc_http {
@@ -26,6 +28,39 @@ typedef struct fc__answer {
   fc_frame_t *frame; /* the answer, once ready */
   bool keep;         /* the connection stays open after it */
 } fc__answer_t;
+
+/* A request with the parser's private part. Every fc_req_t is the `pub` of
+ * one of these (fc__req_new), reached with fc__req(). */
+typedef struct fc__req {
+  fc_req_t pub;
+  /* Cleared for each request, as pub is (but pub.body). */
+  fc_http_conn_t *hc;  /* NULL once the connection is gone */
+  struct fc__answer *slot; /* its place in the connection's answer queue, if any */
+  bool keep_alive;
+  bool answered;
+  unsigned allowed;    /* methods of every route whose path matches (for 405) */
+  uint64_t start_ms;
+  int status;          /* for the log */
+  size_t out_bytes;
+  size_t nheaders;     /* headers[] entries, set once the head is complete */
+  bool in_value;       /* parsing a header's value */
+  size_t noff;         /* hdr_off entries so far */
+  size_t trailer_bytes; /* chunked trailer fields seen (counted, never kept) */
+  void *mem;           /* fc_req_alloc blocks past the arena, freed with the request */
+  size_t arena_used;
+  /* Not cleared (a request object is reused, see fc__req_new): the buffers
+   * keep their room, the tables are filled as a request is parsed.
+   * url and header bytes: pub.url and headers[] point into it once the head is
+   * complete, so nothing may be appended after that (trailers are not kept):
+   * an append may move it. */
+  fc_buf_t raw;
+  _Alignas(max_align_t) char arena[384]; /* fc_req_alloc's first bytes */
+  fc_header_t headers[FC_HTTP_MAX_HEADERS];
+  size_t hdr_off[FC_HTTP_MAX_HEADERS][4]; /* offsets into raw while parsing */
+} fc__req_t;
+
+/* The private request around a public one. */
+#define fc__req(r) ((fc__req_t *)((char *)(r) - offsetof(fc__req_t, pub)))
 
 struct fc_http_conn {
   fc_conn_t *conn;

@@ -80,21 +80,22 @@ static void head_into(fc_buf_t *b, fc_req_t *req, int status, const char *extra)
  * Content-Length is sent (not for the head of a close-delimited stream). */
 static void answer(fc_req_t *req, int status, const char *content_type, const char *extra, const void *body,
                    size_t len, bool has_length) {
-  if (req->answered) return;
-  req->answered = true;
-  req->status = status;
+  fc__req_t *q = fc__req(req);
+  if (q->answered) return;
+  q->answered = true;
+  q->status = status;
   if (status >= 500)
     fc_http_stats.responses_5xx++;
   else if (status >= 400)
     fc_http_stats.responses_4xx++;
-  fc_http_conn_t *hc = req->hc;
+  fc_http_conn_t *hc = q->hc;
   fc_frame_t *f = NULL;
   bool keep = false;
   if (hc) {
     /* Stopping closes the connection after the last answer it owes (one
      * without a place in the queue goes last). */
-    bool last = !req->slot || !req->slot->next;
-    keep = req->keep_alive && !(hc->stopping && last);
+    bool last = !q->slot || !q->slot->next;
+    keep = q->keep_alive && !(hc->stopping && last);
     fc_buf_t b;
     fc_buf_init(&b);
     head_into(&b, req, status, extra);
@@ -102,7 +103,7 @@ static void answer(fc_req_t *req, int status, const char *content_type, const ch
     if (has_length && status != 204 && status != 304) fc_buf_printf(&b, "Content-Length: %zu\r\n", len);
     fc_buf_puts(&b, keep ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
     if (req->method != FC_HEAD && status != 204) fc_buf_append(&b, body, len);
-    req->out_bytes = b.len;
+    q->out_bytes = b.len;
     size_t n;
     char *bytes = fc_buf_take(&b, &n);
     f = fc_frame_take(bytes, n);
@@ -146,14 +147,15 @@ void fc_http_error(fc_req_t *req, int status, const char *code, const char *fmt,
 
 fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers,
                             const fc_stream_handler_t *h, void *ud) {
+  fc__req_t *q = fc__req(req);
   if (req->method == FC_HEAD && status != 101) {
     /* The head alone, as GET would send it: close-delimited, so no length. */
     answer(req, status, NULL, extra_headers, "", 0, false);
     return NULL;
   }
-  fc_http_conn_t *hc = req->hc;
-  req->answered = true;
-  req->status = status;
+  fc_http_conn_t *hc = q->hc;
+  q->answered = true;
+  q->status = status;
   /* Requests that may become streams never overlap others (fc_route_t). */
   assert(hc->out_head == NULL);
   fc_buf_t b;
@@ -209,8 +211,9 @@ static void redacted_target(fc_req_t *req, fc_buf_t *out) {
 }
 
 void fc__http_log_fields(fc_req_t *req, fc_buf_t *out) {
+  fc__req_t *q = fc__req(req);
   char peer[64] = "-";
-  if (req->hc) fc_conn_peer(req->hc->conn, peer, sizeof peer);
+  if (q->hc) fc_conn_peer(q->hc->conn, peer, sizeof peer);
   fc_buf_t target;
   fc_buf_init(&target);
   if (req->path.base)
@@ -219,8 +222,8 @@ void fc__http_log_fields(fc_req_t *req, fc_buf_t *out) {
     fc_buf_puts(&target, "-");
   fc_buf_printf(out, "method=%s target=", req->method_name ? req->method_name : "-");
   fc_log_quote(out, target.data, target.len);
-  fc_buf_printf(out, " status=%d bytes=%zu in_bytes=%zu ms=%llu peer=%s", req->status, req->out_bytes,
-                req->body.len, (unsigned long long)(fc_mono_ms() - req->start_ms), peer);
+  fc_buf_printf(out, " status=%d bytes=%zu in_bytes=%zu ms=%llu peer=%s", q->status, q->out_bytes,
+                req->body.len, (unsigned long long)(fc_mono_ms() - q->start_ms), peer);
   fc_buf_dispose(&target);
 }
 

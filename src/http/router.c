@@ -15,14 +15,15 @@ typedef struct mem_block {
 } mem_block_t;
 
 void *fc_req_alloc(fc_req_t *req, size_t n) {
-  size_t a = _Alignof(max_align_t), at = (req->arena_used + a - 1) & ~(a - 1);
-  if (at + n <= sizeof req->arena) {
-    req->arena_used = at + n;
-    return req->arena + at;
+  fc__req_t *q = fc__req(req);
+  size_t a = _Alignof(max_align_t), at = (q->arena_used + a - 1) & ~(a - 1);
+  if (at + n <= sizeof q->arena) {
+    q->arena_used = at + n;
+    return q->arena + at;
   }
   mem_block_t *b = fc_xmalloc(sizeof *b + n);
-  b->next = req->mem;
-  req->mem = b;
+  b->next = q->mem;
+  q->mem = b;
   return b->align;
 }
 
@@ -37,7 +38,7 @@ char *fc_req_strndup(fc_req_t *req, const char *s, size_t n) {
  * spare ones, buffers included, instead of a malloc and free per request. */
 #define SPARE_MAX 64
 #define SPARE_BUF_MAX (16u << 10) /* larger buffers are not kept */
-static _Thread_local fc_req_t *spare; /* linked through ->mem */
+static _Thread_local fc__req_t *spare; /* linked through ->mem */
 static _Thread_local unsigned nspare;
 static _Thread_local bool spare_registered;
 static pthread_key_t spare_key;
@@ -46,11 +47,11 @@ static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
 static void spare_free(void *unused) {
   (void)unused;
   while (spare) {
-    fc_req_t *r = spare;
-    spare = r->mem;
-    fc_buf_dispose(&r->raw);
-    fc_buf_dispose(&r->body);
-    free(r);
+    fc__req_t *q = spare;
+    spare = q->mem;
+    fc_buf_dispose(&q->raw);
+    fc_buf_dispose(&q->pub.body);
+    free(q);
   }
   nspare = 0;
 }
@@ -58,31 +59,42 @@ static void spare_free(void *unused) {
 static void spare_key_init(void) { pthread_key_create(&spare_key, spare_free); }
 
 fc_req_t *fc__req_new(void) {
-  fc_req_t *r = spare;
-  if (!r) return fc_xcalloc(1, sizeof *r);
-  spare = r->mem;
+  fc__req_t *q = spare;
+  if (!q) return &((fc__req_t *)fc_xcalloc(1, sizeof *q))->pub;
+  spare = q->mem;
   nspare--;
-  memset(r, 0, offsetof(fc_req_t, body));
-  r->body.len = r->raw.len = 0;
-  if (r->body.data) r->body.data[0] = '\0';
-  if (r->raw.data) r->raw.data[0] = '\0';
+  memset(&q->pub, 0, offsetof(fc_req_t, body));
+  memset(&q->hc, 0, offsetof(fc__req_t, raw) - offsetof(fc__req_t, hc));
+  q->pub.body.len = q->raw.len = 0;
+  if (q->pub.body.data) q->pub.body.data[0] = '\0';
+  if (q->raw.data) q->raw.data[0] = '\0';
+  return &q->pub;
+}
+
+fc_req_t *fc_http_req_new(unsigned method, const char *url) {
+  fc_req_t *r = fc__req_new();
+  fc__req_t *q = fc__req(r);
+  r->method = method;
+  fc_buf_append(&q->raw, url, strlen(url));
+  r->url = (fc_str_t){q->raw.data, q->raw.len};
   return r;
 }
 
 void fc_http_req_free(fc_req_t *req) { fc__req_free(req); }
 
 void fc__req_free(fc_req_t *req) {
+  fc__req_t *q = fc__req(req);
   if (req->user && req->user_free) req->user_free(req->user);
-  for (mem_block_t *b = req->mem, *next; b; b = next) {
+  for (mem_block_t *b = q->mem, *next; b; b = next) {
     next = b->next;
     free(b);
   }
-  if (req->raw.cap > SPARE_BUF_MAX) fc_buf_dispose(&req->raw);
+  if (q->raw.cap > SPARE_BUF_MAX) fc_buf_dispose(&q->raw);
   if (req->body.cap > SPARE_BUF_MAX) fc_buf_dispose(&req->body);
   if (nspare == SPARE_MAX) {
-    fc_buf_dispose(&req->raw);
+    fc_buf_dispose(&q->raw);
     fc_buf_dispose(&req->body);
-    free(req);
+    free(q);
     return;
   }
   if (!spare_registered) { /* the thread's destructor frees the list when it ends */
@@ -90,23 +102,25 @@ void fc__req_free(fc_req_t *req) {
     pthread_setspecific(spare_key, &spare);
     spare_registered = true;
   }
-  req->mem = spare;
-  spare = req;
+  q->mem = spare;
+  spare = q;
   nspare++;
 }
 
 void fc_req_peer_ip(fc_req_t *req, char *out, size_t len) {
+  fc__req_t *q = fc__req(req);
   snprintf(out, len, "-");
-  if (!req->hc) return;
-  fc_conn_peer(req->hc->conn, out, len);
+  if (!q->hc) return;
+  fc_conn_peer(q->hc->conn, out, len);
   char *colon = out[0] == '[' ? strstr(out, "]:") : strrchr(out, ':');
   if (colon) *(colon + (out[0] == '[')) = '\0';
 }
 
 fc_str_t fc_req_header(const fc_req_t *req, const char *name) {
+  fc__req_t *q = fc__req(req);
   size_t n = strlen(name);
-  for (size_t i = 0; i < req->nheaders; i++) {
-    const fc_header_t *h = &req->headers[i];
+  for (size_t i = 0; i < q->nheaders; i++) {
+    const fc_header_t *h = &q->headers[i];
     if (h->name.len == n && strncasecmp(h->name.base, name, n) == 0) return h->value;
   }
   return (fc_str_t){NULL, 0};
@@ -229,13 +243,13 @@ const fc_route_t *fc_http_match(const fc_route_t *routes, size_t n, fc_req_t *re
 
 void fc__http_route(fc_req_t *req) {
   const fc_http_opts_t *o = &req->http->opts;
-  req->route = fc_http_match(o->routes, o->nroutes, req, &req->allowed);
+  req->route = fc_http_match(o->routes, o->nroutes, req, &fc__req(req)->allowed);
 }
 
 void fc__http_dispatch(fc_req_t *req) {
   const fc_http_opts_t *o = &req->http->opts;
   const fc_route_t *found = req->route;
-  unsigned allowed = req->allowed;
+  unsigned allowed = fc__req(req)->allowed;
   if (!found && !allowed) {
     fc_http_error(req, 404, "not_found", "no such resource");
     return;

@@ -20,13 +20,7 @@ static const fc_route_t routes[] = {
     {"/api/v1/channels", FC_GET, h_list, "list", 0, false},
 };
 
-static fc_req_t *req_for(unsigned method, const char *url) {
-  fc_req_t *r = calloc(1, sizeof *r);
-  r->method = method;
-  fc_buf_append(&r->raw, url, strlen(url));
-  r->url = (fc_str_t){r->raw.data, r->raw.len};
-  return r;
-}
+static fc_req_t *req_for(unsigned method, const char *url) { return fc_http_req_new(method, url); }
 
 static void parse_and_decode(void **state) {
   (void)state;
