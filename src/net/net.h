@@ -112,8 +112,8 @@ uint64_t fc_conn_stalled_ms(const fc_conn_t *c, uint64_t now_ms);
 void fc_conn_set_bound(fc_conn_t *c, size_t bytes);
 size_t fc_conn_bound(const fc_conn_t *c);
 /* Marks a subscriber stream: under load, its writes may be held up to the
- * coalesce window and batched with others (fc_net_opts_t.coalesce_ms). Set
- * before anything is queued on it as a stream. */
+ * coalesce window and batched with others (fc_net_opts_t.coalesce_ms). May be
+ * set at any time: what is already waiting to be written goes as it was marked. */
 void fc_conn_set_bulk(fc_conn_t *c, bool bulk);
 
 /* Queues a frame; takes a reference of its own. Returns -ENOBUFS when the queue
