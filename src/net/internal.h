@@ -20,6 +20,8 @@ struct fc_loop {
   bool accept_paused;
   int spare_fd;             /* closed to accept and refuse one when out of descriptors; -1: none */
   uv_async_t wake;
+  pthread_mutex_t mbox_lock; /* guards mbox_head and mbox_tail */
+  fc_msg_t *mbox_head, *mbox_tail; /* posted messages, oldest first (mailbox.c) */
   uv_check_t flush; /* writes what poll-phase callbacks queued, once per iteration */
   uv_prepare_t flush_early; /* writes what timer callbacks queued, before the poll blocks */
   uv_timer_t tick;
@@ -112,7 +114,16 @@ struct fc_net {
    * and not to another loop's (which would leave the spare lost). */
   pthread_mutex_t accept_lock;
   fc_str_t answers[FC__REFUSE_N]; /* each refusal's whole 503 response (malloc'd) */
+  struct {
+    fc_msg_cb cb;
+    void *ud;
+  } receivers[FC_NET_MAX_RECEIVERS];
+  unsigned nreceivers;
 };
+
+/* Runs the messages posted to `l` so far, oldest first (mailbox.c). The loop's
+ * thread, or any thread once the loops have ended. */
+void fc__mailbox_run(fc_loop_t *l);
 
 /* Sets up accepting on `l`: its listening socket (bound to `addr`, with
  * SO_REUSEPORT), the readiness handle, the pause timer and the spare

@@ -29,6 +29,7 @@ static void begin_stop(fc_loop_t *l) {
 static void on_wake(uv_async_t *a) {
   fc_loop_t *l = a->data;
   if (atomic_load(&l->net->stopping)) begin_stop(l);
+  fc__mailbox_run(l);
   if (l->net->opts.h.on_wake) l->net->opts.h.on_wake(l);
 }
 
@@ -162,8 +163,10 @@ static int add_loop(fc_net_t *net, unsigned i, void *ud, struct sockaddr_in *add
   l->net = net;
   l->ud = ud;
   l->listen_fd = l->spare_fd = -1;
+  pthread_mutex_init(&l->mbox_lock, NULL);
   int rc = uv_loop_init(&l->uv);
   if (rc < 0) {
+    pthread_mutex_destroy(&l->mbox_lock);
     free(l);
     snprintf(err, errlen, "cannot create event loop %u: %s", i, uv_strerror(rc));
     return -1;
@@ -257,6 +260,7 @@ void fc_net_free(fc_net_t *net) {
       next = w->data;
       free(w);
     }
+    pthread_mutex_destroy(&l->mbox_lock);
     free(l);
   }
   fc__accept_dispose(net);

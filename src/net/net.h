@@ -60,6 +60,29 @@ void fc_net_free(fc_net_t *net);
 void fc_net_stop(fc_net_t *net);
 /* Calls on_wake on loop `index` soon. Any thread. */
 void fc_net_wake(fc_net_t *net, unsigned index);
+
+/* Cross-thread messages. Each loop has one mailbox and one wakeup: any thread
+ * posts a message to a loop, and that loop runs the message's receiver on its
+ * own thread, in the order the messages were posted. A message is embedded in
+ * the sender's own struct (nothing is allocated); from fc_net_post() until its
+ * receiver runs it belongs to the mailbox, and then to the receiver. */
+typedef struct fc_msg fc_msg_t;
+struct fc_msg {
+  fc_msg_t *next;    /* the mailbox's */
+  unsigned receiver; /* from fc_net_receiver() */
+};
+typedef void (*fc_msg_cb)(fc_loop_t *l, fc_msg_t *m, void *ud);
+#define FC_NET_MAX_RECEIVERS 16
+/* Registers a receiver (the same on every loop) and returns its number for
+ * fc_msg_t.receiver, or -ENOSPC. Call at start-up, before anything may post
+ * to it. */
+int fc_net_receiver(fc_net_t *net, fc_msg_cb cb, void *ud);
+/* Queues `m` (its `receiver` set) for loop `index`, and wakes that loop when
+ * its mailbox was empty. Any thread. */
+void fc_net_post(fc_net_t *net, unsigned index, fc_msg_t *m);
+/* After fc_net_run() returned: runs what the mailboxes still hold, on the
+ * caller's thread, so that receivers free what their messages own. */
+void fc_net_deliver_rest(fc_net_t *net);
 unsigned fc_net_threads(const fc_net_t *net);
 fc_loop_t *fc_net_loop(fc_net_t *net, unsigned index);
 /* Counters summed over the loops; any thread. */
