@@ -252,7 +252,7 @@ static uint64_t read_last_seq(sqlite3 *db) {
   return v;
 }
 
-sqlite3 *fc_store_open_db(const char *dir, char *err, size_t errlen) {
+sqlite3 *fc__store_open_db(const char *dir, char *err, size_t errlen) {
   if (prepare_dir(dir, err, errlen) < 0) return NULL;
   char path[4096];
   snprintf(path, sizeof path, "%s/flowcast.db", dir);
