@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks that dependencies between src/ modules point one way (down the floors
 # below), that store knows nothing of the hub, and that only store includes
-# sqlite3.h. Prints each offending include and exits 1 when there is one. Usage: scripts/check-includes.sh
+# sqlite3.h. Prints each offending include and exits 1 when there is one.
+# Usage: scripts/check-includes.sh
 #
 # floor 8: main        7: server       6: api cli      5: jobs
 # floor 4: sse ws auth 3: pub          2: http store   1: net hub config
