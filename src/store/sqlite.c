@@ -27,7 +27,7 @@ static const char *const migrations[] = {
     "CREATE INDEX events_channel_n ON events(channel_id, n);",
     "CREATE TABLE users(name TEXT PRIMARY KEY, hash TEXT NOT NULL, admin INTEGER NOT NULL DEFAULT 0,"
     " created_ms INTEGER NOT NULL) WITHOUT ROWID;",
-    /* 3: workflow jobs and their task results (src/jobs/db.c) */
+    /* 3: workflow jobs and their task results (records_sql.c) */
     "CREATE TABLE jobs(id TEXT PRIMARY KEY, workflow_id INTEGER NOT NULL, status TEXT NOT NULL,"
     " reason TEXT, input TEXT, created_ms INTEGER NOT NULL, started_ms INTEGER, ended_ms INTEGER,"
     " final_seq INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
