@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks that dependencies between src/ modules point one way (down the floors
-# below), and that store knows nothing of the hub. Prints each offending
-# include and exits 1 when there is one. Usage: scripts/check-includes.sh
+# below), that store knows nothing of the hub, and that only store includes
+# sqlite3.h. Prints each offending include and exits 1 when there is one.
+# Usage: scripts/check-includes.sh
 #
 # floor 8: main        7: server       6: api cli      5: jobs
 # floor 4: sse ws auth 3: pub          2: http store   1: net hub config
@@ -25,5 +26,10 @@ while IFS= read -r line; do
   fi
   if [ -n "$why" ]; then echo "$line: $why"; bad=1; fi
 done < <(grep -Hn '#include "[a-z_]*/' src/*.c src/*/*.[ch] 2>/dev/null)
+# SQLite is store's business: nothing outside src/store/ includes it.
+while IFS= read -r line; do
+  echo "$line: only src/store/ may include sqlite3.h (use store/records.h or store/store.h)"
+  bad=1
+done < <(grep -Hn '#include *[<"]sqlite3\.h[>"]' src/*.c src/*/*.[ch] 2>/dev/null | grep -v '^src/store/')
 [ $bad -eq 0 ] && echo "includes: every dependency points down"
 exit $bad

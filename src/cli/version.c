@@ -3,7 +3,6 @@
 #include <llhttp.h>
 #include <openssl/crypto.h>
 #include <sodium.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
@@ -11,9 +10,10 @@
 
 #include "cli/cli.h"
 #include "fc_version.h"
+#include "store/store.h"
 
-#define FC_STR_(x) #x
-#define FC_STR(x) FC_STR_(x)
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 
 int fc_cli_version(int argc, char **argv) {
   for (int i = 0; i < argc; i++) {
@@ -40,7 +40,7 @@ int fc_cli_version(int argc, char **argv) {
   );
   printf("libraries:\n");
   printf("  libuv     %s\n", uv_version_string());
-  printf("  sqlite    %s\n", sqlite3_libversion());
+  printf("  sqlite    %s\n", fc_store_sqlite_version());
   printf("  jansson   %s\n", jansson_version_str());
 #ifdef OPENSSL_VERSION_STRING
   printf("  openssl   %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
@@ -50,7 +50,7 @@ int fc_cli_version(int argc, char **argv) {
   printf("  libjwt    %s (built against)\n", *FC_JWT_VERSION ? FC_JWT_VERSION : "unknown");
   printf("  libsodium %s\n", sodium_version_string());
   printf("  llhttp    %s (compiled in)\n",
-         FC_STR(LLHTTP_VERSION_MAJOR) "." FC_STR(LLHTTP_VERSION_MINOR) "." FC_STR(LLHTTP_VERSION_PATCH));
+         STRINGIFY(LLHTTP_VERSION_MAJOR) "." STRINGIFY(LLHTTP_VERSION_MINOR) "." STRINGIFY(LLHTTP_VERSION_PATCH));
   printf("  wslay     %s (built against)\n", WSLAY_VERSION);
   printf("  liburing  %s (built against)\n", *FC_URING_VERSION ? FC_URING_VERSION : "unknown");
   return FC_EXIT_OK;

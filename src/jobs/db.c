@@ -1,60 +1,43 @@
-/* Jobs and task results in SQLite (the server's database, own connection,
- * loop 0 only). Every call is a no-op with --storage memory. */
+/* Jobs and task results in the store's records (the server's database, own
+ * connection, loop 0 only). Every call is a no-op with --storage memory. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "jobs/internal.h"
 
-static void bind_opt_i64(sqlite3_stmt *st, int i, int64_t v) {
-  if (v)
-    sqlite3_bind_int64(st, i, v);
-  else
-    sqlite3_bind_null(st, i);
-}
-
 void fc__db_save_job(fc_jobs_t *j, const job_t *job) {
   if (!j->db) return;
-  sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(j->db,
-                         "INSERT OR REPLACE INTO jobs(id, workflow_id, status, reason, input, created_ms, started_ms,"
-                         " ended_ms, final_seq, started_by) VALUES(?,?,?,?,?,?,?,?,?,?)",
-                         -1, &st, NULL) != SQLITE_OK) {
-    fc_log(FC_LOG_WARN, "cannot save job", "job=%s error=\"%s\"", job->id, sqlite3_errmsg(j->db));
-    return;
-  }
-  sqlite3_bind_text(st, 1, job->id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, job->wf_id);
-  sqlite3_bind_text(st, 3, job_status_names[job->status], -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 4, job->reason, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 5, job->input, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 6, job->created_ms);
-  bind_opt_i64(st, 7, job->started_ms);
-  bind_opt_i64(st, 8, job->ended_ms);
-  sqlite3_bind_int64(st, 9, (sqlite3_int64)job->final_seq);
-  sqlite3_bind_text(st, 10, job->starter, -1, SQLITE_STATIC);
-  if (sqlite3_step(st) != SQLITE_DONE) fc_log(FC_LOG_WARN, "cannot save job", "job=%s error=\"%s\"", job->id, sqlite3_errmsg(j->db));
-  sqlite3_finalize(st);
+  fc_job_row_t row = {
+      .id = job->id,
+      .workflow_id = job->wf_id,
+      .status = job_status_names[job->status],
+      .reason = job->reason,
+      .input = job->input,
+      .started_by = job->starter,
+      .created_ms = job->created_ms,
+      .started_ms = job->started_ms,
+      .ended_ms = job->ended_ms,
+      .final_seq = job->final_seq,
+  };
+  if (fc_records_job_save(j->db, &row) < 0)
+    fc_log(FC_LOG_WARN, "cannot save job", "job=%s error=\"%s\"", job->id, fc_records_error(j->db));
 }
 
 void fc__db_save_task(fc_jobs_t *j, const job_t *job, const char *type, const char *status, int64_t code,
                       int64_t started, int64_t ended) {
   if (!j->db) return;
-  sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(j->db, "INSERT OR REPLACE INTO job_tasks VALUES(?,?,?,?,?,?,?)", -1, &st, NULL) != SQLITE_OK)
-    return;
-  sqlite3_bind_text(st, 1, job->id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, (sqlite3_int64)job->task);
-  sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 4, status, -1, SQLITE_STATIC);
-  if (!strcmp(type, "exec"))
-    sqlite3_bind_int64(st, 5, code);
-  else
-    sqlite3_bind_null(st, 5);
-  sqlite3_bind_int64(st, 6, started);
-  sqlite3_bind_int64(st, 7, ended);
-  sqlite3_step(st);
-  sqlite3_finalize(st);
+  fc_task_row_t t = {
+      .job_id = job->id,
+      .idx = job->task,
+      .type = type,
+      .status = status,
+      .has_exit_code = !strcmp(type, "exec"),
+      .exit_code = code,
+      .started_ms = started,
+      .ended_ms = ended,
+  };
+  fc_records_task_save(j->db, &t);
 }
 
 static job_status_t status_of(const char *s) {
@@ -62,13 +45,6 @@ static job_status_t status_of(const char *s) {
     if (s && !strcmp(s, job_status_names[i])) return (job_status_t)i;
   return ST_FAILED;
 }
-
-static char *dup_col(sqlite3_stmt *st, int i) {
-  const char *s = (const char *)sqlite3_column_text(st, i);
-  return s ? strdup(s) : NULL;
-}
-
-static int exec(fc_jobs_t *j, const char *sql) { return sqlite3_exec(j->db, sql, NULL, NULL, NULL); }
 
 void fc__db_defer_save(fc_jobs_t *j, job_t *job) {
   if (!j->db) return;
@@ -85,7 +61,7 @@ void fc__db_defer_save(fc_jobs_t *j, job_t *job) {
 
 void fc__db_flush(fc_jobs_t *j) {
   if (!j->saves) return;
-  bool tx = exec(j, "BEGIN IMMEDIATE") == SQLITE_OK;
+  bool batch = fc_records_batch_begin(j->db) == 0;
   for (job_t *job = j->saves, *next; job; job = next) {
     next = job->snext;
     job->snext = NULL;
@@ -93,28 +69,12 @@ void fc__db_flush(fc_jobs_t *j) {
     fc__db_save_job(j, job);
   }
   j->saves = NULL;
-  if (tx && exec(j, "COMMIT") != SQLITE_OK) {
-    fc_log(FC_LOG_WARN, "cannot save jobs", "error=\"%s\"", sqlite3_errmsg(j->db));
-    exec(j, "ROLLBACK");
-  }
+  if (batch && fc_records_batch_end(j->db) < 0)
+    fc_log(FC_LOG_WARN, "cannot save jobs", "error=\"%s\"", fc_records_error(j->db));
 }
 
 int fc__db_upgrade(fc_jobs_t *j, char *err, size_t errlen) {
-  if (!j->db) return 0;
-  sqlite3_stmt *st;
-  bool has = false;
-  if (sqlite3_prepare_v2(j->db, "SELECT 1 FROM pragma_table_info('jobs') WHERE name='started_by'", -1, &st, NULL) ==
-      SQLITE_OK) {
-    has = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
-  }
-  if (has) return 0;
-  if (exec(j, "ALTER TABLE jobs ADD COLUMN started_by TEXT") != SQLITE_OK) {
-    snprintf(err, errlen, "cannot add jobs.started_by to the database: %s", sqlite3_errmsg(j->db));
-    return -1;
-  }
-  fc_log(FC_LOG_INFO, "schema upgraded", "table=jobs column=started_by");
-  return 0;
+  return j->db ? fc_records_jobs_prepare(j->db, err, errlen) : 0;
 }
 
 /* A jobs row as read by the start-up load, on a worker thread. */
@@ -152,14 +112,10 @@ void fc__db_rows_free(fc__db_rows_t *r) {
   free(r);
 }
 
-/* Marks the unfinished rows Failed, in one transaction. */
-static void fail_stale_rows(sqlite3 *db, fc__db_rows_t *r) {
-  sqlite3_stmt *st;
-  if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v2(db, "UPDATE jobs SET status='Failed', reason=?, ended_ms=? WHERE id=?", -1, &st, NULL) !=
-          SQLITE_OK) {
-    snprintf(r->err, sizeof r->err, "%s", sqlite3_errmsg(db));
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+/* Marks the unfinished rows Failed, in one batch. */
+static void fail_stale_rows(fc_records_t *rec, fc__db_rows_t *r) {
+  if (fc_records_batch_begin(rec) < 0) {
+    snprintf(r->err, sizeof r->err, "%s", fc_records_error(rec));
     return;
   }
   int64_t now = fc_now_ms();
@@ -174,54 +130,42 @@ static void fail_stale_rows(sqlite3 *db, fc__db_rows_t *r) {
     w->status = strdup("Failed");
     w->ended_ms = now;
     w->stale = true;
-    sqlite3_bind_text(st, 1, w->reason, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now);
-    sqlite3_bind_text(st, 3, w->id, -1, SQLITE_STATIC);
-    sqlite3_step(st);
-    sqlite3_reset(st);
+    fc_records_job_end(rec, w->id, w->status, w->reason, now);
     r->failed++;
   }
-  sqlite3_finalize(st);
-  if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-    snprintf(r->err, sizeof r->err, "%s", sqlite3_errmsg(db));
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-  }
+  if (fc_records_batch_end(rec) < 0) snprintf(r->err, sizeof r->err, "%s", fc_records_error(rec));
 }
 
+static char *dup_str(const char *s) { return s ? strdup(s) : NULL; }
+
 void fc__db_read_rows(fc__db_rows_t *r) {
-  sqlite3 *db = fc_store_open_db(r->dir, r->err, sizeof r->err);
-  if (!db) return;
-  sqlite3_busy_timeout(db, 5000);
-  sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(db,
-                         "SELECT * FROM (SELECT id, workflow_id, status, reason, input, created_ms, started_ms,"
-                         " ended_ms, final_seq, started_by FROM jobs WHERE created_ms < ?"
-                         " ORDER BY created_ms DESC LIMIT 10000) ORDER BY created_ms",
-                         -1, &st, NULL) != SQLITE_OK) {
-    snprintf(r->err, sizeof r->err, "%s", sqlite3_errmsg(db));
-    sqlite3_close(db);
+  fc_records_t *rec = fc_records_open(r->dir, r->err, sizeof r->err);
+  if (!rec) return;
+  fc_job_rows_t rows;
+  if (fc_records_jobs_load(rec, r->before_ms, 10000, &rows) < 0) {
+    snprintf(r->err, sizeof r->err, "%s", fc_records_error(rec));
+    fc_records_close(rec);
     return;
   }
-  sqlite3_bind_int64(st, 1, r->before_ms);
-  size_t cap = 0;
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    if (r->n == cap) r->rows = fc_xrealloc(r->rows, (cap = cap ? 2 * cap : 256) * sizeof *r->rows);
-    row_t *w = &r->rows[r->n++];
-    *w = (row_t){0};
-    w->id = dup_col(st, 0);
-    w->wf = sqlite3_column_int64(st, 1);
-    w->status = dup_col(st, 2);
-    w->reason = dup_col(st, 3);
-    w->input = dup_col(st, 4);
-    w->created_ms = sqlite3_column_int64(st, 5);
-    w->started_ms = sqlite3_column_int64(st, 6);
-    w->ended_ms = sqlite3_column_int64(st, 7);
-    w->final_seq = (uint64_t)sqlite3_column_int64(st, 8);
-    w->starter = dup_col(st, 9);
+  r->rows = fc_xcalloc(rows.n ? rows.n : 1, sizeof *r->rows);
+  for (size_t i = 0; i < rows.n; i++) {
+    const fc_job_row_t *f = &rows.rows[i];
+    r->rows[r->n++] = (row_t){
+        .id = dup_str(f->id),
+        .status = dup_str(f->status),
+        .reason = dup_str(f->reason),
+        .input = dup_str(f->input),
+        .starter = dup_str(f->started_by),
+        .wf = f->workflow_id,
+        .created_ms = f->created_ms,
+        .started_ms = f->started_ms,
+        .ended_ms = f->ended_ms,
+        .final_seq = f->final_seq,
+    };
   }
-  sqlite3_finalize(st);
-  fail_stale_rows(db, r);
-  sqlite3_close(db);
+  fc_job_rows_dispose(&rows);
+  fail_stale_rows(rec, r);
+  fc_records_close(rec);
 }
 
 void fc__db_adopt_rows(fc_jobs_t *j, fc__db_rows_t *r) {

@@ -4,11 +4,11 @@
 
 #include <jansson.h>
 #include <pthread.h>
-#include <sqlite3.h>
 
 #include "api/api.h"
 #include "jobs/cron.h"
 #include "jobs/jobs.h"
+#include "store/records.h"
 
 /* A loaded workflow. Refcounted: a reload replaces the list while jobs still
  * run the old definition. */
@@ -78,7 +78,7 @@ typedef struct fc__db_rows fc__db_rows_t; /* job rows read at start-up (db.c) */
 struct fc_jobs {
   fc_app_t *app;
   fc_loop_t *loop; /* loop 0 */
-  sqlite3 *db;     /* NULL with --storage memory */
+  fc_records_t *db; /* NULL with --storage memory */
   wf_t *wfs;
   job_t *jobs;
   job_t *qhead, *qtail;
@@ -139,7 +139,7 @@ void fc__db_save_task(fc_jobs_t *j, const job_t *job, const char *type, const ch
 void fc__db_defer_save(fc_jobs_t *j, job_t *job);
 /* Saves every deferred row in one transaction. Loop 0. */
 void fc__db_flush(fc_jobs_t *j);
-/* Adds columns older databases lack (started_by). Returns 0 or -1 with `err`. */
+/* Adds columns older databases lack (started_by). Returns 0 or -EIO with `err`. */
 int fc__db_upgrade(fc_jobs_t *j, char *err, size_t errlen);
 /* The start-up load of job rows, off the loops: fc__db_read_rows runs on a
  * worker thread with its own connection, then fc__db_adopt_rows on loop 0. */

@@ -176,11 +176,7 @@ static void on_loaded(uv_work_t *w, int status) {
 }
 
 /* The jobs connection: crash durability unless --durability power. */
-static void db_tune(fc_jobs_t *j) {
-  sqlite3_busy_timeout(j->db, 5000);
-  bool power = !strcmp(j->app->cfg->durability, "power");
-  sqlite3_exec(j->db, power ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
-}
+static void db_tune(fc_jobs_t *j) { fc_records_set_durability(j->db, !strcmp(j->app->cfg->durability, "power")); }
 
 fc_jobs_t *fc_jobs_new(fc_app_t *app, char *err, size_t errlen) {
   fc_jobs_t *j = fc_xcalloc(1, sizeof *j);
@@ -190,14 +186,14 @@ fc_jobs_t *fc_jobs_new(fc_app_t *app, char *err, size_t errlen) {
   j->max_queued = app->cfg->max_queued_jobs;
   j->done = fc_xcalloc(app->cfg->threads, sizeof *j->done);
   pthread_mutex_init(&j->lock, NULL);
-  if (app->store && !(j->db = fc_store_open_db(app->cfg->data_dir, err, errlen))) {
+  if (app->store && !(j->db = fc_records_open(app->cfg->data_dir, err, errlen))) {
     free(j->done);
     free(j);
     return NULL;
   }
   if (j->db) db_tune(j);
   if (fc__db_upgrade(j, err, errlen) < 0) {
-    sqlite3_close(j->db);
+    fc_records_close(j->db);
     free(j->done);
     free(j);
     return NULL;
@@ -281,7 +277,7 @@ void fc_jobs_free(fc_jobs_t *j) {
     next = w->next;
     fc__wf_unref(w);
   }
-  if (j->db) sqlite3_close(j->db);
+  fc_records_close(j->db);
   pthread_mutex_destroy(&j->lock);
   free(j->done);
   free(j);

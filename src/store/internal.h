@@ -34,5 +34,8 @@ struct fc_store {
 #define TRIM_MIN 16 /* events a channel may hold past its keep before a trim */
 
 void *fc__store_writer(void *arg);
+/* Opens DIR/flowcast.db for records (records_sql.c), creating and upgrading
+ * it as fc_store_open does, without the server lock. NULL with `err`. */
+sqlite3 *fc__store_open_db(const char *dir, char *err, size_t errlen);
 
 #endif

@@ -27,7 +27,7 @@ static const char *const migrations[] = {
     "CREATE INDEX events_channel_n ON events(channel_id, n);",
     "CREATE TABLE users(name TEXT PRIMARY KEY, hash TEXT NOT NULL, admin INTEGER NOT NULL DEFAULT 0,"
     " created_ms INTEGER NOT NULL) WITHOUT ROWID;",
-    /* 3: workflow jobs and their task results (src/jobs/db.c) */
+    /* 3: workflow jobs and their task results (records_sql.c) */
     "CREATE TABLE jobs(id TEXT PRIMARY KEY, workflow_id INTEGER NOT NULL, status TEXT NOT NULL,"
     " reason TEXT, input TEXT, created_ms INTEGER NOT NULL, started_ms INTEGER, ended_ms INTEGER,"
     " final_seq INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
@@ -252,7 +252,7 @@ static uint64_t read_last_seq(sqlite3 *db) {
   return v;
 }
 
-sqlite3 *fc_store_open_db(const char *dir, char *err, size_t errlen) {
+sqlite3 *fc__store_open_db(const char *dir, char *err, size_t errlen) {
   if (prepare_dir(dir, err, errlen) < 0) return NULL;
   char path[4096];
   snprintf(path, sizeof path, "%s/flowcast.db", dir);

@@ -41,10 +41,8 @@ typedef struct {
  * a message for the user in `err` for a corrupt, locked, unwritable or newer
  * database, or a writer thread that cannot start. */
 fc_store_t *fc_store_open(const fc_store_opts_t *opts, char *err, size_t errlen);
-/* Opens DIR/flowcast.db for another part of flowcast (users), creating and
- * upgrading it as fc_store_open does, without the server lock. NULL with `err`. */
-struct sqlite3;
-struct sqlite3 *fc_store_open_db(const char *dir, char *err, size_t errlen);
+/* The version of the SQLite library flowcast runs with (a static string). */
+const char *fc_store_sqlite_version(void);
 
 /* Commits what is queued, stops the writer and closes. */
 void fc_store_close(fc_store_t *s);

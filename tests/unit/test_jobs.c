@@ -32,20 +32,12 @@ static void run_patterns(void **state) {
   assert_true(fc_jobs_may_run(&admin, 7));
 }
 
-static void exec_sql(sqlite3 *db, const char *sql) {
-  char *err = NULL;
-  int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
-  if (rc != SQLITE_OK) fail_msg("%s: %s", sql, err);
-}
-
-static char *text_of(sqlite3 *db, const char *sql) {
-  sqlite3_stmt *st;
-  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-  char *out = NULL;
-  if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-    out = strdup((const char *)sqlite3_column_text(st, 0));
-  sqlite3_finalize(st);
-  return out;
+/* The row of `id` in `rows`, or a failure. */
+static const fc_job_row_t *row_of(const fc_job_rows_t *rows, const char *id) {
+  for (size_t i = 0; i < rows->n; i++)
+    if (!strcmp(rows->rows[i].id, id)) return &rows->rows[i];
+  fail_msg("no row %s", id);
+  return NULL;
 }
 
 static void read_rows_fails_stale_jobs_only(void **state) {
@@ -53,35 +45,34 @@ static void read_rows_fails_stale_jobs_only(void **state) {
   char dir[] = "/tmp/fc-test-jobs-XXXXXX";
   assert_non_null(mkdtemp(dir));
   char err[256];
-  sqlite3 *db = fc_store_open_db(dir, err, sizeof err);
-  assert_non_null(db);
-  exec_sql(db, "ALTER TABLE jobs ADD COLUMN started_by TEXT");
-  exec_sql(db, "INSERT INTO jobs(id, workflow_id, status, created_ms, started_by) VALUES"
-               "('a', 1, 'Running', 1000, 'alice'), ('b', 1, 'Pending', 2000, NULL),"
-               "('c', 1, 'Done', 3000, 'bob'), ('d', 2, 'Waiting', 4000, 'carol'),"
-               "('new', 1, 'Pending', 9000, 'dave')");
+  fc_records_t *rec = fc_records_open(dir, err, sizeof err);
+  assert_non_null(rec);
+  assert_int_equal(fc_records_jobs_prepare(rec, err, sizeof err), 0);
+  const fc_job_row_t in[] = {
+      {.id = "a", .workflow_id = 1, .status = "Running", .created_ms = 1000, .started_by = "alice"},
+      {.id = "b", .workflow_id = 1, .status = "Pending", .created_ms = 2000},
+      {.id = "c", .workflow_id = 1, .status = "Done", .created_ms = 3000, .started_by = "bob"},
+      {.id = "d", .workflow_id = 2, .status = "Waiting", .created_ms = 4000, .started_by = "carol"},
+      {.id = "new", .workflow_id = 1, .status = "Pending", .created_ms = 9000, .started_by = "dave"},
+  };
+  for (size_t i = 0; i < FC_ARRAY_LEN(in); i++) assert_int_equal(fc_records_job_save(rec, &in[i]), 0);
   fc__db_rows_t *r = fc__db_rows_new(dir, 5000); /* 'new' was made after this start began */
   fc__db_read_rows(r);
   fc__db_rows_free(r);
-  char *s;
+  fc_job_rows_t rows;
+  assert_int_equal(fc_records_jobs_load(rec, 10000, 100, &rows), 0);
+  assert_int_equal(rows.n, 5);
   const char *expect[][2] = {{"a", "Failed"}, {"b", "Failed"}, {"c", "Done"}, {"d", "Failed"}, {"new", "Pending"}};
+  size_t ended = 0;
   for (size_t i = 0; i < 5; i++) {
-    char sql[128];
-    snprintf(sql, sizeof sql, "SELECT status FROM jobs WHERE id='%s'", expect[i][0]);
-    s = text_of(db, sql);
-    assert_string_equal(s, expect[i][1]);
-    free(s);
+    assert_string_equal(row_of(&rows, expect[i][0])->status, expect[i][1]);
+    ended += row_of(&rows, expect[i][0])->ended_ms != 0;
   }
-  s = text_of(db, "SELECT reason FROM jobs WHERE id='d'");
-  assert_string_equal(s, "the server stopped while the job was Waiting");
-  free(s);
-  s = text_of(db, "SELECT started_by FROM jobs WHERE id='a'");
-  assert_string_equal(s, "alice");
-  free(s);
-  s = text_of(db, "SELECT count(*) FROM jobs WHERE ended_ms IS NOT NULL");
-  assert_string_equal(s, "3");
-  free(s);
-  sqlite3_close(db);
+  assert_int_equal(ended, 3);
+  assert_string_equal(row_of(&rows, "d")->reason, "the server stopped while the job was Waiting");
+  assert_string_equal(row_of(&rows, "a")->started_by, "alice");
+  fc_job_rows_dispose(&rows);
+  fc_records_close(rec);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   assert_int_equal(system(cmd), 0);
