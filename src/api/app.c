@@ -52,7 +52,6 @@ static void on_wake(fc_loop_t *l) {
   fc_api_publish_answer(app, l);
   fc_jobs_wake(app->jobs, l);
   fc_sse_wake(app->sse, l);
-  fc_ws_wake(app->ws, l);
 }
 
 static void on_tick(fc_loop_t *l, uint64_t now) {
@@ -126,6 +125,7 @@ static void app_free(fc_app_t *app) {
     if (app->net) fc_api_publish_answer(app, fc_net_loop(app->net, i));
     pthread_mutex_destroy(&app->loops[i].lock);
   }
+  if (app->net) fc_net_deliver_rest(app->net);
   fc_net_free(app->net);
   fc_jobs_free(app->jobs);
   fc_http_free(app->http);
@@ -167,7 +167,6 @@ int fc_app_run(const fc_config_t *cfg) {
                                          .keepalive_ms = cfg->keepalive_s * 1000,
                                          .retry_ms = 3000,
                                          .queue_bytes = cfg->queue_bytes});
-  app->ws = fc_api_ws_new(app);
   app->http = fc_http_new(&(fc_http_opts_t){
       .max_header_bytes = 16 * 1024,
       .max_url_bytes = 8 * 1024,
@@ -208,6 +207,9 @@ int fc_app_run(const fc_config_t *cfg) {
   int status = 0;
   if (!app->net) {
     fprintf(stderr, "flowcast: %s\n", err);
+    status = 1;
+  } else if (!(app->ws = fc_api_ws_new(app))) {
+    fprintf(stderr, "flowcast: cannot set up WebSocket sessions\n");
     status = 1;
   } else {
     fc_loop_t *l0 = fc_net_loop(app->net, 0);

@@ -73,11 +73,6 @@ static void ws_publish(void *ud, fc_ws_session_t *s, fc_channel_t *ch, fc_event_
   fc_api_pub_submit(p);
 }
 
-static void ws_wake(unsigned thread, void *ud) {
-  fc_app_t *app = ud;
-  fc_net_wake(app->net, thread);
-}
-
 fc_ws_t *fc_api_ws_new(fc_app_t *app) {
   return fc_ws_new(&(fc_ws_opts_t){.hub = app->hub,
                                    .threads = app->cfg->threads,
@@ -85,7 +80,7 @@ fc_ws_t *fc_api_ws_new(fc_app_t *app) {
                                    .ping_ms = app->cfg->ws_ping_s * 1000,
                                    .queue_bytes = app->cfg->queue_bytes,
                                    .max_subscriptions = app->cfg->ws_max_subscriptions,
-                                   .wake = ws_wake,
+                                   .net = app->net,
                                    .may_subscribe = may_subscribe,
                                    .may_publish = may_publish,
                                    .may_send = may_send,

@@ -19,21 +19,20 @@ typedef struct ws_sub {
 
 /* A direct message on its way to another loop's session. */
 typedef struct direct {
-  struct direct *next;
+  fc_msg_t msg; /* posted to the session's loop */
   char to[WS_ID_LEN + 1];
   fc_frame_t *frame;
 } direct_t;
 
 typedef struct {
   _Alignas(FC_CACHE_LINE) fc_ws_session_t *sessions; /* for pings and expiry */
-  pthread_mutex_t lock;      /* inbox */
-  direct_t *inbox;
   uint64_t last_ping_ms;     /* loop time of the last ping round */
   atomic_ullong count, delivered, drops;
 } ws_loop_t;
 
 struct fc_ws {
   fc_ws_opts_t opts;
+  int rx_direct; /* the net receiver of direct messages */
   ws_loop_t *loops;
   pthread_mutex_t lock; /* the registry */
   fc_ws_session_t **buckets; /* id -> session, chained */

@@ -11,11 +11,16 @@
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
+static void on_direct(fc_loop_t *l, fc_msg_t *m, void *ud);
+
 fc_ws_t *fc_ws_new(const fc_ws_opts_t *opts) {
   fc_ws_t *ws = fc_xcalloc(1, sizeof *ws);
   ws->opts = *opts;
+  if ((ws->rx_direct = fc_net_receiver(opts->net, on_direct, ws)) < 0) {
+    free(ws);
+    return NULL;
+  }
   ws->loops = fc_xcalloc_lines(opts->threads, sizeof *ws->loops);
-  for (unsigned i = 0; i < opts->threads; i++) pthread_mutex_init(&ws->loops[i].lock, NULL);
   pthread_mutex_init(&ws->lock, NULL);
   ws->nbuckets = 1024;
   ws->buckets = fc_xcalloc(ws->nbuckets, sizeof *ws->buckets);
@@ -24,16 +29,10 @@ fc_ws_t *fc_ws_new(const fc_ws_opts_t *opts) {
   return ws;
 }
 
+/* Direct messages still in the mailboxes are freed by fc_net_deliver_rest(),
+ * which must run before this. */
 void fc_ws_free(fc_ws_t *ws) {
   if (!ws) return;
-  for (unsigned i = 0; i < ws->opts.threads; i++) {
-    for (direct_t *d = ws->loops[i].inbox, *next; d; d = next) {
-      next = d->next;
-      fc_frame_unref(d->frame);
-      free(d);
-    }
-    pthread_mutex_destroy(&ws->loops[i].lock);
-  }
   free(ws->loops);
   free(ws->buckets);
   pthread_mutex_destroy(&ws->lock);
@@ -132,39 +131,24 @@ int fc_ws_send_direct(fc_ws_t *ws, const char *to, const char *from, const json_
   snprintf(d->to, sizeof d->to, "%s", to);
   d->frame = fc__ws_text_frame(text, strlen(text));
   free(text);
-  ws_loop_t *wl = &ws->loops[thread];
-  pthread_mutex_lock(&wl->lock);
-  d->next = wl->inbox;
-  wl->inbox = d;
-  pthread_mutex_unlock(&wl->lock);
-  ws->opts.wake((unsigned)thread, ws->opts.ud);
+  d->msg.receiver = (unsigned)ws->rx_direct;
+  fc_net_post(ws->opts.net, (unsigned)thread, &d->msg);
   return 0;
 }
 
-void fc_ws_wake(fc_ws_t *ws, fc_loop_t *l) {
-  ws_loop_t *wl = &ws->loops[fc_loop_index(l)];
-  pthread_mutex_lock(&wl->lock);
-  direct_t *list = wl->inbox, *rev = NULL;
-  wl->inbox = NULL;
-  pthread_mutex_unlock(&wl->lock);
-  while (list) { /* oldest first */
-    direct_t *next = list->next;
-    list->next = rev;
-    rev = list;
-    list = next;
-  }
-  for (direct_t *d = rev, *next; d; d = next) {
-    next = d->next;
-    /* Sessions leave the registry on their own thread, so one found here is alive. */
-    pthread_mutex_lock(&ws->lock);
-    fc_ws_session_t *s = registry_find(ws, d->to);
-    pthread_mutex_unlock(&ws->lock);
-    if (s && s->thread == fc_loop_index(l) && s->stream && !s->closing &&
-        fc_conn_send(s->stream->conn, d->frame) == -ENOBUFS)
-      fc__ws_close(s, 1008, "too slow");
-    fc_frame_unref(d->frame);
-    free(d);
-  }
+/* A direct message reached the loop of its session (which may have left). */
+static void on_direct(fc_loop_t *l, fc_msg_t *m, void *ud) {
+  fc_ws_t *ws = ud;
+  direct_t *d = (direct_t *)m;
+  /* Sessions leave the registry on their own thread, so one found here is alive. */
+  pthread_mutex_lock(&ws->lock);
+  fc_ws_session_t *s = registry_find(ws, d->to);
+  pthread_mutex_unlock(&ws->lock);
+  if (s && s->thread == fc_loop_index(l) && s->stream && !s->closing &&
+      fc_conn_send(s->stream->conn, d->frame) == -ENOBUFS)
+    fc__ws_close(s, 1008, "too slow");
+  fc_frame_unref(d->frame);
+  free(d);
 }
 
 /* ---- wslay glue ---------------------------------------------------------------- */

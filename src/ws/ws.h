@@ -19,7 +19,7 @@ typedef struct {
   unsigned ping_ms;    /* the server pings this often; no pong by the next ping: dropped */
   size_t queue_bytes;  /* a session's unsent bytes past this: disconnected */
   size_t max_subscriptions; /* per session; past it a subscribe is refused (too_many_subscriptions) */
-  void (*wake)(unsigned thread, void *ud); /* run fc_ws_wake() on that loop soon */
+  fc_net_t *net;       /* direct messages go to another loop's mailbox */
   /* The app's part (rights, storage); all on the session's loop thread.
    * Rights are asked before anything is looked up or created, so a refused
    * op leaves nothing behind. */
@@ -32,6 +32,7 @@ typedef struct {
   void *ud;
 } fc_ws_opts_t;
 
+/* NULL when net has no receiver left for direct messages. */
 fc_ws_t *fc_ws_new(const fc_ws_opts_t *opts);
 void fc_ws_free(fc_ws_t *ws);
 
@@ -59,8 +60,7 @@ void fc_ws_error(fc_ws_session_t *s, const char *ref, const char *code, const ch
  * thread it lives. Any thread. Returns 0 or -ENOENT. */
 int fc_ws_send_direct(fc_ws_t *ws, const char *to, const char *from, const json_t *data);
 
-/* The loop's wake (direct messages) and tick (pings, token expiry). */
-void fc_ws_wake(fc_ws_t *ws, fc_loop_t *l);
+/* The loop's tick (pings, token expiry). */
 void fc_ws_tick(fc_ws_t *ws, fc_loop_t *l);
 
 typedef struct {
