@@ -1,6 +1,7 @@
 /* Wiring: config -> hub, http, sse, net; signals; the route table. */
 #include "api/api.h"
 #include "jobs/jobs.h"
+#include "pub/pub.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -49,7 +50,7 @@ static void on_accept(fc_conn_t *c) {
 
 static void on_wake(fc_loop_t *l) {
   fc_app_t *app = l->ud;
-  fc_api_publish_answer(app, l);
+  fc_pub_drain(app->pub, l->index);
   fc_jobs_wake(app->jobs, l);
   fc_sse_wake(app->sse, l);
   fc_ws_wake(app->ws, l);
@@ -69,7 +70,8 @@ static void on_stop(fc_loop_t *l) {
   fc_http_stop(l);
 }
 
-static void hub_notify(unsigned thread, void *ud) {
+/* Runs the loop's wake handler soon (the hub's inboxes, pub's answers). */
+static void loop_wake(unsigned thread, void *ud) {
   fc_app_t *app = ud;
   fc_net_wake(app->net, thread);
 }
@@ -89,28 +91,62 @@ static fc_log_level_t level_of(const char *s) {
   return FC_LOG_INFO;
 }
 
-/* Loads a channel from storage when it comes into memory (the hub's hook). */
-static int load_channel(void *ud, fc_channel_t *ch, unsigned limit) {
-  fc_app_t *app = ud;
-  return app->store ? fc_store_load_channel(app->store, ch, limit) : -EIO;
+/* The hub's load hook: a channel's stored counters and tail, read without
+ * the hub lock (fc_hub_load_cb), turned into the hub's restore calls. */
+typedef struct {
+  fc_channel_t *ch;
+  const fc_store_channel_t *c;
+  bool counted;
+} load_t;
+
+static void restore_counters(load_t *l) {
+  if (!l->counted) fc_hub_restore_counters(l->ch, l->c->first_seq, l->c->last_seq, l->c->next_n);
+  l->counted = true;
 }
 
-/* Opens the store and gives the hub its id counter; channels load on use. */
+static void restore_event(void *ud, const fc_store_event_t *ev) {
+  load_t *l = ud;
+  restore_counters(l); /* fc_store_load filled them before the first event */
+  fc_hub_restore_event(l->ch, &(fc_event_in_t){.name = ev->name, .data = ev->data, .from = ev->from,
+                                               .is_json = ev->is_json, .seq = ev->seq, .n = ev->n,
+                                               .time_ms = ev->time_ms});
+}
+
+static int load_channel(void *ud, fc_channel_t *ch, unsigned limit) {
+  fc_app_t *app = ud;
+  if (!app->store) return -EIO;
+  fc_store_channel_t c;
+  load_t l = {ch, &c, false};
+  int rc = fc_store_load(app->store, fc_channel_name(ch), limit, &c, restore_event, &l);
+  if (rc > 0) restore_counters(&l);
+  return rc;
+}
+
+/* Expires retained events past their age limit once storage deleted them. */
+static void on_aged(void *ud, int64_t now_ms) {
+  fc_app_t *app = ud;
+  fc_hub_expire(app->hub, now_ms);
+}
+
+/* Opens the store; channels load on use. */
 static int open_store(fc_app_t *app, char *err, size_t errlen) {
   const fc_config_t *cfg = app->cfg;
   uint64_t t0 = fc_mono_ms();
-  app->store = fc_store_open(&(fc_store_opts_t){.dir = cfg->data_dir,
-                                                .durability = !strcmp(cfg->durability, "power")
-                                                                  ? FC_DURABILITY_POWER
-                                                                  : FC_DURABILITY_CRASH,
-                                                .max_bytes = cfg->max_db_size,
-                                                .commit_delay_us = cfg->commit_delay_us,
-                                                .hub = app->hub,
-                                                .rules = app->rules,
-                                                .nrules = cfg->nrules + 1},
-                             err, errlen);
+  size_t nages = cfg->nrules + 1;
+  app->ages = fc_xcalloc(nages, sizeof *app->ages);
+  for (size_t i = 0; i < nages; i++) app->ages[i] = (fc_store_age_rule_t){app->rules[i].pattern, app->rules[i].max_age_s};
+  app->store = fc_store_sqlite_open(&(fc_store_sqlite_opts_t){.dir = cfg->data_dir,
+                                                              .durability = !strcmp(cfg->durability, "power")
+                                                                                ? FC_DURABILITY_POWER
+                                                                                : FC_DURABILITY_CRASH,
+                                                              .max_bytes = cfg->max_db_size,
+                                                              .commit_delay_us = cfg->commit_delay_us,
+                                                              .ages = app->ages,
+                                                              .nages = nages,
+                                                              .aged = on_aged,
+                                                              .aged_ud = app},
+                                    err, errlen);
   if (!app->store) return -1;
-  fc_hub_restore_seq(app->hub, fc_store_last_seq(app->store));
   fc_log(FC_LOG_INFO, "storage open", "dir=%s durability=%s last_id=%llu ms=%llu", cfg->data_dir,
          cfg->durability, (unsigned long long)fc_store_last_seq(app->store),
          (unsigned long long)(fc_mono_ms() - t0));
@@ -122,17 +158,15 @@ static int open_store(fc_app_t *app, char *err, size_t errlen) {
 static void app_free(fc_app_t *app) {
   fc_store_close(app->store);
   fc_api_auth_free(app);
-  for (unsigned i = 0; i < app->cfg->threads; i++) {
-    if (app->net) fc_api_publish_answer(app, fc_net_loop(app->net, i));
-    pthread_mutex_destroy(&app->loops[i].lock);
-  }
+  for (unsigned i = 0; app->pub && app->net && i < app->cfg->threads; i++) fc_pub_drain(app->pub, i);
+  fc_pub_free(app->pub);
   fc_net_free(app->net);
   fc_jobs_free(app->jobs);
   fc_http_free(app->http);
   fc_sse_free(app->sse);
   fc_ws_free(app->ws);
   fc_hub_free(app->hub);
-  free(app->loops);
+  free(app->ages);
   free(app->rules);
   free(app);
 }
@@ -149,8 +183,6 @@ int fc_app_run(const fc_config_t *cfg) {
   app->rules[0] = (fc_hub_rule_t){"job.*", FC_JOBS_RETENTION, 0};
   for (size_t i = 0; i < cfg->nrules; i++)
     app->rules[i + 1] = (fc_hub_rule_t){cfg->rules[i].pattern, cfg->rules[i].count, cfg->rules[i].max_age_s};
-  app->loops = fc_xcalloc_lines(cfg->threads, sizeof *app->loops);
-  for (unsigned i = 0; i < cfg->threads; i++) pthread_mutex_init(&app->loops[i].lock, NULL);
   bool durable = !strcmp(cfg->storage, "sqlite");
   app->hub = fc_hub_new(&(fc_hub_opts_t){.threads = cfg->threads,
                                          .retention = cfg->retention,
@@ -160,14 +192,13 @@ int fc_app_run(const fc_config_t *cfg) {
                                          .load_ud = app,
                                          .max_channels = cfg->max_channels,
                                          .idle_ms = (uint64_t)cfg->channel_idle_s * 1000,
-                                         .notify = hub_notify,
+                                         .notify = loop_wake,
                                          .notify_ud = app});
   app->sse = fc_sse_new(&(fc_sse_opts_t){.hub = app->hub,
                                          .threads = cfg->threads,
                                          .keepalive_ms = cfg->keepalive_s * 1000,
                                          .retry_ms = 3000,
                                          .queue_bytes = cfg->queue_bytes});
-  app->ws = fc_api_ws_new(app);
   app->http = fc_http_new(&(fc_http_opts_t){
       .max_header_bytes = 16 * 1024,
       .max_url_bytes = 8 * 1024,
@@ -192,6 +223,12 @@ int fc_app_run(const fc_config_t *cfg) {
     app_free(app);
     return 1;
   }
+  app->pub = fc_pub_new(&(fc_pub_opts_t){.hub = app->hub,
+                                         .store = app->store,
+                                         .threads = cfg->threads,
+                                         .wake = loop_wake,
+                                         .wake_ud = app});
+  app->ws = fc_api_ws_new(app);
   app->net = fc_net_new(&(fc_net_opts_t){.host = cfg->host,
                                          .port = cfg->port,
                                          .threads = cfg->threads,

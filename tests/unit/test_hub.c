@@ -34,8 +34,11 @@ static fc_hub_t *hub_make(unsigned threads, unsigned retention) {
   return fc_hub_new(&(fc_hub_opts_t){.threads = threads, .retention = retention, .notify = on_notify});
 }
 
+/* Publishes one event numbered as src/pub does: the next id and ordinal
+ * (the hub gives none of its own). */
 static uint64_t pub(fc_hub_t *hub, fc_channel_t *ch, const char *data) {
-  fc_event_in_t in = {.data = {data, strlen(data)}, .is_json = false};
+  fc_event_in_t in = {.data = {data, strlen(data)}, .is_json = false, .seq = fc_hub_last_seq(hub) + 1,
+                      .n = fc_channel_next_n(hub, ch), .time_ms = fc_now_ms()};
   fc_publish_result_t r;
   fc_hub_publish(hub, ch, &in, 1, &r);
   return r.last_seq;
