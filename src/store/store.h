@@ -10,8 +10,11 @@
  * Ids: the store does not choose ids. A batch is numbered by its submitter's
  * `number` callback, which the store calls on its commit thread, in commit
  * order, just before writing the batch; `done` follows once the batch's
- * commit ended, in the same order. A store numbers and ends one group of
- * batches before it numbers the next, so a failed group can be given back. */
+ * commit ended, in the same order. Calls to `number` and `done` never run
+ * concurrently. A store numbers and ends one group of batches before it
+ * numbers the next, so that a failed group's ids can be given back; in a
+ * failed group, batches after the failing one may end without having been
+ * numbered (their events' seq stays 0). */
 #ifndef FC_STORE_H
 #define FC_STORE_H
 
