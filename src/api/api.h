@@ -12,7 +12,7 @@
 #include "store/store.h"
 #include "ws/ws.h"
 
-typedef struct fc_pub fc_pub_t;
+typedef struct fc_pub fc_pub_t; /* pub/pub.h */
 
 /* Access rules of routes (fc_route_t.access), decided in fc_api_authorize(). */
 enum {
@@ -25,12 +25,6 @@ enum {
   FC_ACCESS_SUBSCRIBE_JOB, /* the subscribe right on job.{params[1]}, or a public channel */
 };
 
-/* Per-loop state of the app: publishes whose commit ended, to answer. */
-typedef struct {
-  _Alignas(FC_CACHE_LINE) pthread_mutex_t lock;
-  fc_pub_t *done;
-} fc_app_loop_t;
-
 typedef struct fc_app {
   const fc_config_t *cfg;
   fc_hub_t *hub;
@@ -39,15 +33,16 @@ typedef struct fc_app {
   fc_ws_t *ws;
   fc_net_t *net;
   fc_store_t *store;      /* NULL with --storage memory */
+  fc_pub_t *pub;          /* every publish goes through it */
   fc_auth_t *auth;        /* NULL with --open */
   fc_users_t *users;
   fc_limiter_t *limiter;
   fc_hub_rule_t *rules;
-  fc_app_loop_t *loops;   /* [threads] */
+  fc_store_age_rule_t *ages; /* the rules' age limits, for storage */
+  fc_msg_t *hub_msgs;     /* [threads]: each loop's "the hub's inbox has events" */
   struct fc_jobs *jobs;   /* the workflow runner (src/jobs), on loop 0 */
   uv_signal_t sigterm, sigint;
   uint64_t started_ms;
-  atomic_ullong published_total; /* events accepted */
 } fc_app_t;
 
 /* Runs the server until SIGTERM/SIGINT. Returns the process exit status. */
@@ -55,24 +50,6 @@ int fc_app_run(const fc_config_t *cfg);
 
 /* The app a request belongs to. */
 fc_app_t *fc_app_of(fc_req_t *req);
-
-/* A publish in flight (channels.c): events waiting for their commit. */
-struct fc_pub {
-  fc_store_job_t job;
-  fc_app_t *app;
-  void (*answer)(fc_pub_t *p); /* on the loop, once the commit ended */
-  fc_req_t *req;               /* an HTTP publish */
-  fc_ws_session_t *session;    /* or a WebSocket one, with its ref */
-  char *ref;
-  unsigned loop;
-  bool batch;
-  fc_event_in_t *events;
-  void **keep; /* json_t values the events' text lives in */
-  size_t nkeep;
-  fc_pub_t *next_done;
-};
-/* Answers publishes whose commit ended (on the loop's wake). */
-void fc_api_publish_answer(fc_app_t *app, fc_loop_t *l);
 
 /* Auth (auth.c): set up keys, users and the first admin; and the check that
  * runs before every handler. */
@@ -88,10 +65,6 @@ void fc_api_ws(fc_req_t *req);
 fc_ws_t *fc_api_ws_new(fc_app_t *app);
 /* May the user of a WebSocket session subscribe to / publish on `channel`? */
 bool fc_api_may(fc_app_t *app, const fc_claims_t *c, bool publish, const char *channel);
-/* Queues a validated publish for storage (or publishes at once in memory
- * mode); p->answer runs on p->loop once the events are committed. */
-void fc_api_pub_submit(fc_pub_t *p);
-void fc_api_pub_free(fc_pub_t *p);
 void fc_api_tokens(fc_req_t *req);
 
 /* Handlers (channels.c, ops.c). */

@@ -1,6 +1,7 @@
 /* Wiring: config -> hub, http, sse, net; signals; the route table. */
 #include "api/api.h"
 #include "jobs/jobs.h"
+#include "pub/pub.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -49,9 +50,7 @@ static void on_accept(fc_conn_t *c) {
 
 static void on_wake(fc_loop_t *l) {
   fc_app_t *app = fc_loop_ud(l);
-  fc_api_publish_answer(app, l);
   fc_jobs_wake(app->jobs, l);
-  fc_sse_wake(app->sse, l);
 }
 
 static void on_tick(fc_loop_t *l, uint64_t now) {
@@ -68,9 +67,20 @@ static void on_stop(fc_loop_t *l) {
   fc_http_stop(l);
 }
 
+/* The hub's inbox for `thread` went from empty to not empty: its one
+ * message goes to that loop's mailbox. It is not there any more (the hub
+ * notifies again only after a drain, which runs once it left). Any thread. */
 static void hub_notify(unsigned thread, void *ud) {
   fc_app_t *app = ud;
-  fc_net_wake(app->net, thread);
+  fc_net_post(app->net, thread, &app->hub_msgs[thread]);
+}
+
+/* Delivers the loop's inbox: each subscription link's deliver callback (SSE,
+ * WebSocket, a job's channel trigger) gets its events. */
+static void on_hub_msg(fc_loop_t *l, fc_msg_t *m, void *ud) {
+  (void)m;
+  fc_app_t *app = ud;
+  fc_hub_drain(app->hub, fc_loop_index(l));
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -88,28 +98,62 @@ static fc_log_level_t level_of(const char *s) {
   return FC_LOG_INFO;
 }
 
-/* Loads a channel from storage when it comes into memory (the hub's hook). */
-static int load_channel(void *ud, fc_channel_t *ch, unsigned limit) {
-  fc_app_t *app = ud;
-  return app->store ? fc_store_load_channel(app->store, ch, limit) : -EIO;
+/* The hub's load hook: a channel's stored counters and tail, read without
+ * the hub lock (fc_hub_load_cb), turned into the hub's restore calls. */
+typedef struct {
+  fc_channel_t *ch;
+  const fc_store_channel_t *c;
+  bool counted;
+} load_t;
+
+static void restore_counters(load_t *l) {
+  if (!l->counted) fc_hub_restore_counters(l->ch, l->c->first_seq, l->c->last_seq, l->c->next_n);
+  l->counted = true;
 }
 
-/* Opens the store and gives the hub its id counter; channels load on use. */
+static void restore_event(void *ud, const fc_store_event_t *ev) {
+  load_t *l = ud;
+  restore_counters(l); /* fc_store_load filled them before the first event */
+  fc_hub_restore_event(l->ch, &(fc_event_in_t){.name = ev->name, .data = ev->data, .from = ev->from,
+                                               .is_json = ev->is_json, .seq = ev->seq, .n = ev->n,
+                                               .time_ms = ev->time_ms});
+}
+
+static int load_channel(void *ud, fc_channel_t *ch, unsigned limit) {
+  fc_app_t *app = ud;
+  if (!app->store) return -EIO;
+  fc_store_channel_t c;
+  load_t l = {ch, &c, false};
+  int rc = fc_store_load(app->store, fc_channel_name(ch), limit, &c, restore_event, &l);
+  if (rc > 0) restore_counters(&l);
+  return rc;
+}
+
+/* Expires retained events past their age limit once storage deleted them. */
+static void on_aged(void *ud, int64_t now_ms) {
+  fc_app_t *app = ud;
+  fc_hub_expire(app->hub, now_ms);
+}
+
+/* Opens the store; channels load on use. */
 static int open_store(fc_app_t *app, char *err, size_t errlen) {
   const fc_config_t *cfg = app->cfg;
   uint64_t t0 = fc_mono_ms();
-  app->store = fc_store_open(&(fc_store_opts_t){.dir = cfg->data_dir,
-                                                .durability = !strcmp(cfg->durability, "power")
-                                                                  ? FC_DURABILITY_POWER
-                                                                  : FC_DURABILITY_CRASH,
-                                                .max_bytes = cfg->max_db_size,
-                                                .commit_delay_us = cfg->commit_delay_us,
-                                                .hub = app->hub,
-                                                .rules = app->rules,
-                                                .nrules = cfg->nrules + 1},
-                             err, errlen);
+  size_t nages = cfg->nrules + 1;
+  app->ages = fc_xcalloc(nages, sizeof *app->ages);
+  for (size_t i = 0; i < nages; i++) app->ages[i] = (fc_store_age_rule_t){app->rules[i].pattern, app->rules[i].max_age_s};
+  app->store = fc_store_sqlite_open(&(fc_store_sqlite_opts_t){.dir = cfg->data_dir,
+                                                              .durability = !strcmp(cfg->durability, "power")
+                                                                                ? FC_DURABILITY_POWER
+                                                                                : FC_DURABILITY_CRASH,
+                                                              .max_bytes = cfg->max_db_size,
+                                                              .commit_delay_us = cfg->commit_delay_us,
+                                                              .ages = app->ages,
+                                                              .nages = nages,
+                                                              .aged = on_aged,
+                                                              .aged_ud = app},
+                                    err, errlen);
   if (!app->store) return -1;
-  fc_hub_restore_seq(app->hub, fc_store_last_seq(app->store));
   fc_log(FC_LOG_INFO, "storage open", "dir=%s durability=%s last_id=%llu ms=%llu", cfg->data_dir,
          cfg->durability, (unsigned long long)fc_store_last_seq(app->store),
          (unsigned long long)(fc_mono_ms() - t0));
@@ -121,20 +165,29 @@ static int open_store(fc_app_t *app, char *err, size_t errlen) {
 static void app_free(fc_app_t *app) {
   fc_store_close(app->store);
   fc_api_auth_free(app);
-  for (unsigned i = 0; i < app->cfg->threads; i++) {
-    if (app->net) fc_api_publish_answer(app, fc_net_loop(app->net, i));
-    pthread_mutex_destroy(&app->loops[i].lock);
-  }
   if (app->net) fc_net_deliver_rest(app->net);
+  fc_pub_free(app->pub);
   fc_net_free(app->net);
   fc_jobs_free(app->jobs);
   fc_http_free(app->http);
   fc_sse_free(app->sse);
   fc_ws_free(app->ws);
   fc_hub_free(app->hub);
-  free(app->loops);
+  free(app->hub_msgs);
+  free(app->ages);
   free(app->rules);
   free(app);
+}
+
+/* Once net exists: the hub's and pub's receivers on its loops. */
+static int wire_loops(fc_app_t *app) {
+  int rx = fc_net_receiver(app->net, on_hub_msg, app);
+  if (rx < 0) return rx;
+  app->hub_msgs = fc_xcalloc(app->cfg->threads, sizeof *app->hub_msgs);
+  for (unsigned i = 0; i < app->cfg->threads; i++) app->hub_msgs[i].receiver = (unsigned)rx;
+  app->pub = fc_pub_new(&(fc_pub_opts_t){
+      .hub = app->hub, .store = app->store, .threads = app->cfg->threads, .net = app->net});
+  return app->pub ? 0 : -ENOSPC;
 }
 
 int fc_app_run(const fc_config_t *cfg) {
@@ -149,8 +202,6 @@ int fc_app_run(const fc_config_t *cfg) {
   app->rules[0] = (fc_hub_rule_t){"job.*", FC_JOBS_RETENTION, 0};
   for (size_t i = 0; i < cfg->nrules; i++)
     app->rules[i + 1] = (fc_hub_rule_t){cfg->rules[i].pattern, cfg->rules[i].count, cfg->rules[i].max_age_s};
-  app->loops = fc_xcalloc_lines(cfg->threads, sizeof *app->loops);
-  for (unsigned i = 0; i < cfg->threads; i++) pthread_mutex_init(&app->loops[i].lock, NULL);
   bool durable = !strcmp(cfg->storage, "sqlite");
   app->hub = fc_hub_new(&(fc_hub_opts_t){.threads = cfg->threads,
                                          .retention = cfg->retention,
@@ -207,6 +258,9 @@ int fc_app_run(const fc_config_t *cfg) {
   int status = 0;
   if (!app->net) {
     fprintf(stderr, "flowcast: %s\n", err);
+    status = 1;
+  } else if (wire_loops(app) < 0) {
+    fprintf(stderr, "flowcast: cannot set up the loops' mailboxes\n");
     status = 1;
   } else if (!(app->ws = fc_api_ws_new(app))) {
     fprintf(stderr, "flowcast: cannot set up WebSocket sessions\n");

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "api/api.h"
+#include "pub/pub.h"
 
 #define MAX_SSE_CHANNELS 64
 #define MAX_HISTORY_LIMIT 1000
@@ -48,32 +49,6 @@ static void media_type(fc_req_t *req, char *out, size_t len) {
   out[k] = '\0';
 }
 
-/* JSON unless another type is named. curl -d sends the form type by default,
- * and no form is ever posted here, so it counts as unnamed. */
-static bool is_json_type(const char *mt) {
-  size_t n = strlen(mt);
-  return n == 0 || !strcmp(mt, "application/x-www-form-urlencoded") || !strcmp(mt, "application/json") || (n > 5 && !strcmp(mt + n - 5, "+json"));
-}
-
-static fc_str_t trim_ws(const char *p, size_t n) {
-  while (n && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++, n--;
-  while (n && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r' || p[n - 1] == '\n')) n--;
-  return (fc_str_t){p, n};
-}
-
-/* Checks one JSON text. Returns 0, or answers 400 and returns -1. */
-static int check_json(fc_req_t *req, const char *p, size_t n, const char *where) {
-  json_error_t e;
-  json_t *j = json_loadb(p, n, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &e);
-  if (!j) {
-    fc_http_error(req, 400, "bad_json", "%sinvalid JSON at line %d column %d: %s", where, e.line, e.column,
-                  e.text);
-    return -1;
-  }
-  json_decref(j);
-  return 0;
-}
-
 static void answer_published(fc_req_t *req, fc_channel_t *ch, const fc_publish_result_t *r, size_t n,
                              bool batch) {
   fc_buf_t b;
@@ -92,218 +67,48 @@ static void answer_published(fc_req_t *req, fc_channel_t *ch, const fc_publish_r
   fc_buf_dispose(&b);
 }
 
-void fc_api_pub_free(fc_pub_t *p) {
-  if (p->job.channel) fc_channel_unref(p->job.channel);
-  for (size_t i = 0; i < p->nkeep; i++) json_decref(p->keep[i]);
-  free(p->keep);
-  free(p->events);
-  free(p->ref);
-  free(p);
-}
-
-/* Answers an HTTP publish once its fate is known, on the request's loop. */
-static void pub_answer(fc_pub_t *p) {
-  fc_store_job_t *j = &p->job;
-  if (j->status == 0 && j->purge) {
-    fc_http_respond(p->req, 204, NULL, NULL, "", 0);
-  } else if (j->status == 0) {
-    answer_published(p->req, j->channel, &j->result, j->n, p->batch);
-  } else if (j->status == -ENOSPC) {
-    fc_http_error(p->req, 503, "storage_full",
+/* Answers an HTTP publish or purge once its fate is known, on the request's loop. */
+static void pub_answer(fc_pub_op_t *op, void *ud) {
+  fc_req_t *req = ud;
+  int status = fc_pub_op_status(op);
+  if (status == 0 && fc_pub_op_is_purge(op)) {
+    fc_http_respond(req, 204, NULL, NULL, "", 0);
+  } else if (status == 0) {
+    answer_published(req, fc_pub_op_channel(op), fc_pub_op_result(op), fc_pub_op_count(op),
+                     fc_pub_op_is_batch(op));
+  } else if (status == -ENOSPC) {
+    fc_http_error(req, 503, "storage_full",
                   "storage is full (disk or --max-db-size): nothing was stored; retry later");
   } else {
-    fc_http_error(p->req, 503, "storage_error", "storage failed to commit: nothing was stored; retry later");
+    fc_http_error(req, 503, "storage_error", "storage failed to commit: nothing was stored; retry later");
   }
-  fc_api_pub_free(p);
-}
-
-/* The writer thread finished a job: hand it back to the request's loop. */
-static void on_committed(fc_store_job_t *job) {
-  fc_pub_t *p = job->ud;
-  /* Once on the list, p belongs to its loop, which may answer and free it at
-   * once: nothing of it is read after the unlock. */
-  fc_app_t *app = p->app;
-  unsigned loop = p->loop;
-  if (job->status == 0 && !job->purge) app->published_total += job->n;
-  fc_app_loop_t *al = &app->loops[loop];
-  pthread_mutex_lock(&al->lock);
-  p->next_done = al->done;
-  al->done = p;
-  pthread_mutex_unlock(&al->lock);
-  fc_net_wake(app->net, loop);
-}
-
-void fc_api_publish_answer(fc_app_t *app, fc_loop_t *l) {
-  fc_app_loop_t *al = &app->loops[fc_loop_index(l)];
-  pthread_mutex_lock(&al->lock);
-  fc_pub_t *list = al->done;
-  al->done = NULL;
-  pthread_mutex_unlock(&al->lock);
-  /* The list is newest first: answer in commit order. */
-  fc_pub_t *rev = NULL;
-  while (list) {
-    fc_pub_t *next = list->next_done;
-    list->next_done = rev;
-    rev = list;
-    list = next;
-  }
-  while (rev) {
-    fc_pub_t *next = rev->next_done;
-    rev->answer(rev);
-    rev = next;
-  }
-}
-
-/* Sets an HTTP publish up for fc_api_pub_submit. */
-static void pub_submit(fc_req_t *req, fc_pub_t *p) {
-  p->app = fc_app_of(req);
-  p->req = req;
-  p->loop = fc_loop_index(req->loop);
-  p->answer = pub_answer;
-  fc_api_pub_submit(p);
-}
-
-void fc_api_pub_submit(fc_pub_t *p) {
-  fc_app_t *app = p->app;
-  p->job.events = p->events;
-  p->job.done = on_committed;
-  p->job.ud = p;
-  if (!p->job.channel) { /* it could not be opened (storage read failed) */
-    p->job.status = -EIO;
-    p->answer(p);
-    return;
-  }
-  if (app->store) {
-    fc_store_submit(app->store, &p->job);
-    return;
-  }
-  if (p->job.purge)
-    fc_hub_purge(app->hub, p->job.channel);
-  else
-    fc_hub_publish(app->hub, p->job.channel, p->events, p->job.n, &p->job.result);
-  if (!p->job.purge) app->published_total += p->job.n;
-  p->answer(p);
-}
-
-/* One NDJSON line: {"data": <any>, "event": "name"?}. Fills `ev`, whose data
- * is kept alive in `keep`. Returns 0, or answers 400 and returns -1. */
-static int parse_ndjson_line(fc_req_t *req, fc_str_t line, size_t lineno, fc_event_in_t *ev, json_t **keep) {
-  json_error_t e;
-  json_t *j = json_loadb(line.base, line.len, 0, &e);
-  if (!j || !json_is_object(j)) {
-    fc_http_error(req, 400, "bad_json", "line %zu: %s", lineno,
-                  j ? "expected an object {\"data\": ..., \"event\": ...}" : e.text);
-    json_decref(j);
-    return -1;
-  }
-  *keep = j;
-  json_t *data = json_object_get(j, "data"), *name = json_object_get(j, "event");
-  if (!data) {
-    fc_http_error(req, 400, "bad_json", "line %zu: missing \"data\"", lineno);
-    return -1;
-  }
-  if (name && !json_is_null(name)) {
-    if (!json_is_string(name) || !fc_event_name_valid(json_string_value(name), json_string_length(name))) {
-      fc_http_error(req, 400, "bad_event", "line %zu: event name must match [A-Za-z0-9._:-]{1,128}", lineno);
-      return -1;
-    }
-    ev->name = (fc_str_t){json_string_value(name), json_string_length(name)};
-  }
-  if (json_is_string(data)) {
-    ev->data = (fc_str_t){json_string_value(data), json_string_length(data)};
-    if (memchr(ev->data.base, '\0', ev->data.len)) {
-      fc_http_error(req, 400, "bad_utf8", "line %zu: data must not contain NUL", lineno);
-      return -1;
-    }
-  } else {
-    char *s = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_object_set_new(j, "_text", json_string(s)); /* keeps the text alive with the line */
-    free(s);
-    json_t *t = json_object_get(j, "_text");
-    ev->data = (fc_str_t){json_string_value(t), json_string_length(t)};
-    ev->is_json = true;
-  }
-  return 0;
-}
-
-static void publish_ndjson(fc_req_t *req, fc_channel_t *ch, fc_pub_t *p) {
-  const char *c = req->body.data, *end = c + req->body.len;
-  size_t cap = 16, n = 0, lineno = 0;
-  p->events = fc_xcalloc(cap, sizeof *p->events);
-  p->keep = fc_xcalloc(cap, sizeof *p->keep);
-  int rc = 0;
-  while (c < end && rc == 0) {
-    const char *nl = memchr(c, '\n', (size_t)(end - c));
-    if (!nl) nl = end;
-    fc_str_t line = trim_ws(c, (size_t)(nl - c));
-    c = nl + 1;
-    lineno++;
-    if (!line.len) continue;
-    if (n == cap) {
-      cap *= 2;
-      p->events = fc_xrealloc(p->events, cap * sizeof *p->events);
-      p->keep = fc_xrealloc(p->keep, cap * sizeof *p->keep);
-    }
-    memset(&p->events[n], 0, sizeof p->events[n]);
-    json_t *keep = NULL;
-    rc = parse_ndjson_line(req, line, lineno, &p->events[n], &keep);
-    p->keep[p->nkeep++] = keep;
-    n++;
-  }
-  if (rc == 0 && n == 0) {
-    fc_http_error(req, 400, "empty_batch", "the NDJSON body holds no event");
-    rc = -1;
-  }
-  p->job.channel = ch;
-  if (rc != 0) {
-    fc_hub_drop(fc_app_of(req)->hub, ch);
-    p->job.channel = NULL;
-    fc_api_pub_free(p);
-    return;
-  }
-  p->job.n = n;
-  p->batch = true;
-  pub_submit(req, p);
 }
 
 void fc_api_publish(fc_req_t *req) {
+  fc_app_t *app = fc_app_of(req);
   bool bad = false;
   const char *name = fc_req_query(req, "event", 0, &bad);
-  if (bad || (name && !fc_event_name_valid(name, strlen(name)))) {
+  if (bad) {
     fc_http_error(req, 400, "bad_event", "event name must match [A-Za-z0-9._:-]{1,128}");
-    return;
-  }
-  fc_channel_t *ch = NULL;
-  if (!fc_channel_name_valid(req->params[0], strlen(req->params[0]))) {
-    route_channel(req, false);
-    return;
-  }
-  if (!fc_utf8_valid(req->body.data, req->body.len)) {
-    fc_http_error(req, 400, "bad_utf8", "the body is not valid UTF-8 text");
     return;
   }
   char mt[128];
   media_type(req, mt, sizeof mt);
-  bool ndjson = !strcmp(mt, "application/x-ndjson");
-  fc_event_in_t ev = {.name = name ? (fc_str_t){name, strlen(name)} : (fc_str_t){"", 0}};
-  if (!ndjson) {
-    ev.is_json = is_json_type(mt);
-    ev.data = ev.is_json ? trim_ws(req->body.data, req->body.len) : (fc_str_t){req->body.data, req->body.len};
-    if (ev.is_json && check_json(req, req->body.data, req->body.len, "") < 0) return;
-  }
-  /* Valid: only now does the channel come to exist. */
-  ch = route_channel(req, true);
-  if (!ch) return;
-  fc_pub_t *p = fc_xcalloc(1, sizeof *p);
-  if (ndjson) {
-    publish_ndjson(req, ch, p);
+  fc_pub_op_t *op = fc_pub_op_new(app->pub, fc_loop_index(req->loop), pub_answer, req);
+  fc_pub_error_t err;
+  if (fc_pub_add_body(op, req->params[0], name, mt, req->body.data, req->body.len, &err) < 0) {
+    fc_http_error(req, 400, err.code, "%s", err.message);
+    fc_pub_op_free(op);
     return;
   }
-  p->events = fc_xmalloc(sizeof *p->events);
-  p->events[0] = ev;
-  p->job.channel = ch;
-  p->job.n = 1;
-  pub_submit(req, p);
+  /* Valid: only now does the channel come to exist. */
+  int rc = fc_pub_open(op, req->params[0], strlen(req->params[0]), FC_HUB_CREATE);
+  if (rc < 0) {
+    channel_error(req, req->params[0], rc);
+    fc_pub_op_free(op);
+    return;
+  }
+  fc_pub_submit(op);
 }
 
 /* Appends one event as history JSON. */
@@ -450,12 +255,17 @@ void fc_api_channels(fc_req_t *req) {
 }
 
 void fc_api_channel_delete(fc_req_t *req) {
-  fc_channel_t *ch = route_channel(req, false);
-  if (!ch) return;
-  fc_pub_t *p = fc_xcalloc(1, sizeof *p);
-  p->job.channel = ch;
-  p->job.purge = true;
-  pub_submit(req, p);
+  fc_app_t *app = fc_app_of(req);
+  fc_pub_op_t *op = fc_pub_op_new(app->pub, fc_loop_index(req->loop), pub_answer, req);
+  const char *name = req->params[0];
+  int rc = fc_pub_open(op, name, strlen(name), 0);
+  if (rc < 0) {
+    channel_error(req, name, rc);
+    fc_pub_op_free(op);
+    return;
+  }
+  fc_pub_set_purge(op);
+  fc_pub_submit(op);
 }
 
 /* Reads where a subscription starts: Last-Event-ID (header, then

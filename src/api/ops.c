@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "pub/pub.h"
 #include "jobs/jobs.h"
 
 /* The dashboard page, embedded from web/index.html at build time. */
@@ -54,7 +55,7 @@ void fc_api_metrics(fc_req_t *req) {
   metric(&b, "flowcast_ws_sessions", "gauge", "Open WebSocket sessions.", w.sessions);
   metric(&b, "flowcast_channels", "gauge", "Channels known.", nch);
   metric(&b, "flowcast_events_published_total", "counter", "Events accepted from publishers.",
-         app->published_total);
+         fc_pub_published(app->pub));
   metric(&b, "flowcast_events_delivered_total", "counter", "Events queued to subscribers.",
          s.delivered_total + w.delivered_total);
   metric(&b, "flowcast_subscriber_drops_total", "counter",

@@ -1,6 +1,7 @@
 /* The hub: channel table, history rings, subscription and fan-out. */
 #include "hub/internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <malloc.h>
@@ -251,8 +252,6 @@ void fc_hub_restore_event(fc_channel_t *ch, const fc_event_in_t *in) {
   history_append(ch, fc__event_new(ch, in->seq, in->n, in->time_ms, in));
 }
 
-fc_channel_store_t *fc_channel_store(fc_channel_t *ch) { return &ch->store; }
-
 uint64_t fc_channel_next_n(fc_hub_t *hub, fc_channel_t *ch) {
   pthread_mutex_lock(&hub->lock);
   uint64_t n = ch->next_n;
@@ -344,19 +343,18 @@ static void history_append(fc_channel_t *ch, fc_event_t *ev) {
 
 void fc_hub_publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, size_t n,
                     fc_publish_result_t *res) {
-  int64_t now = fc_now_ms();
   fc_event_t *stack[16];
   fc_event_t **evs = n <= FC_ARRAY_LEN(stack) ? stack : fc_xmalloc(n * sizeof *evs);
 
   pthread_mutex_lock(&hub->lock);
-  res->first_seq = in[0].seq ? in[0].seq : hub->seq + 1;
+  res->first_seq = in[0].seq;
   for (size_t i = 0; i < n; i++) {
-    /* The store hands ids it took from this same counter, in order. */
-    uint64_t seq = in[i].seq ? in[i].seq : hub->seq + 1;
-    hub->seq = seq;
-    evs[i] = fc__event_new(ch, seq, ch->next_n++, in[i].time_ms ? in[i].time_ms : now, &in[i]);
-    if (!ch->first_seq) ch->first_seq = seq;
-    ch->last_seq = seq;
+    assert(in[i].seq > hub->seq && in[i].n == ch->next_n);
+    hub->seq = in[i].seq;
+    ch->next_n = in[i].n + 1;
+    evs[i] = fc__event_new(ch, in[i].seq, in[i].n, in[i].time_ms, &in[i]);
+    if (!ch->first_seq) ch->first_seq = in[i].seq;
+    ch->last_seq = in[i].seq;
     history_append(ch, fc_event_ref(evs[i]));
   }
   res->last_seq = hub->seq;

@@ -2,10 +2,11 @@
  * No sockets here: transports register subscription links and receive events
  * through a callback on their own loop thread.
  *
- * Ordering: one hub lock serializes publishes, so ids (`seq`) are assigned in the
- * order events enter every channel and every per-thread inbox. A subscriber on any
- * thread therefore sees ids strictly increasing, across all its channels, which is
- * what makes one Last-Event-ID enough to resume a multi-channel stream. */
+ * Ids: the hub gives none. Its one publisher (src/pub) numbers events and
+ * publishes them in id order; one hub lock serializes publishes, so events
+ * enter every channel and every per-thread inbox in id order. A subscriber on
+ * any thread therefore sees ids strictly increasing, across all its channels,
+ * which is what makes one Last-Event-ID enough to resume a multi-channel stream. */
 #ifndef FC_HUB_H
 #define FC_HUB_H
 
@@ -56,8 +57,8 @@ typedef struct {
   fc_str_t data;
   fc_str_t from; /* may be empty */
   bool is_json;
-  /* 0 unless the store already gave them (it is then the only publisher, and
-   * gives exactly what the hub would): id, ordinal, time in ms. */
+  /* Given by the publisher: the id (greater than every id published before),
+   * the ordinal (the channel's next, fc_channel_next_n), time in ms. */
   uint64_t seq, n;
   int64_t time_ms;
 } fc_event_in_t;
@@ -161,9 +162,10 @@ typedef struct {
   size_t subscribers;           /* subscribers of the channel when published */
 } fc_publish_result_t;
 
-/* Publishes `n` events to `ch` as one unit: they get consecutive ids, enter the
- * history together and are queued for every thread that has subscribers. Copies
- * the inputs. Any thread. */
+/* Publishes `n` numbered events to `ch` as one unit: they enter the history
+ * together and are queued for every thread that has subscribers. Ids must
+ * rise across calls and ordinals follow the channel's (checked by assert);
+ * the caller serializes its calls in id order. Copies the inputs. Any thread. */
 void fc_hub_publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, size_t n,
                     fc_publish_result_t *res);
 
@@ -228,28 +230,17 @@ size_t fc_hub_channel_count(fc_hub_t *hub);
 /* Events a channel named `name` keeps (the first matching rule, or the default). */
 unsigned fc_hub_retention_of(const fc_hub_t *hub, const char *name);
 
-/* The highest id given so far. */
+/* The highest id published so far (or restored with fc_hub_restore_seq). */
 uint64_t fc_hub_last_seq(fc_hub_t *hub);
 
-/* Start-up: sets the id counter to continue after `last_seq`. */
+/* Start-up: the highest id given before, which subscribers are told as their
+ * position until something new is published. */
 void fc_hub_restore_seq(fc_hub_t *hub, uint64_t last_seq);
 /* Only from within the load callback, on the channel being loaded: its
  * stored counters, then each stored event (seq, n and time set), oldest first. */
 void fc_hub_restore_counters(fc_channel_t *ch, uint64_t first_seq, uint64_t last_seq, uint64_t next_n);
 void fc_hub_restore_event(fc_channel_t *ch, const fc_event_in_t *ev);
 
-/* Storage's private per-channel slot: the store's writer thread only. Zero
- * when the channel comes into memory; everything in it is derived again from
- * the database (the row id by name, ordinals from the hub). */
-typedef struct {
-  int64_t id;         /* row id */
-  uint64_t id_group;  /* commit group that created the row: a rollback undoes it */
-  uint64_t group;     /* commit group next_n belongs to */
-  uint64_t next_n;    /* ordinal for the next event written in that group */
-  uint64_t trimmed_n; /* events with smaller ordinals are trimmed */
-  bool trim_listed;
-} fc_channel_store_t;
-fc_channel_store_t *fc_channel_store(fc_channel_t *ch);
 /* The ordinal the channel's next event gets. */
 uint64_t fc_channel_next_n(fc_hub_t *hub, fc_channel_t *ch);
 /* Events the channel keeps, and its age limit in seconds (0: none). */

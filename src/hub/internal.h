@@ -31,7 +31,6 @@ struct fc_channel {
   uint64_t evicted_total; /* events evicted or purged since start */
   unsigned retention;     /* history capacity */
   uint64_t max_age_s;     /* 0: none */
-  fc_channel_store_t store;
   atomic_uint refs;       /* references held outside the hub (fc_hub_open, fc_channel_ref) */
   atomic_size_t events;   /* events alive that point here, in history or not */
   _Atomic uint64_t used_ms; /* fc_mono_ms() of the last release, publish or unsubscribe */
@@ -51,7 +50,7 @@ typedef struct {
 struct fc_hub {
   fc_hub_opts_t opts;
   pthread_mutex_t lock; /* channels, history, registration, id assignment */
-  uint64_t seq;         /* last id given */
+  uint64_t seq;         /* highest id published (ids are given by the publisher) */
   fc_channel_t **buckets;
   size_t nbuckets, nchannels; /* nchannels: channels in memory, capped by opts.max_channels */
   /* Times channels left memory, by hash: a load that saw its slot change

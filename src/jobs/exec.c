@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "jobs/internal.h"
+#include "pub/pub.h"
 
 extern char **environ;
 
@@ -18,24 +19,21 @@ extern char **environ;
  * is malformed (the caller logs it as a plain line). */
 static bool sse_line(job_t *job, const char *p, size_t n) {
   json_t *j = json_loadb(p, n, 0, NULL);
-  json_t *data = json_object_get(j, "data"), *ev = json_object_get(j, "event");
   const char *ch = json_string_value(json_object_get(j, "channel"));
   const char *to = json_string_value(json_object_get(j, "to"));
-  bool ok = json_is_object(j) && data && (!ev || (json_is_string(ev) && fc_event_name_valid(json_string_value(ev), json_string_length(ev)))) &&
-            (!ch || fc_channel_name_valid(ch, strlen(ch)));
+  fc_pub_event_t ev = {0};
+  bool ok = json_is_object(j) && fc_pub_json_event(j, &ev) == FC_PUB_OK && (!ch || fc_channel_name_valid(ch, strlen(ch)));
   if (ok && to) {
     char from[64];
     snprintf(from, sizeof from, "job:%s", job->id);
-    if (fc_ws_send_direct(job->owner->app->ws, to, from, data) < 0)
+    if (fc_ws_send_direct(job->owner->app->ws, to, from, json_object_get(j, "data")) < 0)
       fc_log(FC_LOG_WARN, "exec ::sse to an unknown connection", "job=%s to=%s", job->id, to);
   } else if (ok) {
     char def[48];
     snprintf(def, sizeof def, "workflow.%lld", (long long)job->wf_id);
-    char *s = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
-    fc__job_publish(job, ch ? ch : def, json_string_value(ev), json_is_string(data) ? json_string_value(data) : s,
-                    !json_is_string(data));
-    free(s);
+    fc__job_publish(job, ch ? ch : def, ev.name.len ? ev.name.base : NULL, ev.data.base, ev.is_json);
   }
+  fc_pub_event_dispose(&ev);
   json_decref(j);
   return ok;
 }

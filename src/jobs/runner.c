@@ -9,46 +9,32 @@
 #include <string.h>
 
 #include "jobs/internal.h"
+#include "pub/pub.h"
 
 const char *const job_status_names[] = {"Pending", "Running", "Suspended", "Waiting", "Done",
                                         "Failed",  "Warning", "Stopped",   "Rejected"};
 
-typedef struct {
-  fc_pub_t pub; /* first: fc_api_pub_free frees the whole block */
-  job_t *final_of; /* the job whose final event this is, or NULL */
-} jpub_t;
-
-static void on_published(fc_pub_t *p) {
-  jpub_t *jp = (jpub_t *)p;
-  if (jp->final_of && p->job.status == 0) {
-    jp->final_of->final_seq = p->job.result.last_seq;
-    fc__db_defer_save(jp->final_of->owner, jp->final_of);
+/* A job's event was committed (or not): a final event's id is saved with
+ * the job's row. `ud` is the job whose final event this is, or NULL. */
+static void on_published(fc_pub_op_t *op, void *ud) {
+  job_t *final_of = ud;
+  if (final_of && fc_pub_op_status(op) == 0) {
+    final_of->final_seq = fc_pub_op_result(op)->last_seq;
+    fc__db_defer_save(final_of->owner, final_of);
   }
-  fc_api_pub_free(p);
 }
 
-/* Publishes one event durably (through the store's writer). `data` is copied.
- * Events of one job keep their order. Loop 0. */
+/* Publishes one event durably (through storage). `data` is copied. Events
+ * of one job keep their order. Loop 0. */
 static void publish(job_t *job, const char *channel, const char *event, const char *data, bool is_json,
                     bool final) {
   fc_app_t *app = job->owner->app;
-  jpub_t *jp = fc_xcalloc(1, sizeof *jp);
-  fc_pub_t *p = &jp->pub;
-  p->app = app;
-  p->loop = 0;
-  p->answer = on_published;
-  jp->final_of = final ? job : NULL;
-  p->keep = fc_xcalloc(2, sizeof *p->keep);
-  json_t *text = json_string_nocheck(data), *name = json_string_nocheck(event ? event : "");
-  p->keep[p->nkeep++] = text;
-  p->keep[p->nkeep++] = name; /* the event's texts live until the commit */
-  p->events = fc_xcalloc(1, sizeof *p->events);
-  p->events[0].name = (fc_str_t){json_string_value(name), json_string_length(name)};
-  p->events[0].data = (fc_str_t){json_string_value(text), json_string_length(text)};
-  p->events[0].is_json = is_json;
-  p->job.channel = fc_hub_channel(app->hub, channel, strlen(channel), true);
-  p->job.n = 1;
-  fc_api_pub_submit(p);
+  fc_pub_op_t *op = fc_pub_op_new(app->pub, 0, on_published, final ? job : NULL);
+  fc_pub_add(op, event ? (fc_str_t){event, strlen(event)} : (fc_str_t){"", 0}, (fc_str_t){data, strlen(data)},
+             is_json);
+  /* A channel that cannot be opened (storage failed) is answered -EIO. */
+  fc_pub_open(op, channel, strlen(channel), FC_HUB_CREATE | FC_HUB_NOCAP);
+  fc_pub_submit(op);
 }
 
 void fc__job_publish(job_t *job, const char *channel, const char *event, const char *data, bool is_json) {

@@ -102,7 +102,8 @@ struct fc_net {
   int port;
   atomic_bool stopping;
   atomic_bool abandoned; /* start-up failed: started threads exit without running */
-  uv_sem_t go;           /* posted once per started thread when start-up is over */
+  uv_sem_t go;           /* posted once per started thread by fc_net_run (or to abandon them) */
+  unsigned nthreads;     /* loop threads started and not yet let go */
   size_t max_conns;      /* the cap in effect */
   atomic_size_t nconns;  /* open connections, every loop */
   fc__peers_t peers;

@@ -185,8 +185,17 @@ static int add_loop(fc_net_t *net, unsigned i, void *ud, struct sockaddr_in *add
   return 0;
 }
 
-/* Starts loops 1..n-1, which wait on `go` until all are started: when one
- * cannot start, the others exit without having run. */
+/* Lets the started loop threads go (to run, or to exit when abandoned) and,
+ * when abandoned, waits for them to end. */
+static void release_threads(fc_net_t *net) {
+  for (unsigned i = 0; i < net->nthreads; i++) uv_sem_post(&net->go);
+  if (atomic_load(&net->abandoned))
+    for (unsigned i = 1; i <= net->nthreads; i++) uv_thread_join(&net->loops[i]->thread);
+  net->nthreads = 0;
+}
+
+/* Starts loops 1..n-1, which wait on `go` until fc_net_run: when one cannot
+ * start, the others exit without having run. */
 static int start_threads(fc_net_t *net, char *err, size_t errlen) {
   unsigned started = 1;
   int rc = 0;
@@ -199,9 +208,9 @@ static int start_threads(fc_net_t *net, char *err, size_t errlen) {
              uv_strerror(rc));
     atomic_store(&net->abandoned, true);
   }
-  for (unsigned i = 1; i < started; i++) uv_sem_post(&net->go);
+  net->nthreads = started - 1;
   if (rc == 0) return 0;
-  for (unsigned i = 1; i < started; i++) uv_thread_join(&net->loops[i]->thread);
+  release_threads(net);
   return -1;
 }
 
@@ -236,6 +245,7 @@ fail:
 }
 
 void fc_net_run(fc_net_t *net) {
+  release_threads(net);
   uv_run(&net->loops[0]->uv, UV_RUN_DEFAULT);
   for (unsigned i = 1; i < net->nloops; i++) uv_thread_join(&net->loops[i]->thread);
 }
@@ -247,6 +257,10 @@ static void close_walk(uv_handle_t *h, void *arg) {
 
 void fc_net_free(fc_net_t *net) {
   if (!net) return;
+  if (net->nthreads) { /* never run: the loop threads exit without running */
+    atomic_store(&net->abandoned, true);
+    release_threads(net);
+  }
   for (unsigned i = 0; i < net->nloops; i++) {
     fc_loop_t *l = net->loops[i];
     uv_walk(&l->uv, close_walk, NULL);

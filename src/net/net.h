@@ -46,14 +46,17 @@ typedef struct {
 } fc_net_opts_t;
 
 /* Raises the soft descriptor limit to the hard one, binds one listener per
- * loop and starts loops 1..n-1 on their own threads. Loop 0 runs in
- * fc_net_run() on the caller's thread. Returns NULL and fills `err` on failure
+ * loop and starts loops 1..n-1 on their own threads, which wait for
+ * fc_net_run() (connections wait in the listen backlog meanwhile, so the
+ * application can wire its modules and receivers between the two). Loop 0
+ * runs in fc_net_run() on the caller's thread. Returns NULL and fills `err` on failure
  * (address in use, bad address, out of descriptors, a thread that cannot
  * start); nothing is left running then. */
 fc_net_t *fc_net_new(const fc_net_opts_t *opts, void **loop_uds, char *err, size_t errlen);
-/* Runs loop 0 until every loop has stopped, then joins the threads. */
+/* Lets every loop run, runs loop 0 until every loop has stopped, then joins
+ * the threads. */
 void fc_net_run(fc_net_t *net);
-/* Frees what fc_net_run left. */
+/* Frees what fc_net_run left (or, never run, ends the waiting threads). */
 void fc_net_free(fc_net_t *net);
 /* Begins a graceful stop: listeners close, on_stop runs on each loop, loops end
  * when their connections are gone (or at the grace deadline). Any thread. */

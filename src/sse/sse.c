@@ -188,7 +188,6 @@ void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, si
   }
 }
 
-void fc_sse_wake(fc_sse_t *sse, fc_loop_t *l) { fc_hub_drain(sse->opts.hub, fc_loop_index(l)); }
 
 static fc_frame_t expired_frame = FC_FRAME_STATIC("event: flowcast.expired\ndata: {\"reason\":\"token expired\"}\n\n");
 

@@ -33,8 +33,6 @@ typedef bool (*fc_sse_final_cb)(const fc_event_t *ev);
 void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n,
                        const fc_resume_t *from, int64_t expires_ms, fc_sse_final_cb is_final);
 
-/* Delivers what the hub queued for this loop (the loop's wake). */
-void fc_sse_wake(fc_sse_t *sse, fc_loop_t *l);
 /* Sends keepalive comments when due and ends streams whose token expired (the
  * loop's tick, once a second). */
 void fc_sse_tick(fc_sse_t *sse, fc_loop_t *l, uint64_t now_ms);

@@ -6,8 +6,45 @@
 
 #include "store/store.h"
 
+/* The operations every implementation fills (store.h says what each does). */
+typedef struct {
+  void (*close)(fc_store_t *s);
+  uint64_t (*last_seq)(fc_store_t *s);
+  void (*append)(fc_store_t *s, fc_store_batch_t *b);
+  int (*load)(fc_store_t *s, const char *channel, unsigned limit, fc_store_channel_t *out,
+              void (*each)(void *ud, const fc_store_event_t *ev), void *ud);
+  int (*channels)(fc_store_t *s, const char *after, unsigned limit,
+                  void (*each)(void *ud, const char *name, const fc_store_channel_t *c), void *ud);
+  bool (*stats)(fc_store_t *s, fc_store_stats_t *out);
+  bool durable;
+} fc__store_ops_t;
+
+/* The head of every implementation's struct. */
 struct fc_store {
-  fc_store_opts_t opts;
+  const fc__store_ops_t *ops;
+};
+
+/* What the SQLite writer knows of a channel, by name. Writer thread only.
+ * Everything here can be derived again from the database, so entries that
+ * are not in use are dropped when the table grows past CHANS_MAX. */
+typedef struct sq_chan {
+  struct sq_chan *next; /* hash chain */
+  uint32_t hash;
+  int64_t id;         /* row id, 0 until known */
+  uint64_t id_group;  /* commit group that created the row: a rollback undoes it */
+  uint64_t used_group; /* last group that wrote it */
+  uint64_t next_n;    /* ordinal after the newest written, 0 if none yet */
+  unsigned keep;      /* events the channel retains (the batch's `keep`) */
+  uint64_t trimmed_n; /* events with smaller ordinals are trimmed */
+  bool trim_listed;
+  char name[];
+} sq_chan_t;
+
+#define CHANS_MAX 65536 /* entries kept before unused ones are dropped */
+
+typedef struct {
+  fc_store_t base;
+  fc_store_sqlite_opts_t opts;
   char path[4096];
   int lock_fd;
   sqlite3 *db;  /* the writer's connection: writer thread only (and open/close) */
@@ -20,14 +57,17 @@ struct fc_store {
   bool running;
   pthread_mutex_t lock; /* the queue below */
   pthread_cond_t wake, idle;
-  fc_store_job_t *head, *tail;
+  fc_store_batch_t *head, *tail;
   bool stopping;
 
-  uint64_t last_seq; /* writer thread: the last id committed */
+  sq_chan_t **chans; /* writer thread: channels by name */
+  size_t nchans, chans_cap;
+
+  _Atomic uint64_t last_seq; /* the last id committed (written by the writer thread) */
   uint64_t group;    /* writer thread: number of the group being committed */
-  size_t last_jobs;  /* writer thread: jobs in the last group */
+  size_t last_batches; /* writer thread: batches in the last group */
   atomic_ullong groups, events, failures, trimmed;
-};
+} fc__sqlite_t;
 
 /* Events deleted per trim statement, so one trim never holds the writer long. */
 #define TRIM_BATCH 5000
@@ -35,7 +75,11 @@ struct fc_store {
 
 void *fc__store_writer(void *arg);
 /* Opens DIR/flowcast.db for records (records_sql.c), creating and upgrading
- * it as fc_store_open does, without the server lock. NULL with `err`. */
+ * it as fc_store_sqlite_open does, without the server lock. NULL with `err`. */
 sqlite3 *fc__store_open_db(const char *dir, char *err, size_t errlen);
+void fc__sqlite_append(fc_store_t *s, fc_store_batch_t *b);
+/* The writer's entry for `name`, made on first use. Writer thread. */
+sq_chan_t *fc__sqlite_chan(fc__sqlite_t *s, const char *name);
+void fc__sqlite_chans_free(fc__sqlite_t *s);
 
 #endif

@@ -170,7 +170,7 @@ static sqlite3 *open_db(const char *path, int flags, char *err, size_t errlen) {
 }
 
 /* Sets the journal and sync mode and the size cap; checks the file is a database. */
-static int configure(fc_store_t *s, char *err, size_t errlen) {
+static int configure(fc__sqlite_t *s, char *err, size_t errlen) {
   const char *sync = s->opts.durability == FC_DURABILITY_POWER ? "PRAGMA synchronous=FULL"
                                                                 : "PRAGMA synchronous=NORMAL";
   if (exec(s->db, "PRAGMA journal_mode=WAL") != SQLITE_OK || exec(s->db, sync) != SQLITE_OK) {
@@ -192,7 +192,7 @@ static int configure(fc_store_t *s, char *err, size_t errlen) {
   return 0;
 }
 
-static int prepare_statements(fc_store_t *s) {
+static int prepare_statements(fc__sqlite_t *s) {
   static const char *const sql[] = {
       "INSERT INTO events(seq, channel_id, n, time_ms, name, data, is_json, from_conn) VALUES(?,?,?,?,?,?,?,?)",
       "BEGIN IMMEDIATE",
@@ -221,7 +221,7 @@ static int prepare_statements(fc_store_t *s) {
   "max(c.next_n, coalesce(" NEWEST("n", "c.id") ", 0) + 1), "                                         \
   "(SELECT count(*) FROM events e WHERE e.channel_id = c.id)"
 
-static int prepare_reads(fc_store_t *s) {
+static int prepare_reads(fc__sqlite_t *s) {
   static const char *const sql[] = {
       "BEGIN",
       "COMMIT",
@@ -271,9 +271,28 @@ sqlite3 *fc__store_open_db(const char *dir, char *err, size_t errlen) {
   return db;
 }
 
-fc_store_t *fc_store_open(const fc_store_opts_t *opts, char *err, size_t errlen) {
+static void sqlite_close(fc_store_t *base);
+static uint64_t sqlite_last_seq(fc_store_t *base);
+static int sqlite_load(fc_store_t *base, const char *channel, unsigned limit, fc_store_channel_t *out,
+                       void (*each)(void *ud, const fc_store_event_t *ev), void *ud);
+static int sqlite_channels(fc_store_t *base, const char *after, unsigned limit,
+                           void (*each)(void *ud, const char *name, const fc_store_channel_t *c), void *ud);
+static bool sqlite_stats(fc_store_t *base, fc_store_stats_t *out);
+
+static const fc__store_ops_t sqlite_ops = {
+    .close = sqlite_close,
+    .last_seq = sqlite_last_seq,
+    .append = fc__sqlite_append,
+    .load = sqlite_load,
+    .channels = sqlite_channels,
+    .stats = sqlite_stats,
+    .durable = true,
+};
+
+fc_store_t *fc_store_sqlite_open(const fc_store_sqlite_opts_t *opts, char *err, size_t errlen) {
   if (prepare_dir(opts->dir, err, errlen) < 0) return NULL;
-  fc_store_t *s = fc_xcalloc(1, sizeof *s);
+  fc__sqlite_t *s = fc_xcalloc(1, sizeof *s);
+  s->base.ops = &sqlite_ops;
   s->opts = *opts;
   s->lock_fd = -1;
   snprintf(s->path, sizeof s->path, "%s/flowcast.db", opts->dir);
@@ -295,21 +314,21 @@ fc_store_t *fc_store_open(const fc_store_opts_t *opts, char *err, size_t errlen)
     snprintf(err, errlen, "cannot prepare statements on %s: %s", s->path, sqlite3_errmsg(s->rdb));
     goto fail;
   }
-  s->last_seq = read_last_seq(s->db);
+  atomic_store(&s->last_seq, read_last_seq(s->db));
   int rc = pthread_create(&s->thread, NULL, fc__store_writer, s);
   if (rc != 0) {
     snprintf(err, errlen, "cannot start the storage writer thread: %s", strerror(rc));
     goto fail;
   }
   s->running = true;
-  return s;
+  return &s->base;
 fail:
-  fc_store_close(s);
+  sqlite_close(&s->base);
   return NULL;
 }
 
-void fc_store_close(fc_store_t *s) {
-  if (!s) return;
+static void sqlite_close(fc_store_t *base) {
+  fc__sqlite_t *s = (fc__sqlite_t *)base;
   if (s->running) {
     pthread_mutex_lock(&s->lock);
     s->stopping = true;
@@ -328,10 +347,11 @@ void fc_store_close(fc_store_t *s) {
   pthread_cond_destroy(&s->wake);
   pthread_cond_destroy(&s->idle);
   pthread_mutex_destroy(&s->read_lock);
+  fc__sqlite_chans_free(s);
   free(s);
 }
 
-uint64_t fc_store_last_seq(fc_store_t *s) { return s->last_seq; }
+static uint64_t sqlite_last_seq(fc_store_t *base) { return atomic_load(&((fc__sqlite_t *)base)->last_seq); }
 
 static fc_store_channel_t channel_counters(sqlite3_stmt *st, int col) {
   return (fc_store_channel_t){(uint64_t)sqlite3_column_int64(st, col), (uint64_t)sqlite3_column_int64(st, col + 1),
@@ -345,8 +365,9 @@ static int done_reset(sqlite3_stmt *st, int rc) {
   return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
-int fc_store_channels(fc_store_t *s, const char *after, unsigned limit,
-                      void (*each)(void *ud, const char *name, const fc_store_channel_t *c), void *ud) {
+static int sqlite_channels(fc_store_t *base, const char *after, unsigned limit,
+                           void (*each)(void *ud, const char *name, const fc_store_channel_t *c), void *ud) {
+  fc__sqlite_t *s = (fc__sqlite_t *)base;
   pthread_mutex_lock(&s->read_lock);
   sqlite3_stmt *st = s->rlist;
   sqlite3_bind_text(st, 1, after, -1, SQLITE_STATIC);
@@ -366,14 +387,15 @@ int fc_store_channels(fc_store_t *s, const char *after, unsigned limit,
   return n;
 }
 
-/* Reads the channel's newest `limit` events into the hub, oldest first. Read lock held. */
-static int load_tail(fc_store_t *s, fc_channel_t *ch, int64_t id, unsigned limit) {
+/* Calls `each` for the channel's newest `limit` events, oldest first. Read lock held. */
+static int load_tail(fc__sqlite_t *s, int64_t id, unsigned limit, void (*each)(void *ud, const fc_store_event_t *ev),
+                     void *ud) {
   sqlite3_stmt *st = s->rtail;
   sqlite3_bind_int64(st, 1, id);
   sqlite3_bind_int64(st, 2, limit);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    fc_event_in_t ev = {
+    fc_store_event_t ev = {
         .seq = (uint64_t)sqlite3_column_int64(st, 0),
         .n = (uint64_t)sqlite3_column_int64(st, 1),
         .time_ms = sqlite3_column_int64(st, 2),
@@ -382,34 +404,35 @@ static int load_tail(fc_store_t *s, fc_channel_t *ch, int64_t id, unsigned limit
         .is_json = sqlite3_column_int(st, 5) != 0,
         .from = {(const char *)sqlite3_column_text(st, 6), (size_t)sqlite3_column_bytes(st, 6)},
     };
-    fc_hub_restore_event(ch, &ev);
+    each(ud, &ev);
   }
   return done_reset(st, rc);
 }
 
-int fc_store_load_channel(void *store, fc_channel_t *ch, unsigned limit) {
-  fc_store_t *s = store;
+static int sqlite_load(fc_store_t *base, const char *channel, unsigned limit, fc_store_channel_t *out,
+                       void (*each)(void *ud, const fc_store_event_t *ev), void *ud) {
+  fc__sqlite_t *s = (fc__sqlite_t *)base;
+  memset(out, 0, sizeof *out);
   pthread_mutex_lock(&s->read_lock);
   /* One read transaction: the counters and the tail are one snapshot. */
   int rc = step_reset(s->rbegin), found = 0;
   if (rc == SQLITE_OK) {
     sqlite3_stmt *st = s->rchannel;
-    sqlite3_bind_text(st, 1, fc_channel_name(ch), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
     int64_t id = 0;
     if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
       id = sqlite3_column_int64(st, 0);
-      fc_store_channel_t c = channel_counters(st, 1);
-      fc_hub_restore_counters(ch, c.first_seq, c.last_seq, c.next_n);
+      *out = channel_counters(st, 1);
       found = 1;
     }
     rc = done_reset(st, rc);
-    if (rc == SQLITE_OK && found) rc = load_tail(s, ch, id, limit);
+    if (rc == SQLITE_OK && found) rc = load_tail(s, id, limit, each, ud);
     int end = step_reset(s->rend);
     if (rc == SQLITE_OK) rc = end;
   }
   pthread_mutex_unlock(&s->read_lock);
   if (rc != SQLITE_OK) {
-    fc_log(FC_LOG_ERROR, "store read failed", "channel=%s error=\"%s\"", fc_channel_name(ch), sqlite3_errstr(rc));
+    fc_log(FC_LOG_ERROR, "store read failed", "channel=%s error=\"%s\"", channel, sqlite3_errstr(rc));
     return -EIO;
   }
   return found;
@@ -440,9 +463,11 @@ int fc_store_backup(const char *dir, const char *path, char *err, size_t errlen)
   return rc;
 }
 
-void fc_store_stats(fc_store_t *s, fc_store_stats_t *out) {
+static bool sqlite_stats(fc_store_t *base, fc_store_stats_t *out) {
+  fc__sqlite_t *s = (fc__sqlite_t *)base;
   out->groups = atomic_load(&s->groups);
   out->events = atomic_load(&s->events);
   out->failures = atomic_load(&s->failures);
   out->trimmed = atomic_load(&s->trimmed);
+  return true;
 }

@@ -1,54 +1,61 @@
-/* store: durable event storage behind one interface. The embedded default is
- * SQLite (sqlite.c). One writer thread commits publishes in groups: every job
- * that arrives while a commit runs goes into the next single transaction, and
- * each job's callback runs after its transaction is committed, in commit order.
- * Reads (a channel's tail when it comes back into memory, the channel list)
- * use a separate connection. */
+/* store: where published events are kept, behind one small interface that
+ * knows nothing of the hub. Two implementations today:
+ *  - SQLite (sqlite.c, writer.c): durable. One writer thread commits batches
+ *    in groups: every batch that arrives while a commit runs goes into the
+ *    next single transaction.
+ *  - memory (memory.c): keeps nothing; a batch "commits" at once, on the
+ *    caller's thread. The hub's retained history is then all there is.
+ * A later backend (Redis) fills the same table of operations.
+ *
+ * Ids: the store does not choose ids. A batch is numbered by its submitter's
+ * `number` callback, which the store calls on its commit thread, in commit
+ * order, just before writing the batch; `done` follows once the batch's
+ * commit ended, in the same order. Calls to `number` and `done` never run
+ * concurrently. A store numbers and ends one group of batches before it
+ * numbers the next, so that a failed group's ids can be given back; in a
+ * failed group, batches after the failing one may end without having been
+ * numbered (their events' seq stays 0). */
 #ifndef FC_STORE_H
 #define FC_STORE_H
 
-#include "hub/hub.h"
+#include "core/core.h"
 
 typedef struct fc_store fc_store_t;
 
-typedef enum {
-  FC_DURABILITY_CRASH, /* survives a killed process: WAL, synchronous=NORMAL */
-  FC_DURABILITY_POWER, /* survives power loss: synchronous=FULL, an fsync per group */
-} fc_durability_t;
-
-/* Retention for channels whose name matches a glob pattern. */
+/* One event as the store keeps it. Borrowed slices; the id, ordinal and
+ * time are set by the batch's `number` callback (0 before). */
 typedef struct {
-  char *pattern;    /* a channel name, or a glob with '*' */
-  unsigned count;   /* events kept (0: the default) */
-  uint64_t max_age_s; /* events older are dropped (0: no age limit) */
-} fc_retention_rule_t;
+  fc_str_t name; /* may be empty */
+  fc_str_t data;
+  fc_str_t from; /* may be empty */
+  bool is_json;
+  uint64_t seq;    /* server-wide id */
+  uint64_t n;      /* 1-based ordinal within its channel */
+  int64_t time_ms; /* ms since the epoch */
+} fc_store_event_t;
 
-typedef struct {
-  const char *dir;
-  fc_durability_t durability;
-  uint64_t max_bytes; /* database size cap; publishes answer 503 past it (0: none) */
-  /* With concurrent publishers (the last group held several), the writer
-   * waits this long before taking a group, so that groups are larger and
-   * commits fewer (0: never). */
-  unsigned commit_delay_us;
-  fc_hub_t *hub;      /* where committed events are published */
-  const fc_hub_rule_t *rules; /* age limits are enforced from these */
-  size_t nrules;
-} fc_store_opts_t;
-
-/* Opens (creating) DIR/flowcast.db, locks the directory against a second
- * server, upgrades the schema and starts the writer thread. Returns NULL with
- * a message for the user in `err` for a corrupt, locked, unwritable or newer
- * database, or a writer thread that cannot start. */
-fc_store_t *fc_store_open(const fc_store_opts_t *opts, char *err, size_t errlen);
-/* The version of the SQLite library flowcast runs with (a static string). */
-const char *fc_store_sqlite_version(void);
-
-/* Commits what is queued, stops the writer and closes. */
-void fc_store_close(fc_store_t *s);
-
-/* The highest id ever given (ids continue from it after a restart). */
-uint64_t fc_store_last_seq(fc_store_t *s);
+/* One publish (events of one channel, stored together or not at all), or a
+ * purge of a channel's stored events. Owned by the submitter; the store
+ * borrows it (and everything it points to) until `done` has run. */
+typedef struct fc_store_batch fc_store_batch_t;
+struct fc_store_batch {
+  fc_store_batch_t *next; /* the store's */
+  const char *channel;    /* the channel's name, NUL-terminated */
+  unsigned keep;          /* events the channel retains: the store keeps at least twice as many */
+  fc_store_event_t *events;
+  size_t n;
+  bool purge; /* instead of events: remove the channel's stored events */
+  /* Set before `done`: 0, or -ENOSPC (full), -EIO. */
+  int status;
+  /* Gives the events their seq, n and time. On the store's commit thread,
+   * in commit order; not for a purge. Must not block. */
+  void (*number)(fc_store_batch_t *b);
+  /* The batch's commit ended (`status`). On the store's commit thread, in
+   * commit order; the memory store calls it before fc_store_append returns.
+   * Must not block. */
+  void (*done)(fc_store_batch_t *b);
+  void *ud;
+};
 
 /* What the store keeps about a channel besides its events. */
 typedef struct {
@@ -58,48 +65,83 @@ typedef struct {
   uint64_t stored;    /* events stored now */
 } fc_store_channel_t;
 
+typedef struct {
+  uint64_t groups;       /* transactions committed */
+  uint64_t events;       /* events committed */
+  uint64_t failures;     /* batches refused (full disk, I/O) */
+  uint64_t trimmed;      /* events removed by retention */
+} fc_store_stats_t;
+
+typedef enum {
+  FC_DURABILITY_CRASH, /* survives a killed process: WAL, synchronous=NORMAL */
+  FC_DURABILITY_POWER, /* survives power loss: synchronous=FULL, an fsync per group */
+} fc_durability_t;
+
+/* An age limit for channels whose name matches `pattern` (a name, or a glob
+ * with '*'). */
+typedef struct {
+  const char *pattern;
+  uint64_t max_age_s;
+} fc_store_age_rule_t;
+
+typedef struct {
+  const char *dir;
+  fc_durability_t durability;
+  uint64_t max_bytes; /* database size cap; appends fail with -ENOSPC past it (0: none) */
+  /* With concurrent publishers (the last group held several), the writer
+   * waits this long before taking a group, so that groups are larger and
+   * commits fewer (0: never). */
+  unsigned commit_delay_us;
+  const fc_store_age_rule_t *ages; /* stored events past these are deleted */
+  size_t nages;
+  /* Called on the writer thread after each pass that deleted events by age
+   * (at most once a second), so that memory can drop them too. May be NULL. */
+  void (*aged)(void *ud, int64_t now_ms);
+  void *aged_ud;
+} fc_store_sqlite_opts_t;
+
+/* Opens (creating) DIR/flowcast.db, locks the directory against a second
+ * server, upgrades the schema and starts the writer thread. Returns NULL with
+ * a message for the user in `err` for a corrupt, locked, unwritable or newer
+ * database, or a writer thread that cannot start. */
+fc_store_t *fc_store_sqlite_open(const fc_store_sqlite_opts_t *opts, char *err, size_t errlen);
+/* A store that keeps nothing: appends commit at once. Never NULL. */
+fc_store_t *fc_store_memory_new(void);
+
+/* Commits what is queued, stops and frees. NULL is a no-op. */
+void fc_store_close(fc_store_t *s);
+
+/* True when the store keeps events beyond the hub's memory: channels may
+ * then leave memory and load again (fc_store_load). */
+bool fc_store_durable(const fc_store_t *s);
+
+/* The highest id ever committed (ids continue from it after a restart). */
+uint64_t fc_store_last_seq(fc_store_t *s);
+
+/* Queues a batch for the next commit (see the batch's callbacks). Any thread. */
+void fc_store_append(fc_store_t *s, fc_store_batch_t *b);
+
+/* Reads a channel in one snapshot: fills `out` with its counters, then calls
+ * `each` for its newest `limit` events, oldest first (the event's slices
+ * live until `each` returns). Returns 1, 0 when the channel was never stored,
+ * or -EIO. Any thread; it may block on I/O. */
+int fc_store_load(fc_store_t *s, const char *channel, unsigned limit, fc_store_channel_t *out,
+                  void (*each)(void *ud, const fc_store_event_t *ev), void *ud);
+
 /* Calls `each` for the stored channels whose names sort after `after` (""
  * for all), in name order (bytewise, as strcmp), at most `limit`. Any thread.
  * Returns how many, or -EIO. */
 int fc_store_channels(fc_store_t *s, const char *after, unsigned limit,
                       void (*each)(void *ud, const char *name, const fc_store_channel_t *c), void *ud);
 
-/* The hub's load hook (fc_hub_load_cb, with the store as `ud`): gives `ch`
- * its stored counters and its newest `limit` events, read in one snapshot.
- * Returns 1, 0 when the channel was never stored, or -EIO. Any thread. */
-int fc_store_load_channel(void *store, fc_channel_t *ch, unsigned limit);
+/* Counters since start; false (and `out` zeroed) for a store without any. */
+bool fc_store_stats(fc_store_t *s, fc_store_stats_t *out);
 
-/* One publish: events for one channel, stored together or not at all. */
-typedef struct fc_store_job fc_store_job_t;
-struct fc_store_job {
-  fc_store_job_t *next;
-  fc_channel_t *channel; /* a reference the submitter holds until `done` */
-  /* Borrowed until `done`; the writer fills in each one's seq, n and time. */
-  fc_event_in_t *events;
-  size_t n;
-  bool purge; /* instead of events: remove the channel's stored events */
-  /* Set before `done`: 0 and the ids given, or -ENOSPC (full), -EIO. */
-  int status;
-  fc_publish_result_t result;
-  /* Runs on the writer thread once the job's transaction ended, after the
-   * events went to the hub (on success). Must not block. */
-  void (*done)(fc_store_job_t *job);
-  void *ud;
-};
-
-/* Queues a job for the next group commit. Any thread. */
-void fc_store_submit(fc_store_t *s, fc_store_job_t *job);
+/* The version of the SQLite library flowcast runs with (a static string). */
+const char *fc_store_sqlite_version(void);
 
 /* Copies the database into `path` as one consistent file (SQLite's online
  * backup), while the server may be running. */
 int fc_store_backup(const char *dir, const char *path, char *err, size_t errlen);
-
-typedef struct {
-  uint64_t groups;       /* transactions committed */
-  uint64_t events;       /* events committed */
-  uint64_t failures;     /* jobs refused (full disk, I/O) */
-  uint64_t trimmed;      /* events removed by retention */
-} fc_store_stats_t;
-void fc_store_stats(fc_store_t *s, fc_store_stats_t *out);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pub/pub.h"
 #include "ws/internal.h"
 
 /* The longest piece of a client's text quoted in an error message (bytes). */
@@ -96,22 +97,29 @@ void fc__ws_unsubscribe(fc_ws_session_t *s, fc_channel_t *ch, const char *name, 
   fc__ws_send_json(s, j);
 }
 
+/* Says why an op's channel could not be opened (fc_hub_open's error). */
+static void channel_error(fc_ws_session_t *s, const char *ref, int rc) {
+  if (rc == -EINVAL)
+    fc_ws_error(s, ref, "bad_channel", "channel name must match [A-Za-z0-9._:-]{1,128}");
+  else if (rc == -EMFILE)
+    fc_ws_error(s, ref, "too_many_channels", "the server holds its maximum of channels in use: nothing was created");
+  else if (rc != -ENOENT)
+    fc_ws_error(s, ref, "storage_error", "storage could not be read; retry later");
+}
+
 /* The channel an op names, created when `create`, as a reference the caller
  * releases; sends an error and returns NULL when the name is bad, too many
  * channels are in use, or storage fails (or, without create, it is unknown). */
 static fc_channel_t *op_channel(fc_ws_session_t *s, json_t *msg, const char *ref, bool create) {
   const char *name = json_string_value(json_object_get(msg, "channel"));
   if (!name || !fc_channel_name_valid(name, strlen(name))) {
-    fc_ws_error(s, ref, "bad_channel", "channel name must match [A-Za-z0-9._:-]{1,128}");
+    channel_error(s, ref, -EINVAL);
     return NULL;
   }
   fc_channel_t *ch;
   /* Without create (unsubscribe), a channel not in memory has no subscriber. */
   int rc = fc_hub_open(s->ws->opts.hub, name, strlen(name), create ? FC_HUB_CREATE : FC_HUB_CACHED, &ch);
-  if (rc == -EMFILE)
-    fc_ws_error(s, ref, "too_many_channels", "the server holds its maximum of channels in use: nothing was created");
-  else if (rc < 0 && rc != -ENOENT)
-    fc_ws_error(s, ref, "storage_error", "storage could not be read; retry later");
+  if (rc < 0) channel_error(s, ref, rc);
   return ch;
 }
 
@@ -149,42 +157,58 @@ static void op_subscribe(fc_ws_session_t *s, json_t *msg, const char *ref) {
   fc_channel_unref(ch); /* a subscription holds it now */
 }
 
+/* A publish waiting for its commit: whom to answer. */
+typedef struct {
+  fc_ws_session_t *session; /* a reference: it may close meanwhile */
+  bool has_ref;
+  char ref[];
+} pending_ack_t;
+
+/* Acks a publish once committed (or says why not), on the session's loop. */
+static void on_published(fc_pub_op_t *op, void *ud) {
+  pending_ack_t *p = ud;
+  const char *ref = p->has_ref ? p->ref : NULL;
+  int status = fc_pub_op_status(op);
+  if (status == 0) {
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)fc_pub_op_result(op)->last_seq);
+    fc_ws_ack(p->session, ref, id);
+  } else {
+    fc_ws_error(p->session, ref, status == -ENOSPC ? "storage_full" : "storage_error",
+                "nothing was stored; retry later");
+  }
+  fc_ws_session_unref(p->session);
+  free(p);
+}
+
 static void op_publish(fc_ws_session_t *s, json_t *msg, const char *ref) {
   const char *cname = json_string_value(json_object_get(msg, "channel"));
-  if (cname && fc_channel_name_valid(cname, strlen(cname)) && !s->ws->opts.may_publish(s->ws->opts.ud, s, cname)) {
+  bool valid = cname && fc_channel_name_valid(cname, strlen(cname));
+  if (valid && !s->ws->opts.may_publish(s->ws->opts.ud, s, cname)) {
     fc_ws_error(s, ref, "forbidden", "the token may not publish to %s", cname);
     return;
   }
-  fc_event_in_t ev = {0};
-  json_t *name = json_object_get(msg, "event"), *data = json_object_get(msg, "data");
-  if (name && !json_is_null(name)) {
-    if (!json_is_string(name) || !fc_event_name_valid(json_string_value(name), json_string_length(name))) {
-      fc_ws_error(s, ref, "bad_event", "event name must match [A-Za-z0-9._:-]{1,128}");
-      return;
-    }
-    ev.name = (fc_str_t){json_string_value(name), json_string_length(name)};
-  }
-  if (!data) {
-    fc_ws_error(s, ref, "bad_message", "publish needs \"data\"");
+  size_t rlen = ref ? strlen(ref) : 0;
+  pending_ack_t *p = fc_xmalloc(sizeof *p + rlen + 1);
+  p->session = s;
+  p->has_ref = ref != NULL;
+  memcpy(p->ref, ref ? ref : "", rlen + 1);
+  fc_pub_op_t *op = fc_pub_op_new(s->ws->opts.pub, s->thread, on_published, p);
+  fc_pub_error_t err;
+  int rc = fc_pub_add_json(op, msg, (fc_str_t){s->id, strlen(s->id)}, &err);
+  if (rc < 0)
+    fc_ws_error(s, ref, err.code, "%s", err.message);
+  else if (!valid)
+    channel_error(s, ref, rc = -EINVAL);
+  else if ((rc = fc_pub_open(op, cname, strlen(cname), FC_HUB_CREATE)) < 0) /* valid: it may come to exist */
+    channel_error(s, ref, rc);
+  if (rc < 0) {
+    fc_pub_op_free(op);
+    free(p);
     return;
   }
-  if (json_is_string(data)) {
-    ev.data = (fc_str_t){json_string_value(data), json_string_length(data)};
-    if (memchr(ev.data.base, '\0', ev.data.len)) {
-      fc_ws_error(s, ref, "bad_utf8", "data must not contain NUL");
-      return;
-    }
-  } else {
-    char *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_object_set_new(msg, "_text", json_string(text)); /* lives as long as msg */
-    free(text);
-    json_t *t = json_object_get(msg, "_text");
-    ev.data = (fc_str_t){json_string_value(t), json_string_length(t)};
-    ev.is_json = true;
-  }
-  ev.from = (fc_str_t){s->id, strlen(s->id)};
-  fc_channel_t *ch = op_channel(s, msg, ref, true); /* valid: the channel may come to exist */
-  if (ch) s->ws->opts.publish(s->ws->opts.ud, s, ch, &ev, msg, ref); /* takes the reference */
+  fc_ws_session_ref(s);
+  fc_pub_submit(op);
 }
 
 static void op_send(fc_ws_session_t *s, json_t *msg, const char *ref) {

@@ -8,6 +8,7 @@
 
 #include "http/http.h"
 #include "hub/hub.h"
+#include "pub/pub.h"
 
 typedef struct fc_ws fc_ws_t;
 typedef struct fc_ws_session fc_ws_session_t;
@@ -20,15 +21,13 @@ typedef struct {
   size_t queue_bytes;  /* a session's unsent bytes past this: disconnected */
   size_t max_subscriptions; /* per session; past it a subscribe is refused (too_many_subscriptions) */
   fc_net_t *net;       /* direct messages go to another loop's mailbox */
-  /* The app's part (rights, storage); all on the session's loop thread.
+  /* The app's part (rights); all on the session's loop thread.
    * Rights are asked before anything is looked up or created, so a refused
    * op leaves nothing behind. */
   bool (*may_subscribe)(void *ud, fc_ws_session_t *s, const char *channel);
   bool (*may_publish)(void *ud, fc_ws_session_t *s, const char *channel);
   bool (*may_send)(void *ud, fc_ws_session_t *s); /* direct messages (op "send") */
-  /* A publish op, validated: store it, then fc_ws_ack() or fc_ws_error().
-   * Takes a reference on `msg`, which keeps `ev`'s text alive. */
-  void (*publish)(void *ud, fc_ws_session_t *s, fc_channel_t *ch, fc_event_in_t *ev, json_t *msg, const char *ref);
+  fc_pub_t *pub; /* where publish ops go (they are acked once committed) */
   void *ud;
 } fc_ws_opts_t;
 

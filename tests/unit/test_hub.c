@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "hub/hub.h"
+#include "hub/internal.h"
 
 static int notified[4];
 static void on_notify(unsigned thread, void *ud) {
@@ -34,8 +34,11 @@ static fc_hub_t *hub_make(unsigned threads, unsigned retention) {
   return fc_hub_new(&(fc_hub_opts_t){.threads = threads, .retention = retention, .notify = on_notify});
 }
 
+/* Publishes one event numbered as src/pub does: the next id and ordinal
+ * (the hub gives none of its own). */
 static uint64_t pub(fc_hub_t *hub, fc_channel_t *ch, const char *data) {
-  fc_event_in_t in = {.data = {data, strlen(data)}, .is_json = false};
+  fc_event_in_t in = {.data = {data, strlen(data)}, .is_json = false, .seq = fc_hub_last_seq(hub) + 1,
+                      .n = fc_channel_next_n(hub, ch), .time_ms = fc_now_ms()};
   fc_publish_result_t r;
   fc_hub_publish(hub, ch, &in, 1, &r);
   return r.last_seq;
@@ -311,11 +314,16 @@ typedef struct {
   fc_event_in_t evs[16];
   size_t n;
   int loads;
+  fc_hub_t *hub; /* checked: its lock is not held while storage is read */
 } toy_store_t;
 
 static int toy_load(void *ud, fc_channel_t *ch, unsigned limit) {
   toy_store_t *t = ud;
   t->loads++;
+  if (t->hub) {
+    assert_int_equal(pthread_mutex_trylock(&t->hub->lock), 0);
+    pthread_mutex_unlock(&t->hub->lock);
+  }
   if (strcmp(fc_channel_name(ch), t->name)) return 0;
   fc_hub_restore_counters(ch, t->first_seq, t->last_seq, t->next_n);
   size_t from = t->n > limit ? t->n - limit : 0;
@@ -340,6 +348,7 @@ static void stored_channel_comes_back(void **state) {
   (void)state;
   toy_store_t t = {.name = "s"};
   fc_hub_t *hub = fc_hub_new(&(fc_hub_opts_t){.threads = 1, .retention = 2, .load = toy_load, .load_ud = &t});
+  t.hub = hub;
   fc_channel_t *ch;
   assert_int_equal(fc_hub_open(hub, "other", 5, 0, &ch), -ENOENT); /* unknown to storage */
   assert_int_equal(fc_hub_open(hub, "s", 1, FC_HUB_CREATE, &ch), 0);

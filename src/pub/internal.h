@@ -1,0 +1,66 @@
+/* Shared between pub's own files. */
+#ifndef FC_PUB_INTERNAL_H
+#define FC_PUB_INTERNAL_H
+
+#include <pthread.h>
+
+#include "pub/pub.h"
+
+/* An event while the operation is built: offsets into the operation's text
+ * (which grows, so pointers would die). */
+typedef struct {
+  size_t name, name_len, data, data_len, from, from_len;
+  bool is_json;
+} fc__pub_text_ev_t;
+
+/* Where an operation is: its end and its submitter race (see hand_back). */
+enum { OP_SUBMITTING, OP_SUBMITTED, OP_ENDED };
+
+struct fc_pub_op {
+  fc_msg_t msg;           /* posted to its loop once ended elsewhere */
+  fc_store_batch_t batch; /* its events point into `text` once submitted */
+  fc_pub_t *pub;
+  fc_channel_t *channel; /* a reference, or NULL */
+  unsigned loop;
+  fc_pub_answer_cb answer;
+  void *ud;
+  fc_buf_t text;
+  fc__pub_text_ev_t *tev;
+  size_t ntev, captev;
+  bool is_batch;
+  bool numbered; /* storage called number() */
+  fc_publish_result_t result;
+  atomic_int state;
+};
+
+/* Ordinals handed out on a channel and not yet published to the hub (their
+ * batches are committing). The commit thread only. */
+typedef struct pending {
+  struct pending *next;
+  fc_channel_t *channel;
+  uint64_t next_n;     /* ordinal the channel's next numbered event gets */
+  size_t outstanding;  /* numbered batches not yet ended */
+} fc__pub_pending_t;
+
+#define PENDING_BUCKETS 1024 /* a power of two */
+
+typedef struct {
+  _Alignas(FC_CACHE_LINE) atomic_size_t posted; /* answers in the loop's mailbox */
+} fc__pub_loop_t;
+
+struct fc_pub {
+  fc_pub_opts_t opts;
+  bool own_store;         /* opts.store is the memory store pub made */
+  int rx_answer;          /* the net receiver of answers (-1: no net) */
+  fc__pub_loop_t *loops; /* [threads] */
+  /* The id counter and the channels' pending ordinals: touched only from
+   * the store's number() and done() callbacks, which the store serializes. */
+  uint64_t seq;
+  fc__pub_pending_t *pending[PENDING_BUCKETS];
+  atomic_ullong published;
+};
+
+/* Appends an event to the operation, copying its bytes. */
+void fc__pub_add(fc_pub_op_t *op, fc_str_t name, fc_str_t data, fc_str_t from, bool is_json);
+
+#endif

@@ -1,0 +1,29 @@
+/* The storage interface: each call goes to the implementation's table. */
+#include <string.h>
+
+#include "store/internal.h"
+
+void fc_store_close(fc_store_t *s) {
+  if (s) s->ops->close(s);
+}
+
+bool fc_store_durable(const fc_store_t *s) { return s->ops->durable; }
+
+uint64_t fc_store_last_seq(fc_store_t *s) { return s->ops->last_seq(s); }
+
+void fc_store_append(fc_store_t *s, fc_store_batch_t *b) { s->ops->append(s, b); }
+
+int fc_store_load(fc_store_t *s, const char *channel, unsigned limit, fc_store_channel_t *out,
+                  void (*each)(void *ud, const fc_store_event_t *ev), void *ud) {
+  return s->ops->load(s, channel, limit, out, each, ud);
+}
+
+int fc_store_channels(fc_store_t *s, const char *after, unsigned limit,
+                      void (*each)(void *ud, const char *name, const fc_store_channel_t *c), void *ud) {
+  return s->ops->channels(s, after, limit, each, ud);
+}
+
+bool fc_store_stats(fc_store_t *s, fc_store_stats_t *out) {
+  memset(out, 0, sizeof *out);
+  return s->ops->stats && s->ops->stats(s, out);
+}
