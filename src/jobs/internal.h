@@ -6,9 +6,10 @@
 #include <pthread.h>
 #include <sqlite3.h>
 
-#include "api/api.h"
+#include "auth/auth.h" /* fc_patterns_match */
 #include "jobs/cron.h"
 #include "jobs/jobs.h"
+#include "store/store.h"
 
 /* A loaded workflow. Refcounted: a reload replaces the list while jobs still
  * run the old definition. */
@@ -76,7 +77,7 @@ typedef struct job {
 typedef struct fc__db_rows fc__db_rows_t; /* job rows read at start-up (db.c) */
 
 struct fc_jobs {
-  fc_app_t *app;
+  fc_jobs_opts_t o; /* its db is moved to `db` */
   fc_loop_t *loop; /* loop 0 */
   sqlite3 *db;     /* NULL with --storage memory */
   wf_t *wfs;

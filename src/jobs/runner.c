@@ -13,42 +13,21 @@
 const char *const job_status_names[] = {"Pending", "Running", "Suspended", "Waiting", "Done",
                                         "Failed",  "Warning", "Stopped",   "Rejected"};
 
-typedef struct {
-  fc_pub_t pub; /* first: fc_api_pub_free frees the whole block */
-  job_t *final_of; /* the job whose final event this is, or NULL */
-} jpub_t;
-
-static void on_published(fc_pub_t *p) {
-  jpub_t *jp = (jpub_t *)p;
-  if (jp->final_of && p->job.status == 0) {
-    jp->final_of->final_seq = p->job.result.last_seq;
-    fc__db_defer_save(jp->final_of->owner, jp->final_of);
+/* A job's final event is stored: its id is the job's final_seq. */
+static void on_final_published(void *ctx, int status, uint64_t id) {
+  job_t *job = ctx;
+  if (status == 0) {
+    job->final_seq = id;
+    fc__db_defer_save(job->owner, job);
   }
-  fc_api_pub_free(p);
 }
 
-/* Publishes one event durably (through the store's writer). `data` is copied.
+/* Publishes one event durably (through the publish hook). `data` is copied.
  * Events of one job keep their order. Loop 0. */
 static void publish(job_t *job, const char *channel, const char *event, const char *data, bool is_json,
                     bool final) {
-  fc_app_t *app = job->owner->app;
-  jpub_t *jp = fc_xcalloc(1, sizeof *jp);
-  fc_pub_t *p = &jp->pub;
-  p->app = app;
-  p->loop = 0;
-  p->answer = on_published;
-  jp->final_of = final ? job : NULL;
-  p->keep = fc_xcalloc(2, sizeof *p->keep);
-  json_t *text = json_string_nocheck(data), *name = json_string_nocheck(event ? event : "");
-  p->keep[p->nkeep++] = text;
-  p->keep[p->nkeep++] = name; /* the event's texts live until the commit */
-  p->events = fc_xcalloc(1, sizeof *p->events);
-  p->events[0].name = (fc_str_t){json_string_value(name), json_string_length(name)};
-  p->events[0].data = (fc_str_t){json_string_value(text), json_string_length(text)};
-  p->events[0].is_json = is_json;
-  p->job.channel = fc_hub_channel(app->hub, channel, strlen(channel), true);
-  p->job.n = 1;
-  fc_api_pub_submit(p);
+  const fc_jobs_opts_t *o = &job->owner->o;
+  o->publish(o->publish_ud, channel, event, data, is_json, final ? on_final_published : NULL, job);
 }
 
 void fc__job_publish(job_t *job, const char *channel, const char *event, const char *data, bool is_json) {
