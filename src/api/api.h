@@ -8,6 +8,7 @@
 #include "config/config.h"
 #include "http/http.h"
 #include "hub/hub.h"
+#include "jobs/jobs.h"
 #include "sse/sse.h"
 #include "store/store.h"
 #include "ws/ws.h"
@@ -37,16 +38,19 @@ typedef struct fc_app {
   fc_auth_t *auth;        /* NULL with --open */
   fc_users_t *users;
   fc_limiter_t *limiter;
-  fc_hub_rule_t *rules;
-  fc_store_age_rule_t *ages; /* the rules' age limits, for storage */
-  fc_msg_t *hub_msgs;     /* [threads]: each loop's "the hub's inbox has events" */
-  struct fc_jobs *jobs;   /* the workflow runner (src/jobs), on loop 0 */
-  uv_signal_t sigterm, sigint;
+  fc_jobs_t *jobs;        /* the workflow runner (src/jobs), on loop 0; NULL: workflows are off */
   uint64_t started_ms;
 } fc_app_t;
 
-/* Runs the server until SIGTERM/SIGINT. Returns the process exit status. */
-int fc_app_run(const fc_config_t *cfg);
+/* api's state for `cfg` (borrowed until fc_api_free): the start time. The
+ * modules' fields stay NULL for src/server to fill; it also frees the
+ * modules. Main thread. */
+fc_app_t *fc_api_new(const fc_config_t *cfg);
+/* Frees api's state, once the modules are freed and the loops ended. */
+void fc_api_free(fc_app_t *app);
+
+/* The route table (static), for fc_http_opts_t.routes; `n` gets its length. */
+const fc_route_t *fc_api_routes(size_t *n);
 
 /* The app a request belongs to. */
 fc_app_t *fc_app_of(fc_req_t *req);
@@ -66,7 +70,6 @@ fc_ws_t *fc_api_ws_new(fc_app_t *app);
 /* May the user of a WebSocket session subscribe to / publish on `channel`? */
 bool fc_api_may(fc_app_t *app, const fc_claims_t *c, bool publish, const char *channel);
 void fc_api_tokens(fc_req_t *req);
-
 /* Handlers (channels.c, ops.c). */
 void fc_api_publish(fc_req_t *req);
 void fc_api_history(fc_req_t *req);

@@ -27,7 +27,7 @@
  * claims are not read on loop 0). */
 static fc_jobs_cmd_t *cmd_new(fc_req_t *req, void (*run)(fc_jobs_t *, fc_jobs_cmd_t *)) {
   fc_jobs_cmd_t *c = fc_xcalloc(1, sizeof *c);
-  c->req = req;
+  c->ud = req;
   c->loop = fc_loop_index(req->loop);
   c->run = run;
   fc_buf_init(&c->body);
@@ -65,24 +65,21 @@ static void answer_queue_full(fc_req_t *req, const char *msg) {
   fc_http_error_with(req, 429, extra, "too_many_jobs", "%s", msg);
 }
 
-/* Answers a command's outcome: its JSON body, or a JSON error. Frees it. */
+/* Answers a command's outcome: its JSON body (rc 0), or the JSON error its
+ * rc stands for, with the run's message. Frees it. */
 static void answer(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   (void)j;
+  fc_req_t *req = c->ud;
   fc_buf_append(&c->body, "", 1);
-  if (c->status == 503)
-    fc_http_error(c->req, 503, "stopping", "the server is stopping");
-  else if (c->status == 400)
-    fc_http_error(c->req, 400, "bad_cursor", "%s", c->body.data);
-  else if (c->status == 403)
-    fc_http_error(c->req, 403, "forbidden", "%s", c->body.data);
-  else if (c->status == 404)
-    fc_http_error(c->req, 404, "not_found", "%s", c->body.data);
-  else if (c->status == 409)
-    fc_http_error(c->req, 409, "wrong_state", "%s", c->body.data);
-  else if (c->status == 429)
-    answer_queue_full(c->req, c->body.data);
-  else
-    fc_http_respond(c->req, c->status, "application/json", NULL, c->body.data, c->body.len - 1);
+  switch (c->rc) {
+    case -ESHUTDOWN: fc_http_error(req, 503, "stopping", "the server is stopping"); break;
+    case -EINVAL: fc_http_error(req, 400, "bad_cursor", "%s", c->body.data); break;
+    case -EPERM: fc_http_error(req, 403, "forbidden", "%s", c->body.data); break;
+    case -ENOENT: fc_http_error(req, 404, "not_found", "%s", c->body.data); break;
+    case -EBUSY: fc_http_error(req, 409, "wrong_state", "%s", c->body.data); break;
+    case -EAGAIN: answer_queue_full(req, c->body.data); break;
+    default: fc_http_respond(req, 200, "application/json", NULL, c->body.data, c->body.len - 1);
+  }
   cmd_free(c);
 }
 
@@ -145,16 +142,13 @@ static void submit(fc_req_t *req, fc_jobs_cmd_t *c, bool need_job) {
 }
 
 static void run_workflows(fc_jobs_t *j, fc_jobs_cmd_t *c) {
-  c->status = 200;
   fc_jobs_workflows_json(j, &c->who, &c->body);
 }
 
 void fc_api_workflows(fc_req_t *req) { post(req, cmd_new(req, run_workflows)); }
 
 static void run_workflow(fc_jobs_t *j, fc_jobs_cmd_t *c) {
-  c->status = 200;
-  if (fc_jobs_workflow_json(j, c->wf, &c->body) < 0) {
-    c->status = 404;
+  if ((c->rc = fc_jobs_workflow_json(j, c->wf, &c->body)) < 0) {
     fc_buf_printf(&c->body, "no workflow %lld", (long long)c->wf);
   }
 }
@@ -169,7 +163,6 @@ void fc_api_workflow(fc_req_t *req) {
 }
 
 static void run_reload(fc_jobs_t *j, fc_jobs_cmd_t *c) {
-  c->status = 200;
   fc_buf_printf(&c->body, "{\"workflows\":%zu}", fc_jobs_reload(j));
 }
 
@@ -179,16 +172,16 @@ static void run_start(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   char id[40];
   int rc = fc_jobs_start(j, c->wf, NULL, c->who.sub, id);
   if (rc == -EAGAIN) {
-    c->status = 429;
+    c->rc = rc;
     fc_buf_printf(&c->body, "too many jobs wait to run (--max-queued-jobs); retry later");
     return;
   }
   if (rc < 0) {
-    c->status = 404;
+    c->rc = -ENOENT;
     fc_buf_printf(&c->body, "no workflow %lld", (long long)c->wf);
     return;
   }
-  c->status = 200; /* as Wexflow's server answers: clients check for 200 */
+  /* 200, as Wexflow's server answers: clients check for 200 */
   fc_buf_printf(&c->body, "\"%s\"", id);
 }
 
@@ -200,7 +193,7 @@ void fc_api_job_start(fc_req_t *req) {
 static void run_control(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   static const char *const names[] = {"stop", "suspend", "resume", "approve", "reject"};
   int rc = fc_jobs_control(j, c->wf, c->id, (fc_job_action_t)c->action, &c->who);
-  c->status = rc == -ENOENT ? 404 : rc == -EPERM ? 403 : rc == -EBUSY ? 409 : 200;
+  c->rc = rc == -ENOENT || rc == -EPERM || rc == -EBUSY ? rc : 0;
   if (rc == -ENOENT)
     fc_buf_printf(&c->body, "no job %s of workflow %lld", c->id, (long long)c->wf);
   else if (rc == -EPERM)
@@ -223,9 +216,7 @@ void fc_api_job_control(fc_req_t *req) {
 }
 
 static void run_job(fc_jobs_t *j, fc_jobs_cmd_t *c) {
-  c->status = 200;
-  if (fc_jobs_job_json(j, c->wf, c->id, &c->body, &c->final_seq) < 0) {
-    c->status = 404;
+  if ((c->rc = fc_jobs_job_json(j, c->wf, c->id, &c->body, &c->final_seq)) < 0) {
     fc_buf_printf(&c->body, "no job %s of workflow %lld", c->id, (long long)c->wf);
   }
 }
@@ -236,10 +227,9 @@ void fc_api_job(fc_req_t *req) {
 }
 
 static void run_jobs(fc_jobs_t *j, fc_jobs_cmd_t *c) {
-  c->status = 200;
   int rc = fc_jobs_list_json(j, c->wf, c->after, c->limit, &c->body, c->next_after);
   if (rc < 0) {
-    c->status = rc == -EINVAL ? 400 : 404;
+    c->rc = rc == -EINVAL ? -EINVAL : -ENOENT;
     c->body.len = 0;
     if (rc == -EINVAL)
       fc_buf_printf(&c->body, "?after= is not a job of workflow %lld", (long long)c->wf);
@@ -251,14 +241,14 @@ static void run_jobs(fc_jobs_t *j, fc_jobs_cmd_t *c) {
 /* A page of jobs; the cursor of the next one in Link (rel="next") and
  * X-Next-After, when there are more. */
 static void jobs_done(fc_jobs_t *j, fc_jobs_cmd_t *c) {
-  if (c->status != 200 || !c->next_after[0]) {
+  if (c->rc < 0 || !c->next_after[0]) {
     answer(j, c);
     return;
   }
   char extra[256];
   snprintf(extra, sizeof extra, "Link: </api/v1/jobs?w=%lld&limit=%u&after=%s>; rel=\"next\"\r\nX-Next-After: %s\r\n",
            (long long)c->wf, c->limit, c->next_after, c->next_after);
-  fc_http_respond(c->req, 200, "application/json", extra, c->body.data, c->body.len);
+  fc_http_respond(c->ud, 200, "application/json", extra, c->body.data, c->body.len);
   cmd_free(c);
 }
 
@@ -296,21 +286,20 @@ static bool is_final(const fc_event_t *ev) { return ev->name_len == 0; }
 
 /* Back on the request's loop: open the job's stream, or answer 204/404. */
 static void sse_done(fc_jobs_t *j, fc_jobs_cmd_t *c) {
-  fc_req_t *req = c->req;
+  fc_req_t *req = c->ud;
   fc_str_t h = fc_req_header(req, "last-event-id");
   bool bad = false;
   const char *q = fc_req_query(req, "lastEventId", 0, &bad);
   const char *id = h.base && h.len ? h.base : q;
   size_t idlen = h.base && h.len ? h.len : (q ? strlen(q) : 0);
   fc_resume_t from = {.replay = FC_JOBS_RETENTION};
-  if (c->status != 200 || (id && idlen && fc_sse_parse_id(id, idlen, &from.after) < 0)) {
-    if (c->status == 200) c->status = 400, fc_buf_printf(&c->body, "bad Last-Event-ID");
-    if (c->status == 400) {
-      fc_http_error(req, 400, "bad_last_event_id", "Last-Event-ID must be an event id (a decimal number)");
-      cmd_free(c);
-    } else {
-      answer(j, c);
-    }
+  if (c->rc < 0) {
+    answer(j, c);
+    return;
+  }
+  if (id && idlen && fc_sse_parse_id(id, idlen, &from.after) < 0) {
+    fc_http_error(req, 400, "bad_last_event_id", "Last-Event-ID must be an event id (a decimal number)");
+    cmd_free(c);
     return;
   }
   from.has_after = id && idlen;

@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "api/api.h"
 #include "config/config.h"
 #include "store/store.h"
 
@@ -65,7 +64,7 @@ static int has_help(int argc, char **argv) {
   return 0;
 }
 
-static int cmd_serve(int argc, char **argv) {
+static int cmd_serve(int argc, char **argv, fc_cli_serve_fn serve) {
   if (has_help(argc, argv)) {
     fc_config_usage(stdout);
     return 0;
@@ -78,7 +77,7 @@ static int cmd_serve(int argc, char **argv) {
     fc_config_dispose(&cfg);
     return FC_EXIT_USAGE;
   }
-  int status = fc_app_run(&cfg);
+  int status = serve(&cfg);
   fc_config_dispose(&cfg);
   return status;
 }
@@ -128,12 +127,12 @@ static int cmd_backup(int argc, char **argv) {
   return 0;
 }
 
-int fc_cli_main(int argc, char **argv) {
+int fc_cli_main(int argc, char **argv, fc_cli_serve_fn serve) {
   if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     usage(stdout);
     return 0;
   }
-  if (!strcmp(argv[1], "serve")) return cmd_serve(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "serve")) return cmd_serve(argc - 2, argv + 2, serve);
   if (!strcmp(argv[1], "backup")) return cmd_backup(argc - 2, argv + 2);
   if (!strcmp(argv[1], "users")) return fc_cli_users(argc - 2, argv + 2);
   if (!strcmp(argv[1], "publish")) return fc_cli_publish(argc - 2, argv + 2);

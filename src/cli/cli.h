@@ -4,6 +4,8 @@
 
 #include <stdio.h>
 
+#include "config/config.h"
+
 /* Exit statuses of every command; --help, docs/cli.md and flowcast.1 list them. */
 enum {
   FC_EXIT_OK = 0,
@@ -18,8 +20,14 @@ enum {
 /* The exit status table, as --help shows it. */
 void fc_cli_exit_help(FILE *out);
 
-/* Runs the command named in argv[1]. Returns the process exit status. */
-int fc_cli_main(int argc, char **argv);
+/* Runs the server with a parsed configuration (borrowed for the call);
+ * returns the process exit status. */
+typedef int (*fc_cli_serve_fn)(const fc_config_t *cfg);
+
+/* Runs the command named in argv[1]; `serve` runs `flowcast serve` once its
+ * options are parsed (the server sits above cli, so main hands it in).
+ * Returns the process exit status. Main thread. */
+int fc_cli_main(int argc, char **argv, fc_cli_serve_fn serve);
 
 /* Subcommands, each given the arguments after its name. */
 int fc_cli_users(int argc, char **argv);

@@ -26,7 +26,8 @@ static bool sse_line(job_t *job, const char *p, size_t n) {
   if (ok && to) {
     char from[64];
     snprintf(from, sizeof from, "job:%s", job->id);
-    if (fc_ws_send_direct(job->owner->app->ws, to, from, json_object_get(j, "data")) < 0)
+    const fc_jobs_opts_t *o = &job->owner->o;
+    if (o->send_direct(o->ud, to, from, json_object_get(j, "data")) < 0)
       fc_log(FC_LOG_WARN, "exec ::sse to an unknown connection", "job=%s to=%s", job->id, to);
   } else if (ok) {
     char def[48];
@@ -127,28 +128,26 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig) {
  * its workflow's channels. Sets *tok to a malloc'd token, or NULL when
  * authentication is off. Returns 0, or -1 when it cannot be made. */
 static int mint_token(job_t *job, int64_t ttl_s, char **tok) {
-  fc_app_t *app = job->owner->app;
+  const fc_jobs_opts_t *o = &job->owner->o;
   *tok = NULL;
-  if (!app->auth) return 0;
+  if (!o->mint) return 0;
   char ch[2][64], *pubs[2] = {ch[0], ch[1]}, sub[64];
   snprintf(ch[0], sizeof ch[0], "job.%s", job->id);
   snprintf(ch[1], sizeof ch[1], "workflow.%lld", (long long)job->wf_id);
   snprintf(sub, sizeof sub, "job:%s", job->id);
-  fc_claims_t c = {.sub = sub, .publish = pubs, .npublish = 2, .subscribe = pubs, .nsubscribe = 2};
-  *tok = fc_auth_mint(app->auth, &c, fc_now_ms() / 1000, ttl_s);
+  *tok = o->mint(o->ud, sub, pubs, 2, ttl_s);
   return *tok ? 0 : -1;
 }
 
 /* The child's environment: FLOWCAST_* (`tok` may be NULL), the task's env,
  * then the server's own variables not overridden. Free with free_env. */
 static char **build_env(job_t *job, json_t *task, const char *tok) {
-  fc_app_t *app = job->owner->app;
   size_t n = 0, cap = 16;
   for (char **e = environ; *e; e++) cap++;
   json_t *env = json_object_get(task, "env"), *v;
   cap += json_object_size(env);
   char **out = fc_xcalloc(cap, sizeof *out), *s;
-  if (asprintf(&s, "FLOWCAST_URL=http://127.0.0.1:%d", fc_net_port(app->net)) > 0) out[n++] = s;
+  if (asprintf(&s, "FLOWCAST_URL=http://127.0.0.1:%d", job->owner->o.port) > 0) out[n++] = s;
   if (asprintf(&s, "FLOWCAST_TOKEN=%s", tok ? tok : "") > 0) out[n++] = s;
   if (asprintf(&s, "FLOWCAST_JOB_ID=%s", job->id) > 0) out[n++] = s;
   if (asprintf(&s, "FLOWCAST_WORKFLOW_ID=%lld", (long long)job->wf_id) > 0) out[n++] = s;

@@ -5,9 +5,10 @@
 #include <jansson.h>
 #include <pthread.h>
 
-#include "api/api.h"
+#include "auth/auth.h" /* fc_patterns_match */
 #include "jobs/cron.h"
 #include "jobs/jobs.h"
+#include "pub/pub.h"
 #include "store/records.h"
 
 /* A loaded workflow. Refcounted: a reload replaces the list while jobs still
@@ -76,7 +77,7 @@ typedef struct job {
 typedef struct fc__db_rows fc__db_rows_t; /* job rows read at start-up (db.c) */
 
 struct fc_jobs {
-  fc_app_t *app;
+  fc_jobs_opts_t o; /* its db is moved to `db` */
   fc_loop_t *loop; /* loop 0 */
   fc_records_t *db; /* NULL with --storage memory */
   wf_t *wfs;

@@ -38,13 +38,13 @@ static void on_async(uv_async_t *a) {
     if (j->loaded)
       c->run(j, c);
     else
-      c->status = 503; /* stopping before the jobs were loaded */
+      c->rc = -ESHUTDOWN; /* stopping before the jobs were loaded */
     unsigned loop = c->loop; /* once listed, c is its loop's to free */
     pthread_mutex_lock(&j->lock);
     c->next = j->done[loop];
     j->done[loop] = c;
     pthread_mutex_unlock(&j->lock);
-    fc_net_wake(j->app->net, loop);
+    j->o.wake(j->o.ud, loop);
     rev = next;
   }
 }
@@ -54,7 +54,7 @@ void fc_jobs_post(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   pthread_mutex_lock(&j->lock);
   bool stopping = j->stopping;
   if (stopping) {
-    c->status = 503;
+    c->rc = -ESHUTDOWN;
     c->next = j->done[c->loop];
     j->done[c->loop] = c;
   } else {
@@ -63,7 +63,7 @@ void fc_jobs_post(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   }
   pthread_mutex_unlock(&j->lock);
   if (stopping)
-    fc_net_wake(j->app->net, loop);
+    j->o.wake(j->o.ud, loop);
   else
     uv_async_send(&j->async);
 }
@@ -88,9 +88,9 @@ size_t fc_jobs_reload(fc_jobs_t *j) {
     fc__wf_unref(w);
   }
   size_t n;
-  j->wfs = fc__wf_load_dir(j, j->app->cfg->workflows_dir, &n);
+  j->wfs = fc__wf_load_dir(j, j->o.workflows_dir, &n);
   for (wf_t *w = j->wfs; w; w = w->next) fc__wf_triggers(j, w, true);
-  fc_log(FC_LOG_INFO, "workflows loaded", "dir=%s count=%zu", j->app->cfg->workflows_dir, n);
+  fc_log(FC_LOG_INFO, "workflows loaded", "dir=%s count=%zu", j->o.workflows_dir, n);
   return n;
 }
 
@@ -176,17 +176,17 @@ static void on_loaded(uv_work_t *w, int status) {
 }
 
 /* The jobs connection: crash durability unless --durability power. */
-static void db_tune(fc_jobs_t *j) { fc_records_set_durability(j->db, !strcmp(j->app->cfg->durability, "power")); }
+static void db_tune(fc_jobs_t *j) { fc_records_set_durability(j->db, j->o.durable_power); }
 
-fc_jobs_t *fc_jobs_new(fc_app_t *app, char *err, size_t errlen) {
+fc_jobs_t *fc_jobs_new(const fc_jobs_opts_t *o, char *err, size_t errlen) {
   fc_jobs_t *j = fc_xcalloc(1, sizeof *j);
-  j->app = app;
-  j->loop = fc_net_loop(app->net, 0);
-  j->max_running = app->cfg->max_jobs ? app->cfg->max_jobs : 1;
-  j->max_queued = app->cfg->max_queued_jobs;
-  j->done = fc_xcalloc(app->cfg->threads, sizeof *j->done);
+  j->o = *o;
+  j->loop = o->loop;
+  j->max_running = o->max_jobs ? o->max_jobs : 1;
+  j->max_queued = o->max_queued_jobs;
+  j->done = fc_xcalloc(o->threads, sizeof *j->done);
   pthread_mutex_init(&j->lock, NULL);
-  if (app->store && !(j->db = fc_records_open(app->cfg->data_dir, err, errlen))) {
+  if (o->data_dir && !(j->db = fc_records_open(o->data_dir, err, errlen))) {
     free(j->done);
     free(j);
     return NULL;
@@ -217,7 +217,7 @@ fc_jobs_t *fc_jobs_new(fc_app_t *app, char *err, size_t errlen) {
     return j;
   }
   /* Jobs made from now on (triggers) are not this load's to read or fail. */
-  j->rows = fc__db_rows_new(app->cfg->data_dir, fc_now_ms());
+  j->rows = fc__db_rows_new(o->data_dir, fc_now_ms());
   j->load.data = j;
   if (uv_queue_work(fc_loop_uv(j->loop), &j->load, load_work, on_loaded) < 0) {
     load_work(&j->load);

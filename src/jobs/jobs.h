@@ -3,8 +3,11 @@
 #ifndef FC_JOBS_H
 #define FC_JOBS_H
 
-#include "http/http.h"
+#include <jansson.h>
+
+#include "hub/hub.h"
 #include "net/net.h"
+#include "pub/pub.h"
 
 /* Events a job.* channel keeps: a job's whole stream, so that its final event
  * is never evicted before a subscriber reads it. */
@@ -12,7 +15,35 @@
 
 typedef struct fc_jobs fc_jobs_t;
 typedef struct fc_jobs_cmd fc_jobs_cmd_t;
-struct fc_app;
+
+/* What the runner needs from the rest of the server. Callbacks run on loop 0
+ * unless said otherwise; `ud` is theirs. */
+typedef struct {
+  fc_loop_t *loop;         /* loop 0: the runner, its timers and children */
+  unsigned threads;        /* loops that post commands (fc_jobs_cmd_t.loop < threads) */
+  const char *workflows_dir;
+  unsigned max_jobs;       /* jobs running at once (--max-jobs); 0 means 1 */
+  unsigned max_queued_jobs; /* jobs waiting to run (--max-queued-jobs) */
+  fc_hub_t *hub;           /* channel triggers subscribe here */
+  int port;                /* exec tasks' FLOWCAST_URL: http://127.0.0.1:port */
+  /* Durable storage: jobs' records are kept in this data directory (the
+   * start-up load opens its own connection there). NULL: --storage memory,
+   * jobs live in memory only. */
+  const char *data_dir;
+  bool durable_power;      /* --durability power: rows are synced to the disk */
+  fc_pub_t *pub;           /* job events (status, log, progress, final) are published through it */
+  /* Runs fc_jobs_wake() on loop `thread` soon. Any thread. */
+  void (*wake)(void *ud, unsigned thread);
+  /* An exec task's FLOWCAST_TOKEN: a malloc'd token for subject `sub` with
+   * the publish and subscribe rights on `channels`, valid `ttl_s` seconds;
+   * NULL when it cannot be signed. NULL (the hook): authentication is off and
+   * the token is empty. */
+  char *(*mint)(void *ud, const char *sub, char *const *channels, size_t nchannels, int64_t ttl_s);
+  /* Sends `data` as a direct message from `from` to the connection `to`.
+   * Returns 0 or -ENOENT (no such connection). */
+  int (*send_direct)(void *ud, const char *to, const char *from, const json_t *data);
+  void *ud;
+} fc_jobs_opts_t;
 
 /* Job control actions (fc_jobs_control). */
 typedef enum { FC_JOB_STOP, FC_JOB_SUSPEND, FC_JOB_RESUME, FC_JOB_APPROVE, FC_JOB_REJECT } fc_job_action_t;
@@ -33,17 +64,17 @@ bool fc_jobs_may_run(const fc_jobs_actor_t *a, int64_t wf);
 #define FC_JOBS_PAGE_DEFAULT 100
 #define FC_JOBS_PAGE_MAX 1000
 
-/* A request's work for the runner: `run` executes on loop 0, then `done` on
- * the request's loop. The handler owns the command; `done` frees it. */
+/* A caller's work for the runner: `run` executes on loop 0, then `done` on
+ * the caller's loop. The caller owns the command; `done` frees it. */
 struct fc_jobs_cmd {
-  fc_req_t *req;
-  unsigned loop; /* the request's loop */
+  void *ud;      /* the caller's (an HTTP request) */
+  unsigned loop; /* the caller's loop */
   void (*run)(fc_jobs_t *j, fc_jobs_cmd_t *c);
   void (*done)(fc_jobs_t *j, fc_jobs_cmd_t *c);
   int action;
   int64_t wf;
   char id[40];
-  int status; /* HTTP status the run decided */
+  int rc; /* what run decided: 0 or a negative errno; -ESHUTDOWN: not run, the server is stopping */
   fc_buf_t body; /* JSON body, or an error message */
   uint64_t final_seq; /* the job's final event id, 0 if none yet */
   fc_jobs_actor_t who; /* its sub and run patterns are the command's own copies */
@@ -53,15 +84,18 @@ struct fc_jobs_cmd {
   fc_jobs_cmd_t *next;
 };
 
-/* Loads workflows, opens the job tables, marks jobs a dead server left as
- * Failed, and subscribes channel triggers. Call on loop 0's thread before it
- * runs. NULL with `err` (the server then runs without workflows). */
-fc_jobs_t *fc_jobs_new(struct fc_app *app, char *err, size_t errlen);
+/* Loads workflows, prepares the job tables, marks jobs a dead server left as
+ * Failed (on a worker thread), and subscribes channel triggers. Copies `o`
+ * (its strings and handles must outlive the runner); takes o->db. Call on
+ * loop 0's thread before it runs. NULL with `err` (the server then runs
+ * without workflows). */
+fc_jobs_t *fc_jobs_new(const fc_jobs_opts_t *o, char *err, size_t errlen);
 /* Shutdown began: kills running children, closes the runner's handles. Loop 0. */
 void fc_jobs_stop(fc_jobs_t *j);
 /* Frees everything, after the loops ended. NULL is a no-op. */
 void fc_jobs_free(fc_jobs_t *j);
-/* Queues `c` for loop 0. Any thread. */
+/* Queues `c` for loop 0; when the server is stopping, hands it back to
+ * c->loop at once with rc -ESHUTDOWN. Any thread. */
 void fc_jobs_post(fc_jobs_t *j, fc_jobs_cmd_t *c);
 /* Answers commands whose run ended, on their loop (the loop's wake). */
 void fc_jobs_wake(fc_jobs_t *j, fc_loop_t *l);

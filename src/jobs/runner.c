@@ -28,8 +28,7 @@ static void on_published(fc_pub_op_t *op, void *ud) {
  * of one job keep their order. Loop 0. */
 static void publish(job_t *job, const char *channel, const char *event, const char *data, bool is_json,
                     bool final) {
-  fc_app_t *app = job->owner->app;
-  fc_pub_op_t *op = fc_pub_op_new(app->pub, 0, on_published, final ? job : NULL);
+  fc_pub_op_t *op = fc_pub_op_new(job->owner->o.pub, 0, on_published, final ? job : NULL);
   fc_pub_add(op, event ? (fc_str_t){event, strlen(event)} : (fc_str_t){"", 0}, (fc_str_t){data, strlen(data)},
              is_json);
   /* A channel that cannot be opened (storage failed) is answered -EIO. */

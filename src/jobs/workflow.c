@@ -235,7 +235,7 @@ void fc__wf_cron_tick(fc_jobs_t *j, int64_t now_s) {
 
 /* Subscribes (`on`) or unsubscribes the workflow's channel and cron triggers. Loop 0. */
 void fc__wf_triggers(fc_jobs_t *j, wf_t *w, bool on) {
-  fc_hub_t *hub = j->app->hub;
+  fc_hub_t *hub = j->o.hub;
   if (!on) {
     for (size_t i = 0; i < w->nlinks; i++) fc_hub_unsubscribe(hub, 0, &w->links[i]);
     w->owner = NULL;

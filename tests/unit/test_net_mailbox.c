@@ -29,11 +29,16 @@ static struct {
   unsigned next_seq[2][POSTERS]; /* per loop and poster: the seq expected next */
   unsigned out_of_order, wrong_loop, ran[2];
   fc_msg_t echo;
-  unsigned echoes;
+  atomic_uint echoes;
   atomic_uint done;
   note_t late;
   unsigned late_ran;
 } g;
+
+/* Once every note and every echo ran (fc_net_stop may run twice). */
+static void maybe_stop(void) {
+  if (atomic_load(&g.done) == POSTERS * PER_POSTER && atomic_load(&g.echoes) == REPOSTS) fc_net_stop(g.net);
+}
 
 static void on_note(fc_loop_t *l, fc_msg_t *m, void *ud) {
   note_t *n = (note_t *)m;
@@ -46,13 +51,17 @@ static void on_note(fc_loop_t *l, fc_msg_t *m, void *ud) {
   if (g.next_seq[li][n->poster] > n->seq) g.out_of_order++;
   g.next_seq[li][n->poster] = n->seq + 1;
   g.ran[li]++;
-  if (atomic_fetch_add(&g.done, 1) + 1 == POSTERS * PER_POSTER) fc_net_stop(g.net);
+  atomic_fetch_add(&g.done, 1);
+  maybe_stop();
 }
 
 /* Posts itself again to the same loop until it has run REPOSTS times. */
 static void on_echo(fc_loop_t *l, fc_msg_t *m, void *ud) {
   (void)ud;
-  if (++g.echoes < REPOSTS) fc_net_post(g.net, fc_loop_index(l), m);
+  if (atomic_fetch_add(&g.echoes, 1) + 1 < REPOSTS)
+    fc_net_post(g.net, fc_loop_index(l), m);
+  else
+    maybe_stop();
 }
 
 static void *poster(void *arg) {

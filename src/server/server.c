@@ -1,0 +1,307 @@
+/* The composition root: config -> each module's options; hub, sse, http,
+ * store, auth, net, then pub and ws on net's mailboxes, then jobs, wired onto
+ * api's state; signals; teardown. */
+#include "server/server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "jobs/jobs.h"
+#include "pub/pub.h"
+
+/* Everything the wiring owns besides api's state. The loops' ud. */
+typedef struct {
+  fc_app_t *app;         /* api's state; holds the modules */
+  fc_hub_rule_t *rules;  /* the hub's retention rules: job.* first, then --retention-rule */
+  fc_store_age_rule_t *ages; /* the rules' age limits, for storage */
+  fc_msg_t *hub_msgs;    /* [threads]: each loop's "the hub's inbox has events" */
+  uv_signal_t sigterm, sigint;
+} server_t;
+
+static fc_app_t *app_of(fc_loop_t *l) { return ((server_t *)fc_loop_ud(l))->app; }
+
+static void on_accept(fc_conn_t *c) { fc_http_accept(app_of(fc_conn_loop(c))->http, c); }
+
+static void on_wake(fc_loop_t *l) { fc_jobs_wake(app_of(l)->jobs, l); }
+
+static void on_tick(fc_loop_t *l, uint64_t now) {
+  fc_app_t *app = app_of(l);
+  fc_http_tick(l, now);
+  fc_sse_tick(app->sse, l, now);
+  fc_ws_tick(app->ws, l);
+  if (fc_loop_index(l) == 0) fc_hub_sweep(app->hub, fc_mono_ms());
+}
+
+static void on_stop(fc_loop_t *l) {
+  if (fc_loop_index(l) == 0) fc_jobs_stop(app_of(l)->jobs);
+  fc_http_stop(l);
+}
+
+/* The hub's inbox for `thread` went from empty to not empty: its one
+ * message goes to that loop's mailbox. It is not there any more (the hub
+ * notifies again only after a drain, which runs once it left). Any thread. */
+static void hub_notify(unsigned thread, void *ud) {
+  server_t *s = ud;
+  fc_net_post(s->app->net, thread, &s->hub_msgs[thread]);
+}
+
+/* Delivers the loop's inbox: each subscription link's deliver callback (SSE,
+ * WebSocket, a job's channel trigger) gets its events. */
+static void on_hub_msg(fc_loop_t *l, fc_msg_t *m, void *ud) {
+  (void)m;
+  server_t *s = ud;
+  fc_hub_drain(s->app->hub, fc_loop_index(l));
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  server_t *s = h->data;
+  fc_log(FC_LOG_INFO, "stopping", "signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  uv_close((uv_handle_t *)&s->sigterm, NULL);
+  uv_close((uv_handle_t *)&s->sigint, NULL);
+  fc_net_stop(s->app->net);
+}
+
+static fc_log_level_t level_of(const char *s) {
+  if (!strcmp(s, "debug")) return FC_LOG_DEBUG;
+  if (!strcmp(s, "warn")) return FC_LOG_WARN;
+  if (!strcmp(s, "error")) return FC_LOG_ERROR;
+  return FC_LOG_INFO;
+}
+
+/* The hub's load hook: a channel's stored counters and tail, read without
+ * the hub lock (fc_hub_load_cb), turned into the hub's restore calls. */
+typedef struct {
+  fc_channel_t *ch;
+  const fc_store_channel_t *c;
+  bool counted;
+} load_t;
+
+static void restore_counters(load_t *l) {
+  if (!l->counted) fc_hub_restore_counters(l->ch, l->c->first_seq, l->c->last_seq, l->c->next_n);
+  l->counted = true;
+}
+
+static void restore_event(void *ud, const fc_store_event_t *ev) {
+  load_t *l = ud;
+  restore_counters(l); /* fc_store_load filled them before the first event */
+  fc_hub_restore_event(l->ch, &(fc_event_in_t){.name = ev->name, .data = ev->data, .from = ev->from,
+                                               .is_json = ev->is_json, .seq = ev->seq, .n = ev->n,
+                                               .time_ms = ev->time_ms});
+}
+
+static int load_channel(void *ud, fc_channel_t *ch, unsigned limit) {
+  fc_app_t *app = ud;
+  if (!app->store) return -EIO;
+  fc_store_channel_t c;
+  load_t l = {ch, &c, false};
+  int rc = fc_store_load(app->store, fc_channel_name(ch), limit, &c, restore_event, &l);
+  if (rc > 0) restore_counters(&l);
+  return rc;
+}
+
+/* Expires retained events past their age limit once storage deleted them. */
+static void on_aged(void *ud, int64_t now_ms) {
+  fc_app_t *app = ud;
+  fc_hub_expire(app->hub, now_ms);
+}
+
+/* Opens the store; channels load on use. */
+static int open_store(server_t *s, char *err, size_t errlen) {
+  fc_app_t *app = s->app;
+  const fc_config_t *cfg = app->cfg;
+  uint64_t t0 = fc_mono_ms();
+  size_t nages = cfg->nrules + 1;
+  s->ages = fc_xcalloc(nages, sizeof *s->ages);
+  for (size_t i = 0; i < nages; i++) s->ages[i] = (fc_store_age_rule_t){s->rules[i].pattern, s->rules[i].max_age_s};
+  app->store = fc_store_sqlite_open(&(fc_store_sqlite_opts_t){.dir = cfg->data_dir,
+                                                              .durability = !strcmp(cfg->durability, "power")
+                                                                                ? FC_DURABILITY_POWER
+                                                                                : FC_DURABILITY_CRASH,
+                                                              .max_bytes = cfg->max_db_size,
+                                                              .commit_delay_us = cfg->commit_delay_us,
+                                                              .ages = s->ages,
+                                                              .nages = nages,
+                                                              .aged = on_aged,
+                                                              .aged_ud = app},
+                                    err, errlen);
+  if (!app->store) return -1;
+  fc_log(FC_LOG_INFO, "storage open", "dir=%s durability=%s last_id=%llu ms=%llu", cfg->data_dir,
+         cfg->durability, (unsigned long long)fc_store_last_seq(app->store),
+         (unsigned long long)(fc_mono_ms() - t0));
+  return 0;
+}
+
+/* The jobs hooks: wake a loop, mint an exec task's token, send a direct
+ * WebSocket message. `ud` is the app. */
+static void jobs_wake(void *ud, unsigned thread) {
+  fc_app_t *app = ud;
+  fc_net_wake(app->net, thread);
+}
+
+static char *jobs_mint(void *ud, const char *sub, char *const *channels, size_t n, int64_t ttl_s) {
+  fc_app_t *app = ud;
+  fc_claims_t c = {.sub = (char *)sub,
+                   .publish = (char **)channels,
+                   .npublish = n,
+                   .subscribe = (char **)channels,
+                   .nsubscribe = n};
+  return fc_auth_mint(app->auth, &c, fc_now_ms() / 1000, ttl_s);
+}
+
+static int jobs_send_direct(void *ud, const char *to, const char *from, const json_t *data) {
+  fc_app_t *app = ud;
+  return fc_ws_send_direct(app->ws, to, from, data);
+}
+
+/* The workflow runner, on loop 0. Without it the server runs on (the jobs
+ * routes answer 503) and says why in the log. */
+static void start_jobs(server_t *s) {
+  fc_app_t *app = s->app;
+  const fc_config_t *cfg = app->cfg;
+  char err[512];
+  app->jobs = fc_jobs_new(&(fc_jobs_opts_t){.loop = fc_net_loop(app->net, 0),
+                                            .threads = cfg->threads,
+                                            .workflows_dir = cfg->workflows_dir,
+                                            .max_jobs = cfg->max_jobs,
+                                            .max_queued_jobs = cfg->max_queued_jobs,
+                                            .hub = app->hub,
+                                            .port = fc_net_port(app->net),
+                                            .data_dir = app->store ? cfg->data_dir : NULL,
+                                            .durable_power = !strcmp(cfg->durability, "power"),
+                                            .pub = app->pub,
+                                            .wake = jobs_wake,
+                                            .mint = app->auth ? jobs_mint : NULL,
+                                            .send_direct = jobs_send_direct,
+                                            .ud = app},
+                          err, sizeof err);
+  if (!app->jobs) fc_log(FC_LOG_ERROR, "workflows disabled", "error=\"%s\"", err);
+}
+
+/* Stops storage (committing what is queued), answers what it finished, and
+ * frees everything. */
+static void server_free(server_t *s) {
+  fc_app_t *app = s->app;
+  fc_store_close(app->store);
+  fc_api_auth_free(app);
+  if (app->net) fc_net_deliver_rest(app->net);
+  fc_pub_free(app->pub);
+  fc_net_free(app->net);
+  fc_jobs_free(app->jobs);
+  fc_http_free(app->http);
+  fc_sse_free(app->sse);
+  fc_ws_free(app->ws);
+  fc_hub_free(app->hub);
+  fc_api_free(app);
+  free(s->hub_msgs);
+  free(s->ages);
+  free(s->rules);
+}
+
+/* Once net exists (its loops wait for fc_net_run): the hub's receiver, pub
+ * and ws, which post to the loops' mailboxes. Returns 0 or -1 with `err`. */
+static int wire_loops(server_t *s, char *err, size_t errlen) {
+  fc_app_t *app = s->app;
+  unsigned threads = app->cfg->threads;
+  int rx = fc_net_receiver(app->net, on_hub_msg, s);
+  if (rx >= 0) {
+    s->hub_msgs = fc_xcalloc(threads, sizeof *s->hub_msgs);
+    for (unsigned i = 0; i < threads; i++) s->hub_msgs[i].receiver = (unsigned)rx;
+    app->pub = fc_pub_new(&(fc_pub_opts_t){.hub = app->hub, .store = app->store, .threads = threads, .net = app->net});
+  }
+  if (app->pub) app->ws = fc_api_ws_new(app);
+  if (app->ws) return 0;
+  snprintf(err, errlen, "too many mailbox receivers (at most %d)", FC_NET_MAX_RECEIVERS);
+  return -1;
+}
+
+/* Creates the modules below net, in order, then net, then what posts to its
+ * loops. Returns 0, or -1 with `err` (what was made is freed by server_free). */
+static int build(server_t *s, char *err, size_t errlen) {
+  fc_app_t *app = s->app;
+  const fc_config_t *cfg = app->cfg;
+  /* Rule 0 keeps a job's whole stream until its final event is read (src/jobs). */
+  size_t nrules = cfg->nrules + 1;
+  s->rules = fc_xcalloc(nrules + 1, sizeof *s->rules);
+  s->rules[0] = (fc_hub_rule_t){"job.*", FC_JOBS_RETENTION, 0};
+  for (size_t i = 0; i < cfg->nrules; i++)
+    s->rules[i + 1] = (fc_hub_rule_t){cfg->rules[i].pattern, cfg->rules[i].count, cfg->rules[i].max_age_s};
+  bool durable = !strcmp(cfg->storage, "sqlite");
+  app->hub = fc_hub_new(&(fc_hub_opts_t){.threads = cfg->threads,
+                                         .retention = cfg->retention,
+                                         .rules = s->rules,
+                                         .nrules = nrules,
+                                         .load = durable ? load_channel : NULL,
+                                         .load_ud = app,
+                                         .max_channels = cfg->max_channels,
+                                         .idle_ms = (uint64_t)cfg->channel_idle_s * 1000,
+                                         .notify = hub_notify,
+                                         .notify_ud = s});
+  app->sse = fc_sse_new(&(fc_sse_opts_t){.hub = app->hub,
+                                         .threads = cfg->threads,
+                                         .keepalive_ms = cfg->keepalive_s * 1000,
+                                         .retry_ms = 3000,
+                                         .queue_bytes = cfg->queue_bytes});
+  size_t nroutes;
+  const fc_route_t *routes = fc_api_routes(&nroutes);
+  app->http = fc_http_new(&(fc_http_opts_t){
+      .max_header_bytes = 16 * 1024,
+      .max_url_bytes = 8 * 1024,
+      .max_body_bytes = cfg->max_body,
+      .header_timeout_ms = cfg->header_timeout_s * 1000,
+      .idle_timeout_ms = cfg->idle_timeout_s * 1000,
+      .body_timeout_ms = cfg->body_timeout_s * 1000,
+      .send_timeout_ms = cfg->send_timeout_s * 1000,
+      .cors_origins = (const char *const *)cfg->cors_list,
+      .cors_credentials = cfg->cors_credentials,
+      .routes = routes,
+      .nroutes = nroutes,
+      .authorize = fc_api_authorize,
+      .ud = app,
+  });
+  if ((durable && open_store(s, err, errlen) < 0) || fc_api_auth_init(app, err, errlen) < 0) return -1;
+  void *uds[256];
+  for (unsigned i = 0; i < cfg->threads; i++) uds[i] = s;
+  app->net = fc_net_new(&(fc_net_opts_t){.host = cfg->host,
+                                         .port = cfg->port,
+                                         .threads = cfg->threads,
+                                         .stop_grace_ms = 5000,
+                                         .coalesce_ms = cfg->coalesce_ms,
+                                         .io_uring = cfg->io_uring,
+                                         .max_conns = cfg->max_connections,
+                                         .max_conns_per_ip = cfg->max_connections_per_ip,
+                                         /* storage and its threads, a few spare, and an exec
+                                          * job's pipes (stdin, stdout, stderr, and its pidfd) */
+                                         .fd_reserve = 64 + 4 * cfg->max_jobs,
+                                         .h = {on_accept, on_wake, on_tick, on_stop}},
+                        uds, err, errlen);
+  return app->net ? wire_loops(s, err, errlen) : -1;
+}
+
+int fc_server_run(const fc_config_t *cfg) {
+  fc_log_set_level(level_of(cfg->log_level));
+  signal(SIGPIPE, SIG_IGN);
+  server_t s = {.app = fc_api_new(cfg)};
+  char err[512];
+  if (build(&s, err, sizeof err) < 0) {
+    fprintf(stderr, "flowcast: %s\n", err);
+    server_free(&s);
+    return 1;
+  }
+  fc_loop_t *l0 = fc_net_loop(s.app->net, 0);
+  uv_signal_init(fc_loop_uv(l0), &s.sigterm);
+  uv_signal_init(fc_loop_uv(l0), &s.sigint);
+  s.sigterm.data = s.sigint.data = &s;
+  uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&s.sigint, on_signal, SIGINT);
+  start_jobs(&s);
+  fc_log(FC_LOG_INFO, "listening", "addr=%s:%d threads=%u retention=%u keepalive_s=%u", cfg->host,
+         fc_net_port(s.app->net), cfg->threads, cfg->retention, cfg->keepalive_s);
+  fc_net_run(s.app->net);
+  server_free(&s);
+  fc_log(FC_LOG_INFO, "stopped", "status=0");
+  return 0;
+}
