@@ -95,13 +95,11 @@ struct fc_jobs {
   job_t *recover;     /* recovered jobs whose final events are not yet published */
   int64_t refused_log_s; /* when a refused trigger was last logged (s); the count since */
   unsigned refused_unlogged;
-  uv_async_t async;
   uv_signal_t sighup;
   uv_timer_t cron; /* once a second: cron triggers and the counts below */
   atomic_uint counts[ST_REJECTED + 1]; /* jobs by status, at most a second old */
-  pthread_mutex_t lock; /* guards inbox and done */
-  fc_jobs_cmd_t *inbox;
-  fc_jobs_cmd_t **done; /* [threads] */
+  int rx_cmd, rx_done;  /* net receivers: commands to loop 0, answers to their loops */
+  fc_jobs_cmd_t *held, *held_tail; /* commands waiting for the start-up load, oldest first */
 };
 
 /* workflow.c */

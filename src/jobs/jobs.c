@@ -19,66 +19,53 @@ bool fc_jobs_may_run(const fc_jobs_actor_t *a, int64_t wf) {
   return fc_patterns_match(a->run, a->nrun, id);
 }
 
-static void on_async(uv_async_t *a) {
-  fc_jobs_t *j = a->data;
-  if (!j->loaded && !j->stopping) return; /* held until the start-up load ends (on_loaded) */
-  pthread_mutex_lock(&j->lock);
-  fc_jobs_cmd_t *list = j->inbox;
-  j->inbox = NULL;
-  pthread_mutex_unlock(&j->lock);
-  fc_jobs_cmd_t *rev = NULL; /* answer in arrival order */
-  while (list) {
-    fc_jobs_cmd_t *next = list->next;
-    list->next = rev;
-    rev = list;
-    list = next;
+/* Runs a command on loop 0 and posts it back to its caller's loop. */
+static void run_cmd(fc_jobs_t *j, fc_jobs_cmd_t *c) {
+  if (j->loaded && !j->stopping)
+    c->run(j, c);
+  else
+    c->rc = -ESHUTDOWN; /* stopping (perhaps before the jobs were loaded) */
+  c->msg.receiver = (unsigned)j->rx_done;
+  fc_net_post(j->o.net, c->loop, &c->msg); /* from here c is its loop's to free */
+}
+
+/* A command reached loop 0. Until the start-up load ends, commands wait in
+ * arrival order (on_loaded runs them). */
+static void on_cmd(fc_loop_t *l, fc_msg_t *m, void *ud) {
+  (void)l;
+  fc_jobs_t *j = ud;
+  fc_jobs_cmd_t *c = (fc_jobs_cmd_t *)m;
+  if (!j->loaded && !j->stopping) {
+    c->next = NULL;
+    *(j->held_tail ? &j->held_tail->next : &j->held) = c;
+    j->held_tail = c;
+    return;
   }
-  while (rev) {
-    fc_jobs_cmd_t *c = rev, *next = rev->next;
-    if (j->loaded)
-      c->run(j, c);
-    else
-      c->rc = -ESHUTDOWN; /* stopping before the jobs were loaded */
-    unsigned loop = c->loop; /* once listed, c is its loop's to free */
-    pthread_mutex_lock(&j->lock);
-    c->next = j->done[loop];
-    j->done[loop] = c;
-    pthread_mutex_unlock(&j->lock);
-    j->o.wake(j->o.ud, loop);
-    rev = next;
+  run_cmd(j, c);
+}
+
+/* Runs the commands held during the start-up load (or answers them when
+ * stopping). Loop 0. */
+static void run_held(fc_jobs_t *j) {
+  fc_jobs_cmd_t *c = j->held;
+  j->held = j->held_tail = NULL;
+  while (c) {
+    fc_jobs_cmd_t *next = c->next;
+    run_cmd(j, c);
+    c = next;
   }
+}
+
+/* A command's run ended: its answer, on the caller's loop. */
+static void on_cmd_done(fc_loop_t *l, fc_msg_t *m, void *ud) {
+  (void)l;
+  fc_jobs_cmd_t *c = (fc_jobs_cmd_t *)m;
+  c->done(ud, c);
 }
 
 void fc_jobs_post(fc_jobs_t *j, fc_jobs_cmd_t *c) {
-  unsigned loop = c->loop; /* once listed, c is its loop's to free */
-  pthread_mutex_lock(&j->lock);
-  bool stopping = j->stopping;
-  if (stopping) {
-    c->rc = -ESHUTDOWN;
-    c->next = j->done[c->loop];
-    j->done[c->loop] = c;
-  } else {
-    c->next = j->inbox;
-    j->inbox = c;
-  }
-  pthread_mutex_unlock(&j->lock);
-  if (stopping)
-    j->o.wake(j->o.ud, loop);
-  else
-    uv_async_send(&j->async);
-}
-
-void fc_jobs_wake(fc_jobs_t *j, fc_loop_t *l) {
-  if (!j) return;
-  pthread_mutex_lock(&j->lock);
-  fc_jobs_cmd_t *list = j->done[fc_loop_index(l)];
-  j->done[fc_loop_index(l)] = NULL;
-  pthread_mutex_unlock(&j->lock);
-  while (list) {
-    fc_jobs_cmd_t *next = list->next;
-    list->done(j, list);
-    list = next;
-  }
+  c->msg.receiver = (unsigned)j->rx_cmd;
+  fc_net_post(j->o.net, fc_loop_index(j->loop), &c->msg);
 }
 
 size_t fc_jobs_reload(fc_jobs_t *j) {
@@ -172,7 +159,7 @@ static void on_loaded(uv_work_t *w, int status) {
     return;
   }
   fc__jobs_kick(j);
-  on_async(&j->async);
+  run_held(j);
 }
 
 /* The jobs connection: crash durability unless --durability power. */
@@ -184,22 +171,23 @@ fc_jobs_t *fc_jobs_new(const fc_jobs_opts_t *o, char *err, size_t errlen) {
   j->loop = o->loop;
   j->max_running = o->max_jobs ? o->max_jobs : 1;
   j->max_queued = o->max_queued_jobs;
-  j->done = fc_xcalloc(o->threads, sizeof *j->done);
-  pthread_mutex_init(&j->lock, NULL);
+  j->rx_cmd = fc_net_receiver(o->net, on_cmd, j);
+  j->rx_done = fc_net_receiver(o->net, on_cmd_done, j);
+  if (j->rx_cmd < 0 || j->rx_done < 0) {
+    snprintf(err, errlen, "no mailbox receiver left for jobs");
+    free(j);
+    return NULL;
+  }
   if (o->data_dir && !(j->db = fc_records_open(o->data_dir, err, errlen))) {
-    free(j->done);
     free(j);
     return NULL;
   }
   if (j->db) db_tune(j);
   if (fc__db_upgrade(j, err, errlen) < 0) {
     fc_records_close(j->db);
-    free(j->done);
     free(j);
     return NULL;
   }
-  uv_async_init(fc_loop_uv(j->loop), &j->async, on_async);
-  j->async.data = j;
   uv_signal_init(fc_loop_uv(j->loop), &j->sighup);
   j->sighup.data = j;
   uv_signal_start(&j->sighup, on_sighup, SIGHUP);
@@ -232,11 +220,10 @@ static void close_handle(uv_handle_t *h) {
 
 void fc_jobs_stop(fc_jobs_t *j) {
   if (!j) return;
-  pthread_mutex_lock(&j->lock);
   j->stopping = true;
-  pthread_mutex_unlock(&j->lock);
-  /* Commands already queued still get their answer. */
-  on_async(&j->async);
+  /* Commands held for the load get their answer (-ESHUTDOWN); those still on
+   * their way are answered so as they arrive. */
+  run_held(j);
   /* Recovered jobs not yet published get their final events now (the store
    * commits what is queued before it closes); deferred rows are saved. A load
    * still running ends in on_loaded, which publishes its own. */
@@ -244,7 +231,6 @@ void fc_jobs_stop(fc_jobs_t *j) {
   publish_recovered(j, UINT64_MAX);
   fc__db_flush(j);
   close_handle((uv_handle_t *)&j->idle);
-  close_handle((uv_handle_t *)&j->async);
   close_handle((uv_handle_t *)&j->sighup);
   close_handle((uv_handle_t *)&j->cron);
   for (wf_t *w = j->wfs; w; w = w->next) fc__wf_triggers(j, w, false);
@@ -278,8 +264,6 @@ void fc_jobs_free(fc_jobs_t *j) {
     fc__wf_unref(w);
   }
   fc_records_close(j->db);
-  pthread_mutex_destroy(&j->lock);
-  free(j->done);
   free(j);
 }
 

@@ -32,8 +32,7 @@ typedef struct {
   const char *data_dir;
   bool durable_power;      /* --durability power: rows are synced to the disk */
   fc_pub_t *pub;           /* job events (status, log, progress, final) are published through it */
-  /* Runs fc_jobs_wake() on loop `thread` soon. Any thread. */
-  void (*wake)(void *ud, unsigned thread);
+  fc_net_t *net;           /* commands reach loop 0, and answers their loops, through its mailboxes */
   /* An exec task's FLOWCAST_TOKEN: a malloc'd token for subject `sub` with
    * the publish and subscribe rights on `channels`, valid `ttl_s` seconds;
    * NULL when it cannot be signed. NULL (the hook): authentication is off and
@@ -67,6 +66,7 @@ bool fc_jobs_may_run(const fc_jobs_actor_t *a, int64_t wf);
 /* A caller's work for the runner: `run` executes on loop 0, then `done` on
  * the caller's loop. The caller owns the command; `done` frees it. */
 struct fc_jobs_cmd {
+  fc_msg_t msg;  /* first: posted to loop 0, then back to `loop` */
   void *ud;      /* the caller's (an HTTP request) */
   unsigned loop; /* the caller's loop */
   void (*run)(fc_jobs_t *j, fc_jobs_cmd_t *c);
@@ -81,7 +81,7 @@ struct fc_jobs_cmd {
   unsigned limit;      /* GET /jobs: page size */
   char after[40];      /* GET /jobs: the cursor (a job id), or "" */
   char next_after[40]; /* GET /jobs: the cursor of the next page, or "" */
-  fc_jobs_cmd_t *next;
+  fc_jobs_cmd_t *next; /* loop 0's: commands held for the start-up load */
 };
 
 /* Loads workflows, prepares the job tables, marks jobs a dead server left as
@@ -94,11 +94,9 @@ fc_jobs_t *fc_jobs_new(const fc_jobs_opts_t *o, char *err, size_t errlen);
 void fc_jobs_stop(fc_jobs_t *j);
 /* Frees everything, after the loops ended. NULL is a no-op. */
 void fc_jobs_free(fc_jobs_t *j);
-/* Queues `c` for loop 0; when the server is stopping, hands it back to
- * c->loop at once with rc -ESHUTDOWN. Any thread. */
+/* Posts `c` to loop 0, where it runs (rc -ESHUTDOWN instead when the server
+ * is stopping), then `done` runs on c->loop. Any thread. */
 void fc_jobs_post(fc_jobs_t *j, fc_jobs_cmd_t *c);
-/* Answers commands whose run ended, on their loop (the loop's wake). */
-void fc_jobs_wake(fc_jobs_t *j, fc_loop_t *l);
 
 /* Appends the flowcast_jobs{status=...} gauges. Any thread. */
 void fc_jobs_metrics(fc_jobs_t *j, fc_buf_t *out);

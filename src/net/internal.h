@@ -122,9 +122,9 @@ struct fc_net {
   unsigned nreceivers;
 };
 
-/* Runs the messages posted to `l` so far, oldest first (mailbox.c). The loop's
- * thread, or any thread once the loops have ended. */
-void fc__mailbox_run(fc_loop_t *l);
+/* Runs the messages posted to `l` so far, oldest first, and returns how many
+ * (mailbox.c). The loop's thread, or any thread once the loops have ended. */
+size_t fc__mailbox_run(fc_loop_t *l);
 
 /* Sets up accepting on `l`: its listening socket (bound to `addr`, with
  * SO_REUSEPORT), the readiness handle, the pause timer and the spare

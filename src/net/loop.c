@@ -30,7 +30,6 @@ static void on_wake(uv_async_t *a) {
   fc_loop_t *l = a->data;
   if (atomic_load(&l->net->stopping)) begin_stop(l);
   fc__mailbox_run(l);
-  if (l->net->opts.h.on_wake) l->net->opts.h.on_wake(l);
 }
 
 static void on_check(uv_check_t *h) { fc__conn_flush_all(h->data); }
@@ -287,8 +286,6 @@ void fc_net_stop(fc_net_t *net) {
   atomic_store(&net->stopping, true);
   for (unsigned i = 0; i < net->nloops; i++) uv_async_send(&net->loops[i]->wake);
 }
-
-void fc_net_wake(fc_net_t *net, unsigned index) { uv_async_send(&net->loops[index]->wake); }
 
 unsigned fc_net_threads(const fc_net_t *net) { return net->nloops; }
 

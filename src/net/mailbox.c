@@ -26,21 +26,27 @@ void fc_net_post(fc_net_t *net, unsigned index, fc_msg_t *m) {
   if (was_empty) uv_async_send(&l->wake);
 }
 
-void fc__mailbox_run(fc_loop_t *l) {
+size_t fc__mailbox_run(fc_loop_t *l) {
   pthread_mutex_lock(&l->mbox_lock);
   fc_msg_t *m = l->mbox_head;
   l->mbox_head = l->mbox_tail = NULL;
   pthread_mutex_unlock(&l->mbox_lock);
   fc_net_t *net = l->net;
-  while (m) {
+  size_t n = 0;
+  for (; m; n++) {
     /* The receiver owns the message from here and may post it again. */
     fc_msg_t *next = m->next;
     net->receivers[m->receiver].cb(l, m, net->receivers[m->receiver].ud);
     m = next;
   }
+  return n;
 }
 
 void fc_net_deliver_rest(fc_net_t *net) {
-  for (unsigned i = 0; i < net->nloops; i++)
-    if (net->loops[i]) fc__mailbox_run(net->loops[i]);
+  size_t ran;
+  do { /* a receiver may post on (a command's answer to another loop) */
+    ran = 0;
+    for (unsigned i = 0; i < net->nloops; i++)
+      if (net->loops[i]) ran += fc__mailbox_run(net->loops[i]);
+  } while (ran);
 }

@@ -19,7 +19,6 @@ typedef struct fc_conn fc_conn_t;
 /* What the application does on a loop. All run on that loop's thread. */
 typedef struct {
   void (*on_accept)(fc_conn_t *c);       /* a new connection: fc_conn_set_handler() it */
-  void (*on_wake)(fc_loop_t *l);         /* fc_net_wake() was called for this loop */
   void (*on_tick)(fc_loop_t *l, uint64_t now_ms); /* about once a second */
   void (*on_stop)(fc_loop_t *l);         /* shutdown began: end streams, finish requests */
 } fc_net_handlers_t;
@@ -61,9 +60,6 @@ void fc_net_free(fc_net_t *net);
 /* Begins a graceful stop: listeners close, on_stop runs on each loop, loops end
  * when their connections are gone (or at the grace deadline). Any thread. */
 void fc_net_stop(fc_net_t *net);
-/* Calls on_wake on loop `index` soon. Any thread. */
-void fc_net_wake(fc_net_t *net, unsigned index);
-
 /* Cross-thread messages. Each loop has one mailbox and one wakeup: any thread
  * posts a message to a loop, and that loop runs the message's receiver on its
  * own thread, in the order the messages were posted. A message is embedded in
@@ -83,8 +79,9 @@ int fc_net_receiver(fc_net_t *net, fc_msg_cb cb, void *ud);
 /* Queues `m` (its `receiver` set) for loop `index`, and wakes that loop when
  * its mailbox was empty. Any thread. */
 void fc_net_post(fc_net_t *net, unsigned index, fc_msg_t *m);
-/* After fc_net_run() returned: runs what the mailboxes still hold, on the
- * caller's thread, so that receivers free what their messages own. */
+/* After fc_net_run() returned: runs what the mailboxes hold, on the caller's
+ * thread, until they stay empty (receivers may post on, but not forever), so
+ * that receivers answer or free what their messages own. */
 void fc_net_deliver_rest(fc_net_t *net);
 unsigned fc_net_threads(const fc_net_t *net);
 fc_loop_t *fc_net_loop(fc_net_t *net, unsigned index);

@@ -26,8 +26,6 @@ static fc_app_t *app_of(fc_loop_t *l) { return ((server_t *)fc_loop_ud(l))->app;
 
 static void on_accept(fc_conn_t *c) { fc_http_accept(app_of(fc_conn_loop(c))->http, c); }
 
-static void on_wake(fc_loop_t *l) { fc_jobs_wake(app_of(l)->jobs, l); }
-
 static void on_tick(fc_loop_t *l, uint64_t now) {
   fc_app_t *app = app_of(l);
   fc_http_tick(l, now);
@@ -135,13 +133,8 @@ static int open_store(server_t *s, char *err, size_t errlen) {
   return 0;
 }
 
-/* The jobs hooks: wake a loop, mint an exec task's token, send a direct
- * WebSocket message. `ud` is the app. */
-static void jobs_wake(void *ud, unsigned thread) {
-  fc_app_t *app = ud;
-  fc_net_wake(app->net, thread);
-}
-
+/* The jobs hooks: mint an exec task's token, send a direct WebSocket
+ * message. `ud` is the app. */
 static char *jobs_mint(void *ud, const char *sub, char *const *channels, size_t n, int64_t ttl_s) {
   fc_app_t *app = ud;
   fc_claims_t c = {.sub = (char *)sub,
@@ -173,7 +166,7 @@ static void start_jobs(server_t *s) {
                                             .data_dir = app->store ? cfg->data_dir : NULL,
                                             .durable_power = !strcmp(cfg->durability, "power"),
                                             .pub = app->pub,
-                                            .wake = jobs_wake,
+                                            .net = app->net,
                                             .mint = app->auth ? jobs_mint : NULL,
                                             .send_direct = jobs_send_direct,
                                             .ud = app},
@@ -276,7 +269,7 @@ static int build(server_t *s, char *err, size_t errlen) {
                                          /* storage and its threads, a few spare, and an exec
                                           * job's pipes (stdin, stdout, stderr, and its pidfd) */
                                          .fd_reserve = 64 + 4 * cfg->max_jobs,
-                                         .h = {on_accept, on_wake, on_tick, on_stop}},
+                                         .h = {.on_accept = on_accept, .on_tick = on_tick, .on_stop = on_stop}},
                         uds, err, errlen);
   return app->net ? wire_loops(s, err, errlen) : -1;
 }

@@ -28,6 +28,7 @@ static struct {
   size_t bound;
   unsigned refs_after_refusal;
   atomic_int wakes;
+  fc_msg_t step; /* the drain client's "look now" */
   atomic_int drained;
   atomic_int closed;
   size_t queued_at_wake[2];
@@ -98,10 +99,9 @@ static void on_accept(fc_conn_t *c) {
   }
 }
 
-/* The drain client's steps (fc_net_stop wakes the loop too: other modes ignore it). */
-static void on_wake(fc_loop_t *l) {
-  (void)l;
-  if (g.mode != MODE_DRAIN) return;
+/* The drain client's steps, posted to the loop's mailbox. */
+static void on_step(fc_loop_t *l, fc_msg_t *m, void *ud) {
+  (void)l, (void)m, (void)ud;
   int w = atomic_load(&g.wakes);
   if (w < 2 && g.c) g.queued_at_wake[w] = fc_conn_queued(g.c);
   if (w == 0 && g.c) g.rc[1] = fc_conn_send_copy(g.c, "tail", 4); /* queued behind a write in progress */
@@ -132,7 +132,7 @@ static void *client(void *arg) {
     g.ngot = lb_read(fd, g.got, sizeof g.got, 0, 2000, &g.eof);
   } else {
     lb_sleep_ms(200); /* the server's writes stall on a full socket */
-    fc_net_wake(g.net, 0);
+    fc_net_post(g.net, 0, &g.step);
     wait_wakes(1);
     size_t cap = BIG_TOTAL + 64;
     char *buf = malloc(cap);
@@ -141,7 +141,7 @@ static void *client(void *arg) {
     for (size_t i = 0; g.big_ok && i < BIG_TOTAL; i++) g.big_ok = buf[i] == big_byte(i);
     free(buf);
     for (int i = 0; i < 400 && !atomic_load(&g.drained); i++) lb_sleep_ms(5);
-    fc_net_wake(g.net, 0);
+    fc_net_post(g.net, 0, &g.step);
     wait_wakes(2);
   }
   close(fd);
@@ -153,8 +153,9 @@ out:
 static void run(mode_t_ mode) {
   memset(&g, 0, sizeof g);
   g.mode = mode;
-  g.net = lb_net((fc_net_handlers_t){.on_accept = on_accept, .on_wake = on_wake, .on_stop = on_stop});
+  g.net = lb_net((fc_net_handlers_t){.on_accept = on_accept, .on_stop = on_stop});
   assert_non_null(g.net);
+  g.step.receiver = (unsigned)fc_net_receiver(g.net, on_step, NULL);
   pthread_t t;
   assert_int_equal(pthread_create(&t, NULL, client, NULL), 0);
   fc_net_run(g.net);
