@@ -46,6 +46,9 @@ run: build
 # Every test twice: the release build, then the ASan+UBSan build; then a short
 # run of each fuzz target (FUZZ_SECONDS each, 10 here; `make fuzz` runs longer).
 test: build asan node
+	@echo "== module includes and format"
+	@scripts/check-includes.sh
+	@scripts/check-format.sh
 	@echo "== unit tests (release)"
 	@cd $(BUILD) && ctest --output-on-failure
 	@echo "== unit tests (asan+ubsan)"
@@ -103,3 +106,8 @@ deb: $(if $(INSTALL_BIN),,build)
 	@$(MAKE) --no-print-directory install DESTDIR='$(DEB_DIR)/root' PREFIX=/usr \
 	  INSTALL_BIN='$(or $(INSTALL_BIN),$(BUILD)/flowcast)' >/dev/null
 	@packaging/mkdeb.sh '$(DEB_DIR)/root' '$(VERSION)' '$(DEB_DIR)'
+
+# `make format` applies .clang-format to every C file.
+.PHONY: format
+format:
+	@clang-format -i src/*.c src/*/*.[ch] tests/unit/*.[ch] tests/fuzz/*.[ch]

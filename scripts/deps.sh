@@ -8,7 +8,7 @@ pkgs=(
   node-llhttp libuv1-dev libjansson-dev libsqlite3-dev
   libwslay-dev libjwt-dev libsodium-dev libhiredis-dev libssl-dev
   libcmocka-dev sqlite3 liburing-dev
-  clang libclang-rt-dev
+  clang libclang-rt-dev clang-format
   chromium
   man-db groff-base
 )
