@@ -1,5 +1,6 @@
-/* api: the flowcast application: routes and handlers for channels, events,
- * streams and operations, wired onto net, http, hub and sse. */
+/* api: the flowcast application: the route table and the handlers for
+ * channels, events, streams, auth, jobs and operations. src/server creates
+ * the modules and fills fc_app_t; api only uses them. */
 #ifndef FC_API_H
 #define FC_API_H
 
@@ -9,11 +10,10 @@
 #include "http/http.h"
 #include "hub/hub.h"
 #include "jobs/jobs.h"
+#include "pub/pub.h"
 #include "sse/sse.h"
 #include "store/store.h"
 #include "ws/ws.h"
-
-typedef struct fc_pub fc_pub_t; /* pub/pub.h */
 
 /* Access rules of routes (fc_route_t.access), decided in fc_api_authorize(). */
 enum {
