@@ -23,12 +23,6 @@ void fc__sqlite_append(fc_store_t *base, fc_store_batch_t *b) {
 
 /* ---- the channel table ---------------------------------------------------- */
 
-static uint32_t hash_name(const char *p) {
-  uint32_t h = 2166136261u; /* FNV-1a */
-  for (; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
-  return h;
-}
-
 static void chans_resize(fc__sqlite_t *s, size_t cap) {
   sq_chan_t **b = fc_xcalloc(cap, sizeof *b);
   for (size_t i = 0; i < s->chans_cap; i++) {
@@ -44,7 +38,7 @@ static void chans_resize(fc__sqlite_t *s, size_t cap) {
 }
 
 sq_chan_t *fc__sqlite_chan(fc__sqlite_t *s, const char *name) {
-  uint32_t h = hash_name(name);
+  uint32_t h = fc_hash_fnv1a(name, strlen(name));
   if (!s->chans_cap) chans_resize(s, 64);
   for (sq_chan_t *c = s->chans[h & (s->chans_cap - 1)]; c; c = c->next)
     if (c->hash == h && !strcmp(c->name, name)) return c;
