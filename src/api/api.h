@@ -55,10 +55,14 @@ const fc_route_t *fc_api_routes(size_t *n);
 /* The app a request belongs to. */
 fc_app_t *fc_app_of(fc_req_t *req);
 
-/* Auth (auth.c): set up keys, users and the first admin; and the check that
- * runs before every handler. */
+/* Auth (auth.c): sets up keys, users and the first admin (nothing with
+ * --open). Returns 0, or a negative errno with a message in `err` for the
+ * user (-EINVAL: bad keys; -EIO: users cannot be opened; the first admin's
+ * fc_users_add error). Start-up thread. */
 int fc_api_auth_init(fc_app_t *app, char *err, size_t errlen);
 void fc_api_auth_free(fc_app_t *app);
+/* The check that runs before every handler (fc_http_opts_t.authorize):
+ * returns 0 to go on, or answers 401/403 and returns -EACCES. Loop thread. */
 int fc_api_authorize(fc_req_t *req);
 /* The claims of the request's token, or NULL (no token, or --open). */
 const fc_claims_t *fc_api_claims(fc_req_t *req);

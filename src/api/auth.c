@@ -56,9 +56,10 @@ static int first_admin(fc_app_t *app, char *err, size_t errlen) {
     randombytes_buf(raw, sizeof raw);
     sodium_bin2base64(pw, sizeof pw, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   }
-  if (fc_users_add(app->users, "admin", env && *env ? env : pw, true) != 0) {
+  int rc = fc_users_add(app->users, "admin", env && *env ? env : pw, true);
+  if (rc < 0) {
     snprintf(err, errlen, "cannot create the first user (admin)");
-    return -1;
+    return rc;
   }
   if (env && *env)
     fc_log(FC_LOG_INFO, "created user admin", "password=from-FLOWCAST_ADMIN_PASSWORD");
@@ -78,9 +79,9 @@ int fc_api_auth_init(fc_app_t *app, char *err, size_t errlen) {
     return 0;
   }
   app->auth = make_auth(cfg, err, errlen);
-  if (!app->auth) return -1;
+  if (!app->auth) return -EINVAL;
   app->users = fc_users_open(cfg->data_dir, err, errlen);
-  if (!app->users) return -1;
+  if (!app->users) return -EIO;
   app->limiter = fc_limiter_new(cfg->login_limit, 60);
   return first_admin(app, err, errlen);
 }
@@ -123,14 +124,15 @@ int64_t fc_api_expiry_ms(fc_req_t *req) {
   return exp * 1000;
 }
 
-/* Answers a refusal (401 with WWW-Authenticate, or 403) and returns -1. */
+/* Answers a refusal (401 with WWW-Authenticate, or 403) and returns -EACCES. */
 static int deny(fc_req_t *req, int status, const char *code, const char *msg) {
   const char *extra = status == 401 ? "WWW-Authenticate: Bearer realm=\"flowcast\"\r\n" : NULL;
   fc_http_error_with(req, status, extra, code, "%s", msg);
-  return -1;
+  return -EACCES;
 }
 
-/* May the token (or no token) subscribe to `channel`? Answers and returns -1 if not. */
+/* May the token (or no token) subscribe to `channel`? Returns 0, or answers
+ * and returns -EACCES. */
 static int check_subscribe(fc_req_t *req, const fc_claims_t *c, const char *channel) {
   fc_app_t *app = fc_app_of(req);
   if (fc_patterns_match(app->cfg->public_list, SIZE_MAX, channel)) return 0;
@@ -153,7 +155,7 @@ int fc_api_authorize(fc_req_t *req) {
       free(c);
       fc_http_error_with(req, 401, "WWW-Authenticate: Bearer realm=\"flowcast\", error=\"invalid_token\"\r\n",
                          "invalid_token", "invalid token: %s", why);
-      return -1;
+      return -EACCES;
     }
     req->user = c;
     req->user_free = claims_free;
@@ -164,7 +166,7 @@ int fc_api_authorize(fc_req_t *req) {
       for (size_t i = 0;; i++) {
         const char *ch = fc_req_query(req, "channel", i, NULL);
         if (!ch) return 0; /* the handler checks the names themselves */
-        if (check_subscribe(req, c, ch) < 0) return -1;
+        if (check_subscribe(req, c, ch) < 0) return -EACCES;
       }
     case FC_ACCESS_SUBSCRIBE_JOB: { /* a job's stream answers as its channel's history */
       char ch[64];

@@ -120,14 +120,14 @@ static void event_json(fc_buf_t *b, const fc_event_t *ev) {
   fc_buf_puts(b, "\"}");
 }
 
-/* Reads an optional u64 query parameter; answers 400 and returns -1 if bad. */
+/* Reads an optional u64 query parameter; answers 400 and returns -EINVAL if bad. */
 static int query_u64(fc_req_t *req, const char *key, uint64_t *out, bool *present) {
   bool bad = false;
   const char *v = fc_req_query(req, key, 0, &bad);
   *present = v != NULL;
   if (!bad && (!v || fc_parse_u64(v, strlen(v), out) == 0)) return 0;
   fc_http_error(req, 400, "bad_parameter", "%s must be a whole number", key);
-  return -1;
+  return -EINVAL;
 }
 
 void fc_api_history(fc_req_t *req) {
@@ -269,7 +269,7 @@ void fc_api_channel_delete(fc_req_t *req) {
 }
 
 /* Reads where a subscription starts: Last-Event-ID (header, then
- * ?lastEventId=) or ?replay=N. Answers 400 and returns -1 when malformed. */
+ * ?lastEventId=) or ?replay=N. Answers 400 and returns -EINVAL when malformed. */
 static int parse_resume(fc_req_t *req, fc_resume_t *r) {
   memset(r, 0, sizeof *r);
   r->replay = fc_app_of(req)->cfg->retention;
@@ -280,12 +280,12 @@ static int parse_resume(fc_req_t *req, fc_resume_t *r) {
   size_t idlen = h.base && h.len ? h.len : (q ? strlen(q) : 0);
   if (bad || (id && idlen && fc_sse_parse_id(id, idlen, &r->after) < 0)) {
     fc_http_error(req, 400, "bad_last_event_id", "Last-Event-ID must be an event id (a decimal number)");
-    return -1;
+    return -EINVAL;
   }
   r->has_after = id && idlen;
   uint64_t replay;
   bool has;
-  if (query_u64(req, "replay", &replay, &has) < 0) return -1;
+  if (query_u64(req, "replay", &replay, &has) < 0) return -EINVAL;
   if (has) r->replay = replay > 1000000 ? 1000000 : (unsigned)replay;
   return 0;
 }

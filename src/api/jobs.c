@@ -94,12 +94,12 @@ static void post(fc_req_t *req, fc_jobs_cmd_t *c) {
   fc_jobs_post(j, c);
 }
 
-/* Parses a workflow id: answers 400 and returns -1 when it is not a number. */
+/* Parses a workflow id: answers 400 and returns -EINVAL when it is not a number. */
 static int parse_wf(fc_req_t *req, const char *s, int64_t *out) {
   uint64_t v;
   if (!s || fc_parse_u64(s, strlen(s), &v) < 0 || v > INT64_MAX) {
     fc_http_error(req, 400, "bad_workflow_id", "the workflow id must be a whole number");
-    return -1;
+    return -EINVAL;
   }
   *out = (int64_t)v;
   return 0;
@@ -117,15 +117,15 @@ static bool job_id_valid(const char *s) {
   return true;
 }
 
-/* Reads ?w= and, when `need_job`, ?i=. Answers 400 and returns -1 if bad. */
+/* Reads ?w= and, when `need_job`, ?i=. Answers 400 and returns -EINVAL if bad. */
 static int parse_query(fc_req_t *req, fc_jobs_cmd_t *c, bool need_job) {
   bool bad = false;
-  if (parse_wf(req, fc_req_query(req, "w", 0, &bad), &c->wf) < 0) return -1;
+  if (parse_wf(req, fc_req_query(req, "w", 0, &bad), &c->wf) < 0) return -EINVAL;
   if (!need_job) return 0;
   const char *i = fc_req_query(req, "i", 0, &bad);
   if (bad || !job_id_valid(i)) {
     fc_http_error(req, 400, "bad_job_id", "the job id (?i=) must be a UUID");
-    return -1;
+    return -EINVAL;
   }
   snprintf(c->id, sizeof c->id, "%s", i);
   return 0;
@@ -253,19 +253,19 @@ static void jobs_done(fc_jobs_t *j, fc_jobs_cmd_t *c) {
 }
 
 /* Reads ?limit= (1..FC_JOBS_PAGE_MAX) and ?after= (a job id). Answers 400 and
- * returns -1 when bad. */
+ * returns -EINVAL when bad. */
 static int parse_page(fc_req_t *req, fc_jobs_cmd_t *c) {
   bool bad = false;
   const char *l = fc_req_query(req, "limit", 0, &bad), *a = fc_req_query(req, "after", 0, &bad);
   uint64_t v = FC_JOBS_PAGE_DEFAULT;
   if (bad || (l && (fc_parse_u64(l, strlen(l), &v) < 0 || v < 1 || v > FC_JOBS_PAGE_MAX))) {
     fc_http_error(req, 400, "bad_limit", "?limit= must be a whole number from 1 to %d", FC_JOBS_PAGE_MAX);
-    return -1;
+    return -EINVAL;
   }
   c->limit = (unsigned)v;
   if (a && !job_id_valid(a)) {
     fc_http_error(req, 400, "bad_cursor", "?after= must be a job id (a UUID)");
-    return -1;
+    return -EINVAL;
   }
   snprintf(c->after, sizeof c->after, "%s", a ? a : "");
   return 0;

@@ -47,8 +47,10 @@ void fc_auth_free(fc_auth_t *a);
  * `exp` after `now_s`, `nbf` (if any) not after it. exp, nbf and iat are
  * NumericDates: numbers, possibly fractional, of any size (compared without
  * overflow); any other type is refused. Fills `out` (dispose it); out->exp is
- * exp rounded up, capped at FC_AUTH_TIME_MAX. Returns 0, or -1 with a reason
- * in `why` (it may quote the token's alg: escape it where it goes). */
+ * exp rounded up, capped at FC_AUTH_TIME_MAX. Returns 0; or, with a reason
+ * in `why` (it may quote the token's alg: escape it where it goes), -EINVAL
+ * for a malformed token or claim, -EACCES for one refused (algorithm,
+ * signature, expired, not yet valid). */
 int fc_auth_verify(fc_auth_t *a, const char *token, int64_t now_s, fc_claims_t *out, char *why, size_t whylen);
 
 /* Mints an HS256 token carrying `c` (its exp is set to now + ttl_s). Returns a
@@ -58,7 +60,8 @@ int fc_auth_verify(fc_auth_t *a, const char *token, int64_t now_s, fc_claims_t *
 char *fc_auth_mint(fc_auth_t *a, const fc_claims_t *c, int64_t now_s, int64_t ttl_s);
 
 /* Reads DIR/jwt.secret, creating it (32 random bytes, hex, mode 0600) on first
- * start. Returns the key length, or -1 with `err`. */
+ * start. Returns the key length, or a negative errno with `err`: -EINVAL for a
+ * damaged file, the errno of a failed read or write. */
 int fc_auth_load_secret(const char *dir, uint8_t *out, size_t cap, char *err, size_t errlen);
 
 

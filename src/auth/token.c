@@ -101,15 +101,15 @@ static bool well_formed(const char *token) {
  * key is chosen by the server, never by the token. */
 static int header_alg(const char *token, char *alg, size_t cap) {
   const char *dot = strchr(token, '.');
-  if (!dot || dot == token || (size_t)(dot - token) > 2048) return -1;
+  if (!dot || dot == token || (size_t)(dot - token) > 2048) return -EINVAL;
   unsigned char raw[1600];
   size_t len;
   if (sodium_base642bin(raw, sizeof raw - 1, token, (size_t)(dot - token), NULL, &len, NULL,
                         sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
-    return -1;
+    return -EINVAL;
   json_t *h = json_loadb((const char *)raw, len, 0, NULL);
   const char *a = json_string_value(json_object_get(h, "alg"));
-  int rc = a && strlen(a) < cap ? 0 : -1;
+  int rc = a && strlen(a) < cap ? 0 : -EINVAL;
   if (rc == 0) strcpy(alg, a);
   json_decref(h);
   return rc;
@@ -128,14 +128,16 @@ static char **string_list(json_t *arr, size_t *n) {
 }
 
 /* A NumericDate claim (RFC 7519 2: seconds, possibly fractional) as a double,
- * which holds any JSON number without overflow. Returns 1 when present and a
- * number, 0 when absent, -1 when present but not a number (a string, ...). */
-static int numeric_date(json_t *claims, const char *name, double *out) {
+ * which holds any JSON number without overflow. Returns 0 with `*present`
+ * telling whether the claim is there, or -EINVAL when it is there but not a
+ * number (a string, ...). */
+static int numeric_date(json_t *claims, const char *name, double *out, bool *present) {
   json_t *v = json_object_get(claims, name);
+  *present = v != NULL;
   if (!v) return 0;
-  if (!json_is_number(v)) return -1;
+  if (!json_is_number(v)) return -EINVAL;
   *out = json_number_value(v);
-  return 1;
+  return 0;
 }
 
 /* Checks exp, nbf and iat against `now` (whole seconds) with doubles, so no
@@ -143,39 +145,42 @@ static int numeric_date(json_t *claims, const char *name, double *out) {
  * rounded up and capped at FC_AUTH_TIME_MAX (so exp * 1000 fits in int64). */
 static int check_times(json_t *claims, int64_t now, fc_claims_t *out, char *why, size_t whylen) {
   double exp = 0, nbf = 0, iat = 0;
-  int has_exp = numeric_date(claims, "exp", &exp);
-  int has_nbf = numeric_date(claims, "nbf", &nbf);
-  int has_iat = numeric_date(claims, "iat", &iat);
-  if (has_exp < 0 || has_nbf < 0 || has_iat < 0) {
+  bool has_exp, has_nbf, has_iat;
+  int bad_exp = numeric_date(claims, "exp", &exp, &has_exp);
+  int bad_nbf = numeric_date(claims, "nbf", &nbf, &has_nbf);
+  int bad_iat = numeric_date(claims, "iat", &iat, &has_iat);
+  if (bad_exp < 0 || bad_nbf < 0 || bad_iat < 0) {
     snprintf(why, whylen, "the token's %s claim is not a number",
-             has_exp < 0 ? "exp" : has_nbf < 0 ? "nbf" : "iat");
-    return -1;
+             bad_exp < 0 ? "exp" : bad_nbf < 0 ? "nbf" : "iat");
+    return -EINVAL;
   }
   if (!has_exp || exp <= 0) {
     snprintf(why, whylen, "the token has no exp claim");
-    return -1;
+    return -EINVAL;
   }
   if (exp <= (double)now) {
     snprintf(why, whylen, "the token expired");
-    return -1;
+    return -EACCES;
   }
   if (has_nbf && nbf > (double)now) {
     snprintf(why, whylen, "the token is not valid yet (nbf)");
-    return -1;
+    return -EACCES;
   }
   out->exp = exp >= (double)FC_AUTH_TIME_MAX ? FC_AUTH_TIME_MAX : (int64_t)ceil(exp);
   return 0;
 }
 
-/* Reads sub, the times and the flowcast claim from the token's claims. */
+/* Reads sub, the times and the flowcast claim from the token's claims.
+ * Returns 0, -EINVAL (malformed) or -EACCES (expired, not yet valid). */
 static int read_claims(jwt_t *jwt, fc_claims_t *out, int64_t now, char *why, size_t whylen) {
   char *all = jwt_get_grants_json(jwt, NULL);
   json_t *claims = all ? json_loads(all, 0, NULL) : NULL;
   free(all);
-  if (!json_is_object(claims) || check_times(claims, now, out, why, whylen) < 0) {
+  int rc = json_is_object(claims) ? check_times(claims, now, out, why, whylen) : -EINVAL;
+  if (rc < 0) {
     if (!json_is_object(claims)) snprintf(why, whylen, "malformed token claims");
     json_decref(claims);
-    return -1;
+    return rc;
   }
   json_t *sub = json_object_get(claims, "sub");
   out->sub = json_is_string(sub) ? fc_xstrndup(json_string_value(sub), json_string_length(sub)) : fc_xstrndup("", 0);
@@ -194,7 +199,7 @@ int fc_auth_verify(fc_auth_t *a, const char *token, int64_t now, fc_claims_t *ou
   char alg[16];
   if (strlen(token) > FC_AUTH_TOKEN_MAX || !well_formed(token) || header_alg(token, alg, sizeof alg) < 0) {
     snprintf(why, whylen, "malformed token");
-    return -1;
+    return -EINVAL;
   }
   const unsigned char *key;
   int keylen;
@@ -205,14 +210,14 @@ int fc_auth_verify(fc_auth_t *a, const char *token, int64_t now, fc_claims_t *ou
     want = a->public_alg, key = (const unsigned char *)a->public_key, keylen = (int)strlen(a->public_key);
   } else {
     snprintf(why, whylen, "token algorithm %s is not accepted", alg);
-    return -1;
+    return -EACCES;
   }
   jwt_t *jwt = NULL;
   if (token[strlen(token) - 1] == '.' || jwt_decode(&jwt, token, key, keylen) != 0 || !jwt ||
       jwt_get_alg(jwt) != want) {
     jwt_free(jwt);
     snprintf(why, whylen, "bad token signature");
-    return -1;
+    return -EACCES;
   }
   int rc = read_claims(jwt, out, now, why, whylen);
   jwt_free(jwt);
@@ -261,21 +266,23 @@ int fc_auth_load_secret(const char *dir, uint8_t *out, size_t cap, char *err, si
     size_t len;
     if (n < 64 || sodium_hex2bin(out, cap, hex, (size_t)n, "\n", &len, NULL) != 0 || len < 32) {
       snprintf(err, errlen, "%s is damaged (expected 64+ hex digits); remove it to make a new one", path);
-      return -1;
+      return -EINVAL;
     }
     return (int)len;
   }
   if (errno != ENOENT) {
-    snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-    return -1;
+    int e = errno;
+    snprintf(err, errlen, "cannot read %s: %s", path, strerror(e));
+    return -e;
   }
   randombytes_buf(out, 32);
   sodium_bin2hex(hex, sizeof hex, out, 32);
   fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0 || write(fd, hex, 64) != 64 || write(fd, "\n", 1) != 1 || fsync(fd) != 0) {
-    snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+    int e = errno ? errno : EIO;
+    snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
     if (fd >= 0) close(fd);
-    return -1;
+    return -e;
   }
   close(fd);
   return 32;

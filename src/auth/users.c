@@ -66,7 +66,7 @@ int fc_users_count(fc_users_t *u) {
   pthread_mutex_lock(&u->lock);
   int n = fc_records_users_count(u->rec);
   pthread_mutex_unlock(&u->lock);
-  return n < 0 ? -1 : n;
+  return n;
 }
 
 int fc_users_add(fc_users_t *u, const char *name, const char *password, bool admin) {
@@ -118,7 +118,7 @@ int fc_users_check(fc_users_t *u, const char *name, const char *password, fc_cla
   pthread_mutex_unlock(&u->lock);
   /* Always one verification: an unknown user costs what a wrong password does. */
   bool ok = crypto_pwhash_str_verify(found ? hash : u->dummy, password, strlen(password)) == 0 && found;
-  if (!ok) return -1;
+  if (!ok) return -EACCES;
   out->sub = fc_xstrndup(name, strlen(name));
   out->admin = admin;
   out->publish = one_pattern("*", &out->npublish);

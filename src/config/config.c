@@ -96,14 +96,14 @@ static int parse_size(const char *v, size_t *out) {
   char *end;
   errno = 0;
   unsigned long long n = strtoull(v, &end, 10);
-  if (end == v || errno || *v == '-') return -1;
+  if (end == v || errno || *v == '-') return -EINVAL;
   unsigned long long mult = 1;
   if (*end == 'k' || *end == 'K') mult = 1024, end++;
   else if (*end == 'm' || *end == 'M') mult = 1024 * 1024, end++;
   else if (*end == 'g' || *end == 'G') mult = 1024ull * 1024 * 1024, end++;
   if (*end == 'i' && mult > 1) end++;
   if (*end == 'B' || *end == 'b') end++;
-  if (*end) return -1;
+  if (*end) return -EINVAL;
   *out = (size_t)(n * mult);
   return 0;
 }
@@ -120,7 +120,7 @@ static int set_opt(fc_config_t *cfg, const opt_t *o, const char *v, const char *
       uint64_t n;
       if (fc_parse_u64(v, strlen(v), &n) < 0 || n > 1000000000) {
         snprintf(err, errlen, "%s: %s wants a whole number, got '%s'", src, o->name, v);
-        return -1;
+        return -EINVAL;
       }
       *(unsigned *)field = (unsigned)n;
       return 0;
@@ -128,7 +128,7 @@ static int set_opt(fc_config_t *cfg, const opt_t *o, const char *v, const char *
     case OPT_SIZE:
       if (parse_size(v, (size_t *)field) < 0) {
         snprintf(err, errlen, "%s: %s wants a size like 1048576, 64k or 1M, got '%s'", src, o->name, v);
-        return -1;
+        return -EINVAL;
       }
       return 0;
     case OPT_BOOL:
@@ -138,7 +138,7 @@ static int set_opt(fc_config_t *cfg, const opt_t *o, const char *v, const char *
         *(bool *)field = false;
       } else {
         snprintf(err, errlen, "%s: %s wants true or false, got '%s'", src, o->name, v);
-        return -1;
+        return -EINVAL;
       }
       return 0;
   }
@@ -167,7 +167,7 @@ static int set_rule(fc_config_t *cfg, const char *key, const char *val, const ch
   if (!*pattern || fc_parse_u64(val, strlen(val), &n) < 0 || n > 100000000) {
     snprintf(err, errlen, "%s:%d: expected %s:PATTERN = %s", path, lineno, age ? "max-age" : "retention",
              age ? "SECONDS" : "COUNT");
-    return -1;
+    return -EINVAL;
   }
   struct fc_config_rule *r = NULL;
   for (size_t i = 0; i < cfg->nrules; i++)
@@ -187,9 +187,10 @@ static int set_rule(fc_config_t *cfg, const char *key, const char *val, const ch
 static int load_file(fc_config_t *cfg, const char *path, bool must_exist, char *err, size_t errlen) {
   FILE *f = fopen(path, "r");
   if (!f) {
-    if (!must_exist && errno == ENOENT) return 0;
-    snprintf(err, errlen, "cannot read config file %s: %s", path, strerror(errno));
-    return -1;
+    int e = errno;
+    if (!must_exist && e == ENOENT) return 0;
+    snprintf(err, errlen, "cannot read config file %s: %s", path, strerror(e));
+    return -e;
   }
   char line[4096];
   int lineno = 0, rc = 0;
@@ -200,7 +201,7 @@ static int load_file(fc_config_t *cfg, const char *path, bool must_exist, char *
     char *eq = strchr(s, '=');
     if (!eq) {
       snprintf(err, errlen, "%s:%d: expected `name = value`", path, lineno);
-      rc = -1;
+      rc = -EINVAL;
       break;
     }
     *eq = '\0';
@@ -214,7 +215,7 @@ static int load_file(fc_config_t *cfg, const char *path, bool must_exist, char *
     const opt_t *o = find_opt(key, strlen(key));
     if (!o) {
       snprintf(err, errlen, "%s:%d: unknown option '%s'", path, lineno, key);
-      rc = -1;
+      rc = -EINVAL;
       break;
     }
     char src[600];
@@ -233,7 +234,7 @@ static int load_env(fc_config_t *cfg, char *err, size_t errlen) {
       var[k++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
     var[k] = '\0';
     const char *v = getenv(var);
-    if (v && set_opt(cfg, &options[i], v, var, err, errlen) < 0) return -1;
+    if (v && set_opt(cfg, &options[i], v, var, err, errlen) < 0) return -EINVAL;
   }
   return 0;
 }
@@ -254,10 +255,13 @@ static const char *config_path(int argc, char **argv, bool *explicit) {
 static int load_flags(fc_config_t *cfg, int argc, char **argv, char *err, size_t errlen) {
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      cfg->help = true;
+      return 0;
+    }
     if (strncmp(a, "--", 2) != 0) {
       snprintf(err, errlen, "unexpected argument '%s' (see flowcast serve --help)", a);
-      return -1;
+      return -EINVAL;
     }
     const char *name = a + 2, *eq = strchr(name, '=');
     size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
@@ -268,7 +272,7 @@ static int load_flags(fc_config_t *cfg, int argc, char **argv, char *err, size_t
     const opt_t *o = find_opt(name, nlen);
     if (!o) {
       snprintf(err, errlen, "unknown option '%s' (see flowcast serve --help)", a);
-      return -1;
+      return -EINVAL;
     }
     const char *v;
     if (eq) {
@@ -279,11 +283,11 @@ static int load_flags(fc_config_t *cfg, int argc, char **argv, char *err, size_t
       v = argv[++i];
     } else {
       snprintf(err, errlen, "option --%s needs a value", o->name);
-      return -1;
+      return -EINVAL;
     }
     char src[80];
     snprintf(src, sizeof src, "--%s", o->name);
-    if (set_opt(cfg, o, v, src, err, errlen) < 0) return -1;
+    if (set_opt(cfg, o, v, src, err, errlen) < 0) return -EINVAL;
   }
   return 0;
 }
@@ -320,7 +324,7 @@ static int finish(fc_config_t *cfg, char *err, size_t errlen) {
   uint64_t port;
   if (!colon || colon == cfg->listen || fc_parse_u64(colon + 1, strlen(colon + 1), &port) < 0 || port > 65535) {
     snprintf(err, errlen, "listen: expected HOST:PORT such as 127.0.0.1:8000, got '%s'", cfg->listen);
-    return -1;
+    return -EINVAL;
   }
   cfg->host = fc_xstrndup(cfg->listen, (size_t)(colon - cfg->listen));
   cfg->port = (int)port;
@@ -330,45 +334,45 @@ static int finish(fc_config_t *cfg, char *err, size_t errlen) {
   }
   if (cfg->threads > 256) {
     snprintf(err, errlen, "threads: at most 256");
-    return -1;
+    return -EINVAL;
   }
   if (cfg->keepalive_s == 0 || cfg->header_timeout_s == 0 || cfg->idle_timeout_s == 0 || cfg->body_timeout_s == 0 ||
       cfg->send_timeout_s == 0) {
     snprintf(err, errlen,
              "keepalive, header-timeout, idle-timeout, body-timeout and send-timeout must be at least 1 second");
-    return -1;
+    return -EINVAL;
   }
   if (cfg->body_timeout_s > 86400 || cfg->send_timeout_s > 86400) {
     snprintf(err, errlen, "body-timeout and send-timeout must be at most 86400 seconds");
-    return -1;
+    return -EINVAL;
   }
   if (cfg->ws_ping_s == 0 || cfg->ws_max_message < 128) {
     snprintf(err, errlen, "ws-ping must be at least 1 second and ws-max-message at least 128 bytes");
-    return -1;
+    return -EINVAL;
   }
   if (cfg->ws_max_subscriptions == 0) {
     snprintf(err, errlen, "ws-max-subscriptions must be at least 1");
-    return -1;
+    return -EINVAL;
   }
   if (cfg->token_ttl_s == 0 || cfg->token_ttl_long_s == 0) {
     snprintf(err, errlen, "token-ttl and token-ttl-long must be at least 1 second");
-    return -1;
+    return -EINVAL;
   }
   if (*cfg->jwt_secret && strlen(cfg->jwt_secret) < 32) {
     snprintf(err, errlen, "jwt-secret must be at least 32 characters");
-    return -1;
+    return -EINVAL;
   }
   if (cfg->queue_bytes < 4096) {
     snprintf(err, errlen, "queue-bytes: at least 4096");
-    return -1;
+    return -EINVAL;
   }
   if (cfg->coalesce_ms > 1000) {
     snprintf(err, errlen, "coalesce-ms: at most 1000");
-    return -1;
+    return -EINVAL;
   }
   if (cfg->commit_delay_us > 10000) {
     snprintf(err, errlen, "commit-delay-us: at most 10000");
-    return -1;
+    return -EINVAL;
   }
   cfg->cors_list = split_list(cfg->cors_origins);
   cfg->public_list = split_list(cfg->public_patterns);
@@ -376,23 +380,23 @@ static int finish(fc_config_t *cfg, char *err, size_t errlen) {
   for (char **p = cfg->cors_list; *p; p++) star |= !strcmp(*p, "*");
   if (star && cfg->cors_credentials) {
     snprintf(err, errlen, "cors-credentials needs an explicit origin list; it is never allowed with '*'");
-    return -1;
+    return -EINVAL;
   }
   for (size_t i = 0; i < cfg->nrules; i++)
     if (!cfg->rules[i].count) cfg->rules[i].count = cfg->retention;
   if (strcmp(cfg->storage, "sqlite") && strcmp(cfg->storage, "memory")) {
     snprintf(err, errlen, "storage: expected sqlite or memory, got '%s'", cfg->storage);
-    return -1;
+    return -EINVAL;
   }
   if (strcmp(cfg->durability, "crash") && strcmp(cfg->durability, "power")) {
     snprintf(err, errlen, "durability: expected crash or power, got '%s'", cfg->durability);
-    return -1;
+    return -EINVAL;
   }
   static const char *const levels[] = {"debug", "info", "warn", "error"};
   for (size_t i = 0; i < FC_ARRAY_LEN(levels); i++)
     if (!strcmp(cfg->log_level, levels[i])) return 0;
   snprintf(err, errlen, "log-level: expected debug, info, warn or error, got '%s'", cfg->log_level);
-  return -1;
+  return -EINVAL;
 }
 
 int fc_config_load(fc_config_t *cfg, int argc, char **argv, char *err, size_t errlen) {
@@ -404,7 +408,7 @@ int fc_config_load(fc_config_t *cfg, int argc, char **argv, char *err, size_t er
   int rc = load_file(cfg, path, explicit, err, errlen);
   if (rc == 0) rc = load_env(cfg, err, errlen);
   if (rc == 0) rc = load_flags(cfg, argc, argv, err, errlen);
-  if (rc == 0) rc = finish(cfg, err, errlen);
+  if (rc == 0 && !cfg->help) rc = finish(cfg, err, errlen);
   return rc;
 }
 

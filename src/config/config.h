@@ -59,11 +59,15 @@ typedef struct {
   } *rules;
   size_t nrules;
   char **cors_list; /* cors_origins split, NULL-terminated */
+  bool help;        /* --help or -h was given: nothing past it was read */
 } fc_config_t;
 
 /* Fills defaults, then the file, environment and `argv` (the flags after
- * `serve`). Returns 0; or -1 with a message in `err` for the user; or 1 when
- * --help was asked (usage printed). */
+ * `serve`). Returns 0; or a negative errno with a message in `err` for the
+ * user: -EINVAL for a bad value, option or line, the errno of a config file
+ * that cannot be read (-ENOENT, -EACCES, ...). When --help or -h comes before
+ * anything wrong, returns 0 at once with `help` set: the other fields are then
+ * not checked nor derived (usage is the caller's to print). */
 int fc_config_load(fc_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
 void fc_config_dispose(fc_config_t *cfg);
 /* Prints the options, their variables and defaults. */

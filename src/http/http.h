@@ -57,7 +57,8 @@ typedef struct {
   const fc_route_t *routes;
   size_t nroutes;
   /* Runs before every handler: the one place where access is decided. Returns
-   * 0 to go on, or answers the request itself and returns non-zero. */
+   * 0 to go on, or answers the request itself (401, 403) and returns a
+   * negative errno (-EACCES). */
   int (*authorize)(fc_req_t *req);
   void *ud;
 } fc_http_opts_t;
@@ -114,7 +115,7 @@ fc_str_t fc_req_header(const fc_req_t *req, const char *name);
  * space), or NULL. Sets *bad when the escape is malformed. */
 const char *fc_req_query(fc_req_t *req, const char *name, size_t index, bool *bad);
 /* Percent-decodes [s, s+n) into out (at least n+1 bytes). `plus` turns '+' into
- * ' '. Returns the decoded length, or -1 for a malformed escape. */
+ * ' '. Returns the decoded length, or -EINVAL for a malformed escape (or %00). */
 ssize_t fc_url_decode(const char *s, size_t n, char *out, bool plus);
 
 /* The route for a request whose target is parsed (segments set), or NULL.

@@ -137,9 +137,9 @@ ssize_t fc_url_decode(const char *s, size_t n, char *out, bool plus) {
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
     if (s[i] == '%') {
-      if (i + 2 >= n) return -1; /* fewer than two hex digits left */
+      if (i + 2 >= n) return -EINVAL; /* fewer than two hex digits left */
       int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
-      if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return -1; /* %00 has no use here */
+      if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return -EINVAL; /* %00 has no use here */
       out[k++] = (char)(hi * 16 + lo);
       i += 2;
     } else if (plus && s[i] == '+') {
@@ -270,7 +270,7 @@ void fc__http_dispatch(fc_req_t *req) {
     fc_http_error_with(req, 405, extra.data, "method_not_allowed", "method %s not allowed on this resource",
                      req->method_name ? req->method_name : "-");
   } else {
-    if (!o->authorize || o->authorize(req) == 0) found->handler(req);
+    if (!o->authorize || o->authorize(req) >= 0) found->handler(req);
   }
   fc_buf_dispose(&extra);
 }

@@ -1,17 +1,19 @@
 /* Cron expressions and their next firing time. */
 #include "jobs/cron.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* Parses one field into a bitmask of the values in [lo, hi]. */
+/* Parses one field into a bitmask of the values in [lo, hi]. Returns 0 or
+ * -EINVAL. */
 static int field(const char *s, size_t len, int lo, int hi, uint64_t *mask, bool *star) {
   *mask = 0;
   *star = len == 1 && s[0] == '*';
   char buf[64];
-  if (len == 0 || len >= sizeof buf) return -1;
+  if (len == 0 || len >= sizeof buf) return -EINVAL;
   memcpy(buf, s, len);
   buf[len] = '\0';
   for (char *save = NULL, *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
@@ -20,21 +22,21 @@ static int field(const char *s, size_t len, int lo, int hi, uint64_t *mask, bool
     if (slash) {
       *slash = '\0';
       step = (int)strtol(slash + 1, &end, 10);
-      if (*end || step < 1) return -1;
+      if (*end || step < 1) return -EINVAL;
     }
     if (strcmp(item, "*") != 0) {
       a = (int)strtol(item, &end, 10);
-      if (end == item) return -1;
+      if (end == item) return -EINVAL;
       b = slash ? hi : a;
       if (*end == '-') {
         char *e2;
         b = (int)strtol(end + 1, &e2, 10);
-        if (e2 == end + 1 || *e2) return -1;
+        if (e2 == end + 1 || *e2) return -EINVAL;
       } else if (*end) {
-        return -1;
+        return -EINVAL;
       }
     }
-    if (a < lo || b > hi || a > b) return -1;
+    if (a < lo || b > hi || a > b) return -EINVAL;
     for (int v = a; v <= b; v += step) *mask |= 1ull << v;
   }
   return 0;
@@ -52,14 +54,14 @@ int fc_cron_parse(const char *expr, fc_cron_t *out, char *why, size_t whylen) {
     if (field(p, len, f[i].lo, f[i].hi, &masks[i], &stars[i]) < 0) {
       snprintf(why, whylen, "bad %s field in '%s' (want *, N, A-B, */S, A-B/S or lists, %d..%d)", f[i].name, expr,
                f[i].lo, f[i].hi);
-      return -1;
+      return -EINVAL;
     }
     p += len;
   }
   while (*p == ' ' || *p == '\t') p++;
   if (*p) {
     snprintf(why, whylen, "'%s' has more than five fields", expr);
-    return -1;
+    return -EINVAL;
   }
   out->minutes = masks[0];
   out->hours = (uint32_t)masks[1];
@@ -97,5 +99,5 @@ int64_t fc_cron_next(const fc_cron_t *c, int64_t after_s) {
     tm.tm_sec = 0;
     t = timegm(&tm); /* normalizes overflowing fields */
   }
-  return -1;
+  return -ENOENT;
 }

@@ -17,10 +17,11 @@ typedef struct {
   bool days_star, weekdays_star;
 } fc_cron_t;
 
-/* Parses `expr`. Returns 0, or -1 with the reason in `why`. */
+/* Parses `expr`. Returns 0, or -EINVAL with the reason in `why`. */
 int fc_cron_parse(const char *expr, fc_cron_t *out, char *why, size_t whylen);
 /* The first time, in seconds since the epoch (a whole minute), strictly after
- * `after_s` that the schedule fires; -1 if none within 5 years (e.g. 30 Feb).
+ * `after_s` that the schedule fires; -ENOENT if none within 5 years (e.g.
+ * 30 Feb).
  * The clock is a parameter, so schedules are tested without waiting. */
 int64_t fc_cron_next(const fc_cron_t *c, int64_t after_s);
 

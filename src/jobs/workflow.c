@@ -12,48 +12,48 @@
 static int check_task(json_t *t, size_t i, char *field, size_t flen, char *why, size_t wlen) {
   const char *type = json_string_value(json_object_get(t, "type"));
   snprintf(field, flen, "tasks[%zu].type", i);
-  if (!json_is_object(t) || !type) return snprintf(why, wlen, "a task needs a \"type\""), -1;
+  if (!json_is_object(t) || !type) return snprintf(why, wlen, "a task needs a \"type\""), -EINVAL;
   json_t *coe = json_object_get(t, "continueOnError");
   if (coe && !json_is_boolean(coe)) {
     snprintf(field, flen, "tasks[%zu].continueOnError", i);
-    return snprintf(why, wlen, "must be true or false"), -1;
+    return snprintf(why, wlen, "must be true or false"), -EINVAL;
   }
   if (!strcmp(type, "wait")) {
     json_t *s = json_object_get(t, "seconds");
     snprintf(field, flen, "tasks[%zu].seconds", i);
     if (!json_is_number(s) || json_number_value(s) < 0 || json_number_value(s) > 31536000)
-      return snprintf(why, wlen, "must be a number of seconds (0 to one year)"), -1;
+      return snprintf(why, wlen, "must be a number of seconds (0 to one year)"), -EINVAL;
   } else if (!strcmp(type, "exec")) {
     json_t *cmd = json_object_get(t, "command"), *v;
     size_t k;
     snprintf(field, flen, "tasks[%zu].command", i);
     if (!json_is_array(cmd) || json_array_size(cmd) == 0)
-      return snprintf(why, wlen, "must be a non-empty array of strings (argv)"), -1;
-    json_array_foreach(cmd, k, v) if (!json_is_string(v)) return snprintf(why, wlen, "must hold only strings"), -1;
+      return snprintf(why, wlen, "must be a non-empty array of strings (argv)"), -EINVAL;
+    json_array_foreach(cmd, k, v) if (!json_is_string(v)) return snprintf(why, wlen, "must hold only strings"), -EINVAL;
     json_t *env = json_object_get(t, "env");
     const char *key;
     snprintf(field, flen, "tasks[%zu].env", i);
-    if (env && !json_is_object(env)) return snprintf(why, wlen, "must be an object of strings"), -1;
-    if (env) json_object_foreach(env, key, v) if (!json_is_string(v)) return snprintf(why, wlen, "must hold only strings"), -1;
+    if (env && !json_is_object(env)) return snprintf(why, wlen, "must be an object of strings"), -EINVAL;
+    if (env) json_object_foreach(env, key, v) if (!json_is_string(v)) return snprintf(why, wlen, "must hold only strings"), -EINVAL;
     json_t *cwd = json_object_get(t, "cwd"), *to = json_object_get(t, "timeoutSeconds");
     snprintf(field, flen, "tasks[%zu].cwd", i);
-    if (cwd && !json_is_string(cwd)) return snprintf(why, wlen, "must be a string"), -1;
+    if (cwd && !json_is_string(cwd)) return snprintf(why, wlen, "must be a string"), -EINVAL;
     snprintf(field, flen, "tasks[%zu].timeoutSeconds", i);
     if (to && (!json_is_number(to) || json_number_value(to) <= 0))
-      return snprintf(why, wlen, "must be a positive number"), -1;
+      return snprintf(why, wlen, "must be a positive number"), -EINVAL;
   } else if (!strcmp(type, "publish")) {
     const char *ch = json_string_value(json_object_get(t, "channel"));
     json_t *ev = json_object_get(t, "event");
     snprintf(field, flen, "tasks[%zu].channel", i);
     if (!ch || !fc_channel_name_valid(ch, strlen(ch)))
-      return snprintf(why, wlen, "must be a channel name [A-Za-z0-9._:-]{1,128}"), -1;
+      return snprintf(why, wlen, "must be a channel name [A-Za-z0-9._:-]{1,128}"), -EINVAL;
     snprintf(field, flen, "tasks[%zu].event", i);
     if (ev && (!json_is_string(ev) || !fc_event_name_valid(json_string_value(ev), json_string_length(ev))))
-      return snprintf(why, wlen, "must be an event name [A-Za-z0-9._:-]{1,128}"), -1;
+      return snprintf(why, wlen, "must be an event name [A-Za-z0-9._:-]{1,128}"), -EINVAL;
     snprintf(field, flen, "tasks[%zu].data", i);
-    if (!json_object_get(t, "data")) return snprintf(why, wlen, "is missing"), -1;
+    if (!json_object_get(t, "data")) return snprintf(why, wlen, "is missing"), -EINVAL;
   } else if (strcmp(type, "approval")) {
-    return snprintf(why, wlen, "unknown task type '%s' (wait, exec, publish, approval)", type), -1;
+    return snprintf(why, wlen, "unknown task type '%s' (wait, exec, publish, approval)", type), -EINVAL;
   }
   return 0;
 }
@@ -61,51 +61,52 @@ static int check_task(json_t *t, size_t i, char *field, size_t flen, char *why, 
 static int check_triggers(json_t *tr, char *field, size_t flen, char *why, size_t wlen) {
   snprintf(field, flen, "triggers");
   if (!tr) return 0;
-  if (!json_is_array(tr)) return snprintf(why, wlen, "must be an array"), -1;
+  if (!json_is_array(tr)) return snprintf(why, wlen, "must be an array"), -EINVAL;
   size_t i;
   json_t *t;
   json_array_foreach(tr, i, t) {
     const char *type = json_string_value(json_object_get(t, "type"));
     snprintf(field, flen, "triggers[%zu].type", i);
-    if (!type) return snprintf(why, wlen, "a trigger needs a \"type\""), -1;
+    if (!type) return snprintf(why, wlen, "a trigger needs a \"type\""), -EINVAL;
     if (!strcmp(type, "channel")) {
       const char *ch = json_string_value(json_object_get(t, "channel"));
       snprintf(field, flen, "triggers[%zu].channel", i);
       if (!ch || !fc_channel_name_valid(ch, strlen(ch)))
-        return snprintf(why, wlen, "must be a channel name [A-Za-z0-9._:-]{1,128}"), -1;
+        return snprintf(why, wlen, "must be a channel name [A-Za-z0-9._:-]{1,128}"), -EINVAL;
     } else if (!strcmp(type, "cron")) {
       snprintf(field, flen, "triggers[%zu].cron", i);
       const char *expr = json_string_value(json_object_get(t, "cron"));
       fc_cron_t c;
-      if (!expr) return snprintf(why, wlen, "must be a cron expression such as \"*/5 * * * *\""), -1;
-      if (fc_cron_parse(expr, &c, why, wlen) < 0) return -1;
+      if (!expr) return snprintf(why, wlen, "must be a cron expression such as \"*/5 * * * *\""), -EINVAL;
+      if (fc_cron_parse(expr, &c, why, wlen) < 0) return -EINVAL;
     } else if (strcmp(type, "manual")) {
-      return snprintf(why, wlen, "unknown trigger type '%s' (manual, channel, cron)", type), -1;
+      return snprintf(why, wlen, "unknown trigger type '%s' (manual, channel, cron)", type), -EINVAL;
     }
   }
   return 0;
 }
 
-/* Validates a parsed file; names the bad field. 0 when valid. */
+/* Validates a parsed file. Returns 0, or -EINVAL naming the bad field in
+ * `field` and why in `why`. */
 static int check_def(json_t *d, char *field, size_t flen, char *why, size_t wlen) {
   snprintf(field, flen, "(root)");
-  if (!json_is_object(d)) return snprintf(why, wlen, "must be a JSON object"), -1;
+  if (!json_is_object(d)) return snprintf(why, wlen, "must be a JSON object"), -EINVAL;
   json_t *id = json_object_get(d, "id"), *name = json_object_get(d, "name"), *desc = json_object_get(d, "description");
   snprintf(field, flen, "id");
-  if (!json_is_integer(id) || json_integer_value(id) < 0) return snprintf(why, wlen, "must be a whole number"), -1;
+  if (!json_is_integer(id) || json_integer_value(id) < 0) return snprintf(why, wlen, "must be a whole number"), -EINVAL;
   snprintf(field, flen, "name");
-  if (!json_is_string(name) || !json_string_length(name)) return snprintf(why, wlen, "must be a non-empty string"), -1;
+  if (!json_is_string(name) || !json_string_length(name)) return snprintf(why, wlen, "must be a non-empty string"), -EINVAL;
   snprintf(field, flen, "description");
-  if (desc && !json_is_string(desc)) return snprintf(why, wlen, "must be a string"), -1;
+  if (desc && !json_is_string(desc)) return snprintf(why, wlen, "must be a string"), -EINVAL;
   json_t *maxc = json_object_get(d, "maxConcurrent");
   snprintf(field, flen, "maxConcurrent");
   if (maxc && (!json_is_integer(maxc) || json_integer_value(maxc) < 1 || json_integer_value(maxc) > 100000))
-    return snprintf(why, wlen, "must be a whole number from 1 (jobs of this workflow running at once)"), -1;
+    return snprintf(why, wlen, "must be a whole number from 1 (jobs of this workflow running at once)"), -EINVAL;
   json_t *tasks = json_object_get(d, "tasks"), *t;
   snprintf(field, flen, "tasks");
-  if (!json_is_array(tasks) || json_array_size(tasks) == 0) return snprintf(why, wlen, "must be a non-empty array"), -1;
+  if (!json_is_array(tasks) || json_array_size(tasks) == 0) return snprintf(why, wlen, "must be a non-empty array"), -EINVAL;
   size_t i;
-  json_array_foreach(tasks, i, t) if (check_task(t, i, field, flen, why, wlen) < 0) return -1;
+  json_array_foreach(tasks, i, t) if (check_task(t, i, field, flen, why, wlen) < 0) return -EINVAL;
   return check_triggers(json_object_get(d, "triggers"), field, flen, why, wlen);
 }
 

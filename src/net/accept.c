@@ -225,34 +225,37 @@ int fc__accept_init(fc_loop_t *l, const struct sockaddr_in *addr, char *err, siz
   uv_ip4_name(addr, ip, sizeof ip);
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    snprintf(err, errlen, "cannot listen on %s:%d: socket: %s", ip, ntohs(addr->sin_port), strerror(errno));
-    return -1;
+    int e = errno;
+    snprintf(err, errlen, "cannot listen on %s:%d: socket: %s", ip, ntohs(addr->sin_port), strerror(e));
+    return -e;
   }
   l->listen_fd = fd;
   int one = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
       bind(fd, (const struct sockaddr *)addr, sizeof *addr) < 0 || listen(fd, BACKLOG) < 0) {
-    snprintf(err, errlen, "cannot listen on %s:%d: %s", ip, ntohs(addr->sin_port), strerror(errno));
-    return -1;
+    int e = errno;
+    snprintf(err, errlen, "cannot listen on %s:%d: %s", ip, ntohs(addr->sin_port), strerror(e));
+    return -e;
   }
   int rc = uv_poll_init_socket(&l->uv, &l->accept_io, fd);
   if (rc < 0) {
     snprintf(err, errlen, "cannot poll the listener on %s:%d: %s", ip, ntohs(addr->sin_port), uv_strerror(rc));
-    return -1;
+    return rc;
   }
   l->accept_io.data = l;
   uv_timer_init(&l->uv, &l->accept_pause); /* cannot fail */
   l->accept_pause.data = l;
   l->spare_fd = open_spare();
   if (l->spare_fd < 0) {
-    snprintf(err, errlen, "cannot open a spare descriptor: %s", strerror(errno));
-    return -1;
+    int e = errno;
+    snprintf(err, errlen, "cannot open a spare descriptor: %s", strerror(e));
+    return -e;
   }
   rc = uv_poll_start(&l->accept_io, UV_READABLE, on_acceptable);
   if (rc < 0) {
     snprintf(err, errlen, "cannot poll the listener on %s:%d: %s", ip, ntohs(addr->sin_port), uv_strerror(rc));
-    return -1;
+    return rc;
   }
   return 0;
 }

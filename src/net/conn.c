@@ -309,26 +309,29 @@ uint32_t fc__conn_gather(fc_conn_t *c, uv_buf_t *bufs, uint32_t max, size_t *tot
   return n;
 }
 
+/* What a write attempt left: nothing more to do now (drained or closed),
+ * more queued to write at once, or a full socket (wait for writability). */
+typedef enum { TRY_DONE, TRY_MORE, TRY_FULL } try_t;
+
 /* Takes a write attempt's result: `w` bytes of `total` written, or a
- * negative errno. Returns 1 when all went and more is queued, 0 when there is
- * nothing more to do now (drained or closed), -1 when the socket is full. */
-static int tried(fc_conn_t *c, int w, size_t total) {
+ * negative errno (a failure closes the connection: TRY_DONE). */
+static try_t tried(fc_conn_t *c, int w, size_t total) {
   atomic_fetch_add_explicit(&c->loop->writes, 1, memory_order_relaxed);
   if (w == UV_EAGAIN) w = 0;
   if (w < 0) {
     close_now(c);
-    return 0;
+    return TRY_DONE;
   }
   consume(c, (size_t)w);
-  if ((size_t)w < total) return -1;
-  if (c->qlen > 0) return 1;
+  if ((size_t)w < total) return TRY_FULL;
+  if (c->qlen > 0) return TRY_MORE;
   drained(c);
-  return 0;
+  return TRY_DONE;
 }
 
 void fc__conn_tried(fc_conn_t *c, int w, size_t total) {
   if (c->closing) return; /* closed meanwhile by another's callback: on_closed frees the queue */
-  if (tried(c, w, total) != 0) write_some(c, false);
+  if (tried(c, w, total) != TRY_DONE) write_some(c, false);
 }
 
 /* Writes what is queued: with `batch`, in the loop's io_uring submission
@@ -342,12 +345,12 @@ static void write_some(fc_conn_t *c, bool batch) {
   uv_buf_t bufs[FC__MAX_IOV];
   size_t total;
   uint32_t n;
-  int more;
+  try_t more;
   do {
     n = fc__conn_gather(c, bufs, FC__MAX_IOV, &total);
     more = tried(c, uv_try_write((uv_stream_t *)&c->tcp, bufs, n), total);
-  } while (more == 1);
-  if (more == 0) return;
+  } while (more == TRY_MORE);
+  if (more == TRY_DONE) return;
   n = fc__conn_gather(c, bufs, FC__MAX_IOV, &total);
   c->wreq = wreq_get(c->loop);
   c->wreq->data = c;

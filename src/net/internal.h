@@ -128,7 +128,8 @@ size_t fc__mailbox_run(fc_loop_t *l);
 
 /* Sets up accepting on `l`: its listening socket (bound to `addr`, with
  * SO_REUSEPORT), the readiness handle, the pause timer and the spare
- * descriptor. Returns 0, or -1 with a message in `err`. Start-up thread. */
+ * descriptor. Returns 0, or a negative errno (the failing call's: -EADDRINUSE,
+ * -EMFILE, ...) with a message in `err`. Start-up thread. */
 int fc__accept_init(fc_loop_t *l, const struct sockaddr_in *addr, char *err, size_t errlen);
 /* Stops accepting on `l` for good and closes its listening socket. Loop thread. */
 void fc__accept_stop(fc_loop_t *l);

@@ -60,8 +60,9 @@ static int port_free(const struct sockaddr_in *addr, char *err, size_t errlen) {
   if (addr->sin_port == 0) return 0;
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    snprintf(err, errlen, "cannot open a socket: %s", strerror(errno));
-    return -1;
+    int e = errno;
+    snprintf(err, errlen, "cannot open a socket: %s", strerror(e));
+    return -e;
   }
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -72,11 +73,12 @@ static int port_free(const struct sockaddr_in *addr, char *err, size_t errlen) {
   char ip[INET_ADDRSTRLEN];
   inet_ntop(AF_INET, &addr->sin_addr, ip, sizeof ip);
   snprintf(err, errlen, "cannot listen on %s:%d: %s", ip, ntohs(addr->sin_port), strerror(e));
-  return -1;
+  return -e;
 }
 
-/* Sets up a loop's handles once uv_loop_init succeeded. Returns 0, or -1
- * with a message in `err`; fc_net_free() closes what was set up. */
+/* Sets up a loop's handles once uv_loop_init succeeded. Returns 0, or
+ * libuv's negative errno with a message in `err`; fc_net_free() closes what
+ * was set up. */
 static int loop_init(fc_loop_t *l, char *err, size_t errlen) {
   l->wake.data = l->flush.data = l->flush_early.data = l->tick.data = l->bulk_timer.data = l->stop_deadline.data = l;
   int rc = uv_async_init(&l->uv, &l->wake, on_wake);
@@ -90,7 +92,7 @@ static int loop_init(fc_loop_t *l, char *err, size_t errlen) {
   if (rc == 0) rc = uv_timer_init(&l->uv, &l->stop_deadline);
   if (rc < 0) {
     snprintf(err, errlen, "cannot set up event loop %u: %s", l->index, uv_strerror(rc));
-    return -1;
+    return rc;
   }
   uv_unref((uv_handle_t *)&l->stop_deadline);
   if (l->net->opts.io_uring) {
@@ -151,11 +153,12 @@ static int check_fd_room(uint64_t nofile, unsigned loops, char *err, size_t errl
            "the open-files limit (%llu) is too low: %llu descriptors are open and %u event loops need about %llu more"
            " (raise ulimit -n, or lower --threads)",
            (unsigned long long)nofile, (unsigned long long)open_now, loops, (unsigned long long)need);
-  return -1;
+  return -EMFILE;
 }
 
 /* Creates loop `i` with its listener; on port 0 it fills in the port the
- * kernel gave loop 0, which the others then share. Returns 0 or -1 (`err`). */
+ * kernel gave loop 0, which the others then share. Returns 0, or a negative
+ * errno with a message in `err`. */
 static int add_loop(fc_net_t *net, unsigned i, void *ud, struct sockaddr_in *addr, char *err, size_t errlen) {
   fc_loop_t *l = fc_xcalloc(1, sizeof *l);
   l->index = i;
@@ -168,16 +171,17 @@ static int add_loop(fc_net_t *net, unsigned i, void *ud, struct sockaddr_in *add
     pthread_mutex_destroy(&l->mbox_lock);
     free(l);
     snprintf(err, errlen, "cannot create event loop %u: %s", i, uv_strerror(rc));
-    return -1;
+    return rc;
   }
   net->loops[net->nloops++] = l;
-  if (loop_init(l, err, errlen) < 0 || fc__accept_init(l, addr, err, errlen) < 0) return -1;
+  if ((rc = loop_init(l, err, errlen)) < 0 || (rc = fc__accept_init(l, addr, err, errlen)) < 0) return rc;
   if (i == 0 && addr->sin_port == 0) {
     struct sockaddr_in bound;
     socklen_t len = sizeof bound;
     if (getsockname(l->listen_fd, (struct sockaddr *)&bound, &len) < 0) {
-      snprintf(err, errlen, "getsockname: %s", strerror(errno));
-      return -1;
+      int e = errno;
+      snprintf(err, errlen, "getsockname: %s", strerror(e));
+      return -e;
     }
     addr->sin_port = bound.sin_port;
   }
@@ -194,7 +198,8 @@ static void release_threads(fc_net_t *net) {
 }
 
 /* Starts loops 1..n-1, which wait on `go` until fc_net_run: when one cannot
- * start, the others exit without having run. */
+ * start, the others exit without having run. Returns 0, or libuv's negative
+ * errno with a message in `err`. */
 static int start_threads(fc_net_t *net, char *err, size_t errlen) {
   unsigned started = 1;
   int rc = 0;
@@ -210,7 +215,7 @@ static int start_threads(fc_net_t *net, char *err, size_t errlen) {
   net->nthreads = started - 1;
   if (rc == 0) return 0;
   release_threads(net);
-  return -1;
+  return rc;
 }
 
 fc_net_t *fc_net_new(const fc_net_opts_t *opts, void **loop_uds, char *err, size_t errlen) {

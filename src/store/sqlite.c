@@ -68,7 +68,9 @@ static int step_reset(sqlite3_stmt *st) {
   return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
-/* Reads PRAGMA user_version, applies what migrations are missing. */
+/* Reads PRAGMA user_version, applies what migrations are missing. Returns 0,
+ * or with `err`: -EIO (unreadable, not a database, failed upgrade) or
+ * -EPROTONOSUPPORT (a newer schema). */
 static int migrate(sqlite3 *db, char *err, size_t errlen) {
   sqlite3_stmt *st;
   int version = -1, rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
@@ -77,14 +79,14 @@ static int migrate(sqlite3 *db, char *err, size_t errlen) {
   if (version < 0 || rc != SQLITE_OK) {
     snprintf(err, errlen, "cannot read the database: %s (is it a flowcast database? is it corrupt?)",
              sqlite3_errmsg(db));
-    return -1;
+    return -EIO;
   }
   if (version > SCHEMA_VERSION) {
     snprintf(err, errlen,
              "the database has schema version %d, newer than this flowcast understands (%d): "
              "run a newer flowcast, or restore a backup",
              version, SCHEMA_VERSION);
-    return -1;
+    return -EPROTONOSUPPORT;
   }
   for (int v = version; v < SCHEMA_VERSION; v++) {
     char sql[64];
@@ -92,21 +94,24 @@ static int migrate(sqlite3 *db, char *err, size_t errlen) {
     if (exec(db, "BEGIN IMMEDIATE") || exec(db, migrations[v]) || exec(db, sql) || exec(db, "COMMIT")) {
       snprintf(err, errlen, "cannot upgrade the database schema to version %d: %s", v + 1, sqlite3_errmsg(db));
       exec(db, "ROLLBACK");
-      return -1;
+      return -EIO;
     }
     if (version > 0) fc_log(FC_LOG_INFO, "schema upgraded", "from=%d to=%d", v, v + 1);
   }
   return 0;
 }
 
-/* Takes an exclusive lock on DIR/flowcast.lock: one server per data directory. */
+/* Takes an exclusive lock on DIR/flowcast.lock: one server per data directory.
+ * Returns the lock's descriptor, or with `err`: -EBUSY (another server holds
+ * it) or open's errno. */
 static int lock_dir(const char *dir, char *err, size_t errlen) {
   char path[4096];
   snprintf(path, sizeof path, "%s/flowcast.lock", dir);
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
-    snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
-    return -1;
+    int e = errno;
+    snprintf(err, errlen, "cannot create %s: %s", path, strerror(e));
+    return -e;
   }
   if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
     char pid[32] = "";
@@ -116,7 +121,7 @@ static int lock_dir(const char *dir, char *err, size_t errlen) {
              n > 0 ? " (pid " : "", n > 0 ? pid : "");
     if (n > 0) strncat(err, ")", errlen - strlen(err) - 1);
     close(fd);
-    return -1;
+    return -EBUSY;
   }
   char pid[32];
   int len = snprintf(pid, sizeof pid, "%d", (int)getpid());
@@ -125,34 +130,37 @@ static int lock_dir(const char *dir, char *err, size_t errlen) {
   return fd;
 }
 
-/* mkdir -p, each new directory with mode 0700. */
+/* mkdir -p, each new directory with mode 0700. Returns 0 or mkdir's -errno. */
 static int make_dirs(const char *dir) {
   char path[4096];
   snprintf(path, sizeof path, "%s", dir);
   for (char *p = path + 1; *p; p++) {
     if (*p != '/') continue;
     *p = '\0';
-    if (mkdir(path, 0700) < 0 && errno != EEXIST) return -1;
+    if (mkdir(path, 0700) < 0 && errno != EEXIST) return -errno;
     *p = '/';
   }
-  return mkdir(path, 0700) < 0 && errno != EEXIST ? -1 : 0;
+  return mkdir(path, 0700) < 0 && errno != EEXIST ? -errno : 0;
 }
 
-/* Creates the data directory if needed and checks it can be written. */
+/* Creates the data directory if needed and checks it can be written.
+ * Returns 0, or a negative errno with `err` (-ENOTDIR, -EACCES, ...). */
 static int prepare_dir(const char *dir, char *err, size_t errlen) {
-  if (make_dirs(dir) < 0) {
-    snprintf(err, errlen, "cannot create the data directory %s: %s", dir, strerror(errno));
-    return -1;
+  int rc = make_dirs(dir);
+  if (rc < 0) {
+    snprintf(err, errlen, "cannot create the data directory %s: %s", dir, strerror(-rc));
+    return rc;
   }
   struct stat st;
   if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
     snprintf(err, errlen, "the data directory %s is not a directory", dir);
-    return -1;
+    return -ENOTDIR;
   }
   if (access(dir, R_OK | W_OK | X_OK) < 0) {
+    int e = errno;
     snprintf(err, errlen, "the data directory %s is not writable by this user (mode %o): %s", dir,
-             st.st_mode & 0777, strerror(errno));
-    return -1;
+             st.st_mode & 0777, strerror(e));
+    return -e;
   }
   return 0;
 }
@@ -169,14 +177,15 @@ static sqlite3 *open_db(const char *path, int flags, char *err, size_t errlen) {
   return db;
 }
 
-/* Sets the journal and sync mode and the size cap; checks the file is a database. */
+/* Sets the journal and sync mode and the size cap; checks the file is a
+ * database. Returns 0, or -EIO with `err`. */
 static int configure(fc__sqlite_t *s, char *err, size_t errlen) {
   const char *sync = s->opts.durability == FC_DURABILITY_POWER ? "PRAGMA synchronous=FULL"
                                                                 : "PRAGMA synchronous=NORMAL";
   if (exec(s->db, "PRAGMA journal_mode=WAL") != SQLITE_OK || exec(s->db, sync) != SQLITE_OK) {
     snprintf(err, errlen, "cannot use the database %s: %s (is it corrupt, or not a database?)", s->path,
              sqlite3_errmsg(s->db));
-    return -1;
+    return -EIO;
   }
   exec(s->db, "PRAGMA wal_autocheckpoint=4000");
   if (s->opts.max_bytes) {
@@ -209,7 +218,7 @@ static int prepare_statements(fc__sqlite_t *s) {
   sqlite3_stmt **out[] = {&s->ins_event,      &s->begin,       &s->commit,     &s->ins_channel,
                           &s->settle_channel, &s->settle_aged, &s->trim_count, &s->trim_age};
   for (size_t i = 0; i < FC_ARRAY_LEN(sql); i++)
-    if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, out[i], NULL) != SQLITE_OK) return -1;
+    if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, out[i], NULL) != SQLITE_OK) return -EIO;
   return 0;
 }
 
@@ -232,7 +241,7 @@ static int prepare_reads(fc__sqlite_t *s) {
   };
   sqlite3_stmt **out[] = {&s->rbegin, &s->rend, &s->rchannel, &s->rtail, &s->rlist};
   for (size_t i = 0; i < FC_ARRAY_LEN(sql); i++)
-    if (sqlite3_prepare_v3(s->rdb, sql[i], -1, SQLITE_PREPARE_PERSISTENT, out[i], NULL) != SQLITE_OK) return -1;
+    if (sqlite3_prepare_v3(s->rdb, sql[i], -1, SQLITE_PREPARE_PERSISTENT, out[i], NULL) != SQLITE_OK) return -EIO;
   return 0;
 }
 
@@ -442,13 +451,14 @@ int fc_store_backup(const char *dir, const char *path, char *err, size_t errlen)
   char src[4096];
   snprintf(src, sizeof src, "%s/flowcast.db", dir);
   if (access(src, R_OK) < 0) {
-    snprintf(err, errlen, "no database at %s: %s", src, strerror(errno));
-    return -1;
+    int e = errno;
+    snprintf(err, errlen, "no database at %s: %s", src, strerror(e));
+    return -e;
   }
   sqlite3 *from = open_db(src, SQLITE_OPEN_READONLY, err, errlen);
-  if (!from) return -1;
+  if (!from) return -EIO;
   sqlite3 *to = open_db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err, errlen);
-  int rc = -1;
+  int rc = -EIO;
   if (to) {
     sqlite3_backup *b = sqlite3_backup_init(to, "main", from, "main");
     int step = b ? sqlite3_backup_step(b, -1) : SQLITE_ERROR;

@@ -141,7 +141,9 @@ bool fc_store_stats(fc_store_t *s, fc_store_stats_t *out);
 const char *fc_store_sqlite_version(void);
 
 /* Copies the database into `path` as one consistent file (SQLite's online
- * backup), while the server may be running. */
+ * backup), while the server may be running. Returns 0, or with a message in
+ * `err`: access's errno (-ENOENT, ...) when DIR has no readable database,
+ * -EIO when a database cannot be opened or the copy fails. */
 int fc_store_backup(const char *dir, const char *path, char *err, size_t errlen);
 
 #endif

@@ -380,16 +380,16 @@ static bool header_has(fc_req_t *req, const char *name, const char *token) {
   return false;
 }
 
-/* Checks the handshake; answers 400/426 and returns -1 when it is wrong. */
+/* Checks the handshake; answers 400/426 and returns -EINVAL when it is wrong. */
 static int check_handshake(fc_req_t *req, fc_str_t *key) {
   if (!header_has(req, "upgrade", "websocket") || !header_has(req, "connection", "upgrade")) {
     fc_http_error(req, 400, "not_websocket", "expected a WebSocket upgrade (Upgrade: websocket, Connection: Upgrade)");
-    return -1;
+    return -EINVAL;
   }
   fc_str_t v = fc_req_header(req, "sec-websocket-version");
   if (!v.base || !fc_str_eq(v, "13")) {
     fc_http_error_with(req, 426, "Sec-WebSocket-Version: 13\r\n", "bad_version", "WebSocket version 13 is required");
-    return -1;
+    return -EINVAL;
   }
   *key = fc_req_header(req, "sec-websocket-key");
   unsigned char raw[32];
@@ -398,7 +398,7 @@ static int check_handshake(fc_req_t *req, fc_str_t *key) {
       sodium_base642bin(raw, sizeof raw, key->base, key->len, NULL, &len, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
       len != 16) {
     fc_http_error(req, 400, "bad_key", "Sec-WebSocket-Key must be 16 bytes in base64");
-    return -1;
+    return -EINVAL;
   }
   return 0;
 }
