@@ -126,7 +126,7 @@ static int open_store(server_t *s, char *err, size_t errlen) {
                                                               .aged = on_aged,
                                                               .aged_ud = app},
                                     err, errlen);
-  if (!app->store) return -1;
+  if (!app->store) return -EIO; /* `err` says why */
   fc_log(FC_LOG_INFO, "storage open", "dir=%s durability=%s last_id=%llu ms=%llu", cfg->data_dir,
          cfg->durability, (unsigned long long)fc_store_last_seq(app->store),
          (unsigned long long)(fc_mono_ms() - t0));
@@ -195,7 +195,7 @@ static void server_free(server_t *s) {
 }
 
 /* Once net exists (its loops wait for fc_net_run): the hub's receiver, pub
- * and ws, which post to the loops' mailboxes. Returns 0 or -1 with `err`. */
+ * and ws, which post to the loops' mailboxes. Returns 0 or -ENOSPC with `err`. */
 static int wire_loops(server_t *s, char *err, size_t errlen) {
   fc_app_t *app = s->app;
   unsigned threads = app->cfg->threads;
@@ -208,11 +208,12 @@ static int wire_loops(server_t *s, char *err, size_t errlen) {
   if (app->pub) app->ws = fc_api_ws_new(app);
   if (app->ws) return 0;
   snprintf(err, errlen, "too many mailbox receivers (at most %d)", FC_NET_MAX_RECEIVERS);
-  return -1;
+  return -ENOSPC;
 }
 
 /* Creates the modules below net, in order, then net, then what posts to its
- * loops. Returns 0, or -1 with `err` (what was made is freed by server_free). */
+ * loops. Returns 0, or a negative errno with `err` (what was made is freed by
+ * server_free). */
 static int build(server_t *s, char *err, size_t errlen) {
   fc_app_t *app = s->app;
   const fc_config_t *cfg = app->cfg;
@@ -255,7 +256,9 @@ static int build(server_t *s, char *err, size_t errlen) {
       .authorize = fc_api_authorize,
       .ud = app,
   });
-  if ((durable && open_store(s, err, errlen) < 0) || fc_api_auth_init(app, err, errlen) < 0) return -1;
+  int rc = durable ? open_store(s, err, errlen) : 0;
+  if (rc == 0) rc = fc_api_auth_init(app, err, errlen);
+  if (rc < 0) return rc;
   void *uds[256];
   for (unsigned i = 0; i < cfg->threads; i++) uds[i] = s;
   app->net = fc_net_new(&(fc_net_opts_t){.host = cfg->host,
@@ -271,7 +274,7 @@ static int build(server_t *s, char *err, size_t errlen) {
                                          .fd_reserve = 64 + 4 * cfg->max_jobs,
                                          .h = {.on_accept = on_accept, .on_tick = on_tick, .on_stop = on_stop}},
                         uds, err, errlen);
-  return app->net ? wire_loops(s, err, errlen) : -1;
+  return app->net ? wire_loops(s, err, errlen) : -EIO; /* `err` says why */
 }
 
 int fc_server_run(const fc_config_t *cfg) {
