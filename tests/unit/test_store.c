@@ -598,6 +598,36 @@ static void rollback_full(void **state) {
   free(l);
 }
 
+/* A full database refuses publishes until there is room: a purge makes it,
+ * and publishing works again (docs/storage.md, Faults). */
+static void full_then_purge(void **state) {
+  fixture_t *f = *state;
+  ctx_t *c = &f->ctx;
+  f->store = open_store(f, &(fc_store_sqlite_opts_t){.max_bytes = 256 * 1024});
+  int status = 0, commits = 0;
+  while (status == 0 && commits < 100) {
+    status = commit(f, batch_new(c, "fill", 1000, 1, 16 * 1024));
+    commits++;
+  }
+  assert_int_equal(status, -ENOSPC);
+  assert_true(commits > 2);
+  assert_int_equal(commit(f, batch_new(c, "other", 100, 1, 16 * 1024)), -ENOSPC);
+  assert_int_equal(commit(f, purge_new(c, "fill")), 0);
+  assert_int_equal(commit(f, batch_new(c, "other", 100, 1, 16 * 1024)), 0);
+  tb_t *t = batch_new(c, "fill", 1000, 1, 0);
+  assert_int_equal(commit(f, t), 0);
+  assert_int_equal(t->b.events[0].n, (uint64_t)commits); /* the failed one's ordinal, given back */
+  reopen(f, &(fc_store_sqlite_opts_t){.max_bytes = 256 * 1024});
+  expect_channel(f, "other", 10);
+  fc_store_channel_t out;
+  loaded_t *l = malloc(sizeof *l);
+  assert_int_equal(load(f, "fill", 10, &out, l), 1);
+  assert_int_equal(out.stored, 1);
+  assert_int_equal(out.next_n, (uint64_t)commits + 1);
+  assert_int_equal(l->ev[0].seq, t->b.events[0].seq);
+  free(l);
+}
+
 /* ---- trim and purge ---------------------------------------------------- */
 
 /* Waits (at most 10 s) until `channel` holds fewer than `than` events. */
@@ -655,7 +685,7 @@ static void trim_by_count(void **state) {
 static void trim_by_age(void **state) {
   fixture_t *f = *state;
   ctx_t *c = &f->ctx;
-  fc_store_age_rule_t rules[] = {{"old*", 60}};
+  static const fc_store_age_rule_t rules[] = {{"old*", 60}}; /* the store borrows them until closed */
   fc_store_sqlite_opts_t o = {.ages = rules, .nages = 1, .aged = on_aged, .aged_ud = c};
   f->store = open_store(f, &o);
   c->time_ms = fc_now_ms() - 3600 * 1000;
@@ -905,6 +935,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(commit_groups, setup, teardown),
       cmocka_unit_test_setup_teardown(commit_concurrent, setup, teardown),
       cmocka_unit_test_setup_teardown(rollback_full, setup, teardown),
+      cmocka_unit_test_setup_teardown(full_then_purge, setup, teardown),
       cmocka_unit_test_setup_teardown(trim_by_count, setup, teardown),
       cmocka_unit_test_setup_teardown(trim_by_age, setup, teardown),
       cmocka_unit_test_setup_teardown(purge, setup, teardown),
