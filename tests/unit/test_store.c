@@ -829,6 +829,8 @@ static void memory_store(void **state) {
   assert_false(fc_store_durable(f->store));
   assert_int_equal(fc_store_last_seq(f->store), 0);
 
+  c->one_thread = c->have_thread = true; /* on the caller's thread */
+  c->thread = pthread_self();
   tb_t *t = batch_new(c, "m", 100, 3, 0);
   fc_store_append(f->store, &t->b);
   assert_true(t->ended);
@@ -842,6 +844,8 @@ static void memory_store(void **state) {
   assert_false(pg->numbered);
   assert_int_equal(pg->b.status, 0);
   assert_int_equal(fc_store_last_seq(f->store), 3);
+  assert_false(c->wrong_thread);
+  c->one_thread = false;
 
   appender_t a[4];
   run_appenders(f, a, 4, 25, 2);
