@@ -85,17 +85,20 @@ typedef struct {
 } fc_store_age_rule_t;
 
 typedef struct {
-  const char *dir;
+  const char *dir; /* borrowed until fc_store_close */
   fc_durability_t durability;
   uint64_t max_bytes; /* database size cap; appends fail with -ENOSPC past it (0: none) */
   /* With concurrent publishers (the last group held several), the writer
    * waits this long before taking a group, so that groups are larger and
    * commits fewer (0: never). */
   unsigned commit_delay_us;
-  const fc_store_age_rule_t *ages; /* stored events past these are deleted */
+  /* Stored events past these are deleted. Borrowed, patterns included, until
+   * fc_store_close: the writer thread reads them on every pass. */
+  const fc_store_age_rule_t *ages;
   size_t nages;
-  /* Called on the writer thread after each pass that deleted events by age
-   * (at most once a second), so that memory can drop them too. May be NULL. */
+  /* Called on the writer thread after each age pass (about once a second,
+   * whether or not it deleted anything), so that memory drops what is past
+   * its age too. May be NULL. */
   void (*aged)(void *ud, int64_t now_ms);
   void *aged_ud;
 } fc_store_sqlite_opts_t;

@@ -1,8 +1,8 @@
 /* store: the storage interface through store.h alone. The SQLite store on a
  * real database in a temporary directory (group commit from several threads,
  * a group that really fails and rolls back, retention by count and by age,
- * purge, listing channels, reopening), the memory store, and the errors of a
- * bad or locked data directory. The test plays the publisher: its `number`
+ * purge, listing channels, reopening) and the memory store (the errors of a
+ * bad or locked data directory: test_store_open.c). The test plays the publisher: its `number`
  * callback hands out ids and ordinals, and gives them back when a group fails. */
 #include <errno.h>
 #include <pthread.h>
@@ -869,71 +869,6 @@ static void memory_store(void **state) {
   assert_int_equal(st.groups + st.events + st.failures + st.trimmed, 0);
 }
 
-/* ---- bad input --------------------------------------------------------- */
-
-static fc_store_t *try_open(const char *dir, char *err, size_t len) {
-  err[0] = '\0';
-  return fc_store_sqlite_open(&(fc_store_sqlite_opts_t){.dir = dir}, err, len);
-}
-
-static void write_file(const char *path, const char *text) {
-  FILE *fp = fopen(path, "w");
-  assert_non_null(fp);
-  for (int i = 0; i < 512; i++) fputs(text, fp);
-  fclose(fp);
-}
-
-/* Each bad data directory is refused with a message naming it; a missing one
- * is created; a second open of one directory is refused while the first
- * holds it. */
-static void open_errors(void **state) {
-  fixture_t *f = *state;
-  char path[256], err[512];
-
-  snprintf(path, sizeof path, "%s/file", f->dir);
-  write_file(path, "plain text, ");
-  assert_null(try_open(path, err, sizeof err)); /* a regular file */
-  assert_non_null(strstr(err, "not a directory"));
-  assert_non_null(strstr(err, path));
-  snprintf(path, sizeof path, "%s/file/sub", f->dir);
-  assert_null(try_open(path, err, sizeof err)); /* under a regular file */
-  assert_non_null(strstr(err, "cannot create the data directory"));
-  assert_non_null(strstr(err, path));
-
-  snprintf(path, sizeof path, "%s/bad", f->dir);
-  assert_int_equal(mkdir(path, 0700), 0);
-  char db[300];
-  snprintf(db, sizeof db, "%s/flowcast.db", path);
-  write_file(db, "not a database, ");
-  assert_null(try_open(path, err, sizeof err));
-  assert_non_null(strstr(err, db));
-  assert_non_null(strstr(err, "not a database"));
-
-  if (geteuid() != 0) { /* root may write anywhere */
-    snprintf(path, sizeof path, "%s/ro", f->dir);
-    assert_int_equal(mkdir(path, 0500), 0);
-    assert_null(try_open(path, err, sizeof err));
-    assert_non_null(strstr(err, "not writable"));
-  }
-
-  snprintf(path, sizeof path, "%s/new/deeper", f->dir);
-  fc_store_t *s = try_open(path, err, sizeof err);
-  assert_non_null(s);
-  struct stat st;
-  assert_int_equal(stat(path, &st), 0);
-  assert_int_equal(st.st_mode & 0777, 0700);
-
-  assert_null(try_open(path, err, sizeof err));
-  assert_non_null(strstr(err, "in use by another flowcast"));
-  char pid[32];
-  snprintf(pid, sizeof pid, "(pid %d)", (int)getpid());
-  assert_non_null(strstr(err, pid));
-  fc_store_close(s);
-  s = try_open(path, err, sizeof err); /* free again */
-  assert_non_null(s);
-  fc_store_close(s);
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(commit_groups, setup, teardown),
@@ -945,7 +880,6 @@ int main(void) {
       cmocka_unit_test_setup_teardown(purge, setup, teardown),
       cmocka_unit_test_setup_teardown(channels_paging, setup, teardown),
       cmocka_unit_test_setup_teardown(memory_store, setup, teardown),
-      cmocka_unit_test_setup_teardown(open_errors, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
