@@ -1,7 +1,6 @@
 /* api's state and its route table; src/server wires them onto the modules. */
 #include "api/api.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 
 /* The last column: whether requests pipelined after one may be handled before

@@ -29,9 +29,6 @@ typedef struct {
 #define FC_AUTH_TIME_MAX INT64_C(253402300799)
 
 void fc_claims_dispose(fc_claims_t *c);
-/* True when some pattern of `patterns` matches `channel`. Stops at `n`
- * patterns or at a NULL one, so a NULL-terminated list may pass SIZE_MAX. */
-bool fc_patterns_match(char *const *patterns, size_t n, const char *channel);
 
 typedef struct {
   const uint8_t *secret; /* HS256 key */

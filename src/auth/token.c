@@ -32,12 +32,6 @@ void fc_claims_dispose(fc_claims_t *c) {
   memset(c, 0, sizeof *c);
 }
 
-bool fc_patterns_match(char *const *patterns, size_t n, const char *channel) {
-  for (size_t i = 0; i < n && patterns && patterns[i]; i++)
-    if (fc_glob_match(patterns[i], channel)) return true;
-  return false;
-}
-
 fc_auth_t *fc_auth_new(const fc_auth_opts_t *o, char *err, size_t errlen) {
   if (sodium_init() < 0) {
     snprintf(err, errlen, "libsodium failed to initialize");

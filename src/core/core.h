@@ -95,6 +95,9 @@ void fc_log_quote(fc_buf_t *b, const char *s, size_t n);
 /* True when `name` matches `pattern`, where '*' matches any run of
  * characters (possibly empty) and every other character itself. */
 bool fc_glob_match(const char *pattern, const char *name);
+/* True when some pattern of `patterns` matches `name` (fc_glob_match). Stops
+ * at `n` patterns or at a NULL one, so a NULL-terminated list may pass SIZE_MAX. */
+bool fc_patterns_match(char *const *patterns, size_t n, const char *name);
 
 /* 32-bit FNV-1a over [p, p+n): the hash of the in-memory tables (channel
  * names, peer addresses, session ids, rate-limit keys). Not for untrusted

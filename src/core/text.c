@@ -93,3 +93,9 @@ uint32_t fc_hash_fnv1a(const void *p, size_t n) {
   for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 16777619u;
   return h;
 }
+
+bool fc_patterns_match(char *const *patterns, size_t n, const char *name) {
+  for (size_t i = 0; i < n && patterns && patterns[i]; i++)
+    if (fc_glob_match(patterns[i], name)) return true;
+  return false;
+}

@@ -108,7 +108,9 @@ typedef struct {
   size_t max_channels; /* channels in memory at most (0: no cap) */
   uint64_t idle_ms;    /* an unused channel is freed by the sweep after this long */
   /* Called, from any thread, when `thread`'s inbox goes from empty to not empty;
-   * the loop then calls fc_hub_drain() on that thread. */
+   * the loop then calls fc_hub_drain() on that thread, once per notice (the
+   * next notice comes only after a drain emptied the inbox, so one message
+   * per loop can carry every notice). */
   void (*notify)(unsigned thread, void *ud);
   void *notify_ud;
 } fc_hub_opts_t;
@@ -204,7 +206,8 @@ void fc_hub_subscribe(fc_hub_t *hub, unsigned thread, fc_sub_link_t **links, siz
 /* Removes a link; a no-op for a link that is not subscribed. Call on its thread. */
 void fc_hub_unsubscribe(fc_hub_t *hub, unsigned thread, fc_sub_link_t *link);
 
-/* Delivers what `thread`'s inbox holds to that thread's links. Call on `thread`. */
+/* Delivers what `thread`'s inbox holds to that thread's links. Call on
+ * `thread`, in answer to a notice (see fc_hub_opts_t.notify). */
 void fc_hub_drain(fc_hub_t *hub, unsigned thread);
 
 /* Retained events of `ch` with id > `after`, oldest first, at most `limit`

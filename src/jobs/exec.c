@@ -126,7 +126,7 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig) {
 
 /* The job's FLOWCAST_TOKEN: it may publish to and subscribe to the job's and
  * its workflow's channels. Sets *tok to a malloc'd token, or NULL when
- * authentication is off. Returns 0, or -1 when it cannot be made. */
+ * authentication is off. Returns 0, or -EIO when it cannot be signed. */
 static int mint_token(job_t *job, int64_t ttl_s, char **tok) {
   const fc_jobs_opts_t *o = &job->owner->o;
   *tok = NULL;
@@ -136,7 +136,7 @@ static int mint_token(job_t *job, int64_t ttl_s, char **tok) {
   snprintf(ch[1], sizeof ch[1], "workflow.%lld", (long long)job->wf_id);
   snprintf(sub, sizeof sub, "job:%s", job->id);
   *tok = o->mint(o->ud, sub, pubs, 2, ttl_s);
-  return *tok ? 0 : -1;
+  return *tok ? 0 : -EIO;
 }
 
 /* The child's environment: FLOWCAST_* (`tok` may be NULL), the task's env,

@@ -5,7 +5,6 @@
 #include <jansson.h>
 #include <pthread.h>
 
-#include "auth/auth.h" /* fc_patterns_match */
 #include "jobs/cron.h"
 #include "jobs/jobs.h"
 #include "pub/pub.h"
@@ -77,7 +76,7 @@ typedef struct job {
 typedef struct fc__db_rows fc__db_rows_t; /* job rows read at start-up (db.c) */
 
 struct fc_jobs {
-  fc_jobs_opts_t o; /* its db is moved to `db` */
+  fc_jobs_opts_t o;
   fc_loop_t *loop; /* loop 0 */
   fc_records_t *db; /* NULL with --storage memory */
   wf_t *wfs;
@@ -99,6 +98,8 @@ struct fc_jobs {
   uv_timer_t cron; /* once a second: cron triggers and the counts below */
   atomic_uint counts[ST_REJECTED + 1]; /* jobs by status, at most a second old */
   int rx_cmd, rx_done;  /* net receivers: commands to loop 0, answers to their loops */
+  pthread_mutex_t post_lock; /* orders fc_jobs_post against fc_jobs_stop */
+  bool closed;          /* under post_lock: fc_jobs_stop ran, commands are answered -ESHUTDOWN */
   fc_jobs_cmd_t *held, *held_tail; /* commands waiting for the start-up load, oldest first */
 };
 

@@ -1,5 +1,6 @@
 /* The runner's life: start-up, commands from other loops, reload, JSON views,
  * shutdown. */
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -64,8 +65,20 @@ static void on_cmd_done(fc_loop_t *l, fc_msg_t *m, void *ud) {
 }
 
 void fc_jobs_post(fc_jobs_t *j, fc_jobs_cmd_t *c) {
-  c->msg.receiver = (unsigned)j->rx_cmd;
-  fc_net_post(j->o.net, fc_loop_index(j->loop), &c->msg);
+  assert(c->loop < j->o.threads);
+  /* Under post_lock, so that a command is either answered here or in loop
+   * 0's mailbox before fc_jobs_stop, which runs just before that mailbox:
+   * once stopped, loop 0 may end and nothing would run a later command. */
+  pthread_mutex_lock(&j->post_lock);
+  if (j->closed) {
+    c->rc = -ESHUTDOWN;
+    c->msg.receiver = (unsigned)j->rx_done;
+    fc_net_post(j->o.net, c->loop, &c->msg);
+  } else {
+    c->msg.receiver = (unsigned)j->rx_cmd;
+    fc_net_post(j->o.net, fc_loop_index(j->loop), &c->msg);
+  }
+  pthread_mutex_unlock(&j->post_lock);
 }
 
 size_t fc_jobs_reload(fc_jobs_t *j) {
@@ -171,23 +184,20 @@ fc_jobs_t *fc_jobs_new(const fc_jobs_opts_t *o, char *err, size_t errlen) {
   j->loop = o->loop;
   j->max_running = o->max_jobs ? o->max_jobs : 1;
   j->max_queued = o->max_queued_jobs;
-  j->rx_cmd = fc_net_receiver(o->net, on_cmd, j);
-  j->rx_done = fc_net_receiver(o->net, on_cmd_done, j);
-  if (j->rx_cmd < 0 || j->rx_done < 0) {
-    snprintf(err, errlen, "no mailbox receiver left for jobs");
-    free(j);
-    return NULL;
-  }
   if (o->data_dir && !(j->db = fc_records_open(o->data_dir, err, errlen))) {
     free(j);
     return NULL;
   }
   if (j->db) db_tune(j);
-  if (fc__db_upgrade(j, err, errlen) < 0) {
+  /* Last of what can fail: a receiver cannot be taken back. */
+  if (fc__db_upgrade(j, err, errlen) < 0 || (j->rx_cmd = fc_net_receiver(o->net, on_cmd, j)) < 0 ||
+      (j->rx_done = fc_net_receiver(o->net, on_cmd_done, j)) < 0) {
+    if (j->rx_cmd < 0 || j->rx_done < 0) snprintf(err, errlen, "no mailbox receiver left for jobs");
     fc_records_close(j->db);
     free(j);
     return NULL;
   }
+  pthread_mutex_init(&j->post_lock, NULL);
   uv_signal_init(fc_loop_uv(j->loop), &j->sighup);
   j->sighup.data = j;
   uv_signal_start(&j->sighup, on_sighup, SIGHUP);
@@ -220,6 +230,9 @@ static void close_handle(uv_handle_t *h) {
 
 void fc_jobs_stop(fc_jobs_t *j) {
   if (!j) return;
+  pthread_mutex_lock(&j->post_lock);
+  j->closed = true;
+  pthread_mutex_unlock(&j->post_lock);
   j->stopping = true;
   /* Commands held for the load get their answer (-ESHUTDOWN); those still on
    * their way are answered so as they arrive. */
@@ -264,6 +277,7 @@ void fc_jobs_free(fc_jobs_t *j) {
     fc__wf_unref(w);
   }
   fc_records_close(j->db);
+  pthread_mutex_destroy(&j->post_lock);
   free(j);
 }
 

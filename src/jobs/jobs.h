@@ -86,7 +86,7 @@ struct fc_jobs_cmd {
 
 /* Loads workflows, prepares the job tables, marks jobs a dead server left as
  * Failed (on a worker thread), and subscribes channel triggers. Copies `o`
- * (its strings and handles must outlive the runner); takes o->db. Call on
+ * (its strings and handles must outlive the runner). Call on
  * loop 0's thread before it runs. NULL with `err` (the server then runs
  * without workflows). */
 fc_jobs_t *fc_jobs_new(const fc_jobs_opts_t *o, char *err, size_t errlen);

@@ -1,5 +1,6 @@
 /* A loop's mailbox: messages from any thread, run on the loop in the order
  * they were posted, behind the loop's one wakeup (uv_async_t). */
+#include <assert.h>
 #include <errno.h>
 
 #include "net/internal.h"
@@ -13,7 +14,9 @@ int fc_net_receiver(fc_net_t *net, fc_msg_cb cb, void *ud) {
 
 void fc_net_post(fc_net_t *net, unsigned index, fc_msg_t *m) {
   fc_loop_t *l = net->loops[index];
+  assert(!m->queued);
   m->next = NULL;
+  m->queued = true;
   pthread_mutex_lock(&l->mbox_lock);
   bool was_empty = l->mbox_head == NULL;
   if (was_empty)
@@ -36,6 +39,7 @@ size_t fc__mailbox_run(fc_loop_t *l) {
   for (; m; n++) {
     /* The receiver owns the message from here and may post it again. */
     fc_msg_t *next = m->next;
+    m->queued = false;
     net->receivers[m->receiver].cb(l, m, net->receivers[m->receiver].ud);
     m = next;
   }

@@ -55,7 +55,9 @@ fc_net_t *fc_net_new(const fc_net_opts_t *opts, void **loop_uds, char *err, size
 /* Lets every loop run, runs loop 0 until every loop has stopped, then joins
  * the threads. */
 void fc_net_run(fc_net_t *net);
-/* Frees what fc_net_run left (or, never run, ends the waiting threads). */
+/* Frees what fc_net_run left (or, never run, ends the waiting threads).
+ * Messages still queued are dropped without running (fc_net_deliver_rest
+ * first); posting after this is undefined. */
 void fc_net_free(fc_net_t *net);
 /* Begins a graceful stop: listeners close, on_stop runs on each loop, loops end
  * when their connections are gone (or at the grace deadline). Any thread. */
@@ -69,6 +71,7 @@ typedef struct fc_msg fc_msg_t;
 struct fc_msg {
   fc_msg_t *next;    /* the mailbox's */
   unsigned receiver; /* from fc_net_receiver() */
+  bool queued;       /* the mailbox's: posted and not yet run (posting it again is a bug) */
 };
 typedef void (*fc_msg_cb)(fc_loop_t *l, fc_msg_t *m, void *ud);
 #define FC_NET_MAX_RECEIVERS 16
@@ -77,11 +80,13 @@ typedef void (*fc_msg_cb)(fc_loop_t *l, fc_msg_t *m, void *ud);
  * to it. */
 int fc_net_receiver(fc_net_t *net, fc_msg_cb cb, void *ud);
 /* Queues `m` (its `receiver` set) for loop `index`, and wakes that loop when
- * its mailbox was empty. Any thread. */
+ * its mailbox was empty. `m` must not be queued already (a receiver may post
+ * its own message again: it has left the mailbox). Any thread. */
 void fc_net_post(fc_net_t *net, unsigned index, fc_msg_t *m);
-/* After fc_net_run() returned: runs what the mailboxes hold, on the caller's
- * thread, until they stay empty (receivers may post on, but not forever), so
- * that receivers answer or free what their messages own. */
+/* After fc_net_run() returned, or when it never ran: runs what the mailboxes
+ * hold, on the caller's thread, until they stay empty (receivers may post on,
+ * but not forever), so that receivers answer or free what their messages
+ * own. Call it before fc_net_free and before freeing what receivers use. */
 void fc_net_deliver_rest(fc_net_t *net);
 unsigned fc_net_threads(const fc_net_t *net);
 fc_loop_t *fc_net_loop(fc_net_t *net, unsigned index);

@@ -89,6 +89,10 @@ static int add_ndjson_line(fc_pub_op_t *op, fc_str_t line, size_t lineno, fc_pub
     return refuse(err, "bad_json", "line %zu: %s", lineno,
                   parsed ? "expected an object {\"data\": ..., \"event\": ...}" : e.text);
   }
+  if (!json_object_get(j, "data")) { /* an NDJSON line says so before a bad name */
+    json_decref(j);
+    return refuse(err, "bad_json", "line %zu: missing \"data\"", lineno);
+  }
   fc_pub_event_t ev;
   int rc = 0;
   switch (fc_pub_json_event(j, &ev)) {

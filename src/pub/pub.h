@@ -40,10 +40,6 @@ fc_pub_t *fc_pub_new(const fc_pub_opts_t *opts);
 /* Frees the publisher. Storage must be closed and every loop drained first. */
 void fc_pub_free(fc_pub_t *pub);
 
-/* Runs the answers of the operations that ended for `loop`, in commit order.
- * On that loop's thread. */
-void fc_pub_drain(fc_pub_t *pub, unsigned loop);
-
 /* Events published since start (committed and given to the hub). Any thread. */
 uint64_t fc_pub_published(fc_pub_t *pub);
 
