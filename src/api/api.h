@@ -17,13 +17,13 @@
 
 /* Access rules of routes (fc_route_t.access), decided in fc_api_authorize(). */
 enum {
-  FC_ACCESS_OPEN,      /* anyone */
-  FC_ACCESS_PUBLISH,   /* the publish right on the route's channel */
-  FC_ACCESS_SUBSCRIBE, /* the subscribe right on the route's channel, or a public channel */
+  FC_ACCESS_OPEN,            /* anyone */
+  FC_ACCESS_PUBLISH,         /* the publish right on the route's channel */
+  FC_ACCESS_SUBSCRIBE,       /* the subscribe right on the route's channel, or a public channel */
   FC_ACCESS_SUBSCRIBE_QUERY, /* the same, for every ?channel= */
-  FC_ACCESS_ADMIN,     /* an admin token */
-  FC_ACCESS_TOKEN,     /* any valid token (rights are checked per operation) */
-  FC_ACCESS_SUBSCRIBE_JOB, /* the subscribe right on job.{params[1]}, or a public channel */
+  FC_ACCESS_ADMIN,           /* an admin token */
+  FC_ACCESS_TOKEN,           /* any valid token (rights are checked per operation) */
+  FC_ACCESS_SUBSCRIBE_JOB,   /* the subscribe right on job.{params[1]}, or a public channel */
 };
 
 typedef struct fc_app {
@@ -33,12 +33,12 @@ typedef struct fc_app {
   fc_sse_t *sse;
   fc_ws_t *ws;
   fc_net_t *net;
-  fc_store_t *store;      /* NULL with --storage memory */
-  fc_pub_t *pub;          /* every publish goes through it */
-  fc_auth_t *auth;        /* NULL with --open */
+  fc_store_t *store; /* NULL with --storage memory */
+  fc_pub_t *pub;     /* every publish goes through it */
+  fc_auth_t *auth;   /* NULL with --open */
   fc_users_t *users;
   fc_limiter_t *limiter;
-  fc_jobs_t *jobs;        /* the workflow runner (src/jobs), on loop 0; NULL: workflows are off */
+  fc_jobs_t *jobs; /* the workflow runner (src/jobs), on loop 0; NULL: workflows are off */
   uint64_t started_ms;
 } fc_app_t;
 

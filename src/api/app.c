@@ -48,6 +48,4 @@ fc_app_t *fc_api_new(const fc_config_t *cfg) {
   return app;
 }
 
-void fc_api_free(fc_app_t *app) {
-  free(app);
-}
+void fc_api_free(fc_app_t *app) { free(app); }

@@ -61,8 +61,7 @@ static int first_admin(fc_app_t *app, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot create the first user (admin)");
     return rc;
   }
-  if (env && *env)
-    fc_log(FC_LOG_INFO, "created user admin", "password=from-FLOWCAST_ADMIN_PASSWORD");
+  if (env && *env) fc_log(FC_LOG_INFO, "created user admin", "password=from-FLOWCAST_ADMIN_PASSWORD");
   else
     fprintf(stderr,
             "\n  flowcast: created user 'admin' with password: %s\n"
@@ -236,8 +235,10 @@ static void login_done(uv_work_t *w, int status) {
     char *tok = fc_auth_mint(app->auth, &l->claims, now_s(), ttl);
     char *extra = NULL;
     if (tok && strlen(tok) <= FC_AUTH_TOKEN_MAX &&
-        asprintf(&extra, "Set-Cookie: " COOKIE_NAME "=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Lax\r\n"
-                 "Cache-Control: no-store\r\n", tok, (long long)ttl) < 0)
+        asprintf(&extra,
+                 "Set-Cookie: " COOKIE_NAME "=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Lax\r\n"
+                 "Cache-Control: no-store\r\n",
+                 tok, (long long)ttl) < 0)
       extra = NULL;
     answer_token(l->req, 200, tok, ttl, extra);
     free(extra);
@@ -264,7 +265,8 @@ void fc_api_login(fc_req_t *req) {
   const char *pass = json_string_value(json_object_get(j, "password"));
   if (!user || !pass || strlen(user) > 128 || strlen(pass) > 1024) {
     json_decref(j);
-    fc_http_error(req, 400, "bad_login", "expected {\"username\": \"...\", \"password\": \"...\", \"stayConnected\": false}");
+    fc_http_error(req, 400, "bad_login",
+                  "expected {\"username\": \"...\", \"password\": \"...\", \"stayConnected\": false}");
     return;
   }
   login_t *l = fc_xcalloc(1, sizeof *l);

@@ -15,16 +15,13 @@
 
 /* Answers why the channel `name` could not be opened (fc_hub_open's error). */
 static void channel_error(fc_req_t *req, const char *name, int err) {
-  if (err == -EINVAL)
-    fc_http_error(req, 400, "bad_channel", "channel name must match [A-Za-z0-9._:-]{1,128}");
-  else if (err == -ENOENT)
-    fc_http_error(req, 404, "no_channel", "channel '%s' has no events yet", name);
+  if (err == -EINVAL) fc_http_error(req, 400, "bad_channel", "channel name must match [A-Za-z0-9._:-]{1,128}");
+  else if (err == -ENOENT) fc_http_error(req, 404, "no_channel", "channel '%s' has no events yet", name);
   else if (err == -EMFILE)
     fc_http_error(req, 503, "too_many_channels",
                   "the server holds its maximum of channels in use (--max-channels): nothing was created; "
                   "retry later");
-  else
-    fc_http_error(req, 503, "storage_error", "storage could not be read; retry later");
+  else fc_http_error(req, 503, "storage_error", "storage could not be read; retry later");
 }
 
 /* The channel named by the route, created when `create`, as a reference the
@@ -49,8 +46,7 @@ static void media_type(fc_req_t *req, char *out, size_t len) {
   out[k] = '\0';
 }
 
-static void answer_published(fc_req_t *req, fc_channel_t *ch, const fc_publish_result_t *r, size_t n,
-                             bool batch) {
+static void answer_published(fc_req_t *req, fc_channel_t *ch, const fc_publish_result_t *r, size_t n, bool batch) {
   fc_buf_t b;
   fc_buf_init(&b);
   fc_buf_printf(&b, "{\"id\":\"%llu\",\"channel\":", (unsigned long long)r->last_seq);
@@ -74,11 +70,9 @@ static void pub_answer(fc_pub_op_t *op, void *ud) {
   if (status == 0 && fc_pub_op_is_purge(op)) {
     fc_http_respond(req, 204, NULL, NULL, "", 0);
   } else if (status == 0) {
-    answer_published(req, fc_pub_op_channel(op), fc_pub_op_result(op), fc_pub_op_count(op),
-                     fc_pub_op_is_batch(op));
+    answer_published(req, fc_pub_op_channel(op), fc_pub_op_result(op), fc_pub_op_count(op), fc_pub_op_is_batch(op));
   } else if (status == -ENOSPC) {
-    fc_http_error(req, 503, "storage_full",
-                  "storage is full (disk or --max-db-size): nothing was stored; retry later");
+    fc_http_error(req, 503, "storage_full", "storage is full (disk or --max-db-size): nothing was stored; retry later");
   } else {
     fc_http_error(req, 503, "storage_error", "storage failed to commit: nothing was stored; retry later");
   }
@@ -196,17 +190,13 @@ static void list_json(fc_buf_t *b, const fc_channel_info_t *list, size_t n, bool
     fc_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
     fc_json_quote(b, list[i].name, strlen(list[i].name));
     fc_buf_printf(b, ",\"retained\":%zu,\"lastId\":", list[i].retained);
-    if (list[i].last_seq)
-      fc_buf_printf(b, "\"%llu\"", (unsigned long long)list[i].last_seq);
-    else
-      fc_buf_puts(b, "null");
+    if (list[i].last_seq) fc_buf_printf(b, "\"%llu\"", (unsigned long long)list[i].last_seq);
+    else fc_buf_puts(b, "null");
     fc_buf_printf(b, ",\"subscribers\":%zu}", list[i].subscribers);
   }
   fc_buf_puts(b, "],\"next\":");
-  if (more)
-    fc_json_quote(b, list[n - 1].name, strlen(list[n - 1].name));
-  else
-    fc_buf_puts(b, "null");
+  if (more) fc_json_quote(b, list[n - 1].name, strlen(list[n - 1].name));
+  else fc_buf_puts(b, "null");
   fc_buf_puts(b, "}");
 }
 
@@ -335,10 +325,8 @@ void fc_api_multi_sse(fc_req_t *req) {
     }
     bool dup = false;
     for (size_t j = 0; j < k; j++) dup |= chs[j] == ch;
-    if (dup)
-      fc_channel_unref(ch);
-    else
-      chs[k++] = ch;
+    if (dup) fc_channel_unref(ch);
+    else chs[k++] = ch;
   }
   fc_sse_open(fc_app_of(req)->sse, req, chs, k, &from, fc_api_expiry_ms(req));
   for (size_t i = 0; i < k; i++) fc_channel_unref(chs[i]); /* the subscription holds them now */

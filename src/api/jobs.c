@@ -141,9 +141,7 @@ static void submit(fc_req_t *req, fc_jobs_cmd_t *c, bool need_job) {
   post(req, c);
 }
 
-static void run_workflows(fc_jobs_t *j, fc_jobs_cmd_t *c) {
-  fc_jobs_workflows_json(j, &c->who, &c->body);
-}
+static void run_workflows(fc_jobs_t *j, fc_jobs_cmd_t *c) { fc_jobs_workflows_json(j, &c->who, &c->body); }
 
 void fc_api_workflows(fc_req_t *req) { post(req, cmd_new(req, run_workflows)); }
 
@@ -194,14 +192,11 @@ static void run_control(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   static const char *const names[] = {"stop", "suspend", "resume", "approve", "reject"};
   int rc = fc_jobs_control(j, c->wf, c->id, (fc_job_action_t)c->action, &c->who);
   c->rc = rc == -ENOENT || rc == -EPERM || rc == -EBUSY ? rc : 0;
-  if (rc == -ENOENT)
-    fc_buf_printf(&c->body, "no job %s of workflow %lld", c->id, (long long)c->wf);
+  if (rc == -ENOENT) fc_buf_printf(&c->body, "no job %s of workflow %lld", c->id, (long long)c->wf);
   else if (rc == -EPERM)
     fc_buf_printf(&c->body, "only admin or the token that started job %s may %s it", c->id, names[c->action]);
-  else if (rc == -EBUSY)
-    fc_buf_printf(&c->body, "cannot %s job %s in its current state", names[c->action], c->id);
-  else
-    fc_buf_puts(&c->body, "true");
+  else if (rc == -EBUSY) fc_buf_printf(&c->body, "cannot %s job %s in its current state", names[c->action], c->id);
+  else fc_buf_puts(&c->body, "true");
 }
 
 void fc_api_job_control(fc_req_t *req) {
@@ -231,10 +226,8 @@ static void run_jobs(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   if (rc < 0) {
     c->rc = rc == -EINVAL ? -EINVAL : -ENOENT;
     c->body.len = 0;
-    if (rc == -EINVAL)
-      fc_buf_printf(&c->body, "?after= is not a job of workflow %lld", (long long)c->wf);
-    else
-      fc_buf_printf(&c->body, "no workflow %lld", (long long)c->wf);
+    if (rc == -EINVAL) fc_buf_printf(&c->body, "?after= is not a job of workflow %lld", (long long)c->wf);
+    else fc_buf_printf(&c->body, "no workflow %lld", (long long)c->wf);
   }
 }
 
@@ -310,10 +303,8 @@ static void sse_done(fc_jobs_t *j, fc_jobs_cmd_t *c) {
     char name[64];
     snprintf(name, sizeof name, "job.%s", c->id);
     fc_channel_t *ch = fc_hub_channel(app->hub, name, strlen(name), true);
-    if (ch)
-      fc_sse_open_until(app->sse, req, &ch, 1, &from, fc_api_expiry_ms(req), is_final);
-    else
-      fc_http_error(req, 503, "storage_error", "storage could not be read; retry later");
+    if (ch) fc_sse_open_until(app->sse, req, &ch, 1, &from, fc_api_expiry_ms(req), is_final);
+    else fc_http_error(req, 503, "storage_error", "storage could not be read; retry later");
     fc_channel_unref(ch); /* the subscription holds it now */
   }
   cmd_free(c);

@@ -14,8 +14,7 @@ void fc_api_healthz(fc_req_t *req) {
   fc_http_respond(req, 200, "application/json", NULL, ok, sizeof ok - 1);
 }
 
-static void metric(fc_buf_t *b, const char *name, const char *type, const char *help,
-                   unsigned long long v) {
+static void metric(fc_buf_t *b, const char *name, const char *type, const char *help, unsigned long long v) {
   fc_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
 }
 

@@ -17,8 +17,8 @@ typedef struct {
   size_t nsubscribe;
   char **run; /* workflows this token may start and control the jobs of */
   size_t nrun;
-  bool send;  /* may send direct WebSocket messages to a connection */
-  bool admin; /* every right */
+  bool send;   /* may send direct WebSocket messages to a connection */
+  bool admin;  /* every right */
   int64_t exp; /* seconds since the epoch, at most FC_AUTH_TIME_MAX */
 } fc_claims_t;
 
@@ -60,8 +60,6 @@ char *fc_auth_mint(fc_auth_t *a, const fc_claims_t *c, int64_t now_s, int64_t tt
  * start. Returns the key length, or a negative errno with `err`: -EINVAL for a
  * damaged file, the errno of a failed read or write. */
 int fc_auth_load_secret(const char *dir, uint8_t *out, size_t cap, char *err, size_t errlen);
-
-
 
 /* Failed-login limits: at most `max` failures per key (an address, a user)
  * within `window_s` seconds. Thread-safe, bounded in memory. */

@@ -17,7 +17,7 @@
 struct fc_auth {
   uint8_t *secret;
   size_t secret_len;
-  char *public_key; /* PEM, or NULL */
+  char *public_key;     /* PEM, or NULL */
   jwt_alg_t public_alg; /* RS256 or ES256, from the key type */
 };
 
@@ -85,7 +85,8 @@ static bool well_formed(const char *token) {
       if (*p == '\0') return seg == 3;
       continue;
     }
-    bool b64 = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_';
+    bool b64 =
+        (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_';
     if (!b64) return false;
     len++;
   }
@@ -144,8 +145,7 @@ static int check_times(json_t *claims, int64_t now, fc_claims_t *out, char *why,
   int bad_nbf = numeric_date(claims, "nbf", &nbf, &has_nbf);
   int bad_iat = numeric_date(claims, "iat", &iat, &has_iat);
   if (bad_exp < 0 || bad_nbf < 0 || bad_iat < 0) {
-    snprintf(why, whylen, "the token's %s claim is not a number",
-             bad_exp < 0 ? "exp" : bad_nbf < 0 ? "nbf" : "iat");
+    snprintf(why, whylen, "the token's %s claim is not a number", bad_exp < 0 ? "exp" : bad_nbf < 0 ? "nbf" : "iat");
     return -EINVAL;
   }
   if (!has_exp || exp <= 0) {
@@ -233,8 +233,8 @@ char *fc_auth_mint(fc_auth_t *a, const fc_claims_t *c, int64_t now, int64_t ttl)
   json_t *pub = json_list(c->publish, c->npublish), *sub = json_list(c->subscribe, c->nsubscribe);
   json_t *run = json_list(c->run, c->nrun);
   /* A list that could not be encoded (text not UTF-8): mint nothing. */
-  json_t *fc = pub && sub && run ? json_pack("{s:{s:O,s:O,s:O,s:b,s:b}}", "flowcast", "publish", pub, "subscribe",
-                                             sub, "run", run, "send", c->send, "admin", c->admin)
+  json_t *fc = pub && sub && run ? json_pack("{s:{s:O,s:O,s:O,s:b,s:b}}", "flowcast", "publish", pub, "subscribe", sub,
+                                             "run", run, "send", c->send, "admin", c->admin)
                                  : NULL;
   json_decref(pub), json_decref(sub), json_decref(run);
   char *s = fc ? json_dumps(fc, JSON_COMPACT) : NULL, *tok = NULL;

@@ -94,8 +94,7 @@ int fc_users_del(fc_users_t *u, const char *name) {
   return rc;
 }
 
-int fc_users_list(fc_users_t *u, void (*each)(void *ud, const char *name, bool admin, int64_t created_ms),
-                  void *ud) {
+int fc_users_list(fc_users_t *u, void (*each)(void *ud, const char *name, bool admin, int64_t created_ms), void *ud) {
   pthread_mutex_lock(&u->lock);
   int rc = fc_records_users_list(u->rec, each, ud);
   pthread_mutex_unlock(&u->lock);

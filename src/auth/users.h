@@ -19,8 +19,7 @@ int fc_users_add(fc_users_t *u, const char *name, const char *password, bool adm
 int fc_users_passwd(fc_users_t *u, const char *name, const char *password);
 int fc_users_del(fc_users_t *u, const char *name);
 /* Calls `each` for every user, in name order. Returns 0, or -EIO. */
-int fc_users_list(fc_users_t *u, void (*each)(void *ud, const char *name, bool admin, int64_t created_ms),
-                  void *ud);
+int fc_users_list(fc_users_t *u, void (*each)(void *ud, const char *name, bool admin, int64_t created_ms), void *ud);
 
 /* Checks a password. Costs one argon2id verification whether or not the user
  * exists (a dummy hash stands in), so timing tells nothing. Returns 0 and fills

@@ -11,28 +11,26 @@
 #include "store/store.h"
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "flowcast: a real-time event server: publish to channels over HTTP, subscribe over SSE\n\n"
-          "Usage: flowcast COMMAND [options]\n\n"
-          "Commands:\n"
-          "  serve     run the server (flowcast serve --help for its options)\n"
-          "  backup    copy the database into one consistent file, even while serving\n"
-          "  users     add, change, remove and list users (flowcast users --help)\n"
-          "  publish   publish an event: flowcast publish CHANNEL [DATA|-]\n"
-          "  subscribe follow channels, reconnecting and resuming: flowcast subscribe CHANNEL...\n"
-          "  token     mint a scoped token: flowcast token --sub NAME --publish P --subscribe P\n"
-          "  start     start a workflow's job and follow it; exit 0 only for Done\n"
-          "  version   show the version, commit, build and libraries (also --version)\n"
-          "  help      show this help\n\n"
-          "Client commands take --url (FLOWCAST_URL, default http://127.0.0.1:8000) and --token\n"
-          "(FLOWCAST_TOKEN); each command has --help. The manual: man flowcast.\n\n");
+  fprintf(out, "flowcast: a real-time event server: publish to channels over HTTP, subscribe over SSE\n\n"
+               "Usage: flowcast COMMAND [options]\n\n"
+               "Commands:\n"
+               "  serve     run the server (flowcast serve --help for its options)\n"
+               "  backup    copy the database into one consistent file, even while serving\n"
+               "  users     add, change, remove and list users (flowcast users --help)\n"
+               "  publish   publish an event: flowcast publish CHANNEL [DATA|-]\n"
+               "  subscribe follow channels, reconnecting and resuming: flowcast subscribe CHANNEL...\n"
+               "  token     mint a scoped token: flowcast token --sub NAME --publish P --subscribe P\n"
+               "  start     start a workflow's job and follow it; exit 0 only for Done\n"
+               "  version   show the version, commit, build and libraries (also --version)\n"
+               "  help      show this help\n\n"
+               "Client commands take --url (FLOWCAST_URL, default http://127.0.0.1:8000) and --token\n"
+               "(FLOWCAST_TOKEN); each command has --help. The manual: man flowcast.\n\n");
   fc_cli_exit_help(out);
-  fprintf(out,
-          "\n"
-          "Quick start:\n"
-          "  flowcast serve --listen 127.0.0.1:8000\n"
-          "  curl -N http://127.0.0.1:8000/api/v1/channels/news/sse\n"
-          "  curl -d '{\"hello\":\"world\"}' http://127.0.0.1:8000/api/v1/channels/news/events\n");
+  fprintf(out, "\n"
+               "Quick start:\n"
+               "  flowcast serve --listen 127.0.0.1:8000\n"
+               "  curl -N http://127.0.0.1:8000/api/v1/channels/news/sse\n"
+               "  curl -d '{\"hello\":\"world\"}' http://127.0.0.1:8000/api/v1/channels/news/events\n");
 }
 
 void fc_cli_exit_help(FILE *out) {

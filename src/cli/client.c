@@ -117,8 +117,8 @@ int fc_http_call(const fc_url_t *u, const fc_http_call_t *c, fc_buf_t *body_out,
   if (c->last_event_id && *c->last_event_id) fc_buf_printf(&req, "Last-Event-ID: %s\r\n", c->last_event_id);
   if (c->on_body) fc_buf_puts(&req, "Accept: text/event-stream\r\n");
   if (c->body) {
-    fc_buf_printf(&req, "Content-Type: %s\r\nContent-Length: %zu\r\n", c->content_type ? c->content_type : "application/json",
-                  c->body_len);
+    fc_buf_printf(&req, "Content-Type: %s\r\nContent-Length: %zu\r\n",
+                  c->content_type ? c->content_type : "application/json", c->body_len);
   }
   fc_buf_puts(&req, "\r\n");
   if (c->body) fc_buf_append(&req, c->body, c->body_len);

@@ -31,7 +31,7 @@ typedef struct {
   fc_body_cb on_body;        /* NULL: the body goes to `body_out`; so does any non-2xx body */
   fc_status_cb on_status;    /* may be NULL */
   void *ud;
-  int cancel_fd;             /* when > 0: readable means stop waiting for the answer (FC_HTTP_CUT) */
+  int cancel_fd; /* when > 0: readable means stop waiting for the answer (FC_HTTP_CUT) */
 } fc_http_call_t;
 
 /* fc_http_call's failures, before any status. */

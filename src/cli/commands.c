@@ -18,8 +18,8 @@ int fc__client_init(fc__client_t *o, const char *url, const char *token, const c
   }
   char err[256];
   if (fc_url_parse(url, &o->url, err, sizeof err) < 0) {
-    fprintf(stderr, "flowcast %s: %s\nflowcast %s: hint: --url and FLOWCAST_URL take http://HOST[:PORT][/PREFIX]\n", cmd, err,
-            cmd);
+    fprintf(stderr, "flowcast %s: %s\nflowcast %s: hint: --url and FLOWCAST_URL take http://HOST[:PORT][/PREFIX]\n",
+            cmd, err, cmd);
     return FC_EXIT_USAGE;
   }
   return 0;
@@ -27,7 +27,8 @@ int fc__client_init(fc__client_t *o, const char *url, const char *token, const c
 
 int fc__parse_count(const char *cmd, const char *opt, const char *v, uint64_t max, uint64_t *out) {
   if (fc_parse_u64(v, strlen(v), out) < 0 || *out > max) {
-    fprintf(stderr, "flowcast %s: %s wants a whole number from 0 to %llu, got '%s'\n", cmd, opt, (unsigned long long)max, v);
+    fprintf(stderr, "flowcast %s: %s wants a whole number from 0 to %llu, got '%s'\n", cmd, opt,
+            (unsigned long long)max, v);
     return -1;
   }
   return 0;
@@ -87,9 +88,11 @@ int fc_cli_publish(int argc, char **argv) {
   fc_buf_puts(&path, "/events");
   if (event) fc_buf_puts(&path, "?event="), fc_url_escape(&path, event);
   char err[256];
-  int status = fc_http_call(&o.url, &(fc_http_call_t){.method = "POST", .path = path.data, .token = o.token,
-                                                       .content_type = type, .body = body, .body_len = len},
-                            &out, err, sizeof err);
+  int status = fc_http_call(
+      &o.url,
+      &(fc_http_call_t){
+          .method = "POST", .path = path.data, .token = o.token, .content_type = type, .body = body, .body_len = len},
+      &out, err, sizeof err);
   free(body);
   if (status != 201) {
     rc = fc_cli_report("publish", status, &out, err, o.url_text);
@@ -121,9 +124,11 @@ static int mint(const fc__client_t *o, json_t *req) {
   fc_buf_t out;
   fc_buf_init(&out);
   char err[256];
-  int status = fc_http_call(&o->url, &(fc_http_call_t){.method = "POST", .path = "/api/v1/tokens", .token = o->token,
-                                                        .body = body, .body_len = strlen(body)},
-                            &out, err, sizeof err);
+  int status = fc_http_call(
+      &o->url,
+      &(fc_http_call_t){
+          .method = "POST", .path = "/api/v1/tokens", .token = o->token, .body = body, .body_len = strlen(body)},
+      &out, err, sizeof err);
   free(body);
   json_t *j = status == 201 ? json_loadb(out.data, out.len, 0, NULL) : NULL;
   const char *tok = json_string_value(json_object_get(j, "access_token"));

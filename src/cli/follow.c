@@ -37,8 +37,7 @@ static void wait_ms(const fc__follow_t *f, unsigned ms) {
     return;
   }
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) < 0) {
-  }
+  while (nanosleep(&ts, &ts) < 0) {}
 }
 
 static uint32_t random32(void) {
@@ -73,9 +72,14 @@ int fc__follow(fc__follow_t *f, fc_buf_t *body, char *err, size_t errlen) {
     fc_buf_dispose(body);
     f->status = 0;
     int status = fc_http_call(&f->client->url,
-                              &(fc_http_call_t){.method = "GET", .path = f->path, .token = f->client->token,
-                                                .last_event_id = f->parser.last_id, .on_body = feed,
-                                                .on_status = on_status, .ud = f, .cancel_fd = f->cancel_fd},
+                              &(fc_http_call_t){.method = "GET",
+                                                .path = f->path,
+                                                .token = f->client->token,
+                                                .last_event_id = f->parser.last_id,
+                                                .on_body = feed,
+                                                .on_status = on_status,
+                                                .ud = f,
+                                                .cancel_fd = f->cancel_fd},
                               body, err, errlen);
     if (f->done) return 200;
     if (status == FC_HTTP_CUT && f->cancel_fd > 0) {

@@ -29,13 +29,13 @@ int fc__parse_count(const char *cmd, const char *opt, const char *v, uint64_t ma
 typedef struct {
   const char *cmd;
   const fc__client_t *client;
-  const char *path;          /* from the server root, with the query */
-  unsigned default_retry_ms; /* base delay until the server sends `retry:` */
-  unsigned max_backoff_ms;   /* cap of the exponential backoff */
-  unsigned max_failures;     /* failed attempts in a row before giving up; 0: never */
-  bool quiet;                /* no reconnection notices on stderr */
-  atomic_bool done;          /* set by the event callback (or another thread): stop for good */
-  int cancel_fd;             /* > 0: readable ends the follow at once (another thread's stop) */
+  const char *path;                         /* from the server root, with the query */
+  unsigned default_retry_ms;                /* base delay until the server sends `retry:` */
+  unsigned max_backoff_ms;                  /* cap of the exponential backoff */
+  unsigned max_failures;                    /* failed attempts in a row before giving up; 0: never */
+  bool quiet;                               /* no reconnection notices on stderr */
+  atomic_bool done;                         /* set by the event callback (or another thread): stop for good */
+  int cancel_fd;                            /* > 0: readable ends the follow at once (another thread's stop) */
   void (*on_connect)(void *ud, int status); /* each answer's status, or NULL */
   void *ud;
   fc_sse_parser_t parser;

@@ -28,7 +28,8 @@ static const char *status_text(int status) {
     case 413: return "the request body is larger than the server allows";
     case 414: return "the request's URL is too long";
     case 429: return "too many requests: the server is rate limiting";
-    case 502: case 504: return "a proxy in front of the server could not reach it";
+    case 502:
+    case 504: return "a proxy in front of the server could not reach it";
     case 503: return "the server (or its storage) is unavailable";
     default: return status >= 500 ? "the server failed" : "the server refused the request";
   }
@@ -46,13 +47,16 @@ static const char *hint_for(int status, const char *code, const char *url) {
            "and pass it with --token or FLOWCAST_TOKEN";
   switch (status) {
     case 401: return "pass a token with --token or FLOWCAST_TOKEN (from POST /api/v1/login or flowcast token)";
-    case 403: return "use a token whose rights cover this channel or action (flowcast token --publish/--subscribe PATTERN)";
+    case 403:
+      return "use a token whose rights cover this channel or action (flowcast token --publish/--subscribe PATTERN)";
     case 404:
       snprintf(buf, sizeof buf, "check the name, and that %s is a flowcast server (with its path prefix, if any)", url);
       return buf;
     case 413: return "send less data, or raise the server's --max-body";
     case 429: return "wait a minute and try again";
-    case 503: return "the server could not store or serve this now: retry later, and check its storage (disk, --max-db-size, Redis)";
+    case 503:
+      return "the server could not store or serve this now: retry later, and check its storage (disk, --max-db-size, "
+             "Redis)";
     default: return NULL;
   }
 }
@@ -65,10 +69,11 @@ int fc_cli_report(const char *cmd, int status, const fc_buf_t *body, const char 
   if (status < 0) {
     fprintf(stderr, "flowcast %s: %s\n", cmd, err && *err ? err : "the server could not be reached");
   } else if (msg && *msg) {
-    fprintf(stderr, "flowcast %s: %d: %s%s%s%s\n", cmd, status, msg, code ? " (" : "", code ? code : "", code ? ")" : "");
+    fprintf(stderr, "flowcast %s: %d: %s%s%s%s\n", cmd, status, msg, code ? " (" : "", code ? code : "",
+            code ? ")" : "");
   } else if (!j && body && body->len) {
-    fprintf(stderr, "flowcast %s: %d: %s: %.*s\n", cmd, status, status_text(status), (int)(body->len > 300 ? 300 : body->len),
-            body->data);
+    fprintf(stderr, "flowcast %s: %d: %s: %.*s\n", cmd, status, status_text(status),
+            (int)(body->len > 300 ? 300 : body->len), body->data);
   } else {
     fprintf(stderr, "flowcast %s: %d: %s\n", cmd, status, status_text(status));
   }

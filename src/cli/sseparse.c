@@ -62,10 +62,8 @@ static bool dispatch(fc_sse_parser_t *p) {
   p->data.data[len] = '\0';
   fc_buf_reserve(&p->event, 1);
   p->event.data[p->event.len] = '\0';
-  fc_sse_event_t ev = {.id = p->last_id,
-                       .event = p->event.len ? p->event.data : "message",
-                       .data = p->data.data,
-                       .data_len = len};
+  fc_sse_event_t ev = {
+      .id = p->last_id, .event = p->event.len ? p->event.data : "message", .data = p->data.data, .data_len = len};
   bool stop = p->on_event ? p->on_event(p->ud, &ev) : false;
   p->data.len = 0;
   p->event.len = 0;

@@ -32,10 +32,10 @@ typedef struct {
   bool retry_set;
   /* Private. */
   fc_buf_t line, data, event, id_buf;
-  bool have_data;   /* a data field was seen since the last dispatch */
-  bool started;     /* past the first bytes (the BOM check) */
-  bool after_cr;    /* the last byte was CR: a following LF belongs to it */
-  unsigned bom_seen;/* bytes of a leading BOM matched so far */
+  bool have_data;    /* a data field was seen since the last dispatch */
+  bool started;      /* past the first bytes (the BOM check) */
+  bool after_cr;     /* the last byte was CR: a following LF belongs to it */
+  unsigned bom_seen; /* bytes of a leading BOM matched so far */
 } fc_sse_parser_t;
 
 /* Prepares a parser. `initial_id` (may be NULL) seeds the last event id, as a

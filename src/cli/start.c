@@ -83,8 +83,8 @@ static int job_status(const fc__client_t *o, const char *wf, const char *job, jo
   snprintf(path, sizeof path, "/api/v1/job?w=%s&i=%s", wf, job);
   fc_buf_t out;
   fc_buf_init(&out);
-  int status = fc_http_call(&o->url, &(fc_http_call_t){.method = "GET", .path = path, .token = o->token}, &out, err,
-                            sizeof err);
+  int status =
+      fc_http_call(&o->url, &(fc_http_call_t){.method = "GET", .path = path, .token = o->token}, &out, err, sizeof err);
   json_t *j = status == 200 ? json_loadb(out.data, out.len, 0, NULL) : NULL;
   const char *st = json_string_value(json_object_get(j, "status"));
   int rc = st && !strcmp(st, "Done") ? FC_EXIT_OK : FC_EXIT_JOB;
@@ -132,18 +132,20 @@ static void watch_catch_up(watch_t *w, const fc__client_t *o, const char *wf, co
            (unsigned long long)after);
   fc_buf_t out;
   fc_buf_init(&out);
-  int status = fc_http_call(&o->url, &(fc_http_call_t){.method = "GET", .path = path, .token = o->token}, &out, err,
-                            sizeof err);
+  int status =
+      fc_http_call(&o->url, &(fc_http_call_t){.method = "GET", .path = path, .token = o->token}, &out, err, sizeof err);
   json_t *arr = status == 200 ? json_loadb(out.data, out.len, 0, NULL) : NULL;
   size_t i;
   json_t *e;
   json_array_foreach(arr, i, e) {
-    const char *id = json_string_value(json_object_get(e, "id")), *name = json_string_value(json_object_get(e, "event"));
+    const char *id = json_string_value(json_object_get(e, "id")),
+               *name = json_string_value(json_object_get(e, "event"));
     if (id_num(id) >= r->final_id) break;
     json_t *d = json_object_get(e, "data");
     char *text = json_is_string(d) ? strdup(json_string_value(d)) : json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (text) on_watch_event(NULL, &(fc_sse_event_t){.id = id, .event = name ? name : "message", .data = text,
-                                                       .data_len = strlen(text)});
+    if (text)
+      on_watch_event(
+          NULL, &(fc_sse_event_t){.id = id, .event = name ? name : "message", .data = text, .data_len = strlen(text)});
     free(text);
   }
   json_decref(arr);
@@ -172,9 +174,16 @@ static int watch_start(watch_t *w, const fc__client_t *o, const char *wf) {
   memset(w, 0, sizeof *w);
   if (pipe(w->stop) < 0) return -1;
   snprintf(w->path, sizeof w->path, "/api/v1/channels/workflow.%s/sse?replay=0", wf);
-  w->follow = (fc__follow_t){.cmd = "start", .client = o, .path = w->path, .default_retry_ms = 1000,
-                             .max_backoff_ms = 10000, .max_failures = 1, .quiet = true, .cancel_fd = w->stop[0],
-                             .on_connect = on_watch_connect, .ud = w};
+  w->follow = (fc__follow_t){.cmd = "start",
+                             .client = o,
+                             .path = w->path,
+                             .default_retry_ms = 1000,
+                             .max_backoff_ms = 10000,
+                             .max_failures = 1,
+                             .quiet = true,
+                             .cancel_fd = w->stop[0],
+                             .on_connect = on_watch_connect,
+                             .ud = w};
   fc_sse_parser_init(&w->follow.parser, on_watch_event, w, NULL, 0);
   pthread_mutex_init(&w->lock, NULL);
   pthread_cond_init(&w->cond, NULL);
@@ -187,8 +196,7 @@ static int watch_start(watch_t *w, const fc__client_t *o, const char *wf) {
   clock_gettime(CLOCK_REALTIME, &until);
   until.tv_sec += 2;
   pthread_mutex_lock(&w->lock);
-  while (!w->connected && pthread_cond_timedwait(&w->cond, &w->lock, &until) == 0) {
-  }
+  while (!w->connected && pthread_cond_timedwait(&w->cond, &w->lock, &until) == 0) {}
   pthread_mutex_unlock(&w->lock);
   return 0;
 }
@@ -250,8 +258,8 @@ static int follow_job(const fc__client_t *o, const char *wf, const char *job, jo
   char path[256], err[256] = "";
   snprintf(path, sizeof path, "/api/v1/sse/%s/%s", wf, job);
   *r = (job_t){.result = -1};
-  r->follow = (fc__follow_t){.cmd = "start", .client = o, .path = path, .default_retry_ms = 1000,
-                             .max_backoff_ms = 10000, .max_failures = 30};
+  r->follow = (fc__follow_t){
+      .cmd = "start", .client = o, .path = path, .default_retry_ms = 1000, .max_backoff_ms = 10000, .max_failures = 30};
   fc_sse_parser_init(&r->follow.parser, on_job_event, r, NULL, 0);
   fc_buf_t body;
   fc_buf_init(&body);
@@ -279,7 +287,8 @@ int fc_cli_start(int argc, char **argv) {
   uint64_t n;
   if (!wf) return fprintf(stderr, "flowcast start: name a workflow id (see --help)\n"), FC_EXIT_USAGE;
   if (strlen(wf) > 18 || fc_parse_u64(wf, strlen(wf), &n) < 0) {
-    fprintf(stderr, "flowcast start: '%s' is not a workflow id: the id is the number in the workflow's JSON file\n", wf);
+    fprintf(stderr, "flowcast start: '%s' is not a workflow id: the id is the number in the workflow's JSON file\n",
+            wf);
     return FC_EXIT_USAGE;
   }
   fc__client_t o;

@@ -73,7 +73,8 @@ static int parse(int argc, char **argv, sub_t *s, fc_buf_t *query, const char **
     } else if (!strcmp(a, "--url") && v) *url = v, i++;
     else if (!strcmp(a, "--token") && v) *token = v, i++;
     else if (a[0] == '-')
-      return fprintf(stderr, "flowcast subscribe: unknown option or missing value '%s' (see --help)\n", a), FC_EXIT_USAGE;
+      return fprintf(stderr, "flowcast subscribe: unknown option or missing value '%s' (see --help)\n", a),
+             FC_EXIT_USAGE;
     else if (!fc_cli_channel_valid(a)) return fc_cli_bad_channel("subscribe", a);
     else {
       fc_buf_puts(query, nch ? "&channel=" : "channel=");
@@ -106,8 +107,12 @@ int fc_cli_subscribe(int argc, char **argv) {
     fc_buf_dispose(&query);
     return rc == -2 ? FC_EXIT_OK : rc;
   }
-  s.follow = (fc__follow_t){.cmd = "subscribe", .client = &o, .path = query.data, .default_retry_ms = 3000,
-                            .max_backoff_ms = 30000, .max_failures = s.follow.max_failures};
+  s.follow = (fc__follow_t){.cmd = "subscribe",
+                            .client = &o,
+                            .path = query.data,
+                            .default_retry_ms = 3000,
+                            .max_backoff_ms = 30000,
+                            .max_failures = s.follow.max_failures};
   fc_sse_parser_init(&s.follow.parser, on_event, &s, last, 0);
   fc_buf_t body;
   fc_buf_init(&body);

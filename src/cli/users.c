@@ -9,18 +9,17 @@
 #include "cli/cli.h"
 
 static void users_usage(FILE *out) {
-  fprintf(out,
-          "Usage: flowcast users COMMAND [--data DIR] ...\n\n"
-          "Manages accounts in DIR/flowcast.db (default ./data, or FLOWCAST_DATA); works while\n"
-          "the server runs. Passwords are read from FLOWCAST_PASSWORD, or else from one line on\n"
-          "standard input, so they stay out of the shell history.\n\n"
-          "  add NAME [--admin]   create a user (--admin may list channels, mint tokens, ...)\n"
-          "  passwd NAME          set a new password\n"
-          "  del NAME             remove a user\n"
-          "  list                 show users\n\n"
-          "DIR must exist (the first `flowcast serve` makes it): a missing one is an error, exit 4.\n"
-          "Exit status: 0 done, 1 the database refused, 2 a bad name or password (or none given),\n"
-          "4 no such user or data directory.\n");
+  fprintf(out, "Usage: flowcast users COMMAND [--data DIR] ...\n\n"
+               "Manages accounts in DIR/flowcast.db (default ./data, or FLOWCAST_DATA); works while\n"
+               "the server runs. Passwords are read from FLOWCAST_PASSWORD, or else from one line on\n"
+               "standard input, so they stay out of the shell history.\n\n"
+               "  add NAME [--admin]   create a user (--admin may list channels, mint tokens, ...)\n"
+               "  passwd NAME          set a new password\n"
+               "  del NAME             remove a user\n"
+               "  list                 show users\n\n"
+               "DIR must exist (the first `flowcast serve` makes it): a missing one is an error, exit 4.\n"
+               "Exit status: 0 done, 1 the database refused, 2 a bad name or password (or none given),\n"
+               "4 no such user or data directory.\n");
 }
 
 /* The password from FLOWCAST_PASSWORD or one line of stdin. Returns 0, or
@@ -66,7 +65,8 @@ static int run_users(fc_users_t *u, const char *cmd, const char *name, bool admi
   } else {
     rc = fc_users_del(u, name);
   }
-  if (rc == -EEXIST) fprintf(stderr, "flowcast users: %s already exists (change the password with: users passwd %s)\n", name, name);
+  if (rc == -EEXIST)
+    fprintf(stderr, "flowcast users: %s already exists (change the password with: users passwd %s)\n", name, name);
   if (rc == -ENOENT) fprintf(stderr, "flowcast users: no user %s (see: flowcast users list)\n", name);
   if (rc == -EIO || rc == -ENOMEM) fprintf(stderr, "flowcast users: the database refused the change\n");
   if (rc == 0) printf("%s: %s\n", cmd, name);

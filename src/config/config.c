@@ -75,13 +75,12 @@ static const opt_t options[] = {
 };
 
 void fc_config_usage(FILE *out) {
-  fprintf(out,
-          "Usage: flowcast serve [options]\n\n"
-          "Runs the event server. Options come from the config file, then FLOWCAST_*\n"
-          "environment variables, then flags (flags win). Flags take --name VALUE or --name=VALUE.\n\n"
-          "  --config FILE            config file of `name = value` lines (default ./flowcast.conf if present)\n"
-          "                           it may also hold `retention:PATTERN = N` and `max-age:PATTERN = SECONDS`\n"
-          "                           (PATTERN a channel name or glob such as orders.*; the first match wins)\n");
+  fprintf(out, "Usage: flowcast serve [options]\n\n"
+               "Runs the event server. Options come from the config file, then FLOWCAST_*\n"
+               "environment variables, then flags (flags win). Flags take --name VALUE or --name=VALUE.\n\n"
+               "  --config FILE            config file of `name = value` lines (default ./flowcast.conf if present)\n"
+               "                           it may also hold `retention:PATTERN = N` and `max-age:PATTERN = SECONDS`\n"
+               "                           (PATTERN a channel name or glob such as orders.*; the first match wins)\n");
   for (size_t i = 0; i < FC_ARRAY_LEN(options); i++) {
     const opt_t *o = &options[i];
     char flag[64];
@@ -177,10 +176,8 @@ static int set_rule(fc_config_t *cfg, const char *key, const char *val, const ch
     r = &cfg->rules[cfg->nrules++];
     *r = (struct fc_config_rule){fc_xstrndup(pattern, strlen(pattern)), 0, 0};
   }
-  if (age)
-    r->max_age_s = (unsigned)n;
-  else
-    r->count = (unsigned)n;
+  if (age) r->max_age_s = (unsigned)n;
+  else r->count = (unsigned)n;
   return 0;
 }
 

@@ -9,24 +9,24 @@
 #include <stdio.h>
 
 typedef struct {
-  char *listen;      /* host:port */
-  char *host;        /* parsed from listen */
+  char *listen; /* host:port */
+  char *host;   /* parsed from listen */
   int port;
   char *data_dir;
   char *workflows_dir;
-  unsigned max_jobs; /* jobs running at once */
+  unsigned max_jobs;        /* jobs running at once */
   unsigned max_queued_jobs; /* jobs waiting to run (Pending) */
-  char *config_file; /* NULL: ./flowcast.conf when it exists */
-  unsigned threads;  /* loops; 0 means the CPU count */
+  char *config_file;        /* NULL: ./flowcast.conf when it exists */
+  unsigned threads;         /* loops; 0 means the CPU count */
   unsigned keepalive_s;
   unsigned retention;
   size_t max_body;
   size_t queue_bytes;
-  unsigned coalesce_ms; /* longest a busy loop holds stream writes (0: never) */
-  bool io_uring;        /* batch a pass's writes through io_uring where available */
-  unsigned max_connections;     /* open connections at most; 0: derived from the descriptor limit */
+  unsigned coalesce_ms;            /* longest a busy loop holds stream writes (0: never) */
+  bool io_uring;                   /* batch a pass's writes through io_uring where available */
+  unsigned max_connections;        /* open connections at most; 0: derived from the descriptor limit */
   unsigned max_connections_per_ip; /* open connections from one address at most; 0: no cap */
-  char *cors_origins; /* comma-separated, or "*" */
+  char *cors_origins;              /* comma-separated, or "*" */
   bool cors_credentials;
   unsigned header_timeout_s;
   unsigned idle_timeout_s;
@@ -41,22 +41,22 @@ typedef struct {
   unsigned token_ttl_long_s; /* with stayConnected */
   unsigned login_limit;
   size_t ws_max_message;
-  unsigned ws_ping_s;  /* failed logins per address and per user per minute */
+  unsigned ws_ping_s;            /* failed logins per address and per user per minute */
   unsigned ws_max_subscriptions; /* per WebSocket connection, at least 1 */
-  char **public_list;    /* public_patterns split, NULL-terminated */
-  char *storage;     /* "sqlite" or "memory" */
-  char *durability;  /* "crash" or "power" */
-  size_t max_db_size; /* 0: no cap */
-  unsigned commit_delay_us; /* under concurrent publishes, a commit's wait for more */
-  unsigned max_channels;    /* channels in memory at most (0: no cap) */
-  unsigned channel_idle_s;  /* an unused channel leaves memory after this long */
+  char **public_list;            /* public_patterns split, NULL-terminated */
+  char *storage;                 /* "sqlite" or "memory" */
+  char *durability;              /* "crash" or "power" */
+  size_t max_db_size;            /* 0: no cap */
+  unsigned commit_delay_us;      /* under concurrent publishes, a commit's wait for more */
+  unsigned max_channels;         /* channels in memory at most (0: no cap) */
+  unsigned channel_idle_s;       /* an unused channel leaves memory after this long */
   /* Per-pattern retention from the config file: `retention:PATTERN = N` and
    * `max-age:PATTERN = SECONDS`. */
   struct fc_config_rule {
     char *pattern;
     unsigned count;
     unsigned max_age_s;
-  } *rules;
+  } * rules;
   size_t nrules;
   char **cors_list; /* cors_origins split, NULL-terminated */
   bool help;        /* --help or -h was given: nothing past it was read */

@@ -53,8 +53,8 @@ char *fc_buf_take(fc_buf_t *b, size_t *len);
 typedef struct fc_frame fc_frame_t;
 typedef void (*fc_frame_free_cb)(fc_frame_t *frame);
 struct fc_frame {
-  atomic_uint refs;        /* 0 for static frames, which are never freed */
-  uint32_t len;            /* bytes at `bytes` */
+  atomic_uint refs; /* 0 for static frames, which are never freed */
+  uint32_t len;     /* bytes at `bytes` */
   const char *bytes;
   fc_frame_free_cb on_free; /* called when the last reference goes */
 };
@@ -64,7 +64,8 @@ fc_frame_t *fc_frame_copy(const void *p, size_t n);
 /* A heap frame taking ownership of a malloc'd buffer. */
 fc_frame_t *fc_frame_take(char *p, size_t n);
 /* A frame for static bytes: refcounting is a no-op. */
-#define FC_FRAME_STATIC(lit) {0, sizeof(lit) - 1, (lit), NULL}
+#define FC_FRAME_STATIC(lit)                                                                                           \
+  { 0, sizeof(lit) - 1, (lit), NULL }
 fc_frame_t *fc_frame_ref(fc_frame_t *f);
 void fc_frame_unref(fc_frame_t *f);
 /* Drops `n` references at once. */
@@ -87,8 +88,7 @@ typedef enum { FC_LOG_DEBUG, FC_LOG_INFO, FC_LOG_WARN, FC_LOG_ERROR } fc_log_lev
 void fc_log_set_level(fc_log_level_t level);
 bool fc_log_enabled(fc_log_level_t level);
 /* `fmt` produces the key=value pairs after the level and message. */
-void fc_log(fc_log_level_t level, const char *msg, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void fc_log(fc_log_level_t level, const char *msg, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Appends `s` to `b` as a logfmt value: quoted and escaped when needed. */
 void fc_log_quote(fc_buf_t *b, const char *s, size_t n);
 

@@ -37,10 +37,8 @@ static void json_ascii(fc_buf_t *out, unsigned char c) {
     case '\r': fc_buf_puts(out, "\\r"); break;
     case '\t': fc_buf_puts(out, "\\t"); break;
     default:
-      if (c < 0x20 || c == 0x7f)
-        fc_buf_printf(out, "\\u%04x", c);
-      else
-        fc_buf_append(out, &c, 1);
+      if (c < 0x20 || c == 0x7f) fc_buf_printf(out, "\\u%04x", c);
+      else fc_buf_append(out, &c, 1);
   }
 }
 
@@ -49,7 +47,11 @@ void fc_json_text(fc_buf_t *out, const char *s) {
   fc_buf_append(out, "\"", 1);
   while (i < n) {
     unsigned char c = (unsigned char)s[i];
-    size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    size_t len = c < 0x80                 ? 1
+                 : c >= 0xC2 && c <= 0xDF ? 2
+                 : c >= 0xE0 && c <= 0xEF ? 3
+                 : c >= 0xF0 && c <= 0xF4 ? 4
+                                          : 0;
     if (len == 0 || i + len > n || (len > 1 && !fc_utf8_valid(s + i, len))) {
       fc_buf_puts(out, "\\ufffd");
       i++;

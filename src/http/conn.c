@@ -195,10 +195,8 @@ static fc__answer_t *owe(fc_http_conn_t *hc, fc_req_t *r) {
   fc__answer_t *a = fc_xcalloc(1, sizeof *a);
   a->req = r;
   if (r) fc__req(r)->slot = a;
-  if (hc->out_tail)
-    hc->out_tail->next = a;
-  else
-    hc->out_head = a;
+  if (hc->out_tail) hc->out_tail->next = a;
+  else hc->out_head = a;
   hc->out_tail = a;
   hc->nout++;
   return a;
@@ -218,7 +216,8 @@ static void handle(fc_http_conn_t *hc, fc_req_t *r) {
 
 /* Whether parsing may go on; if so the connection is between requests again. */
 static bool read_on(fc_http_conn_t *hc) {
-  if (hc->state != HC_HANDLING || hc->req || hc->nout >= OWED_MAX || fc_conn_queued(hc->conn) > UNSENT_MAX) return false;
+  if (hc->state != HC_HANDLING || hc->req || hc->nout >= OWED_MAX || fc_conn_queued(hc->conn) > UNSENT_MAX)
+    return false;
   hc->state = HC_IDLE;
   hc->since_ms = uv_now(fc_loop_uv(fc_conn_loop(hc->conn)));
   return true;
@@ -274,8 +273,7 @@ static void parse_failed(fc_http_conn_t *hc, llhttp_errno_t err) {
     fc_http_error(r, hc->err_status, hc->err_code, "%s", msg);
   } else {
     const char *reason = llhttp_get_error_reason(hc->parser);
-    fc_http_error(r, 400, "bad_request", "malformed request: %s (%s)", reason ? reason : "-",
-                  llhttp_errno_name(err));
+    fc_http_error(r, 400, "bad_request", "malformed request: %s (%s)", reason ? reason : "-", llhttp_errno_name(err));
   }
 }
 
@@ -358,10 +356,8 @@ static void on_close(fc_conn_t *c) {
   }
   if (hc->req) {
     /* A handler still holds the request: it will see the connection gone. */
-    if (hc->state == HC_HANDLING && !hc->deferred)
-      fc__req(hc->req)->hc = NULL;
-    else
-      fc__req_free(hc->req);
+    if (hc->state == HC_HANDLING && !hc->deferred) fc__req(hc->req)->hc = NULL;
+    else fc__req_free(hc->req);
   }
   fc_buf_dispose(&hc->pending);
   free(hc->parser);
@@ -500,7 +496,7 @@ static void timed_out(fc_http_conn_t *hc, const char *what, unsigned ms) {
   fc__req(r)->keep_alive = false;
   if (!r->method_name) r->method_name = "-";
   if (hc->state == HC_BODY) fc_http_parse_target(r); /* for the log line: the head is complete */
-  hc->state = HC_HANDLING; /* the request is answered outside the parser */
+  hc->state = HC_HANDLING;                           /* the request is answered outside the parser */
   fc_http_error(r, 408, "timeout", "%s within %u ms", what, ms);
 }
 
@@ -542,10 +538,8 @@ static void stop_conn(fc_conn_t *c, void *arg) {
     /* Nothing answered is lost: a request not fully received was never
      * taken, and answers still owed go out before the close. */
     hc->state = HC_CLOSING;
-    if (hc->out_head)
-      fc_conn_read_stop(c);
-    else
-      fc_conn_close(c, true);
+    if (hc->out_head) fc_conn_read_stop(c);
+    else fc_conn_close(c, true);
   }
 }
 

@@ -45,13 +45,13 @@ typedef struct {
 } fc_route_t;
 
 typedef struct {
-  size_t max_header_bytes; /* request line + headers; past it: 431 */
-  size_t max_url_bytes;    /* past it: 414 */
-  size_t max_body_bytes;   /* past it: 413 */
-  unsigned header_timeout_ms; /* a request's head must arrive within this */
-  unsigned idle_timeout_ms;   /* a keep-alive connection with no request is closed after */
-  unsigned body_timeout_ms;   /* a request's whole body must arrive within this after its head; past it: 408 */
-  unsigned send_timeout_ms;   /* unsent bytes with no write progress for this long: the connection is closed */
+  size_t max_header_bytes;         /* request line + headers; past it: 431 */
+  size_t max_url_bytes;            /* past it: 414 */
+  size_t max_body_bytes;           /* past it: 413 */
+  unsigned header_timeout_ms;      /* a request's head must arrive within this */
+  unsigned idle_timeout_ms;        /* a keep-alive connection with no request is closed after */
+  unsigned body_timeout_ms;        /* a request's whole body must arrive within this after its head; past it: 408 */
+  unsigned send_timeout_ms;        /* unsent bytes with no write progress for this long: the connection is closed */
   const char *const *cors_origins; /* NULL-terminated; {"*"} allows any origin */
   bool cors_credentials;           /* only with an explicit list, never with "*" */
   const fc_route_t *routes;
@@ -72,17 +72,17 @@ typedef struct {
  * of it is valid from the handler's call until the request is answered. */
 struct fc_req {
   fc_http_t *http;
-  fc_loop_t *loop;     /* the loop it is handled on */
-  unsigned method;     /* one FC_* bit; 0 for methods no route uses */
+  fc_loop_t *loop; /* the loop it is handled on */
+  unsigned method; /* one FC_* bit; 0 for methods no route uses */
   const char *method_name;
-  fc_str_t url;        /* raw request target */
-  fc_str_t path;       /* raw path, before '?' */
-  fc_str_t query;      /* raw query, after '?' (may be empty) */
+  fc_str_t url;                     /* raw request target */
+  fc_str_t path;                    /* raw path, before '?' */
+  fc_str_t query;                   /* raw query, after '?' (may be empty) */
   char *segs[FC_HTTP_MAX_SEGMENTS]; /* percent-decoded path segments */
   size_t nsegs;
   char *params[FC_HTTP_MAX_PARAMS]; /* the route's captured segments */
   const fc_route_t *route;
-  void *user;         /* who sent it (the app's auth); freed with user_free */
+  void *user; /* who sent it (the app's auth); freed with user_free */
   void (*user_free)(void *user);
   /* The body, whole (NUL-terminated). Last: it keeps its room when a request
    * object is reused, everything above is cleared. */
@@ -133,8 +133,8 @@ void fc_http_req_free(fc_req_t *req);
 
 /* Writes a response with a body and ends the request (it may be freed at once).
  * `extra` holds more header lines, each ending in CRLF, or NULL. */
-void fc_http_respond(fc_req_t *req, int status, const char *content_type, const char *extra,
-                     const void *body, size_t len);
+void fc_http_respond(fc_req_t *req, int status, const char *content_type, const char *extra, const void *body,
+                     size_t len);
 /* Responds with `j` serialized (takes the reference). */
 void fc_http_respond_json(fc_req_t *req, int status, json_t *j);
 /* Responds {"error":{"code","message"}} with `status`: the one writer of JSON
@@ -173,8 +173,8 @@ struct fc_stream {
  * hands the connection to `h`. Returns the stream. A HEAD request (status other
  * than 101) gets the head alone as an ordinary answer and no stream: returns
  * NULL, and `h` is never called. */
-fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers,
-                            const fc_stream_handler_t *h, void *ud);
+fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers, const fc_stream_handler_t *h,
+                            void *ud);
 /* Ends a stream: flushes what is queued, then closes. */
 void fc_stream_close(fc_stream_t *s, bool flush);
 
@@ -183,7 +183,7 @@ const char *fc_http_reason(int status);
 
 /* Stats kept by the HTTP layer, for /metrics. */
 typedef struct {
-  atomic_ullong connections;       /* currently open */
+  atomic_ullong connections; /* currently open */
   atomic_ullong connections_total;
   atomic_ullong requests_total;
   atomic_ullong responses_4xx, responses_5xx;

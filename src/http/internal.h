@@ -34,19 +34,19 @@ typedef struct fc__answer {
 typedef struct fc__req {
   fc_req_t pub;
   /* Cleared for each request, as pub is (but pub.body). */
-  fc_http_conn_t *hc;  /* NULL once the connection is gone */
+  fc_http_conn_t *hc;      /* NULL once the connection is gone */
   struct fc__answer *slot; /* its place in the connection's answer queue, if any */
   bool keep_alive;
   bool answered;
-  unsigned allowed;    /* methods of every route whose path matches (for 405) */
+  unsigned allowed; /* methods of every route whose path matches (for 405) */
   uint64_t start_ms;
-  int status;          /* for the log */
+  int status; /* for the log */
   size_t out_bytes;
-  size_t nheaders;     /* headers[] entries, set once the head is complete */
-  bool in_value;       /* parsing a header's value */
-  size_t noff;         /* hdr_off entries so far */
+  size_t nheaders;      /* headers[] entries, set once the head is complete */
+  bool in_value;        /* parsing a header's value */
+  size_t noff;          /* hdr_off entries so far */
   size_t trailer_bytes; /* chunked trailer fields seen (counted, never kept) */
-  void *mem;           /* fc_req_alloc blocks past the arena, freed with the request */
+  void *mem;            /* fc_req_alloc blocks past the arena, freed with the request */
   size_t arena_used;
   /* Not cleared (a request object is reused, see fc__req_new): the buffers
    * keep their room, the tables are filled as a request is parsed.
@@ -60,23 +60,23 @@ typedef struct fc__req {
 } fc__req_t;
 
 /* The private request around a public one. */
-#define fc__req(r) ((fc__req_t *)((char *)(r) - offsetof(fc__req_t, pub)))
+#define fc__req(r) ((fc__req_t *)((char *)(r)-offsetof(fc__req_t, pub)))
 
 struct fc_http_conn {
   fc_conn_t *conn;
   fc_http_t *http;
-  fc_req_t *req;       /* the request being read or handled */
-  fc_stream_t *stream; /* once streaming */
-  fc_buf_t pending;    /* input that arrived while parsing was paused */
+  fc_req_t *req;                     /* the request being read or handled */
+  fc_stream_t *stream;               /* once streaming */
+  fc_buf_t pending;                  /* input that arrived while parsing was paused */
   fc__answer_t *out_head, *out_tail; /* answers owed, oldest first */
   unsigned nout;
-  bool deferred;       /* req waits for every earlier answer before it is handled */
-  uint64_t since_ms;   /* when the current state began (loop time) */
-  uint64_t body_ms;    /* HC_BODY: when body bytes last arrived (loop time) */
+  bool deferred;     /* req waits for every earlier answer before it is handled */
+  uint64_t since_ms; /* when the current state began (loop time) */
+  uint64_t body_ms;  /* HC_BODY: when body bytes last arrived (loop time) */
   fc__hc_state_t state;
-  bool in_execute;     /* inside llhttp_execute: answers must not re-enter it */
-  bool stopping;       /* close after the current response */
-  int err_status;      /* set by a callback that aborts the parse */
+  bool in_execute; /* inside llhttp_execute: answers must not re-enter it */
+  bool stopping;   /* close after the current response */
+  int err_status;  /* set by a callback that aborts the parse */
   const char *err_code;
   const char *err_msg; /* its message: a printf format taking err_limit (%zu), or none */
   size_t err_limit;

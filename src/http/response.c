@@ -70,24 +70,21 @@ void fc__http_cors_headers(fc_req_t *req, fc_buf_t *out) {
 }
 
 static void head_into(fc_buf_t *b, fc_req_t *req, int status, const char *extra) {
-  fc_buf_printf(b, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: flowcast\r\n", status, fc_http_reason(status),
-                http_date());
+  fc_buf_printf(b, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: flowcast\r\n", status, fc_http_reason(status), http_date());
   fc__http_cors_headers(req, b);
   if (extra) fc_buf_puts(b, extra);
 }
 
 /* Builds and sends an answer, ends the request. `has_length`: a
  * Content-Length is sent (not for the head of a close-delimited stream). */
-static void answer(fc_req_t *req, int status, const char *content_type, const char *extra, const void *body,
-                   size_t len, bool has_length) {
+static void answer(fc_req_t *req, int status, const char *content_type, const char *extra, const void *body, size_t len,
+                   bool has_length) {
   fc__req_t *q = fc__req(req);
   if (q->answered) return;
   q->answered = true;
   q->status = status;
-  if (status >= 500)
-    fc_http_stats.responses_5xx++;
-  else if (status >= 400)
-    fc_http_stats.responses_4xx++;
+  if (status >= 500) fc_http_stats.responses_5xx++;
+  else if (status >= 400) fc_http_stats.responses_4xx++;
   fc_http_conn_t *hc = q->hc;
   fc_frame_t *f = NULL;
   bool keep = false;
@@ -111,8 +108,8 @@ static void answer(fc_req_t *req, int status, const char *content_type, const ch
   fc__http_answer(hc, req, f, keep);
 }
 
-void fc_http_respond(fc_req_t *req, int status, const char *content_type, const char *extra,
-                     const void *body, size_t len) {
+void fc_http_respond(fc_req_t *req, int status, const char *content_type, const char *extra, const void *body,
+                     size_t len) {
   answer(req, status, content_type, extra, body, len, true);
 }
 
@@ -127,8 +124,7 @@ void fc_http_respond_json(fc_req_t *req, int status, json_t *j) {
   free(s);
 }
 
-static void error_json(fc_req_t *req, int status, const char *code, const char *extra,
-                       const char *fmt, va_list ap) {
+static void error_json(fc_req_t *req, int status, const char *code, const char *extra, const char *fmt, va_list ap) {
   char msg[1024];
   vsnprintf(msg, sizeof msg, fmt, ap); /* a cut multi-byte character becomes U+FFFD */
   fc_buf_t b;
@@ -145,8 +141,8 @@ void fc_http_error(fc_req_t *req, int status, const char *code, const char *fmt,
   va_end(ap);
 }
 
-fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers,
-                            const fc_stream_handler_t *h, void *ud) {
+fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers, const fc_stream_handler_t *h,
+                            void *ud) {
   fc__req_t *q = fc__req(req);
   if (req->method == FC_HEAD && status != 101) {
     /* The head alone, as GET would send it: close-delimited, so no length. */
@@ -196,8 +192,7 @@ static void redacted_target(fc_req_t *req, fc_buf_t *out) {
     if (!amp) amp = end;
     const char *eq = memchr(p, '=', (size_t)(amp - p));
     size_t klen = eq ? (size_t)(eq - p) : (size_t)(amp - p);
-    bool secret = (klen == 12 && memcmp(p, "access_token", 12) == 0) ||
-                  (klen == 5 && memcmp(p, "token", 5) == 0) ||
+    bool secret = (klen == 12 && memcmp(p, "access_token", 12) == 0) || (klen == 5 && memcmp(p, "token", 5) == 0) ||
                   (klen == 8 && memcmp(p, "password", 8) == 0);
     if (secret && eq) {
       fc_buf_append(out, p, klen);
@@ -216,14 +211,12 @@ void fc__http_log_fields(fc_req_t *req, fc_buf_t *out) {
   if (q->hc) fc_conn_peer(q->hc->conn, peer, sizeof peer);
   fc_buf_t target;
   fc_buf_init(&target);
-  if (req->path.base)
-    redacted_target(req, &target);
-  else
-    fc_buf_puts(&target, "-");
+  if (req->path.base) redacted_target(req, &target);
+  else fc_buf_puts(&target, "-");
   fc_buf_printf(out, "method=%s target=", req->method_name ? req->method_name : "-");
   fc_log_quote(out, target.data, target.len);
-  fc_buf_printf(out, " status=%d bytes=%zu in_bytes=%zu ms=%llu peer=%s", q->status, q->out_bytes,
-                req->body.len, (unsigned long long)(fc_mono_ms() - q->start_ms), peer);
+  fc_buf_printf(out, " status=%d bytes=%zu in_bytes=%zu ms=%llu peer=%s", q->status, q->out_bytes, req->body.len,
+                (unsigned long long)(fc_mono_ms() - q->start_ms), peer);
   fc_buf_dispose(&target);
 }
 

@@ -37,7 +37,7 @@ char *fc_req_strndup(fc_req_t *req, const char *s, size_t n) {
 /* A request object is large (its header tables): each thread keeps a few
  * spare ones, buffers included, instead of a malloc and free per request. */
 #define SPARE_MAX 64
-#define SPARE_BUF_MAX (16u << 10) /* larger buffers are not kept */
+#define SPARE_BUF_MAX (16u << 10)      /* larger buffers are not kept */
 static _Thread_local fc__req_t *spare; /* linked through ->mem */
 static _Thread_local unsigned nspare;
 static _Thread_local bool spare_registered;
@@ -259,16 +259,15 @@ void fc__http_dispatch(fc_req_t *req) {
   if (req->method == FC_OPTIONS) {
     allow_header(allowed, &extra);
     if (fc_req_header(req, "access-control-request-method").base) {
-      fc_buf_puts(&extra,
-                  "Access-Control-Allow-Methods: GET, POST, DELETE, OPTIONS\r\n"
-                  "Access-Control-Allow-Headers: Authorization, Content-Type, Last-Event-ID, Cache-Control\r\n"
-                  "Access-Control-Max-Age: 600\r\n");
+      fc_buf_puts(&extra, "Access-Control-Allow-Methods: GET, POST, DELETE, OPTIONS\r\n"
+                          "Access-Control-Allow-Headers: Authorization, Content-Type, Last-Event-ID, Cache-Control\r\n"
+                          "Access-Control-Max-Age: 600\r\n");
     }
     fc_http_respond(req, 204, NULL, extra.data, "", 0);
   } else if (!found) {
     allow_header(allowed, &extra);
     fc_http_error_with(req, 405, extra.data, "method_not_allowed", "method %s not allowed on this resource",
-                     req->method_name ? req->method_name : "-");
+                       req->method_name ? req->method_name : "-");
   } else {
     if (!o->authorize || o->authorize(req) >= 0) found->handler(req);
   }

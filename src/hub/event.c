@@ -8,20 +8,16 @@ static bool name_valid(const char *s, size_t len, size_t max) {
   if (len == 0 || len > max) return false;
   for (size_t i = 0; i < len; i++) {
     char c = s[i];
-    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == ':' || c == '-';
+    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == ':' || c == '-';
     if (!ok) return false;
   }
   return true;
 }
 
-bool fc_channel_name_valid(const char *name, size_t len) {
-  return name_valid(name, len, FC_CHANNEL_NAME_MAX);
-}
+bool fc_channel_name_valid(const char *name, size_t len) { return name_valid(name, len, FC_CHANNEL_NAME_MAX); }
 
-bool fc_event_name_valid(const char *name, size_t len) {
-  return name_valid(name, len, FC_EVENT_NAME_MAX);
-}
+bool fc_event_name_valid(const char *name, size_t len) { return name_valid(name, len, FC_EVENT_NAME_MAX); }
 
 void fc_sse_frame_build(fc_buf_t *out, uint64_t seq, fc_str_t name, fc_str_t data) {
   fc_buf_printf(out, "id: %llu\n", (unsigned long long)seq);
@@ -49,15 +45,11 @@ void fc_event_json_members(fc_buf_t *b, const fc_event_t *ev) {
   fc_buf_puts(b, "\"channel\":");
   fc_json_quote(b, ev->channel->name, ev->channel->name_len);
   fc_buf_printf(b, ",\"id\":\"%llu\",\"event\":", (unsigned long long)ev->seq);
-  if (ev->name_len)
-    fc_json_quote(b, ev->name, ev->name_len);
-  else
-    fc_buf_puts(b, "null");
+  if (ev->name_len) fc_json_quote(b, ev->name, ev->name_len);
+  else fc_buf_puts(b, "null");
   fc_buf_puts(b, ",\"data\":");
-  if (ev->is_json)
-    fc_buf_append(b, ev->data, ev->data_len);
-  else
-    fc_json_quote(b, ev->data, ev->data_len);
+  if (ev->is_json) fc_buf_append(b, ev->data, ev->data_len);
+  else fc_json_quote(b, ev->data, ev->data_len);
   if (ev->from_len) {
     fc_buf_puts(b, ",\"from\":");
     fc_json_quote(b, ev->from, ev->from_len);
@@ -82,14 +74,12 @@ fc_frame_t *fc_event_ws_frame(fc_event_t *ev, fc_frame_t *(*build)(const fc_even
   return expected;
 }
 
-fc_event_t *fc__event_new(fc_channel_t *ch, uint64_t seq, uint64_t n, int64_t time_ms,
-                          const fc_event_in_t *in) {
+fc_event_t *fc__event_new(fc_channel_t *ch, uint64_t seq, uint64_t n, int64_t time_ms, const fc_event_in_t *in) {
   fc_buf_t frame;
   fc_buf_init(&frame);
   fc_sse_frame_build(&frame, seq, in->name, in->data);
 
-  size_t size = sizeof(fc_event_t) + frame.len + in->name.len + 1 + in->data.len + 1 +
-                in->from.len + 1;
+  size_t size = sizeof(fc_event_t) + frame.len + in->name.len + 1 + in->data.len + 1 + in->from.len + 1;
   fc_event_t *ev = fc_xmalloc(size);
   char *p = ev->mem;
   memcpy(p, frame.data, frame.len);

@@ -138,8 +138,7 @@ static void channel_free(fc_channel_t *ch) {
 /* The channel named `name` in the table, or NULL. Hub lock held. */
 static fc_channel_t *find_locked(fc_hub_t *hub, const char *name, size_t len, uint32_t h) {
   fc_channel_t *ch = hub->buckets[h & (hub->nbuckets - 1)];
-  while (ch && !(ch->hash == h && ch->name_len == len && memcmp(ch->name, name, len) == 0))
-    ch = ch->hnext;
+  while (ch && !(ch->hash == h && ch->name_len == len && memcmp(ch->name, name, len) == 0)) ch = ch->hnext;
   return ch;
 }
 
@@ -156,8 +155,7 @@ static bool full_locked(const fc_hub_t *hub, unsigned flags) {
 
 /* A new channel with what storage holds of it. Returns 0, -ENOENT (storage
  * does not know it and !create) or the load's error. No lock held. */
-static int channel_load(fc_hub_t *hub, const char *name, size_t len, uint32_t h, bool create,
-                        fc_channel_t **out) {
+static int channel_load(fc_hub_t *hub, const char *name, size_t len, uint32_t h, bool create, fc_channel_t **out) {
   *out = NULL;
   if (!hub->opts.load && !create) return -ENOENT;
   fc_channel_t *ch = channel_new(hub, name, len, h);
@@ -168,8 +166,7 @@ static int channel_load(fc_hub_t *hub, const char *name, size_t len, uint32_t h,
   int rc = hub->opts.load(hub->opts.load_ud, ch, limit);
   if (rc > 0) {
     /* Whatever is older than the oldest loaded event was trimmed or purged. */
-    ch->evicted_total =
-        ch->history.count ? ((fc_event_t *)ring_at(&ch->history, 0))->n - 1 : ch->next_n - 1;
+    ch->evicted_total = ch->history.count ? ((fc_event_t *)ring_at(&ch->history, 0))->n - 1 : ch->next_n - 1;
     return 0;
   }
   if (rc == 0 && create) return 0;
@@ -341,8 +338,7 @@ static void history_append(fc_channel_t *ch, fc_event_t *ev) {
   fc_event_unref(old);
 }
 
-void fc_hub_publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, size_t n,
-                    fc_publish_result_t *res) {
+void fc_hub_publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, size_t n, fc_publish_result_t *res) {
   fc_event_t *stack[16];
   fc_event_t **evs = n <= FC_ARRAY_LEN(stack) ? stack : fc_xmalloc(n * sizeof *evs);
 
@@ -382,10 +378,8 @@ static unsigned history_after(const fc_channel_t *ch, uint64_t after) {
   unsigned lo = 0, hi = ch->history.count;
   while (lo < hi) {
     unsigned mid = (lo + hi) / 2;
-    if (((fc_event_t *)ring_at(&ch->history, mid))->seq <= after)
-      lo = mid + 1;
-    else
-      hi = mid;
+    if (((fc_event_t *)ring_at(&ch->history, mid))->seq <= after) lo = mid + 1;
+    else hi = mid;
   }
   return lo;
 }
@@ -404,10 +398,8 @@ static void count_lost(const fc_channel_t *ch, uint64_t after, fc_gap_t *gap) {
   unsigned lo = 0, hi = ev->count;
   while (lo < hi) {
     unsigned mid = (lo + hi) / 2;
-    if ((uint64_t)(uintptr_t)ring_at(ev, mid) <= after)
-      lo = mid + 1;
-    else
-      hi = mid;
+    if ((uint64_t)(uintptr_t)ring_at(ev, mid) <= after) lo = mid + 1;
+    else hi = mid;
   }
   gap->lost = ev->count - lo;
   if (lo == 0 && ev->count < ch->evicted_total) {
@@ -422,8 +414,8 @@ static int cmp_seq(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-void fc_hub_subscribe(fc_hub_t *hub, unsigned thread, fc_sub_link_t **links, size_t n,
-                      const fc_resume_t *from, fc_backlog_t *out) {
+void fc_hub_subscribe(fc_hub_t *hub, unsigned thread, fc_sub_link_t **links, size_t n, const fc_resume_t *from,
+                      fc_backlog_t *out) {
   memset(out, 0, sizeof *out);
   size_t cap = 0;
   pthread_mutex_lock(&hub->lock);
@@ -469,10 +461,8 @@ void fc_hub_unsubscribe(fc_hub_t *hub, unsigned thread, fc_sub_link_t *l) {
   fc_channel_t *ch = l->channel;
   if (!ch) return;
   pthread_mutex_lock(&hub->lock);
-  if (l->prev)
-    l->prev->next = l->next;
-  else if (ch->local[thread] == l)
-    ch->local[thread] = l->next;
+  if (l->prev) l->prev->next = l->next;
+  else if (ch->local[thread] == l) ch->local[thread] = l->next;
   if (l->next) l->next->prev = l->prev;
   ch->local_count[thread]--;
   ch->subscribers--;
@@ -507,8 +497,7 @@ void fc_hub_drain(fc_hub_t *hub, unsigned thread) {
 
 /* ---- history and listing ------------------------------------------------- */
 
-void fc_hub_history(fc_hub_t *hub, fc_channel_t *ch, uint64_t after, size_t limit,
-                    fc_backlog_t *out) {
+void fc_hub_history(fc_hub_t *hub, fc_channel_t *ch, uint64_t after, size_t limit, fc_backlog_t *out) {
   memset(out, 0, sizeof *out);
   pthread_mutex_lock(&hub->lock);
   unsigned start = history_after(ch, after);

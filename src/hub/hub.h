@@ -32,7 +32,7 @@ typedef struct fc_event {
   const char *from;      /* publisher connection id, "" when none */
   uint32_t data_len;
   uint16_t name_len, from_len;
-  bool is_json; /* data is a JSON text: history shows it as a value, not a string */
+  bool is_json;             /* data is a JSON text: history shows it as a value, not a string */
   _Atomic(fc_frame_t *) ws; /* the WebSocket frame, built once on first use */
   char mem[];
 } fc_event_t;
@@ -168,12 +168,11 @@ typedef struct {
  * together and are queued for every thread that has subscribers. Ids must
  * rise across calls and ordinals follow the channel's (checked by assert);
  * the caller serializes its calls in id order. Copies the inputs. Any thread. */
-void fc_hub_publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, size_t n,
-                    fc_publish_result_t *res);
+void fc_hub_publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, size_t n, fc_publish_result_t *res);
 
 /* Where a new subscription starts. */
 typedef struct {
-  bool has_after;  /* resume: after `after` (a Last-Event-ID) */
+  bool has_after; /* resume: after `after` (a Last-Event-ID) */
   uint64_t after;
   unsigned replay; /* otherwise: the newest `replay` retained events */
 } fc_resume_t;
@@ -181,8 +180,8 @@ typedef struct {
 /* A gap found while resuming one channel. */
 typedef struct {
   fc_channel_t *channel;
-  uint64_t lost;   /* events evicted between the resume point and the oldest retained */
-  bool exact;      /* false: `lost` is a lower bound */
+  uint64_t lost;     /* events evicted between the resume point and the oldest retained */
+  bool exact;        /* false: `lost` is a lower bound */
   uint64_t next_seq; /* id of the first event still retained after the gap, 0 if none */
 } fc_gap_t;
 
@@ -201,8 +200,8 @@ void fc_backlog_dispose(fc_backlog_t *b);
  * subscription keeps each channel until fc_hub_unsubscribe) and fills `out` with what the subscriber
  * must be sent before live events, merged in id order. Atomic with respect to
  * publishes: no event is missed or given twice. Call on `thread`. */
-void fc_hub_subscribe(fc_hub_t *hub, unsigned thread, fc_sub_link_t **links, size_t n,
-                      const fc_resume_t *from, fc_backlog_t *out);
+void fc_hub_subscribe(fc_hub_t *hub, unsigned thread, fc_sub_link_t **links, size_t n, const fc_resume_t *from,
+                      fc_backlog_t *out);
 /* Removes a link; a no-op for a link that is not subscribed. Call on its thread. */
 void fc_hub_unsubscribe(fc_hub_t *hub, unsigned thread, fc_sub_link_t *link);
 
@@ -212,8 +211,7 @@ void fc_hub_drain(fc_hub_t *hub, unsigned thread);
 
 /* Retained events of `ch` with id > `after`, oldest first, at most `limit`
  * (each referenced; dispose the backlog). */
-void fc_hub_history(fc_hub_t *hub, fc_channel_t *ch, uint64_t after, size_t limit,
-                    fc_backlog_t *out);
+void fc_hub_history(fc_hub_t *hub, fc_channel_t *ch, uint64_t after, size_t limit, fc_backlog_t *out);
 
 /* Drops a channel's retained history; ids keep increasing. */
 void fc_hub_purge(fc_hub_t *hub, fc_channel_t *ch);

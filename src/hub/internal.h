@@ -28,15 +28,15 @@ struct fc_channel {
   /* Ids of the most recently evicted events (as uintptr_t), so that a resume
    * can count exactly what it lost while it was not too far behind. */
   fc__ring_t evicted;
-  uint64_t evicted_total; /* events evicted or purged since start */
-  unsigned retention;     /* history capacity */
-  uint64_t max_age_s;     /* 0: none */
-  atomic_uint refs;       /* references held outside the hub (fc_hub_open, fc_channel_ref) */
-  atomic_size_t events;   /* events alive that point here, in history or not */
+  uint64_t evicted_total;   /* events evicted or purged since start */
+  unsigned retention;       /* history capacity */
+  uint64_t max_age_s;       /* 0: none */
+  atomic_uint refs;         /* references held outside the hub (fc_hub_open, fc_channel_ref) */
+  atomic_size_t events;     /* events alive that point here, in history or not */
   _Atomic uint64_t used_ms; /* fc_mono_ms() of the last release, publish or unsubscribe */
-  size_t subscribers;     /* links on every thread; hub lock */
-  unsigned *local_count;  /* [threads] subscribers per loop thread */
-  fc_sub_link_t **local;  /* [threads] list heads; each touched by its thread only */
+  size_t subscribers;       /* links on every thread; hub lock */
+  unsigned *local_count;    /* [threads] subscribers per loop thread */
+  fc_sub_link_t **local;    /* [threads] list heads; each touched by its thread only */
 };
 
 typedef struct {
@@ -59,7 +59,6 @@ struct fc_hub {
   fc__inbox_t *inboxes; /* [threads] */
 };
 
-fc_event_t *fc__event_new(fc_channel_t *ch, uint64_t seq, uint64_t n, int64_t time_ms,
-                          const fc_event_in_t *in);
+fc_event_t *fc__event_new(fc_channel_t *ch, uint64_t seq, uint64_t n, int64_t time_ms, const fc_event_in_t *in);
 
 #endif

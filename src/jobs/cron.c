@@ -43,8 +43,10 @@ static int field(const char *s, size_t len, int lo, int hi, uint64_t *mask, bool
 }
 
 int fc_cron_parse(const char *expr, fc_cron_t *out, char *why, size_t whylen) {
-  static const struct { const char *name; int lo, hi; } f[] = {
-      {"minute", 0, 59}, {"hour", 0, 23}, {"day of month", 1, 31}, {"month", 1, 12}, {"day of week", 0, 7}};
+  static const struct {
+    const char *name;
+    int lo, hi;
+  } f[] = {{"minute", 0, 59}, {"hour", 0, 23}, {"day of month", 1, 31}, {"month", 1, 12}, {"day of week", 0, 7}};
   uint64_t masks[5];
   bool stars[5];
   const char *p = expr;

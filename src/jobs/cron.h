@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 typedef struct {
-  uint64_t minutes; /* bit n: minute n */
+  uint64_t minutes;     /* bit n: minute n */
   uint32_t hours, days; /* days: bit 1..31 */
   uint16_t months;      /* bit 1..12 */
   uint8_t weekdays;     /* bit 0..6, Sunday 0 */

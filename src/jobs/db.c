@@ -90,7 +90,7 @@ struct fc__db_rows {
   int64_t before_ms; /* rows of jobs created before this start only */
   row_t *rows;       /* oldest first */
   size_t n;
-  size_t failed;     /* rows marked Failed */
+  size_t failed; /* rows marked Failed */
   char err[256];
 };
 

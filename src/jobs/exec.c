@@ -22,7 +22,8 @@ static bool sse_line(job_t *job, const char *p, size_t n) {
   const char *ch = json_string_value(json_object_get(j, "channel"));
   const char *to = json_string_value(json_object_get(j, "to"));
   fc_pub_event_t ev = {0};
-  bool ok = json_is_object(j) && fc_pub_json_event(j, &ev) == FC_PUB_OK && (!ch || fc_channel_name_valid(ch, strlen(ch)));
+  bool ok =
+      json_is_object(j) && fc_pub_json_event(j, &ev) == FC_PUB_OK && (!ch || fc_channel_name_valid(ch, strlen(ch)));
   if (ok && to) {
     char from[64];
     snprintf(from, sizeof from, "job:%s", job->id);
@@ -69,12 +70,9 @@ static void on_handle_closed(uv_handle_t *h) {
   job->pid = -1;
   char why[128] = "";
   bool ok = job->exit_status == 0 && job->term_signal == 0 && !job->timed_out;
-  if (job->timed_out)
-    snprintf(why, sizeof why, "timed out: the process group was killed");
-  else if (job->term_signal)
-    snprintf(why, sizeof why, "killed by signal %d", job->term_signal);
-  else if (!ok)
-    snprintf(why, sizeof why, "exited with status %lld", (long long)job->exit_status);
+  if (job->timed_out) snprintf(why, sizeof why, "timed out: the process group was killed");
+  else if (job->term_signal) snprintf(why, sizeof why, "killed by signal %d", job->term_signal);
+  else if (!ok) snprintf(why, sizeof why, "exited with status %lld", (long long)job->exit_status);
   fc__job_task_ended(job, ok, why);
 }
 
@@ -181,8 +179,8 @@ int fc__exec_start(job_t *job, json_t *task, char *why, size_t whylen) {
   char *tok;
   if (mint_token(job, timeout_s > 0 ? (int64_t)timeout_s + 60 : 3600, &tok) < 0) {
     snprintf(why, whylen, "cannot make the task's FLOWCAST_TOKEN (JWT signing failed)");
-    fc_log(FC_LOG_ERROR, "exec task not started", "workflow=%lld job=%s task=%zu reason=\"%s\"",
-           (long long)job->wf_id, job->id, job->task, why);
+    fc_log(FC_LOG_ERROR, "exec task not started", "workflow=%lld job=%s task=%zu reason=\"%s\"", (long long)job->wf_id,
+           job->id, job->task, why);
     return -EIO;
   }
   char **env = build_env(job, task, tok);
@@ -190,12 +188,18 @@ int fc__exec_start(job_t *job, json_t *task, char *why, size_t whylen) {
   uv_pipe_init(loop, &job->out, 0);
   uv_pipe_init(loop, &job->err, 0);
   job->out.data = job->err.data = job->proc.data = job;
-  uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
-                                   {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&job->out},
-                                   {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&job->err}};
-  uv_process_options_t o = {.exit_cb = on_exit_cb, .file = argv[0], .args = argv, .env = env,
-                            .cwd = json_string_value(json_object_get(task, "cwd")), .flags = UV_PROCESS_DETACHED,
-                            .stdio_count = 3, .stdio = stdio};
+  uv_stdio_container_t stdio[3] = {
+      {.flags = UV_IGNORE},
+      {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&job->out},
+      {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&job->err}};
+  uv_process_options_t o = {.exit_cb = on_exit_cb,
+                            .file = argv[0],
+                            .args = argv,
+                            .env = env,
+                            .cwd = json_string_value(json_object_get(task, "cwd")),
+                            .flags = UV_PROCESS_DETACHED,
+                            .stdio_count = 3,
+                            .stdio = stdio};
   job->exit_status = 0;
   job->term_signal = 0;
   job->timed_out = false;

@@ -16,12 +16,12 @@ typedef struct wf {
   int refs;
   int64_t id;
   char *name, *description, *file;
-  json_t *def;   /* the whole file */
-  json_t *tasks; /* borrowed from def: an array of validated task objects */
+  json_t *def;          /* the whole file */
+  json_t *tasks;        /* borrowed from def: an array of validated task objects */
   fc_sub_link_t *links; /* one per channel trigger, subscribed on loop 0 */
   size_t nlinks;
-  fc_cron_t *crons;     /* cron triggers */
-  int64_t *cron_next;   /* [ncrons] next firing, s since the epoch; -1: never */
+  fc_cron_t *crons;   /* cron triggers */
+  int64_t *cron_next; /* [ncrons] next firing, s since the epoch; -1: never */
   size_t ncrons;
   unsigned max_running; /* maxConcurrent; 0: only the global --max-jobs */
   unsigned running;     /* its jobs running now (Running, Suspended, Waiting) */
@@ -30,8 +30,15 @@ typedef struct wf {
 } wf_t;
 
 typedef enum {
-  ST_PENDING, ST_RUNNING, ST_SUSPENDED, ST_WAITING,
-  ST_DONE, ST_FAILED, ST_WARNING, ST_STOPPED, ST_REJECTED
+  ST_PENDING,
+  ST_RUNNING,
+  ST_SUSPENDED,
+  ST_WAITING,
+  ST_DONE,
+  ST_FAILED,
+  ST_WARNING,
+  ST_STOPPED,
+  ST_REJECTED
 } job_status_t;
 extern const char *const job_status_names[];
 #define ST_FINAL(s) ((s) >= ST_DONE)
@@ -39,17 +46,17 @@ extern const char *const job_status_names[];
 typedef struct job {
   char id[40];
   int64_t wf_id;
-  wf_t *wf;            /* NULL for a job loaded from storage */
+  wf_t *wf; /* NULL for a job loaded from storage */
   char *name, *description;
   job_status_t status;
-  char *reason;        /* why it failed, or NULL */
-  char *starter;       /* sub of the token that started it; NULL: a trigger (admin controls it) */
-  char *input;         /* FLOWCAST_INPUT, or NULL */
-  size_t task;         /* index of the current task */
-  bool warning;        /* a continueOnError task failed */
+  char *reason;  /* why it failed, or NULL */
+  char *starter; /* sub of the token that started it; NULL: a trigger (admin controls it) */
+  char *input;   /* FLOWCAST_INPUT, or NULL */
+  size_t task;   /* index of the current task */
+  bool warning;  /* a continueOnError task failed */
   bool stop_requested;
   int64_t created_ms, started_ms, ended_ms;
-  uint64_t final_seq;  /* id of the final event once committed */
+  uint64_t final_seq; /* id of the final event once committed */
   /* wait task and exec timeout */
   uv_timer_t timer;
   bool timer_init;
@@ -77,7 +84,7 @@ typedef struct fc__db_rows fc__db_rows_t; /* job rows read at start-up (db.c) */
 
 struct fc_jobs {
   fc_jobs_opts_t o;
-  fc_loop_t *loop; /* loop 0 */
+  fc_loop_t *loop;  /* loop 0 */
   fc_records_t *db; /* NULL with --storage memory */
   wf_t *wfs;
   job_t *jobs;
@@ -85,22 +92,22 @@ struct fc_jobs {
   unsigned running, max_running;
   unsigned queued, max_queued; /* jobs in the pending queue; --max-queued-jobs */
   bool stopping;
-  uv_idle_t idle;     /* while there are rows to save or recovered jobs to publish */
+  uv_idle_t idle; /* while there are rows to save or recovered jobs to publish */
   bool idle_init;
-  bool loaded;        /* the start-up load ended: commands may run */
-  uv_work_t load;     /* the start-up load (fc__db_read_rows) */
+  bool loaded;    /* the start-up load ended: commands may run */
+  uv_work_t load; /* the start-up load (fc__db_read_rows) */
   fc__db_rows_t *rows;
-  job_t *saves;       /* rows to save, in one transaction per loop pass */
-  job_t *recover;     /* recovered jobs whose final events are not yet published */
+  job_t *saves;          /* rows to save, in one transaction per loop pass */
+  job_t *recover;        /* recovered jobs whose final events are not yet published */
   int64_t refused_log_s; /* when a refused trigger was last logged (s); the count since */
   unsigned refused_unlogged;
   uv_signal_t sighup;
-  uv_timer_t cron; /* once a second: cron triggers and the counts below */
+  uv_timer_t cron;                     /* once a second: cron triggers and the counts below */
   atomic_uint counts[ST_REJECTED + 1]; /* jobs by status, at most a second old */
-  int rx_cmd, rx_done;  /* net receivers: commands to loop 0, answers to their loops */
-  pthread_mutex_t post_lock; /* orders fc_jobs_post against fc_jobs_stop */
-  bool closed;          /* under post_lock: fc_jobs_stop ran, commands are answered -ESHUTDOWN */
-  fc_jobs_cmd_t *held, *held_tail; /* commands waiting for the start-up load, oldest first */
+  int rx_cmd, rx_done;                 /* net receivers: commands to loop 0, answers to their loops */
+  pthread_mutex_t post_lock;           /* orders fc_jobs_post against fc_jobs_stop */
+  bool closed;                         /* under post_lock: fc_jobs_stop ran, commands are answered -ESHUTDOWN */
+  fc_jobs_cmd_t *held, *held_tail;     /* commands waiting for the start-up load, oldest first */
 };
 
 /* workflow.c */

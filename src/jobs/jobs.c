@@ -22,10 +22,8 @@ bool fc_jobs_may_run(const fc_jobs_actor_t *a, int64_t wf) {
 
 /* Runs a command on loop 0 and posts it back to its caller's loop. */
 static void run_cmd(fc_jobs_t *j, fc_jobs_cmd_t *c) {
-  if (j->loaded && !j->stopping)
-    c->run(j, c);
-  else
-    c->rc = -ESHUTDOWN; /* stopping (perhaps before the jobs were loaded) */
+  if (j->loaded && !j->stopping) c->run(j, c);
+  else c->rc = -ESHUTDOWN; /* stopping (perhaps before the jobs were loaded) */
   c->msg.receiver = (unsigned)j->rx_done;
   fc_net_post(j->o.net, c->loop, &c->msg); /* from here c is its loop's to free */
 }
@@ -144,9 +142,8 @@ void fc__jobs_trigger_refused(fc_jobs_t *j, int64_t wf, int rc) {
   int64_t now = fc_now_ms() / 1000;
   j->refused_unlogged++;
   if (now == j->refused_log_s) return;
-  fc_log(FC_LOG_WARN, "job not triggered", "workflow=%lld reason=\"%s\" refused=%u max_queued_jobs=%u",
-         (long long)wf, rc == -EAGAIN ? "the job queue is full" : "no such workflow", j->refused_unlogged,
-         j->max_queued);
+  fc_log(FC_LOG_WARN, "job not triggered", "workflow=%lld reason=\"%s\" refused=%u max_queued_jobs=%u", (long long)wf,
+         rc == -EAGAIN ? "the job queue is full" : "no such workflow", j->refused_unlogged, j->max_queued);
   j->refused_log_s = now;
   j->refused_unlogged = 0;
 }
@@ -314,10 +311,8 @@ static void job_json(fc_buf_t *b, const job_t *job) {
   fc_buf_printf(b, "{\"jobId\":\"%s\",\"workflowId\":%lld,\"name\":", job->id, (long long)job->wf_id);
   fc_json_quote(b, job->name, strlen(job->name));
   fc_buf_printf(b, ",\"status\":\"%s\",\"task\":%zu,\"reason\":", job_status_names[job->status], job->task);
-  if (job->reason)
-    fc_json_quote(b, job->reason, strlen(job->reason));
-  else
-    fc_buf_puts(b, "null");
+  if (job->reason) fc_json_quote(b, job->reason, strlen(job->reason));
+  else fc_buf_puts(b, "null");
   time_field(b, "createdAt", job->created_ms);
   time_field(b, "startedAt", job->started_ms);
   time_field(b, "endedAt", job->ended_ms);

@@ -19,20 +19,20 @@ typedef struct fc_jobs_cmd fc_jobs_cmd_t;
 /* What the runner needs from the rest of the server. Callbacks run on loop 0
  * unless said otherwise; `ud` is theirs. */
 typedef struct {
-  fc_loop_t *loop;         /* loop 0: the runner, its timers and children */
-  unsigned threads;        /* loops that post commands (fc_jobs_cmd_t.loop < threads) */
+  fc_loop_t *loop;  /* loop 0: the runner, its timers and children */
+  unsigned threads; /* loops that post commands (fc_jobs_cmd_t.loop < threads) */
   const char *workflows_dir;
-  unsigned max_jobs;       /* jobs running at once (--max-jobs); 0 means 1 */
+  unsigned max_jobs;        /* jobs running at once (--max-jobs); 0 means 1 */
   unsigned max_queued_jobs; /* jobs waiting to run (--max-queued-jobs) */
-  fc_hub_t *hub;           /* channel triggers subscribe here */
-  int port;                /* exec tasks' FLOWCAST_URL: http://127.0.0.1:port */
+  fc_hub_t *hub;            /* channel triggers subscribe here */
+  int port;                 /* exec tasks' FLOWCAST_URL: http://127.0.0.1:port */
   /* Durable storage: jobs' records are kept in this data directory (the
    * start-up load opens its own connection there). NULL: --storage memory,
    * jobs live in memory only. */
   const char *data_dir;
-  bool durable_power;      /* --durability power: rows are synced to the disk */
-  fc_pub_t *pub;           /* job events (status, log, progress, final) are published through it */
-  fc_net_t *net;           /* commands reach loop 0, and answers their loops, through its mailboxes */
+  bool durable_power; /* --durability power: rows are synced to the disk */
+  fc_pub_t *pub;      /* job events (status, log, progress, final) are published through it */
+  fc_net_t *net;      /* commands reach loop 0, and answers their loops, through its mailboxes */
   /* An exec task's FLOWCAST_TOKEN: a malloc'd token for subject `sub` with
    * the publish and subscribe rights on `channels`, valid `ttl_s` seconds;
    * NULL when it cannot be signed. NULL (the hook): authentication is off and
@@ -74,9 +74,9 @@ struct fc_jobs_cmd {
   int action;
   int64_t wf;
   char id[40];
-  int rc; /* what run decided: 0 or a negative errno; -ESHUTDOWN: not run, the server is stopping */
-  fc_buf_t body; /* JSON body, or an error message */
-  uint64_t final_seq; /* the job's final event id, 0 if none yet */
+  int rc;              /* what run decided: 0 or a negative errno; -ESHUTDOWN: not run, the server is stopping */
+  fc_buf_t body;       /* JSON body, or an error message */
+  uint64_t final_seq;  /* the job's final event id, 0 if none yet */
   fc_jobs_actor_t who; /* its sub and run patterns are the command's own copies */
   unsigned limit;      /* GET /jobs: page size */
   char after[40];      /* GET /jobs: the cursor (a job id), or "" */

@@ -26,11 +26,9 @@ static void on_published(fc_pub_op_t *op, void *ud) {
 
 /* Publishes one event durably (through storage). `data` is copied. Events
  * of one job keep their order. Loop 0. */
-static void publish(job_t *job, const char *channel, const char *event, const char *data, bool is_json,
-                    bool final) {
+static void publish(job_t *job, const char *channel, const char *event, const char *data, bool is_json, bool final) {
   fc_pub_op_t *op = fc_pub_op_new(job->owner->o.pub, 0, on_published, final ? job : NULL);
-  fc_pub_add(op, event ? (fc_str_t){event, strlen(event)} : (fc_str_t){"", 0}, (fc_str_t){data, strlen(data)},
-             is_json);
+  fc_pub_add(op, event ? (fc_str_t){event, strlen(event)} : (fc_str_t){"", 0}, (fc_str_t){data, strlen(data)}, is_json);
   /* A channel that cannot be opened (storage failed) is answered -EIO. */
   fc_pub_open(op, channel, strlen(channel), FC_HUB_CREATE | FC_HUB_NOCAP);
   fc_pub_submit(op);
@@ -76,8 +74,8 @@ static void set_status(job_t *job, job_status_t st) {
 static void publish_final(job_t *job) {
   fc_buf_t b;
   fc_buf_init(&b);
-  fc_buf_printf(&b, "{\"workflowId\":%lld,\"jobId\":\"%s\",\"status\":\"%s\",\"name\":", (long long)job->wf_id,
-                job->id, job_status_names[job->status]);
+  fc_buf_printf(&b, "{\"workflowId\":%lld,\"jobId\":\"%s\",\"status\":\"%s\",\"name\":", (long long)job->wf_id, job->id,
+                job_status_names[job->status]);
   fc_json_quote(&b, job->name, strlen(job->name));
   fc_buf_puts(&b, ",\"description\":");
   fc_json_quote(&b, job->description, strlen(job->description));
@@ -243,10 +241,8 @@ int fc_jobs_start(fc_jobs_t *j, int64_t wf_id, const char *input, const char *st
   job->timer.data = job->grace.data = job;
   job->timer_init = true;
   set_status(job, ST_PENDING);
-  if (j->qtail)
-    j->qtail->qnext = job;
-  else
-    j->qhead = job;
+  if (j->qtail) j->qtail->qnext = job;
+  else j->qhead = job;
   j->qtail = job;
   j->queued++;
   pump(j);
@@ -306,8 +302,7 @@ int fc_jobs_control(fc_jobs_t *j, int64_t wf_id, const char *id, fc_job_action_t
   job_status_t st = job->status;
   if (ST_FINAL(st) || job->stop_requested) return -EBUSY;
   switch (a) {
-    case FC_JOB_STOP:
-      return stop_job(j, job);
+    case FC_JOB_STOP: return stop_job(j, job);
     case FC_JOB_SUSPEND:
       if (st != ST_RUNNING) return -EBUSY;
       pause_task(job, true);

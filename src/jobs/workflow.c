@@ -34,7 +34,9 @@ static int check_task(json_t *t, size_t i, char *field, size_t flen, char *why, 
     const char *key;
     snprintf(field, flen, "tasks[%zu].env", i);
     if (env && !json_is_object(env)) return snprintf(why, wlen, "must be an object of strings"), -EINVAL;
-    if (env) json_object_foreach(env, key, v) if (!json_is_string(v)) return snprintf(why, wlen, "must hold only strings"), -EINVAL;
+    if (env)
+      json_object_foreach(env, key, v) if (!json_is_string(v)) return snprintf(why, wlen, "must hold only strings"),
+          -EINVAL;
     json_t *cwd = json_object_get(t, "cwd"), *to = json_object_get(t, "timeoutSeconds");
     snprintf(field, flen, "tasks[%zu].cwd", i);
     if (cwd && !json_is_string(cwd)) return snprintf(why, wlen, "must be a string"), -EINVAL;
@@ -95,7 +97,8 @@ static int check_def(json_t *d, char *field, size_t flen, char *why, size_t wlen
   snprintf(field, flen, "id");
   if (!json_is_integer(id) || json_integer_value(id) < 0) return snprintf(why, wlen, "must be a whole number"), -EINVAL;
   snprintf(field, flen, "name");
-  if (!json_is_string(name) || !json_string_length(name)) return snprintf(why, wlen, "must be a non-empty string"), -EINVAL;
+  if (!json_is_string(name) || !json_string_length(name))
+    return snprintf(why, wlen, "must be a non-empty string"), -EINVAL;
   snprintf(field, flen, "description");
   if (desc && !json_is_string(desc)) return snprintf(why, wlen, "must be a string"), -EINVAL;
   json_t *maxc = json_object_get(d, "maxConcurrent");
@@ -104,7 +107,8 @@ static int check_def(json_t *d, char *field, size_t flen, char *why, size_t wlen
     return snprintf(why, wlen, "must be a whole number from 1 (jobs of this workflow running at once)"), -EINVAL;
   json_t *tasks = json_object_get(d, "tasks"), *t;
   snprintf(field, flen, "tasks");
-  if (!json_is_array(tasks) || json_array_size(tasks) == 0) return snprintf(why, wlen, "must be a non-empty array"), -EINVAL;
+  if (!json_is_array(tasks) || json_array_size(tasks) == 0)
+    return snprintf(why, wlen, "must be a non-empty array"), -EINVAL;
   size_t i;
   json_array_foreach(tasks, i, t) if (check_task(t, i, field, flen, why, wlen) < 0) return -EINVAL;
   return check_triggers(json_object_get(d, "triggers"), field, flen, why, wlen);
@@ -213,8 +217,7 @@ static void on_trigger(fc_sub_link_t *link, fc_event_t *ev) {
   if (rc == 0)
     fc_log(FC_LOG_INFO, "job triggered", "workflow=%lld job=%s channel=%s", (long long)w->id, id,
            fc_channel_name(ev->channel));
-  else if (rc != -ECANCELED)
-    fc__jobs_trigger_refused(w->owner, w->id, rc);
+  else if (rc != -ECANCELED) fc__jobs_trigger_refused(w->owner, w->id, rc);
   fc_buf_dispose(&b);
 }
 
@@ -225,10 +228,8 @@ void fc__wf_cron_tick(fc_jobs_t *j, int64_t now_s) {
       if (w->cron_next[i] < 0 || now_s < w->cron_next[i]) continue;
       char id[40];
       int rc = fc_jobs_start(j, w->id, NULL, NULL, id);
-      if (rc == 0)
-        fc_log(FC_LOG_INFO, "job triggered", "workflow=%lld job=%s trigger=cron", (long long)w->id, id);
-      else
-        fc__jobs_trigger_refused(j, w->id, rc);
+      if (rc == 0) fc_log(FC_LOG_INFO, "job triggered", "workflow=%lld job=%s trigger=cron", (long long)w->id, id);
+      else fc__jobs_trigger_refused(j, w->id, rc);
       w->cron_next[i] = fc_cron_next(&w->crons[i], now_s);
     }
   }

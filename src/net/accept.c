@@ -90,8 +90,7 @@ static void refuse(fc_loop_t *l, int fd, fc__refusal_t why) {
   ssize_t w = send(fd, net->answers[why].base, net->answers[why].len, MSG_DONTWAIT | MSG_NOSIGNAL);
   (void)w; /* a fresh socket's buffer takes it; if not, the close says enough */
   shutdown(fd, SHUT_WR);
-  for (int i = 0; i < 4 && recv(fd, l->readbuf, sizeof l->readbuf, MSG_DONTWAIT) > 0; i++) {
-  }
+  for (int i = 0; i < 4 && recv(fd, l->readbuf, sizeof l->readbuf, MSG_DONTWAIT) > 0; i++) {}
   close(fd);
   uint64_t suppressed;
   if (fc__ratelog_allow(&net->refuse_log, fc_mono_ms(), 1000, &suppressed))
@@ -175,8 +174,7 @@ static void accept_failed(fc_loop_t *l, int e) {
   uint64_t suppressed;
   if (fc__ratelog_allow(&net->accept_log, fc_mono_ms(), 1000, &suppressed))
     fc_log(FC_LOG_WARN, "accept failed", "error=\"%s\" loop=%u open=%zu refused=%u pause_ms=%d suppressed=%llu",
-           strerror(e), l->index, atomic_load(&net->nconns), shed_n, ACCEPT_PAUSE_MS,
-           (unsigned long long)suppressed);
+           strerror(e), l->index, atomic_load(&net->nconns), shed_n, ACCEPT_PAUSE_MS, (unsigned long long)suppressed);
 }
 
 static void on_acceptable(uv_poll_t *p, int status, int events) {
@@ -198,24 +196,20 @@ static void on_acceptable(uv_poll_t *p, int status, int events) {
       continue;
     }
     switch (e) {
-    case EAGAIN:
-      return;
-    /* The connection failed, not the listener (accept(2), Linux). */
-    case EINTR:
-    case ECONNABORTED:
-    case EPROTO:
-    case ENETDOWN:
-    case ENOPROTOOPT:
-    case EHOSTDOWN:
-    case ENONET:
-    case EHOSTUNREACH:
-    case EOPNOTSUPP:
-    case ENETUNREACH:
-    case EPERM: /* a firewall rule */
-      continue;
-    default:
-      accept_failed(l, e);
-      return;
+      case EAGAIN: return;
+      /* The connection failed, not the listener (accept(2), Linux). */
+      case EINTR:
+      case ECONNABORTED:
+      case EPROTO:
+      case ENETDOWN:
+      case ENOPROTOOPT:
+      case EHOSTDOWN:
+      case ENONET:
+      case EHOSTUNREACH:
+      case EOPNOTSUPP:
+      case ENETUNREACH:
+      case EPERM: /* a firewall rule */ continue;
+      default: accept_failed(l, e); return;
     }
   }
 }

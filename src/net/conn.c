@@ -90,19 +90,15 @@ static void on_closed(uv_handle_t *h) {
   fc_loop_t *l = c->loop;
   if (c->h && c->h->on_close) c->h->on_close(c);
   queue_clear(c);
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    l->conns = c->next;
+  if (c->prev) c->prev->next = c->next;
+  else l->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   l->nconns--;
   fc__net_release(l->net, c->peer);
   /* On a dirty list it stays, to be freed by the flush that reaches it: no
    * walk of a list that may hold every subscriber of the loop. */
-  if (c->dirty)
-    c->dead = true;
-  else
-    free(c);
+  if (c->dirty) c->dead = true;
+  else free(c);
   fc__loop_maybe_finish(l);
 }
 
@@ -144,10 +140,8 @@ static void start_linger(fc_conn_t *c) {
 void fc_conn_close_linger(fc_conn_t *c) {
   if (c->closing || c->lingering) return;
   c->lingering = true;
-  if (c->qlen == 0)
-    start_linger(c);
-  else
-    c->close_when_flushed = true;
+  if (c->qlen == 0) start_linger(c);
+  else c->close_when_flushed = true;
 }
 
 void fc__conn_sweep_lingering(fc_loop_t *l, uint64_t now) {
@@ -270,10 +264,8 @@ static void consume(fc_conn_t *c, size_t n) {
 /* The queue is empty: close if that was waited for, else tell the handler. */
 static void drained(fc_conn_t *c) {
   if (c->close_when_flushed) {
-    if (c->lingering)
-      start_linger(c);
-    else
-      close_now(c);
+    if (c->lingering) start_linger(c);
+    else close_now(c);
   } else if (c->h->on_drained) {
     c->h->on_drained(c);
   }
@@ -290,10 +282,8 @@ static void on_write(uv_write_t *req, int status) {
     close_now(c);
     return;
   }
-  if (c->qlen > 0)
-    write_some(c, false);
-  else
-    drained(c);
+  if (c->qlen > 0) write_some(c, false);
+  else drained(c);
 }
 
 uint32_t fc__conn_gather(fc_conn_t *c, uv_buf_t *bufs, uint32_t max, size_t *total) {

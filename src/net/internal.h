@@ -11,28 +11,28 @@ typedef struct fc__peer fc__peer_t;
 
 struct fc_loop {
   uv_loop_t uv;
-  unsigned index;   /* 0..threads-1 */
+  unsigned index; /* 0..threads-1 */
   fc_net_t *net;
-  void *ud;         /* the application's per-loop state */
-  int listen_fd;            /* this loop's listening socket; -1 when closed */
-  uv_poll_t accept_io;      /* its readiness: the loop accepts itself (accept.c) */
-  uv_timer_t accept_pause;  /* restarts accept_io after a pause (out of descriptors) */
+  void *ud;                /* the application's per-loop state */
+  int listen_fd;           /* this loop's listening socket; -1 when closed */
+  uv_poll_t accept_io;     /* its readiness: the loop accepts itself (accept.c) */
+  uv_timer_t accept_pause; /* restarts accept_io after a pause (out of descriptors) */
   bool accept_paused;
-  int spare_fd;             /* closed to accept and refuse one when out of descriptors; -1: none */
+  int spare_fd; /* closed to accept and refuse one when out of descriptors; -1: none */
   uv_async_t wake;
-  pthread_mutex_t mbox_lock; /* guards mbox_head and mbox_tail */
+  pthread_mutex_t mbox_lock;       /* guards mbox_head and mbox_tail */
   fc_msg_t *mbox_head, *mbox_tail; /* posted messages, oldest first (mailbox.c) */
-  uv_check_t flush; /* writes what poll-phase callbacks queued, once per iteration */
-  uv_prepare_t flush_early; /* writes what timer callbacks queued, before the poll blocks */
+  uv_check_t flush;                /* writes what poll-phase callbacks queued, once per iteration */
+  uv_prepare_t flush_early;        /* writes what timer callbacks queued, before the poll blocks */
   uv_timer_t tick;
   uv_timer_t stop_deadline;
   uv_thread_t thread;
-  fc_conn_t *dirty;  /* connections with frames to write */
-  fc_conn_t *bulk_dirty; /* subscriber streams with frames to write: see fc_conn_t.bulk */
-  uint64_t bulk_due;     /* uv_hrtime() before which bulk writes wait */
+  fc_conn_t *dirty;        /* connections with frames to write */
+  fc_conn_t *bulk_dirty;   /* subscriber streams with frames to write: see fc_conn_t.bulk */
+  uint64_t bulk_due;       /* uv_hrtime() before which bulk writes wait */
   uint32_t bulk_recent_ms; /* a stream written this recently is written again */
   bool bulk_holding;       /* the last stream pass was followed by a hold */
-  uv_timer_t bulk_timer; /* wakes the loop when they are due */
+  uv_timer_t bulk_timer;   /* wakes the loop when they are due */
   atomic_uint_fast64_t writes, batched, bulk_passes, bulk_held; /* see fc_net_stats_t */
   /* References to written frames, dropped together at the end of a pass: a
    * fan-out writes the same frames to every subscriber of the loop, and one
@@ -45,7 +45,7 @@ struct fc_loop {
   fc__wbatch_t *wbatch;    /* sends of the current pass (uring.c); NULL: one writev each */
   uv_write_t *spare_wreqs; /* write requests to reuse, linked through ->data */
   size_t nspare;
-  fc_conn_t *conns;  /* every open connection */
+  fc_conn_t *conns; /* every open connection */
   size_t nconns;
   bool stopping;
   char readbuf[64 * 1024]; /* shared by every connection: data is parsed in read_cb */
@@ -58,22 +58,22 @@ struct fc_conn {
   void *ud;
   fc_conn_t *prev, *next; /* in loop->conns */
   fc_conn_t *dirty_next;
-  fc_frame_t **q;        /* ring of frames to write, oldest first */
+  fc_frame_t **q; /* ring of frames to write, oldest first */
   uint32_t qhead, qlen, qcap;
-  uint32_t qoff;         /* bytes of the oldest frame already written */
-  uint32_t inflight;     /* bytes at the head of the queue in a uv_write */
-  size_t queued;         /* bytes queued and not yet written, in-flight included */
-  size_t bound;          /* fc_conn_send fails past this many queued bytes; 0: none */
-  uint64_t progress_ms;  /* loop time of the last write progress, or of the queue's last start from empty */
-  uv_write_t *wreq;      /* the write in flight, if any: idle connections hold none */
-  bool dirty;             /* on loop->dirty or loop->bulk_dirty (as `bulk` was when marked) */
-  bool bulk;              /* a subscriber stream: its writes may be coalesced under load */
+  uint32_t qoff;        /* bytes of the oldest frame already written */
+  uint32_t inflight;    /* bytes at the head of the queue in a uv_write */
+  size_t queued;        /* bytes queued and not yet written, in-flight included */
+  size_t bound;         /* fc_conn_send fails past this many queued bytes; 0: none */
+  uint64_t progress_ms; /* loop time of the last write progress, or of the queue's last start from empty */
+  uv_write_t *wreq;     /* the write in flight, if any: idle connections hold none */
+  bool dirty;           /* on loop->dirty or loop->bulk_dirty (as `bulk` was when marked) */
+  bool bulk;            /* a subscriber stream: its writes may be coalesced under load */
   bool closing, close_when_flushed, reading;
   bool dead;              /* closed, left on a dirty list for the flush to free */
-  bool lingering;       /* answered and shut down: input is read and dropped until EOF */
-  uint64_t linger_since; /* loop time the lingering began */
+  bool lingering;         /* answered and shut down: input is read and dropped until EOF */
+  uint64_t linger_since;  /* loop time the lingering began */
   uint32_t last_write_ms; /* when a bulk pass last wrote it (uv_hrtime in ms; 0: never) */
-  fc__peer_t *peer;      /* its address's count (--max-connections-per-ip); NULL: no cap */
+  fc__peer_t *peer;       /* its address's count (--max-connections-per-ip); NULL: no cap */
 };
 
 /* Why a connection is refused; indexes fc_net_t.refused and .answers. */

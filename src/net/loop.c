@@ -47,9 +47,9 @@ void fc__loop_maybe_finish(fc_loop_t *l) {
   /* The wake handle stays open (other threads may still signal it) but no longer
    * keeps the loop alive; fc_net_free() closes it once every thread is joined. */
   uv_unref((uv_handle_t *)&l->wake);
-  uv_handle_t *hs[] = {(uv_handle_t *)&l->flush, (uv_handle_t *)&l->flush_early, (uv_handle_t *)&l->tick,
-                       (uv_handle_t *)&l->stop_deadline, (uv_handle_t *)&l->bulk_timer,
-                       (uv_handle_t *)&l->accept_pause};
+  uv_handle_t *hs[] = {(uv_handle_t *)&l->flush,      (uv_handle_t *)&l->flush_early,
+                       (uv_handle_t *)&l->tick,       (uv_handle_t *)&l->stop_deadline,
+                       (uv_handle_t *)&l->bulk_timer, (uv_handle_t *)&l->accept_pause};
   for (size_t i = 0; i < FC_ARRAY_LEN(hs); i++)
     if (!uv_is_closing(hs[i])) uv_close(hs[i], NULL);
 }

@@ -19,10 +19,8 @@ void fc_net_post(fc_net_t *net, unsigned index, fc_msg_t *m) {
   m->queued = true;
   pthread_mutex_lock(&l->mbox_lock);
   bool was_empty = l->mbox_head == NULL;
-  if (was_empty)
-    l->mbox_head = m;
-  else
-    l->mbox_tail->next = m;
+  if (was_empty) l->mbox_head = m;
+  else l->mbox_tail->next = m;
   l->mbox_tail = m;
   pthread_mutex_unlock(&l->mbox_lock);
   /* A non-empty mailbox already has a wakeup on its way. */

@@ -18,17 +18,17 @@ typedef struct fc_conn fc_conn_t;
 
 /* What the application does on a loop. All run on that loop's thread. */
 typedef struct {
-  void (*on_accept)(fc_conn_t *c);       /* a new connection: fc_conn_set_handler() it */
+  void (*on_accept)(fc_conn_t *c);                /* a new connection: fc_conn_set_handler() it */
   void (*on_tick)(fc_loop_t *l, uint64_t now_ms); /* about once a second */
-  void (*on_stop)(fc_loop_t *l);         /* shutdown began: end streams, finish requests */
+  void (*on_stop)(fc_loop_t *l);                  /* shutdown began: end streams, finish requests */
 } fc_net_handlers_t;
 
 /* What a connection does with its bytes. All run on the connection's loop. */
 typedef struct {
   void (*on_data)(fc_conn_t *c, const char *p, size_t n);
-  void (*on_eof)(fc_conn_t *c); /* peer closed or a read error: call fc_conn_close() */
+  void (*on_eof)(fc_conn_t *c);     /* peer closed or a read error: call fc_conn_close() */
   void (*on_drained)(fc_conn_t *c); /* the write queue became empty; may be NULL */
-  void (*on_close)(fc_conn_t *c); /* the socket is closed: release fc_conn_ud(c) */
+  void (*on_close)(fc_conn_t *c);   /* the socket is closed: release fc_conn_ud(c) */
 } fc_conn_handler_t;
 
 typedef struct {
@@ -36,12 +36,12 @@ typedef struct {
   int port;
   unsigned threads;
   fc_net_handlers_t h;
-  unsigned stop_grace_ms; /* how long a stop waits for connections before closing them */
-  unsigned coalesce_ms;   /* at most this long a busy loop holds stream writes to batch them */
-  bool io_uring;          /* send a pass's writes in one io_uring submission where the kernel allows */
-  size_t max_conns;       /* open connections at most, every loop; 0: derived from the descriptor limit */
+  unsigned stop_grace_ms;    /* how long a stop waits for connections before closing them */
+  unsigned coalesce_ms;      /* at most this long a busy loop holds stream writes to batch them */
+  bool io_uring;             /* send a pass's writes in one io_uring submission where the kernel allows */
+  size_t max_conns;          /* open connections at most, every loop; 0: derived from the descriptor limit */
   unsigned max_conns_per_ip; /* open connections from one address at most; 0: no cap */
-  unsigned fd_reserve;    /* descriptors the application needs besides connections and the loops' own */
+  unsigned fd_reserve;       /* descriptors the application needs besides connections and the loops' own */
 } fc_net_opts_t;
 
 /* Raises the soft descriptor limit to the hard one, binds one listener per
@@ -92,17 +92,17 @@ unsigned fc_net_threads(const fc_net_t *net);
 fc_loop_t *fc_net_loop(fc_net_t *net, unsigned index);
 /* Counters summed over the loops; any thread. */
 typedef struct {
-  uint64_t writes;      /* writes to sockets (writev, or sends in a batch), answers and streams */
-  uint64_t batched;     /* of those, sends made in io_uring submissions */
-  uint64_t bulk_passes; /* passes that wrote subscriber streams */
-  uint64_t bulk_held;   /* of those, passes followed by a hold to coalesce */
-  uint64_t connections; /* open connections, every loop (what max_connections caps) */
-  uint64_t max_connections; /* the cap in effect (given, or derived) */
+  uint64_t writes;                 /* writes to sockets (writev, or sends in a batch), answers and streams */
+  uint64_t batched;                /* of those, sends made in io_uring submissions */
+  uint64_t bulk_passes;            /* passes that wrote subscriber streams */
+  uint64_t bulk_held;              /* of those, passes followed by a hold to coalesce */
+  uint64_t connections;            /* open connections, every loop (what max_connections caps) */
+  uint64_t max_connections;        /* the cap in effect (given, or derived) */
   uint64_t max_connections_per_ip; /* 0: none */
-  uint64_t refused_max;    /* connections refused at max_connections */
-  uint64_t refused_per_ip; /* refused at max_connections_per_ip */
-  uint64_t refused_fds;    /* refused because the process was out of descriptors */
-  uint64_t accept_pauses;  /* times accepting paused (out of descriptors or memory) */
+  uint64_t refused_max;            /* connections refused at max_connections */
+  uint64_t refused_per_ip;         /* refused at max_connections_per_ip */
+  uint64_t refused_fds;            /* refused because the process was out of descriptors */
+  uint64_t accept_pauses;          /* times accepting paused (out of descriptors or memory) */
 } fc_net_stats_t;
 void fc_net_stats(fc_net_t *net, fc_net_stats_t *out);
 /* The port the listeners are bound to (useful with port 0). */

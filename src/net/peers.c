@@ -22,15 +22,12 @@ void fc__peer_key(const struct sockaddr *sa, uint8_t key[16]) {
     static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     if (!memcmp(a, mapped, sizeof mapped))
       memcpy(key, a, 16); /* an IPv4 client of a dual-stack socket: the same key as over IPv4 */
-    else
-      memcpy(key, a, 8);
+    else memcpy(key, a, 8);
   }
 }
 
 /* The bucket of a key. */
-static size_t bucket_of(const uint8_t key[16]) {
-  return fc_hash_fnv1a(key, 16) % FC__PEER_BUCKETS;
-}
+static size_t bucket_of(const uint8_t key[16]) { return fc_hash_fnv1a(key, 16) % FC__PEER_BUCKETS; }
 
 void fc__peers_init(fc__peers_t *p, unsigned limit) {
   memset(p, 0, sizeof *p);

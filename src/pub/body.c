@@ -8,8 +8,7 @@
 
 #define NAME_RULE "must match [A-Za-z0-9._:-]{1,128}"
 
-static int refuse(fc_pub_error_t *err, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static int refuse(fc_pub_error_t *err, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int refuse(fc_pub_error_t *err, const char *code, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -48,18 +47,10 @@ int fc_pub_add_json(fc_pub_op_t *op, const json_t *obj, fc_str_t from, fc_pub_er
   fc_pub_event_t ev;
   int rc = 0;
   switch (fc_pub_json_event(obj, &ev)) {
-    case FC_PUB_OK:
-      fc__pub_add(op, ev.name, ev.data, from, ev.is_json);
-      break;
-    case FC_PUB_BAD_EVENT:
-      rc = refuse(err, "bad_event", "event name " NAME_RULE);
-      break;
-    case FC_PUB_NO_DATA:
-      rc = refuse(err, "bad_message", "publish needs \"data\"");
-      break;
-    case FC_PUB_DATA_NUL:
-      rc = refuse(err, "bad_utf8", "data must not contain NUL");
-      break;
+    case FC_PUB_OK: fc__pub_add(op, ev.name, ev.data, from, ev.is_json); break;
+    case FC_PUB_BAD_EVENT: rc = refuse(err, "bad_event", "event name " NAME_RULE); break;
+    case FC_PUB_NO_DATA: rc = refuse(err, "bad_message", "publish needs \"data\""); break;
+    case FC_PUB_DATA_NUL: rc = refuse(err, "bad_utf8", "data must not contain NUL"); break;
   }
   fc_pub_event_dispose(&ev);
   return rc;
@@ -96,18 +87,10 @@ static int add_ndjson_line(fc_pub_op_t *op, fc_str_t line, size_t lineno, fc_pub
   fc_pub_event_t ev;
   int rc = 0;
   switch (fc_pub_json_event(j, &ev)) {
-    case FC_PUB_OK:
-      fc__pub_add(op, ev.name, ev.data, (fc_str_t){"", 0}, ev.is_json);
-      break;
-    case FC_PUB_BAD_EVENT:
-      rc = refuse(err, "bad_event", "line %zu: event name " NAME_RULE, lineno);
-      break;
-    case FC_PUB_NO_DATA:
-      rc = refuse(err, "bad_json", "line %zu: missing \"data\"", lineno);
-      break;
-    case FC_PUB_DATA_NUL:
-      rc = refuse(err, "bad_utf8", "line %zu: data must not contain NUL", lineno);
-      break;
+    case FC_PUB_OK: fc__pub_add(op, ev.name, ev.data, (fc_str_t){"", 0}, ev.is_json); break;
+    case FC_PUB_BAD_EVENT: rc = refuse(err, "bad_event", "line %zu: event name " NAME_RULE, lineno); break;
+    case FC_PUB_NO_DATA: rc = refuse(err, "bad_json", "line %zu: missing \"data\"", lineno); break;
+    case FC_PUB_DATA_NUL: rc = refuse(err, "bad_utf8", "line %zu: data must not contain NUL", lineno); break;
   }
   fc_pub_event_dispose(&ev);
   json_decref(j);
@@ -130,11 +113,10 @@ static int add_ndjson(fc_pub_op_t *op, const char *body, size_t len, fc_pub_erro
   return 0;
 }
 
-int fc_pub_add_body(fc_pub_op_t *op, const char *channel, const char *event, const char *media_type,
-                    const char *body, size_t len, fc_pub_error_t *err) {
+int fc_pub_add_body(fc_pub_op_t *op, const char *channel, const char *event, const char *media_type, const char *body,
+                    size_t len, fc_pub_error_t *err) {
   if (event && !fc_event_name_valid(event, strlen(event))) return refuse(err, "bad_event", "event name " NAME_RULE);
-  if (!fc_channel_name_valid(channel, strlen(channel)))
-    return refuse(err, "bad_channel", "channel name " NAME_RULE);
+  if (!fc_channel_name_valid(channel, strlen(channel))) return refuse(err, "bad_channel", "channel name " NAME_RULE);
   if (!fc_utf8_valid(body, len)) return refuse(err, "bad_utf8", "the body is not valid UTF-8 text");
   if (!strcmp(media_type, "application/x-ndjson")) return add_ndjson(op, body, len, err);
   fc_str_t name = event ? (fc_str_t){event, strlen(event)} : (fc_str_t){"", 0};

@@ -38,8 +38,8 @@ struct fc_pub_op {
 typedef struct pending {
   struct pending *next;
   fc_channel_t *channel;
-  uint64_t next_n;     /* ordinal the channel's next numbered event gets */
-  size_t outstanding;  /* numbered batches not yet ended */
+  uint64_t next_n;    /* ordinal the channel's next numbered event gets */
+  size_t outstanding; /* numbered batches not yet ended */
 } fc__pub_pending_t;
 
 #define PENDING_BUCKETS 1024 /* a power of two */
@@ -50,8 +50,8 @@ typedef struct {
 
 struct fc_pub {
   fc_pub_opts_t opts;
-  bool own_store;         /* opts.store is the memory store pub made */
-  int rx_answer;          /* the net receiver of answers (-1: no net) */
+  bool own_store;        /* opts.store is the memory store pub made */
+  int rx_answer;         /* the net receiver of answers (-1: no net) */
   fc__pub_loop_t *loops; /* [threads] */
   /* The id counter and the channels' pending ordinals: touched only from
    * the store's number() and done() callbacks, which the store serializes. */

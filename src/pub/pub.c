@@ -198,8 +198,13 @@ static void fan_out(fc_pub_op_t *op) {
   fc_event_in_t *in = b->n <= FC_ARRAY_LEN(stack) ? stack : fc_xmalloc(b->n * sizeof *in);
   for (size_t i = 0; i < b->n; i++) {
     const fc_store_event_t *e = &b->events[i];
-    in[i] = (fc_event_in_t){.name = e->name, .data = e->data, .from = e->from, .is_json = e->is_json,
-                            .seq = e->seq, .n = e->n, .time_ms = e->time_ms};
+    in[i] = (fc_event_in_t){.name = e->name,
+                            .data = e->data,
+                            .from = e->from,
+                            .is_json = e->is_json,
+                            .seq = e->seq,
+                            .n = e->n,
+                            .time_ms = e->time_ms};
   }
   fc_hub_publish(op->pub->opts.hub, op->channel, in, b->n, &op->result);
   atomic_fetch_add(&op->pub->published, b->n);
@@ -209,10 +214,8 @@ static void fan_out(fc_pub_op_t *op) {
 static void on_done(fc_store_batch_t *b) {
   fc_pub_op_t *op = b->ud;
   if (op->numbered) settle(op);
-  if (b->status == 0 && b->purge)
-    fc_hub_purge(op->pub->opts.hub, op->channel);
-  else if (b->status == 0)
-    fan_out(op);
+  if (b->status == 0 && b->purge) fc_hub_purge(op->pub->opts.hub, op->channel);
+  else if (b->status == 0) fan_out(op);
   /* The submitter, still inside fc_pub_submit, answers it itself. */
   if (atomic_exchange(&op->state, OP_ENDED) == OP_SUBMITTING) return;
   hand_back(op, false);

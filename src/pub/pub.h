@@ -68,8 +68,8 @@ typedef struct {
  * ({"data": any, "event": name?}). `media_type` is lowercased, without
  * parameters. Checks in this order: the event name, the channel name, UTF-8,
  * then JSON. The body's bytes are copied. Returns 0, or -EINVAL with `err`. */
-int fc_pub_add_body(fc_pub_op_t *op, const char *channel, const char *event, const char *media_type,
-                    const char *body, size_t len, fc_pub_error_t *err);
+int fc_pub_add_body(fc_pub_op_t *op, const char *channel, const char *event, const char *media_type, const char *body,
+                    size_t len, fc_pub_error_t *err);
 
 /* One event as WebSocket clients and job scripts send it: {"data": any,
  * "event": name|null?}. String data is taken as text, other data as its

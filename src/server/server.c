@@ -15,10 +15,10 @@
 
 /* Everything the wiring owns besides api's state. The loops' ud. */
 typedef struct {
-  fc_app_t *app;         /* api's state; holds the modules */
-  fc_hub_rule_t *rules;  /* the hub's retention rules: job.* first, then --retention-rule */
+  fc_app_t *app;             /* api's state; holds the modules */
+  fc_hub_rule_t *rules;      /* the hub's retention rules: job.* first, then --retention-rule */
   fc_store_age_rule_t *ages; /* the rules' age limits, for storage */
-  fc_msg_t *hub_msgs;    /* [threads]: each loop's "the hub's inbox has events" */
+  fc_msg_t *hub_msgs;        /* [threads]: each loop's "the hub's inbox has events" */
   uv_signal_t sigterm, sigint;
 } server_t;
 
@@ -86,8 +86,12 @@ static void restore_counters(load_t *l) {
 static void restore_event(void *ud, const fc_store_event_t *ev) {
   load_t *l = ud;
   restore_counters(l); /* fc_store_load filled them before the first event */
-  fc_hub_restore_event(l->ch, &(fc_event_in_t){.name = ev->name, .data = ev->data, .from = ev->from,
-                                               .is_json = ev->is_json, .seq = ev->seq, .n = ev->n,
+  fc_hub_restore_event(l->ch, &(fc_event_in_t){.name = ev->name,
+                                               .data = ev->data,
+                                               .from = ev->from,
+                                               .is_json = ev->is_json,
+                                               .seq = ev->seq,
+                                               .n = ev->n,
                                                .time_ms = ev->time_ms});
 }
 
@@ -127,9 +131,8 @@ static int open_store(server_t *s, char *err, size_t errlen) {
                                                               .aged_ud = app},
                                     err, errlen);
   if (!app->store) return -EIO; /* `err` says why */
-  fc_log(FC_LOG_INFO, "storage open", "dir=%s durability=%s last_id=%llu ms=%llu", cfg->data_dir,
-         cfg->durability, (unsigned long long)fc_store_last_seq(app->store),
-         (unsigned long long)(fc_mono_ms() - t0));
+  fc_log(FC_LOG_INFO, "storage open", "dir=%s durability=%s last_id=%llu ms=%llu", cfg->data_dir, cfg->durability,
+         (unsigned long long)fc_store_last_seq(app->store), (unsigned long long)(fc_mono_ms() - t0));
   return 0;
 }
 
@@ -137,11 +140,8 @@ static int open_store(server_t *s, char *err, size_t errlen) {
  * message. `ud` is the app. */
 static char *jobs_mint(void *ud, const char *sub, char *const *channels, size_t n, int64_t ttl_s) {
   fc_app_t *app = ud;
-  fc_claims_t c = {.sub = (char *)sub,
-                   .publish = (char **)channels,
-                   .npublish = n,
-                   .subscribe = (char **)channels,
-                   .nsubscribe = n};
+  fc_claims_t c = {
+      .sub = (char *)sub, .publish = (char **)channels, .npublish = n, .subscribe = (char **)channels, .nsubscribe = n};
   return fc_auth_mint(app->auth, &c, fc_now_ms() / 1000, ttl_s);
 }
 

@@ -28,8 +28,8 @@ struct sse_sub {
   fc_stream_t *stream;
   sse_sub_t *prev, *next; /* in its loop's list */
   unsigned thread;
-  bool dead; /* being closed: ignore further events */
-  int64_t expires_ms; /* token expiry, ms since the epoch; 0: never */
+  bool dead;                /* being closed: ignore further events */
+  int64_t expires_ms;       /* token expiry, ms since the epoch; 0: never */
   fc_sse_final_cb is_final; /* NULL: the stream never ends by itself */
   size_t nlinks;
   fc_sub_link_t links[];
@@ -37,10 +37,9 @@ struct sse_sub {
 
 static fc_frame_t keepalive_frame = FC_FRAME_STATIC(":keepalive\n\n");
 
-static const char sse_headers[] =
-    "Content-Type: text/event-stream; charset=utf-8\r\n"
-    "Cache-Control: no-cache\r\n"
-    "X-Accel-Buffering: no\r\n";
+static const char sse_headers[] = "Content-Type: text/event-stream; charset=utf-8\r\n"
+                                  "Cache-Control: no-cache\r\n"
+                                  "X-Accel-Buffering: no\r\n";
 
 fc_sse_t *fc_sse_new(const fc_sse_opts_t *opts) {
   fc_sse_t *sse = fc_xcalloc(1, sizeof *sse);
@@ -64,8 +63,8 @@ int fc_sse_parse_id(const char *s, size_t n, uint64_t *out) { return fc_parse_u6
 static void drop_slow(sse_sub_t *sub) {
   sub->dead = true;
   atomic_fetch_add_explicit(&sub->sse->loops[sub->thread].drops, 1, memory_order_relaxed);
-  fc_log(FC_LOG_WARN, "slow subscriber disconnected", "queued_bytes=%zu bound=%zu",
-         fc_conn_queued(sub->stream->conn), fc_conn_bound(sub->stream->conn));
+  fc_log(FC_LOG_WARN, "slow subscriber disconnected", "queued_bytes=%zu bound=%zu", fc_conn_queued(sub->stream->conn),
+         fc_conn_bound(sub->stream->conn));
   fc_stream_close(sub->stream, false);
 }
 
@@ -88,10 +87,8 @@ static void on_stream_close(fc_stream_t *s) {
   fc_sse_t *sse = sub->sse;
   sse_loop_t *sl = &sse->loops[sub->thread];
   for (size_t i = 0; i < sub->nlinks; i++) fc_hub_unsubscribe(sse->opts.hub, sub->thread, &sub->links[i]);
-  if (sub->prev)
-    sub->prev->next = sub->next;
-  else
-    sl->subs = sub->next;
+  if (sub->prev) sub->prev->next = sub->next;
+  else sl->subs = sub->next;
   if (sub->next) sub->next->prev = sub->prev;
   atomic_fetch_sub_explicit(&sl->subscribers, 1, memory_order_relaxed);
   free(sub);
@@ -125,13 +122,13 @@ static void send_gap(fc_conn_t *c, const fc_gap_t *g) {
   fc_conn_send_copy(c, buf, (size_t)n);
 }
 
-void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n,
-                 const fc_resume_t *from, int64_t expires_ms) {
+void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n, const fc_resume_t *from,
+                 int64_t expires_ms) {
   fc_sse_open_until(sse, req, channels, n, from, expires_ms, NULL);
 }
 
-void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n,
-                       const fc_resume_t *from, int64_t expires_ms, fc_sse_final_cb is_final) {
+void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n, const fc_resume_t *from,
+                       int64_t expires_ms, fc_sse_final_cb is_final) {
   if (req->method == FC_HEAD) { /* the stream's head alone: no subscription, nothing sent after it */
     fc_http_stream(req, 200, sse_headers, &sse_stream, NULL);
     return;
@@ -187,7 +184,6 @@ void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, si
     fc_stream_close(s, true);
   }
 }
-
 
 static fc_frame_t expired_frame = FC_FRAME_STATIC("event: flowcast.expired\ndata: {\"reason\":\"token expired\"}\n\n");
 

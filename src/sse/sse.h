@@ -24,14 +24,14 @@ void fc_sse_free(fc_sse_t *sse);
  * created), starting where `from` says. The stream ends within a second of
  * `expires_ms` (ms since the epoch; 0: never), when its token expires. Loop
  * thread of the request. */
-void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n,
-                 const fc_resume_t *from, int64_t expires_ms);
+void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n, const fc_resume_t *from,
+                 int64_t expires_ms);
 
 /* Like fc_sse_open, but the stream ends (after flushing) once it has sent an
  * event for which `is_final` returns true, whether replayed or live. */
 typedef bool (*fc_sse_final_cb)(const fc_event_t *ev);
-void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n,
-                       const fc_resume_t *from, int64_t expires_ms, fc_sse_final_cb is_final);
+void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n, const fc_resume_t *from,
+                       int64_t expires_ms, fc_sse_final_cb is_final);
 
 /* Sends keepalive comments when due and ends streams whose token expired (the
  * loop's tick, once a second). */
@@ -39,9 +39,9 @@ void fc_sse_tick(fc_sse_t *sse, fc_loop_t *l, uint64_t now_ms);
 
 /* Counters for /metrics, summed over loops. */
 typedef struct {
-  uint64_t subscribers;      /* open SSE subscriptions */
-  uint64_t delivered_total;  /* events queued to SSE subscribers */
-  uint64_t drops_total;      /* subscribers disconnected for being too slow */
+  uint64_t subscribers;     /* open SSE subscriptions */
+  uint64_t delivered_total; /* events queued to SSE subscribers */
+  uint64_t drops_total;     /* subscribers disconnected for being too slow */
 } fc_sse_stats_t;
 void fc_sse_stats(fc_sse_t *sse, fc_sse_stats_t *out);
 

@@ -30,12 +30,12 @@ struct fc_store {
 typedef struct sq_chan {
   struct sq_chan *next; /* hash chain */
   uint32_t hash;
-  int64_t id;         /* row id, 0 until known */
-  uint64_t id_group;  /* commit group that created the row: a rollback undoes it */
+  int64_t id;          /* row id, 0 until known */
+  uint64_t id_group;   /* commit group that created the row: a rollback undoes it */
   uint64_t used_group; /* last group that wrote it */
-  uint64_t next_n;    /* ordinal after the newest written, 0 if none yet */
-  unsigned keep;      /* events the channel retains (the batch's `keep`) */
-  uint64_t trimmed_n; /* events with smaller ordinals are trimmed */
+  uint64_t next_n;     /* ordinal after the newest written, 0 if none yet */
+  unsigned keep;       /* events the channel retains (the batch's `keep`) */
+  uint64_t trimmed_n;  /* events with smaller ordinals are trimmed */
   bool trim_listed;
   char name[];
 } sq_chan_t;
@@ -64,8 +64,8 @@ typedef struct {
   size_t nchans, chans_cap;
 
   _Atomic uint64_t last_seq; /* the last id committed (written by the writer thread) */
-  uint64_t group;    /* writer thread: number of the group being committed */
-  size_t last_batches; /* writer thread: batches in the last group */
+  uint64_t group;            /* writer thread: number of the group being committed */
+  size_t last_batches;       /* writer thread: batches in the last group */
   atomic_ullong groups, events, failures, trimmed;
 } fc__sqlite_t;
 

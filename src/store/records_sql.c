@@ -60,8 +60,8 @@ static int failed(fc_records_t *r) {
 
 /* The statement `id`, reset and unbound, or NULL (the error kept). */
 static sqlite3_stmt *stmt(fc_records_t *r, stmt_id_t id) {
-  if (!r->st[id] && sqlite3_prepare_v3(r->db, sql_of[id], -1, SQLITE_PREPARE_PERSISTENT, &r->st[id], NULL) !=
-                        SQLITE_OK) {
+  if (!r->st[id] &&
+      sqlite3_prepare_v3(r->db, sql_of[id], -1, SQLITE_PREPARE_PERSISTENT, &r->st[id], NULL) != SQLITE_OK) {
     failed(r);
     return NULL;
   }
@@ -81,18 +81,14 @@ static int finish(fc_records_t *r, sqlite3_stmt *st, int rc) {
 static int run(fc_records_t *r, sqlite3_stmt *st) { return finish(r, st, sqlite3_step(st)); }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *s) {
-  if (s)
-    sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
-  else
-    sqlite3_bind_null(st, i);
+  if (s) sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+  else sqlite3_bind_null(st, i);
 }
 
 /* 0 is stored as none. */
 static void bind_opt_i64(sqlite3_stmt *st, int i, int64_t v) {
-  if (v)
-    sqlite3_bind_int64(st, i, v);
-  else
-    sqlite3_bind_null(st, i);
+  if (v) sqlite3_bind_int64(st, i, v);
+  else sqlite3_bind_null(st, i);
 }
 
 fc_records_t *fc_records_open(const char *dir, char *err, size_t errlen) {
@@ -243,10 +239,8 @@ int fc_records_task_save(fc_records_t *r, const fc_task_row_t *t) {
   sqlite3_bind_int64(st, 2, (sqlite3_int64)t->idx);
   bind_text(st, 3, t->type);
   bind_text(st, 4, t->status);
-  if (t->has_exit_code)
-    sqlite3_bind_int64(st, 5, t->exit_code);
-  else
-    sqlite3_bind_null(st, 5);
+  if (t->has_exit_code) sqlite3_bind_int64(st, 5, t->exit_code);
+  else sqlite3_bind_null(st, 5);
   sqlite3_bind_int64(st, 6, t->started_ms);
   sqlite3_bind_int64(st, 7, t->ended_ms);
   return run(r, st);

@@ -56,9 +56,10 @@ static const char *const migrations[] = {
 /* Brings channel rows matching WHERE up to date with their newest events.
  * Only stale rows are written: a stored event at or past next_n, which is
  * then the newest, and its id the channel's last (ids rise with ordinals). */
-#define SETTLE(where)                                                                                          \
-  "UPDATE channels SET last_seq=" NEWEST("seq", "channels.id") ", next_n=" NEWEST("n", "channels.id") " + 1"   \
-  " WHERE " where " AND next_n <= " NEWEST("n", "channels.id")
+#define SETTLE(where)                                                                                                  \
+  "UPDATE channels SET last_seq=" NEWEST("seq", "channels.id") ", next_n=" NEWEST(                                     \
+      "n", "channels.id") " + 1"                                                                                       \
+                          " WHERE " where " AND next_n <= " NEWEST("n", "channels.id")
 
 static int exec(sqlite3 *db, const char *sql) { return sqlite3_exec(db, sql, NULL, NULL, NULL); }
 
@@ -117,8 +118,8 @@ static int lock_dir(const char *dir, char *err, size_t errlen) {
     char pid[32] = "";
     ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
     if (n > 0) pid[n] = '\0';
-    snprintf(err, errlen, "the data directory %s is in use by another flowcast%s%s", dir,
-             n > 0 ? " (pid " : "", n > 0 ? pid : "");
+    snprintf(err, errlen, "the data directory %s is in use by another flowcast%s%s", dir, n > 0 ? " (pid " : "",
+             n > 0 ? pid : "");
     if (n > 0) strncat(err, ")", errlen - strlen(err) - 1);
     close(fd);
     return -EBUSY;
@@ -158,8 +159,8 @@ static int prepare_dir(const char *dir, char *err, size_t errlen) {
   }
   if (access(dir, R_OK | W_OK | X_OK) < 0) {
     int e = errno;
-    snprintf(err, errlen, "the data directory %s is not writable by this user (mode %o): %s", dir,
-             st.st_mode & 0777, strerror(e));
+    snprintf(err, errlen, "the data directory %s is not writable by this user (mode %o): %s", dir, st.st_mode & 0777,
+             strerror(e));
     return -e;
   }
   return 0;
@@ -180,8 +181,8 @@ static sqlite3 *open_db(const char *path, int flags, char *err, size_t errlen) {
 /* Sets the journal and sync mode and the size cap; checks the file is a
  * database. Returns 0, or -EIO with `err`. */
 static int configure(fc__sqlite_t *s, char *err, size_t errlen) {
-  const char *sync = s->opts.durability == FC_DURABILITY_POWER ? "PRAGMA synchronous=FULL"
-                                                                : "PRAGMA synchronous=NORMAL";
+  const char *sync =
+      s->opts.durability == FC_DURABILITY_POWER ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
   if (exec(s->db, "PRAGMA journal_mode=WAL") != SQLITE_OK || exec(s->db, sync) != SQLITE_OK) {
     snprintf(err, errlen, "cannot use the database %s: %s (is it corrupt, or not a database?)", s->path,
              sqlite3_errmsg(s->db));
@@ -225,10 +226,12 @@ static int prepare_statements(fc__sqlite_t *s) {
 /* The stored counters of a channel: its first id, its last id and next
  * ordinal (the larger of its row's and its newest event's, see SETTLE), and
  * how many events it holds. */
-#define CHANNEL_COLUMNS                                                                                \
-  "c.first_seq, max(c.last_seq, coalesce(" NEWEST("seq", "c.id") ", 0)), "                          \
-  "max(c.next_n, coalesce(" NEWEST("n", "c.id") ", 0) + 1), "                                         \
-  "(SELECT count(*) FROM events e WHERE e.channel_id = c.id)"
+#define CHANNEL_COLUMNS                                                                                                \
+  "c.first_seq, max(c.last_seq, coalesce(" NEWEST(                                                                     \
+      "seq", "c.id") ", 0)), "                                                                                         \
+                     "max(c.next_n, coalesce(" NEWEST(                                                                 \
+                         "n", "c.id") ", 0) + 1), "                                                                    \
+                                      "(SELECT count(*) FROM events e WHERE e.channel_id = c.id)"
 
 static int prepare_reads(fc__sqlite_t *s) {
   static const char *const sql[] = {
@@ -345,8 +348,8 @@ static void sqlite_close(fc_store_t *base) {
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
   }
-  sqlite3_stmt *sts[] = {s->ins_event,  s->begin,    s->commit,   s->ins_channel, s->settle_channel,
-                         s->settle_aged, s->trim_count, s->trim_age, s->rbegin,     s->rend,
+  sqlite3_stmt *sts[] = {s->ins_event,   s->begin,      s->commit,   s->ins_channel, s->settle_channel,
+                         s->settle_aged, s->trim_count, s->trim_age, s->rbegin,      s->rend,
                          s->rchannel,    s->rtail,      s->rlist};
   for (size_t i = 0; i < FC_ARRAY_LEN(sts); i++) sqlite3_finalize(sts[i]);
   sqlite3_close(s->rdb);
@@ -364,8 +367,7 @@ static uint64_t sqlite_last_seq(fc_store_t *base) { return atomic_load(&((fc__sq
 
 static fc_store_channel_t channel_counters(sqlite3_stmt *st, int col) {
   return (fc_store_channel_t){(uint64_t)sqlite3_column_int64(st, col), (uint64_t)sqlite3_column_int64(st, col + 1),
-                              (uint64_t)sqlite3_column_int64(st, col + 2),
-                              (uint64_t)sqlite3_column_int64(st, col + 3)};
+                              (uint64_t)sqlite3_column_int64(st, col + 2), (uint64_t)sqlite3_column_int64(st, col + 3)};
 }
 
 static int done_reset(sqlite3_stmt *st, int rc) {
@@ -463,10 +465,8 @@ int fc_store_backup(const char *dir, const char *path, char *err, size_t errlen)
     sqlite3_backup *b = sqlite3_backup_init(to, "main", from, "main");
     int step = b ? sqlite3_backup_step(b, -1) : SQLITE_ERROR;
     if (b) sqlite3_backup_finish(b);
-    if (step == SQLITE_DONE)
-      rc = 0;
-    else
-      snprintf(err, errlen, "backup to %s failed: %s", path, sqlite3_errmsg(to));
+    if (step == SQLITE_DONE) rc = 0;
+    else snprintf(err, errlen, "backup to %s failed: %s", path, sqlite3_errmsg(to));
   }
   sqlite3_close(to);
   sqlite3_close(from);

@@ -61,15 +61,15 @@ struct fc_store_batch {
 typedef struct {
   uint64_t first_seq; /* id of its first event ever, 0 if none */
   uint64_t last_seq;
-  uint64_t next_n;    /* ordinal its next event gets */
-  uint64_t stored;    /* events stored now */
+  uint64_t next_n; /* ordinal its next event gets */
+  uint64_t stored; /* events stored now */
 } fc_store_channel_t;
 
 typedef struct {
-  uint64_t groups;       /* transactions committed */
-  uint64_t events;       /* events committed */
-  uint64_t failures;     /* batches refused (full disk, I/O) */
-  uint64_t trimmed;      /* events removed by retention */
+  uint64_t groups;   /* transactions committed */
+  uint64_t events;   /* events committed */
+  uint64_t failures; /* batches refused (full disk, I/O) */
+  uint64_t trimmed;  /* events removed by retention */
 } fc_store_stats_t;
 
 typedef enum {

@@ -12,10 +12,8 @@ void fc__sqlite_append(fc_store_t *base, fc_store_batch_t *b) {
   fc__sqlite_t *s = (fc__sqlite_t *)base;
   b->next = NULL;
   pthread_mutex_lock(&s->lock);
-  if (s->tail)
-    s->tail->next = b;
-  else
-    s->head = b;
+  if (s->tail) s->tail->next = b;
+  else s->head = b;
   s->tail = b;
   pthread_cond_signal(&s->wake);
   pthread_mutex_unlock(&s->lock);
@@ -222,10 +220,8 @@ static bool trim_some(fc__sqlite_t *s, sq_chan_t **touched, size_t n) {
     if (step_reset(s->trim_count) != SQLITE_OK) continue;
     int changed = sqlite3_changes(s->db);
     atomic_fetch_add(&s->trimmed, (unsigned)changed);
-    if (changed == TRIM_BATCH)
-      more = true;
-    else
-      c->trimmed_n = below;
+    if (changed == TRIM_BATCH) more = true;
+    else c->trimmed_n = below;
   }
   if (open) step_reset(s->commit);
   return more;
@@ -271,8 +267,7 @@ static void gather(fc__sqlite_t *s) {
 }
 
 /* Adds the group's channels to the trim list (once each). */
-static void list_touched(fc__sqlite_t *s, fc_store_batch_t *batches, sq_chan_t ***touched, size_t *n,
-                         size_t *cap) {
+static void list_touched(fc__sqlite_t *s, fc_store_batch_t *batches, sq_chan_t ***touched, size_t *n, size_t *cap) {
   for (fc_store_batch_t *b = batches; b; b = b->next) {
     sq_chan_t *c = fc__sqlite_chan(s, b->channel);
     if (c->trim_listed) continue;

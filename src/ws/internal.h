@@ -26,7 +26,7 @@ typedef struct direct {
 
 typedef struct {
   _Alignas(FC_CACHE_LINE) fc_ws_session_t *sessions; /* for pings and expiry */
-  uint64_t last_ping_ms;     /* loop time of the last ping round */
+  uint64_t last_ping_ms;                             /* loop time of the last ping round */
   atomic_ullong count, delivered, drops;
 } ws_loop_t;
 
@@ -34,7 +34,7 @@ struct fc_ws {
   fc_ws_opts_t opts;
   int rx_direct; /* the net receiver of direct messages */
   ws_loop_t *loops;
-  pthread_mutex_t lock; /* the registry */
+  pthread_mutex_t lock;      /* the registry */
   fc_ws_session_t **buckets; /* id -> session, chained */
   size_t nbuckets;
   uint8_t sub_key[16]; /* the key of the subscription tables' hash */
@@ -44,21 +44,21 @@ struct fc_ws_session {
   fc_ws_t *ws;
   fc_stream_t *stream; /* NULL once the connection is gone */
   unsigned thread;
-  int refs;            /* the connection holds one; pending answers hold more */
-  bool closing;        /* a close was queued or the connection is going */
+  int refs;     /* the connection holds one; pending answers hold more */
+  bool closing; /* a close was queued or the connection is going */
   bool awaiting_pong;
   int64_t expires_ms;
   wslay_event_context_ptr ctx; /* NULL between messages: see ctx_of() in ws.c */
-  uint8_t hdr[14];     /* the peer's frame header read so far */
+  uint8_t hdr[14];             /* the peer's frame header read so far */
   uint8_t hdr_len;
-  bool in_fragments;   /* a data message whose final fragment has not come */
+  bool in_fragments;     /* a data message whose final fragment has not come */
   uint64_t payload_left; /* bytes of the current frame's payload still to come */
-  const char *in;      /* bytes being fed to wslay */
+  const char *in;        /* bytes being fed to wslay */
   size_t in_len;
   char id[WS_ID_LEN + 1];
   void *user;
   void (*user_free)(void *);
-  ws_sub_t **subs;     /* subscriptions by channel name: subs_cap buckets (a power of 2) */
+  ws_sub_t **subs; /* subscriptions by channel name: subs_cap buckets (a power of 2) */
   size_t subs_cap, nsubs;
   fc_ws_session_t *prev, *next; /* in the loop's list */
   fc_ws_session_t *hnext;       /* in the registry */

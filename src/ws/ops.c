@@ -99,12 +99,10 @@ void fc__ws_unsubscribe(fc_ws_session_t *s, fc_channel_t *ch, const char *name, 
 
 /* Says why an op's channel could not be opened (fc_hub_open's error). */
 static void channel_error(fc_ws_session_t *s, const char *ref, int rc) {
-  if (rc == -EINVAL)
-    fc_ws_error(s, ref, "bad_channel", "channel name must match [A-Za-z0-9._:-]{1,128}");
+  if (rc == -EINVAL) fc_ws_error(s, ref, "bad_channel", "channel name must match [A-Za-z0-9._:-]{1,128}");
   else if (rc == -EMFILE)
     fc_ws_error(s, ref, "too_many_channels", "the server holds its maximum of channels in use: nothing was created");
-  else if (rc != -ENOENT)
-    fc_ws_error(s, ref, "storage_error", "storage could not be read; retry later");
+  else if (rc != -ENOENT) fc_ws_error(s, ref, "storage_error", "storage could not be read; retry later");
 }
 
 /* The channel an op names, created when `create`, as a reference the caller
@@ -196,10 +194,8 @@ static void op_publish(fc_ws_session_t *s, json_t *msg, const char *ref) {
   fc_pub_op_t *op = fc_pub_op_new(s->ws->opts.pub, s->thread, on_published, p);
   fc_pub_error_t err;
   int rc = fc_pub_add_json(op, msg, (fc_str_t){s->id, strlen(s->id)}, &err);
-  if (rc < 0)
-    fc_ws_error(s, ref, err.code, "%s", err.message);
-  else if (!valid)
-    channel_error(s, ref, rc = -EINVAL);
+  if (rc < 0) fc_ws_error(s, ref, err.code, "%s", err.message);
+  else if (!valid) channel_error(s, ref, rc = -EINVAL);
   else if ((rc = fc_pub_open(op, cname, strlen(cname), FC_HUB_CREATE)) < 0) /* valid: it may come to exist */
     channel_error(s, ref, rc);
   if (rc < 0) {

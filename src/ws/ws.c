@@ -90,9 +90,7 @@ void fc__ws_send_error(fc_ws_session_t *s, const char *ref, const char *code, co
 
 /* ---- registry ------------------------------------------------------------------ */
 
-static size_t bucket(const fc_ws_t *ws, const char *id) {
-  return fc_hash_fnv1a(id, strlen(id)) & (ws->nbuckets - 1);
-}
+static size_t bucket(const fc_ws_t *ws, const char *id) { return fc_hash_fnv1a(id, strlen(id)) & (ws->nbuckets - 1); }
 
 static void registry_add(fc_ws_t *ws, fc_ws_session_t *s) {
   pthread_mutex_lock(&ws->lock);
@@ -118,7 +116,7 @@ static fc_ws_session_t *registry_find(fc_ws_t *ws, const char *id) {
 }
 
 int fc_ws_send_direct(fc_ws_t *ws, const char *to, const char *from, const json_t *data) {
-  if (strlen(to) >= sizeof ((direct_t *)0)->to) return -ENOENT;
+  if (strlen(to) >= sizeof((direct_t *)0)->to) return -ENOENT;
   pthread_mutex_lock(&ws->lock);
   fc_ws_session_t *s = registry_find(ws, to);
   int thread = s ? (int)s->thread : -1;
@@ -191,8 +189,7 @@ static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 /* Control frames must be whole and at most 125 bytes, and a close frame's body
  * is empty or holds a 2-byte code (RFC 6455 5.5): answer 1002 before wslay
  * answers with a close that carries no code. */
-static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_start_arg *f,
-                           void *ud) {
+static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_start_arg *f, void *ud) {
   (void)ctx;
   bool control = f->opcode >= 0x8;
   if ((f->opcode == WSLAY_CONNECTION_CLOSE && f->payload_length == 1) ||
@@ -346,10 +343,8 @@ static void on_stream_close(fc_stream_t *st) {
   ws_loop_t *wl = &ws->loops[s->thread];
   registry_del(ws, s);
   fc__ws_subs_dispose(s);
-  if (s->prev)
-    s->prev->next = s->next;
-  else
-    wl->sessions = s->next;
+  if (s->prev) s->prev->next = s->next;
+  else wl->sessions = s->next;
   if (s->next) s->next->prev = s->prev;
   atomic_fetch_sub(&wl->count, 1);
   s->stream = NULL;

@@ -16,18 +16,18 @@ typedef struct fc_ws_session fc_ws_session_t;
 typedef struct {
   fc_hub_t *hub;
   unsigned threads;
-  size_t max_message;  /* bytes; larger messages close with 1009 */
-  unsigned ping_ms;    /* the server pings this often; no pong by the next ping: dropped */
-  size_t queue_bytes;  /* a session's unsent bytes past this: disconnected */
+  size_t max_message;       /* bytes; larger messages close with 1009 */
+  unsigned ping_ms;         /* the server pings this often; no pong by the next ping: dropped */
+  size_t queue_bytes;       /* a session's unsent bytes past this: disconnected */
   size_t max_subscriptions; /* per session; past it a subscribe is refused (too_many_subscriptions) */
-  fc_net_t *net;       /* direct messages go to another loop's mailbox */
+  fc_net_t *net;            /* direct messages go to another loop's mailbox */
   /* The app's part (rights); all on the session's loop thread.
    * Rights are asked before anything is looked up or created, so a refused
    * op leaves nothing behind. */
   bool (*may_subscribe)(void *ud, fc_ws_session_t *s, const char *channel);
   bool (*may_publish)(void *ud, fc_ws_session_t *s, const char *channel);
   bool (*may_send)(void *ud, fc_ws_session_t *s); /* direct messages (op "send") */
-  fc_pub_t *pub; /* where publish ops go (they are acked once committed) */
+  fc_pub_t *pub;                                  /* where publish ops go (they are acked once committed) */
   void *ud;
 } fc_ws_opts_t;
 

@@ -54,7 +54,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   char idtxt[24];
   snprintf(idtxt, sizeof idtxt, "%llu", (unsigned long long)seq);
   if (want.len != g.data.len || (want.len && memcmp(want.data, g.data.data, want.len))) abort();
-  if (strcmp(g.event.data, name_len ? "" : "message") && (g.event.len != name_len || memcmp(g.event.data, name.base, name_len)))
+  if (strcmp(g.event.data, name_len ? "" : "message") &&
+      (g.event.len != name_len || memcmp(g.event.data, name.base, name_len)))
     abort();
   if (strcmp(g.id.data, idtxt)) abort();
   fc_sse_parser_dispose(&ps);

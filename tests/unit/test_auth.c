@@ -101,8 +101,15 @@ static void rejects_bad_tokens(void **state) {
   assert_int_equal(fc_auth_verify(a, t, NOW, &got, why, sizeof why), -EACCES); /* not yet valid */
   assert_non_null(strstr(why, "nbf"));
   free(t);
-  const char *garbage[] = {"", "abc", "a.b.c", "eyJhbGciOiJIUzI1NiJ9..", "....", "eyJ.eyJ.eyJ",
-                           "eyJhbGciOiJIUzI1NiJ9..c2ln", "eyJhbGciOiJIUzI1NiJ9.e30.", "eyJhbGciOiJIUzI1NiJ9.e30.c2ln.x",
+  const char *garbage[] = {"",
+                           "abc",
+                           "a.b.c",
+                           "eyJhbGciOiJIUzI1NiJ9..",
+                           "....",
+                           "eyJ.eyJ.eyJ",
+                           "eyJhbGciOiJIUzI1NiJ9..c2ln",
+                           "eyJhbGciOiJIUzI1NiJ9.e30.",
+                           "eyJhbGciOiJIUzI1NiJ9.e30.c2ln.x",
                            "eyJhbGciOiJIUzI1NiJ9.e3 0.c2ln"};
   for (size_t i = 0; i < sizeof garbage / sizeof *garbage; i++)
     assert_true(fc_auth_verify(a, garbage[i], NOW, &got, why, sizeof why) < 0);
@@ -132,7 +139,7 @@ static void time_claims(void **state) {
       {"{\"exp\":1800000000.25}", 0, 1800000001},
       {"{\"exp\":1800000000.5,\"nbf\":-1e300,\"iat\":1e300}", 0, 1800000001},
       {"{\"exp\":1900000000,\"nbf\":1799999999.5}", 0, 1900000000},
-      {"{\"exp\":1800000000}", -1, 0},       /* expires at exp */
+      {"{\"exp\":1800000000}", -1, 0}, /* expires at exp */
       {"{\"exp\":1799999999.9}", -1, 0},
       {"{\"exp\":-9223372036854775807}", -1, 0},
       {"{\"exp\":-1e300}", -1, 0},
@@ -202,12 +209,8 @@ static void limiter(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(globs),
-      cmocka_unit_test(mint_and_verify_claims),
-      cmocka_unit_test(rejects_bad_tokens),
-      cmocka_unit_test(time_claims),
-      cmocka_unit_test(mint_rights_and_failures),
-      cmocka_unit_test(limiter),
+      cmocka_unit_test(globs),       cmocka_unit_test(mint_and_verify_claims),   cmocka_unit_test(rejects_bad_tokens),
+      cmocka_unit_test(time_claims), cmocka_unit_test(mint_rights_and_failures), cmocka_unit_test(limiter),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

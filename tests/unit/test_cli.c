@@ -106,7 +106,8 @@ static void envelopes(void **state) {
   /* Without envelope mode an envelope-shaped payload is just data. */
   e = ev("8", "message", "{\"channel\":\"b\",\"data\":1}");
   s = fc__event_json(&e, "a", false);
-  assert_string_equal(s, "{\"channel\":\"a\",\"id\":\"8\",\"event\":null,\"data\":\"{\\\"channel\\\":\\\"b\\\",\\\"data\\\":1}\"}");
+  assert_string_equal(
+      s, "{\"channel\":\"a\",\"id\":\"8\",\"event\":null,\"data\":\"{\\\"channel\\\":\\\"b\\\",\\\"data\\\":1}\"}");
   free(s);
 }
 

@@ -58,8 +58,8 @@ static void leap_day_and_never(void **state) {
 
 static void bad_expressions(void **state) {
   (void)state;
-  const char *bad[] = {"", "* * * *", "* * * * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *",
-                       "* * * * 8", "*/0 * * * *", "5-1 * * * *", "a * * * *", "1,,2 * * * *x"};
+  const char *bad[] = {"",           "* * * *",   "* * * * * *", "60 * * * *",  "* 24 * * *", "* * 0 * *",
+                       "* * * 13 *", "* * * * 8", "*/0 * * * *", "5-1 * * * *", "a * * * *",  "1,,2 * * * *x"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     fc_cron_t c;
     char why[200] = "";

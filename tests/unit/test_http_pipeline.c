@@ -21,10 +21,10 @@ static struct {
   bool timer_ready;
   fc_req_t *held; /* a request answered by the timer */
   char log[512];
-  const char *send;  /* what the client sends */
-  size_t chunk;      /* in pieces of this many bytes (0: at once) */
-  int want;          /* responses to read */
-  char bodies[256];  /* their bodies, joined with ',' */
+  const char *send; /* what the client sends */
+  size_t chunk;     /* in pieces of this many bytes (0: at once) */
+  int want;         /* responses to read */
+  char bodies[256]; /* their bodies, joined with ',' */
   int got;
 } g;
 
@@ -126,9 +126,15 @@ static void run(const char *send, size_t chunk, int want) {
   g.send = send;
   g.chunk = chunk;
   g.want = want;
-  fc_http_opts_t o = {.max_header_bytes = 8192, .max_url_bytes = 1024, .max_body_bytes = 65536,
-                      .header_timeout_ms = 5000, .idle_timeout_ms = 5000, .body_timeout_ms = 5000,
-                      .send_timeout_ms = 5000, .routes = routes, .nroutes = FC_ARRAY_LEN(routes)};
+  fc_http_opts_t o = {.max_header_bytes = 8192,
+                      .max_url_bytes = 1024,
+                      .max_body_bytes = 65536,
+                      .header_timeout_ms = 5000,
+                      .idle_timeout_ms = 5000,
+                      .body_timeout_ms = 5000,
+                      .send_timeout_ms = 5000,
+                      .routes = routes,
+                      .nroutes = FC_ARRAY_LEN(routes)};
   g.http = fc_http_new(&o);
   g.net = lb_net((fc_net_handlers_t){.on_accept = on_accept, .on_tick = on_tick, .on_stop = on_stop});
   assert_non_null(g.net);
@@ -192,10 +198,8 @@ static void held_request_keeps_the_rest(void **state) {
 int main(void) {
   fc_log_set_level(FC_LOG_WARN);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(several_in_one_read),
-      cmocka_unit_test(split_across_reads),
-      cmocka_unit_test(overlap_answered_in_order),
-      cmocka_unit_test(deferred_behind_overlap),
+      cmocka_unit_test(several_in_one_read),         cmocka_unit_test(split_across_reads),
+      cmocka_unit_test(overlap_answered_in_order),   cmocka_unit_test(deferred_behind_overlap),
       cmocka_unit_test(held_request_keeps_the_rest),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,8 +37,11 @@ static fc_hub_t *hub_make(unsigned threads, unsigned retention) {
 /* Publishes one event numbered as src/pub does: the next id and ordinal
  * (the hub gives none of its own). */
 static uint64_t pub(fc_hub_t *hub, fc_channel_t *ch, const char *data) {
-  fc_event_in_t in = {.data = {data, strlen(data)}, .is_json = false, .seq = fc_hub_last_seq(hub) + 1,
-                      .n = fc_channel_next_n(hub, ch), .time_ms = fc_now_ms()};
+  fc_event_in_t in = {.data = {data, strlen(data)},
+                      .is_json = false,
+                      .seq = fc_hub_last_seq(hub) + 1,
+                      .n = fc_channel_next_n(hub, ch),
+                      .time_ms = fc_now_ms()};
   fc_publish_result_t r;
   fc_hub_publish(hub, ch, &in, 1, &r);
   return r.last_seq;
@@ -273,7 +276,6 @@ static void many_channels_grow_table(void **state) {
   fc_hub_free(hub);
 }
 
-
 /* ---- channel lifetime ---------------------------------------------------- */
 
 #define LATER (fc_mono_ms() + 3600 * 1000) /* a sweep time past any idle limit */
@@ -294,7 +296,7 @@ static void unused_channels_are_swept(void **state) {
   fc_channel_unref(empty);
   fc_channel_unref(subbed);
   assert_int_equal(fc_hub_sweep(hub, fc_mono_ms()), 0); /* not idle long enough yet */
-  assert_int_equal(fc_hub_sweep(hub, LATER), 1);      /* only "empty" */
+  assert_int_equal(fc_hub_sweep(hub, LATER), 1);        /* only "empty" */
   assert_int_equal(fc_hub_channel_count(hub), 2);
   assert_null(fc_hub_channel(hub, "empty", 5, false));
   /* Without storage, retained events are the only copy: "kept" stays unreferenced. */
@@ -333,8 +335,7 @@ static int toy_load(void *ud, fc_channel_t *ch, unsigned limit) {
 
 /* Publishes through the toy store (ids, ordinals and time given, as the store's writer does). */
 static uint64_t toy_pub(fc_hub_t *hub, toy_store_t *t, fc_channel_t *ch) {
-  fc_event_in_t in = {.data = {"d", 1}, .seq = fc_hub_last_seq(hub) + 1, .n = fc_channel_next_n(hub, ch),
-                      .time_ms = 1};
+  fc_event_in_t in = {.data = {"d", 1}, .seq = fc_hub_last_seq(hub) + 1, .n = fc_channel_next_n(hub, ch), .time_ms = 1};
   t->evs[t->n++] = in;
   if (!t->first_seq) t->first_seq = in.seq;
   t->last_seq = in.seq;

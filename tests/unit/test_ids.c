@@ -24,7 +24,15 @@ static void valid_ids(void **state) {
 
 static void malformed_ids(void **state) {
   (void)state;
-  const char *bad[] = {"", "-1", "+1", " 1", "1 ", "1a", "0x10", "1.5", "abc",
+  const char *bad[] = {"",
+                       "-1",
+                       "+1",
+                       " 1",
+                       "1 ",
+                       "1a",
+                       "0x10",
+                       "1.5",
+                       "abc",
                        "18446744073709551616", /* overflow by one */
                        "99999999999999999999", /* overflow, 20 digits */
                        "123456789012345678901" /* 21 digits */};
@@ -38,7 +46,10 @@ static void malformed_ids(void **state) {
 static void embedded_nul(void **state) {
   (void)state;
   uint64_t v;
-  assert_int_not_equal(fc_sse_parse_id("12\0" "3", 4, &v), 0);
+  assert_int_not_equal(fc_sse_parse_id("12\0"
+                                       "3",
+                                       4, &v),
+                       0);
 }
 
 int main(void) {

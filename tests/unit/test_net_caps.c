@@ -109,7 +109,7 @@ static void rate_limited_log(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(per_address_limit), cmocka_unit_test(many_addresses), cmocka_unit_test(keys),
+      cmocka_unit_test(per_address_limit), cmocka_unit_test(many_addresses),   cmocka_unit_test(keys),
       cmocka_unit_test(derived_cap),       cmocka_unit_test(rate_limited_log),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

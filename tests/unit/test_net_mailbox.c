@@ -58,10 +58,8 @@ static void on_note(fc_loop_t *l, fc_msg_t *m, void *ud) {
 /* Posts itself again to the same loop until it has run REPOSTS times. */
 static void on_echo(fc_loop_t *l, fc_msg_t *m, void *ud) {
   (void)ud;
-  if (atomic_fetch_add(&g.echoes, 1) + 1 < REPOSTS)
-    fc_net_post(g.net, fc_loop_index(l), m);
-  else
-    maybe_stop();
+  if (atomic_fetch_add(&g.echoes, 1) + 1 < REPOSTS) fc_net_post(g.net, fc_loop_index(l), m);
+  else maybe_stop();
 }
 
 static void *poster(void *arg) {

@@ -52,8 +52,8 @@ static void on_answer(fc_pub_op_t *op, void *ud) {
 }
 
 /* Validates a body; returns the error code ("" when accepted). */
-static const char *body_error(fixture_t *f, const char *channel, const char *event, const char *mt,
-                              const char *body, fc_pub_error_t *err) {
+static const char *body_error(fixture_t *f, const char *channel, const char *event, const char *mt, const char *body,
+                              fc_pub_error_t *err) {
   fc_pub_op_t *op = fc_pub_op_new(f->pub, 0, on_answer, NULL);
   int rc = fc_pub_add_body(op, channel, event, mt, body, strlen(body), err);
   fc_pub_op_free(op);
@@ -194,7 +194,10 @@ typedef struct {
   size_t nheld;
 } flaky_t;
 
-static uint64_t flaky_last(fc_store_t *s) { (void)s; return 100; }
+static uint64_t flaky_last(fc_store_t *s) {
+  (void)s;
+  return 100;
+}
 static void flaky_append(fc_store_t *s, fc_store_batch_t *b) { ((flaky_t *)s)->held[((flaky_t *)s)->nheld++] = b; }
 
 /* Commits what is held as one group: numbers all, then ends all. */
@@ -216,8 +219,8 @@ static void failed_commit_gives_ids_back(void **state) {
   /* A real net whose loop never runs: answers wait in its mailbox until
    * fc_net_deliver_rest runs them on this thread. */
   char err[256] = "";
-  fc_net_t *net = fc_net_new(&(fc_net_opts_t){.host = "127.0.0.1", .threads = 1, .fd_reserve = 16}, NULL, err,
-                             sizeof err);
+  fc_net_t *net =
+      fc_net_new(&(fc_net_opts_t){.host = "127.0.0.1", .threads = 1, .fd_reserve = 16}, NULL, err, sizeof err);
   assert_non_null(net);
   fc_pub_t *pub = fc_pub_new(&(fc_pub_opts_t){.hub = hub, .store = &store.base, .threads = 1, .net = net});
   assert_int_equal(fc_hub_last_seq(hub), 100); /* restored from storage */

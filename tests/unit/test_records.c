@@ -119,11 +119,9 @@ static void users_survive_reopen(void **state) {
 /* --- jobs -------------------------------------------------------------- */
 
 static void assert_rows_equal(const fc_job_row_t *a, const fc_job_row_t *b) {
-#define SAME_TEXT(f)                 \
-  if (!a->f || !b->f)                \
-    assert_ptr_equal(a->f, b->f);    \
-  else                               \
-    assert_string_equal(a->f, b->f);
+#define SAME_TEXT(f)                                                                                                   \
+  if (!a->f || !b->f) assert_ptr_equal(a->f, b->f);                                                                    \
+  else assert_string_equal(a->f, b->f);
   SAME_TEXT(id)
   SAME_TEXT(status)
   SAME_TEXT(reason)
@@ -144,9 +142,16 @@ static void jobs_round_trip(void **state) {
   assert_int_equal(fc_records_jobs_prepare(r, err, sizeof err), 0);
   assert_int_equal(fc_records_jobs_prepare(r, err, sizeof err), 0); /* once is enough */
   const fc_job_row_t full = {
-      .id = "j1", .workflow_id = 9007199254740993LL, .status = "Done", .reason = "why \"quoted\"",
-      .input = "{\"k\":1}\n\xc3\xa9", .started_by = "alice", .created_ms = 100, .started_ms = 110,
-      .ended_ms = 120, .final_seq = UINT64_C(1) << 62,
+      .id = "j1",
+      .workflow_id = 9007199254740993LL,
+      .status = "Done",
+      .reason = "why \"quoted\"",
+      .input = "{\"k\":1}\n\xc3\xa9",
+      .started_by = "alice",
+      .created_ms = 100,
+      .started_ms = 110,
+      .ended_ms = 120,
+      .final_seq = UINT64_C(1) << 62,
   };
   const fc_job_row_t bare = {.id = "j2", .workflow_id = 3, .status = "Pending", .created_ms = 200};
   assert_int_equal(fc_records_job_save(r, &full), 0);
@@ -174,8 +179,14 @@ static void jobs_round_trip(void **state) {
   assert_rows_equal(&rows.rows[1], &ended);
   fc_job_rows_dispose(&rows);
 
-  fc_task_row_t t = {.job_id = "j1", .idx = 0, .type = "exec", .status = "Done", .has_exit_code = true,
-                     .exit_code = 3, .started_ms = 110, .ended_ms = 115};
+  fc_task_row_t t = {.job_id = "j1",
+                     .idx = 0,
+                     .type = "exec",
+                     .status = "Done",
+                     .has_exit_code = true,
+                     .exit_code = 3,
+                     .started_ms = 110,
+                     .ended_ms = 115};
   assert_int_equal(fc_records_task_save(r, &t), 0);
   t.status = "Failed";
   assert_int_equal(fc_records_task_save(r, &t), 0); /* replaces */

@@ -154,9 +154,9 @@ static void error_body_is_valid_json(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(parse_and_decode), cmocka_unit_test(malformed_escapes),
-      cmocka_unit_test(match_and_params), cmocka_unit_test(wrong_method_and_unknown),
-      cmocka_unit_test(head_matches_get), cmocka_unit_test(query_values),
+      cmocka_unit_test(parse_and_decode),  cmocka_unit_test(malformed_escapes),
+      cmocka_unit_test(match_and_params),  cmocka_unit_test(wrong_method_and_unknown),
+      cmocka_unit_test(head_matches_get),  cmocka_unit_test(query_values),
       cmocka_unit_test(too_many_segments), cmocka_unit_test(error_body_is_valid_json),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -86,10 +86,14 @@ static void names(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(single_line),       cmocka_unit_test(named_event),
-      cmocka_unit_test(multi_line_lf),     cmocka_unit_test(crlf_and_cr_split_lines),
-      cmocka_unit_test(trailing_newline_keeps_empty_line), cmocka_unit_test(empty_data),
-      cmocka_unit_test(utf8_passes_through), cmocka_unit_test(utf8_validation),
+      cmocka_unit_test(single_line),
+      cmocka_unit_test(named_event),
+      cmocka_unit_test(multi_line_lf),
+      cmocka_unit_test(crlf_and_cr_split_lines),
+      cmocka_unit_test(trailing_newline_keeps_empty_line),
+      cmocka_unit_test(empty_data),
+      cmocka_unit_test(utf8_passes_through),
+      cmocka_unit_test(utf8_validation),
       cmocka_unit_test(names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

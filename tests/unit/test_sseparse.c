@@ -71,9 +71,13 @@ static void spec_examples(void **state) {
 static void line_endings_and_bom(void **state) {
   (void)state;
   EXPECT("data: a\r\n\r\ndata: b\r\rdata: c\n\n", "message||a\nmessage||b\nmessage||c\n", "");
-  EXPECT("\xEF\xBB\xBF" "data: x\n\n", "message||x\n", "");
+  EXPECT("\xEF\xBB\xBF"
+         "data: x\n\n",
+         "message||x\n", "");
   /* Only one BOM is removed: a second one is part of the first line's field name. */
-  EXPECT("\xEF\xBB\xBF\xEF\xBB\xBF" "data: x\n\n", "", "");
+  EXPECT("\xEF\xBB\xBF\xEF\xBB\xBF"
+         "data: x\n\n",
+         "", "");
 }
 
 static void fields(void **state) {
@@ -122,9 +126,8 @@ static void stop_and_limits(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(spec_examples),       cmocka_unit_test(line_endings_and_bom),
-      cmocka_unit_test(fields),              cmocka_unit_test(retry_digits_only),
-      cmocka_unit_test(stop_and_limits),
+      cmocka_unit_test(spec_examples),     cmocka_unit_test(line_endings_and_bom), cmocka_unit_test(fields),
+      cmocka_unit_test(retry_digits_only), cmocka_unit_test(stop_and_limits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

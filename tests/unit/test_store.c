@@ -31,8 +31,8 @@ typedef struct ctx ctx_t;
 typedef struct {
   fc_store_batch_t b;
   ctx_t *ctx;
-  int id;       /* order of creation */
-  char *text;   /* the events' data */
+  int id;     /* order of creation */
+  char *text; /* the events' data */
   bool numbered, ended;
 } tb_t;
 
@@ -218,8 +218,7 @@ static void wait_ended(ctx_t *c, size_t n) {
   clock_gettime(CLOCK_REALTIME, &until);
   until.tv_sec += 10;
   pthread_mutex_lock(&c->lock);
-  while (c->nended < n && pthread_cond_timedwait(&c->cond, &c->lock, &until) == 0) {
-  }
+  while (c->nended < n && pthread_cond_timedwait(&c->cond, &c->lock, &until) == 0) {}
   size_t got = c->nended;
   pthread_mutex_unlock(&c->lock);
   assert_int_equal(got, n);
@@ -230,8 +229,7 @@ static void wait_gate(ctx_t *c) {
   clock_gettime(CLOCK_REALTIME, &until);
   until.tv_sec += 10;
   pthread_mutex_lock(&c->lock);
-  while (!c->gate_reached && pthread_cond_timedwait(&c->cond, &c->lock, &until) == 0) {
-  }
+  while (!c->gate_reached && pthread_cond_timedwait(&c->cond, &c->lock, &until) == 0) {}
   bool reached = c->gate_reached;
   pthread_mutex_unlock(&c->lock);
   assert_true(reached);
@@ -699,8 +697,7 @@ static void trim_by_age(void **state) {
   clock_gettime(CLOCK_REALTIME, &until);
   until.tv_sec += 10;
   pthread_mutex_lock(&c->lock);
-  while (c->aged_last < t0 && pthread_cond_timedwait(&c->cond, &c->lock, &until) == 0) {
-  }
+  while (c->aged_last < t0 && pthread_cond_timedwait(&c->cond, &c->lock, &until) == 0) {}
   int64_t last = c->aged_last;
   pthread_mutex_unlock(&c->lock);
   assert_true(last >= t0); /* a pass that began after the commits */

@@ -31,7 +31,7 @@ static void add_find_take(void **state) {
   }
   assert_int_equal(s.nsubs, N);
   assert_true(s.subs_cap >= N && s.subs_cap <= 2 * N); /* grew by doubling, load at most 1 */
-  for (int i = 0; i < N; i++) { /* every entry survived the growth */
+  for (int i = 0; i < N; i++) {                        /* every entry survived the growth */
     name_of(name, sizeof name, i);
     ws_sub_t *e = fc__ws_sub_find(&s, name);
     assert_non_null(e);
