@@ -275,12 +275,15 @@ test('maxConcurrent limits one workflow; other workflows pass its queued jobs', 
 // A jobs request that reaches the runner after it stopped (loop 0 may end
 // first when it has no connections) is answered at once, not left until the
 // stop's grace deadline closes its connection. The request lands on a random
-// loop, so the test tries a few times: the runner before the fix held the
-// stop for the whole grace period in most tries.
-test('a jobs request during shutdown does not hold the stop until its grace deadline', async () => {
+// loop, and the stop must come while the publish before it is handled (a
+// request not yet fully read is dropped by a stopping server, which proves
+// nothing), so the test tries until three tries were of that kind: the runner
+// before the fix held the stop for the whole grace period in most of them.
+test('a jobs request during shutdown does not hold the stop until its grace deadline', async (t) => {
   const net = await import('node:net');
   const body = `[${Array(600000).fill('{"a":[1,2,3,"xxxxxxxxxxxxxxxx"]}').join(',')}]`;
-  for (let attempt = 0; attempt < 3; attempt++) {
+  let telling = 0;
+  for (let attempt = 1; attempt <= 10 && telling < 3; attempt++) {
     const h = await server({ 'w.json': { id: 1, name: 'w', tasks: [{ type: 'wait', seconds: 1 }] } }, {},
       { extraArgs: ['--storage', 'memory', '--max-body', '64M'] });
     const sock = net.connect(h.port, '127.0.0.1');
@@ -292,18 +295,19 @@ test('a jobs request during shutdown does not hold the stop until its grace dead
     const req = `POST /api/v1/channels/c/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}GET /api/v1/jobs?w=1 HTTP/1.1\r\nHost: x\r\n\r\n`;
     await new Promise((ok) => sock.write(req, ok)); // all of it in the kernel's buffers
-    await sleep(50);
+    await sleep(T(50));
     const t0 = Date.now();
-    await h.stop(); // SIGTERM; asserts a clean exit
+    await h.stop(); // SIGTERM; asserts a clean exit within T(5000)
     const took = Date.now() - t0;
     await closed;
     const statuses = [...got.matchAll(/^HTTP\/1\.1 (\d{3})/gm)].map((m) => m[1]);
-    // The publish is answered; the jobs request is answered too, or its
-    // connection closes once the publish's answer is out (a stopping server
-    // reads no further), but never waits for the grace deadline.
-    const what = `try ${attempt + 1}: answers ${JSON.stringify(statuses)} after ${took} ms`;
-    assert.equal(statuses[0], '201', what);
-    assert.ok(statuses.length === 1 || ['200', '503'].includes(statuses[1]), what);
+    const what = `try ${attempt}: answers ${JSON.stringify(statuses)} after ${took} ms`;
     assert.ok(took < T(4000), `${what} (the grace deadline is 5 s)`);
+    if (statuses[0] !== '201') continue; // stopped before the publish was read: try again
+    telling++;
+    // The jobs request is answered too, or its connection closes once the
+    // publish's answer is out (a stopping server reads no further).
+    assert.ok(statuses.length === 1 || ['200', '503'].includes(statuses[1]), what);
   }
+  if (telling < 3) t.skip(`only ${telling} of 10 tries stopped while the publish was handled`);
 });
