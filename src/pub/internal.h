@@ -25,8 +25,10 @@ struct fc_pub_op {
   fc_pub_answer_cb answer;
   void *ud;
   fc_buf_t text;
-  fc__pub_text_ev_t *tev;
+  fc__pub_text_ev_t *tev; /* &tev1 while it holds one */
   size_t ntev, captev;
+  fc__pub_text_ev_t tev1;
+  fc_store_event_t ev1; /* batch.events for one event (or none) */
   bool is_batch;
   bool numbered; /* storage called number() */
   fc_publish_result_t result;

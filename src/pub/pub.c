@@ -61,8 +61,8 @@ void fc_pub_op_free(fc_pub_op_t *op) {
   if (!op) return;
   if (op->channel) fc_hub_drop(op->pub->opts.hub, op->channel);
   fc_buf_dispose(&op->text);
-  free(op->tev);
-  free(op->batch.events);
+  if (op->tev != &op->tev1) free(op->tev);
+  if (op->batch.events != &op->ev1) free(op->batch.events);
   free(op);
 }
 
@@ -81,10 +81,17 @@ static size_t put_text(fc_pub_op_t *op, fc_str_t s) {
 }
 
 void fc__pub_add(fc_pub_op_t *op, fc_str_t name, fc_str_t data, fc_str_t from, bool is_json) {
-  if (op->ntev == op->captev) {
-    op->captev = op->captev ? op->captev * 2 : 1;
-    op->tev = fc_xrealloc(op->tev, op->captev * sizeof *op->tev);
+  if (op->captev == 0) { /* most operations hold one event: no allocation for it */
+    op->tev = &op->tev1;
+    op->captev = 1;
+  } else if (op->ntev == op->captev) {
+    op->captev *= 2;
+    fc__pub_text_ev_t *t = fc_xmalloc(op->captev * sizeof *t);
+    memcpy(t, op->tev, op->ntev * sizeof *t);
+    if (op->tev != &op->tev1) free(op->tev);
+    op->tev = t;
   }
+  fc_buf_reserve(&op->text, name.len + data.len + from.len + 3); /* one allocation for the three */
   fc__pub_text_ev_t *t = &op->tev[op->ntev++];
   t->name = put_text(op, name);
   t->name_len = name.len;
@@ -229,7 +236,7 @@ void fc_pub_submit(fc_pub_op_t *op) {
     return;
   }
   b->n = op->ntev;
-  b->events = fc_xcalloc(b->n ? b->n : 1, sizeof *b->events);
+  b->events = b->n > 1 ? fc_xcalloc(b->n, sizeof *b->events) : &op->ev1;
   for (size_t i = 0; i < b->n; i++) {
     const fc__pub_text_ev_t *t = &op->tev[i];
     b->events[i] = (fc_store_event_t){.name = {op->text.data + t->name, t->name_len},
