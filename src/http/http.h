@@ -125,9 +125,9 @@ const fc_route_t *fc_http_match(const fc_route_t *routes, size_t n, fc_req_t *re
  * for a malformed escape, or -E2BIG for more than FC_HTTP_MAX_SEGMENTS segments. */
 int fc_http_parse_target(fc_req_t *req);
 /* A request made outside a connection, with `method` (an FC_* bit) and the
- * target `url` (copied), not yet parsed: for tests of the router and query
- * parsing. Free it with fc_http_req_free. */
-fc_req_t *fc_http_req_new(unsigned method, const char *url);
+ * target [url, url+len) (copied, any bytes), not yet parsed: for tests and
+ * fuzzing of the router and query parsing. Free it with fc_http_req_free. */
+fc_req_t *fc_http_req_new(unsigned method, const char *url, size_t len);
 /* Frees a request made outside a connection (tests). */
 void fc_http_req_free(fc_req_t *req);
 

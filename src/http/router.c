@@ -71,11 +71,11 @@ fc_req_t *fc__req_new(void) {
   return &q->pub;
 }
 
-fc_req_t *fc_http_req_new(unsigned method, const char *url) {
+fc_req_t *fc_http_req_new(unsigned method, const char *url, size_t len) {
   fc_req_t *r = fc__req_new();
   fc__req_t *q = fc__req(r);
   r->method = method;
-  fc_buf_append(&q->raw, url, strlen(url));
+  fc_buf_append(&q->raw, url, len);
   r->url = (fc_str_t){q->raw.data, q->raw.len};
   return r;
 }

@@ -17,10 +17,7 @@ static const fc_route_t routes[] = {
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   if (size < 1 || size > 16384) return 0;
-  fc_req_t *r = calloc(1, sizeof *r);
-  r->method = data[0] & 1 ? FC_POST : FC_GET;
-  fc_buf_append(&r->raw, data + 1, size - 1);
-  r->url = (fc_str_t){r->raw.data, r->raw.len};
+  fc_req_t *r = fc_http_req_new(data[0] & 1 ? FC_POST : FC_GET, (const char *)data + 1, size - 1);
   if (fc_http_parse_target(r) == 0) {
     unsigned allowed;
     fc_http_match(routes, sizeof routes / sizeof *routes, r, &allowed);

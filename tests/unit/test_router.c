@@ -20,7 +20,7 @@ static const fc_route_t routes[] = {
     {"/api/v1/channels", FC_GET, h_list, "list", 0, false},
 };
 
-static fc_req_t *req_for(unsigned method, const char *url) { return fc_http_req_new(method, url); }
+static fc_req_t *req_for(unsigned method, const char *url) { return fc_http_req_new(method, url, strlen(url)); }
 
 static void parse_and_decode(void **state) {
   (void)state;
