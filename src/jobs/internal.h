@@ -57,6 +57,11 @@ typedef struct job {
   bool stop_requested;
   int64_t created_ms, started_ms, ended_ms;
   uint64_t final_seq; /* id of the final event once committed */
+  unsigned task_pubs; /* the current task's events not yet committed */
+  bool pub_failed;    /* one of them failed: the task fails */
+  bool end_held;      /* the task ended; that waits for task_pubs to reach 0 */
+  bool end_ok;
+  char *end_why;
   /* wait task and exec timeout */
   uv_timer_t timer;
   bool timer_init;

@@ -263,6 +263,7 @@ void fc_jobs_free(fc_jobs_t *j) {
     free(job->name);
     free(job->description);
     free(job->reason);
+    free(job->end_why);
     free(job->starter);
     free(job->input);
     fc_buf_dispose(&job->line[0]);

@@ -14,20 +14,41 @@
 const char *const job_status_names[] = {"Pending", "Running", "Suspended", "Waiting", "Done",
                                         "Failed",  "Warning", "Stopped",   "Rejected"};
 
-/* A job's event was committed (or not): a final event's id is saved with
- * the job's row. `ud` is the job whose final event this is, or NULL. */
-static void on_published(fc_pub_op_t *op, void *ud) {
-  job_t *final_of = ud;
-  if (final_of && fc_pub_op_status(op) == 0) {
-    final_of->final_seq = fc_pub_op_result(op)->last_seq;
-    fc__db_defer_save(final_of->owner, final_of);
+/* A job's final event was committed (or not): its id is saved with the
+ * job's row. */
+static void on_final_published(fc_pub_op_t *op, void *ud) {
+  job_t *job = ud;
+  if (fc_pub_op_status(op) == 0) {
+    job->final_seq = fc_pub_op_result(op)->last_seq;
+    fc__db_defer_save(job->owner, job);
   }
+}
+
+/* The end of the current task, held (fc__job_task_ended) until its events
+ * are committed, goes on: not while the job is suspended (resuming does it). */
+static void release_task_end(job_t *job) {
+  if (!job->end_held || job->task_pubs || job->status == ST_SUSPENDED) return;
+  char *why = job->end_why;
+  job->end_held = false;
+  job->end_why = NULL;
+  fc__job_task_ended(job, job->end_ok, why);
+  free(why);
+}
+
+/* An event of the current task (a publish task, an exec task's ::sse line)
+ * was committed, or failed: the task fails with it. */
+static void on_task_published(fc_pub_op_t *op, void *ud) {
+  job_t *job = ud;
+  if (fc_pub_op_status(op) != 0) job->pub_failed = true;
+  job->task_pubs--;
+  release_task_end(job);
 }
 
 /* Publishes one event durably (through storage). `data` is copied. Events
  * of one job keep their order. Loop 0. */
-static void publish(job_t *job, const char *channel, const char *event, const char *data, bool is_json, bool final) {
-  fc_pub_op_t *op = fc_pub_op_new(job->owner->o.pub, 0, on_published, final ? job : NULL);
+static void publish(job_t *job, const char *channel, const char *event, const char *data, bool is_json,
+                    fc_pub_answer_cb answer) {
+  fc_pub_op_t *op = fc_pub_op_new(job->owner->o.pub, 0, answer, answer ? job : NULL);
   fc_pub_add(op, event ? (fc_str_t){event, strlen(event)} : (fc_str_t){"", 0}, (fc_str_t){data, strlen(data)}, is_json);
   /* A channel that cannot be opened (storage failed) is answered -EIO. */
   fc_pub_open(op, channel, strlen(channel), FC_HUB_CREATE | FC_HUB_NOCAP);
@@ -35,16 +56,17 @@ static void publish(job_t *job, const char *channel, const char *event, const ch
 }
 
 void fc__job_publish(job_t *job, const char *channel, const char *event, const char *data, bool is_json) {
-  publish(job, channel, event, data, is_json, false);
+  job->task_pubs++;
+  publish(job, channel, event, data, is_json, on_task_published);
 }
 
 /* Publishes a job event to job.{id} and workflow.{id}. */
 static void publish_both(job_t *job, const char *event, const char *data, bool final) {
   char ch[64];
   snprintf(ch, sizeof ch, "job.%s", job->id);
-  publish(job, ch, event, data, true, final);
+  publish(job, ch, event, data, true, final ? on_final_published : NULL);
   snprintf(ch, sizeof ch, "workflow.%lld", (long long)job->wf_id);
-  publish(job, ch, event, data, true, false);
+  publish(job, ch, event, data, true, NULL);
 }
 
 void fc__job_log(job_t *job, const char *stream, const char *line, size_t n) {
@@ -141,16 +163,30 @@ static void next_task(job_t *job) {
                     json_string_value(json_object_get(t, "event")), json_is_string(data) ? json_string_value(data) : s,
                     !json_is_string(data));
     free(s);
-    fc__job_task_ended(job, true, NULL);
-  } else { /* approval */
+    fc__job_task_ended(job, true, NULL); /* held until the event is committed */
+  } else {                               /* approval */
     set_status(job, ST_WAITING);
   }
 }
 
-/* The current task ended (`ok` or not, with `why`): go on, or end the job. */
+/* The current task ended (`ok` or not, with `why`): go on, or end the job.
+ * Not before the task's events are committed: the next task, the job's status
+ * and its final event come after them, as a client reading the job expects. */
 void fc__job_task_ended(job_t *job, bool ok, const char *why) {
   fc_jobs_t *j = job->owner;
   if (j->stopping || ST_FINAL(job->status)) return;
+  if (job->task_pubs) {
+    job->end_held = true;
+    job->end_ok = ok;
+    free(job->end_why);
+    job->end_why = why ? strdup(why) : NULL;
+    return;
+  }
+  if (job->pub_failed) {
+    job->pub_failed = false;
+    if (ok) why = "an event of the task could not be stored";
+    ok = false;
+  }
   json_t *t = current_task(job);
   int64_t now = fc_now_ms();
   fc__db_save_task(j, job, task_type(t), ok ? "Done" : "Failed", job->exit_status, job->started_ms, now);
@@ -279,6 +315,7 @@ static void pause_task(job_t *job, bool on) {
   if (job->remaining_ms || !strcmp(task_type(current_task(job)), "wait"))
     uv_timer_start(&job->timer, on_wait_done, job->remaining_ms, 0);
   set_status(job, ST_RUNNING);
+  release_task_end(job);
 }
 
 static int stop_job(fc_jobs_t *j, job_t *job) {

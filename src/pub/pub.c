@@ -122,7 +122,7 @@ bool fc_pub_op_is_batch(const fc_pub_op_t *op) { return op->is_batch; }
 /* ---- the answer on the publisher's loop ----------------------------------- */
 
 static void answer(fc_pub_op_t *op) {
-  op->answer(op, op->ud);
+  if (op->answer) op->answer(op, op->ud);
   op_end(op);
 }
 

@@ -50,7 +50,8 @@ uint64_t fc_pub_published(fc_pub_t *pub);
 typedef void (*fc_pub_answer_cb)(fc_pub_op_t *op, void *ud);
 
 /* A new, empty operation for a publisher on loop `loop` (the thread that
- * calls fc_pub_submit and receives the answer). Never NULL. */
+ * calls fc_pub_submit and receives the answer; `answer` may be NULL). Never
+ * NULL. */
 fc_pub_op_t *fc_pub_op_new(fc_pub_t *pub, unsigned loop, fc_pub_answer_cb answer, void *ud);
 /* Frees an operation that was not submitted (after a validation error),
  * releasing its channel. */

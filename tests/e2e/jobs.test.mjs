@@ -129,6 +129,39 @@ test('exec: failure is Failed, continueOnError is Warning, ::sse progress reache
   assert.ok(s.events.some((e) => e.event === 'log' && JSON.parse(e.data).line === 'oops'));
 });
 
+test('a task\'s events are stored before the job goes on: at Done the history holds every one', async (t) => {
+  const N = 400;
+  const line = `::sse {\\"channel\\":\\"out\\",\\"event\\":\\"step\\",\\"data\\":{\\"i\\":$i}}`;
+  const h = await server({
+    'many.json': {
+      id: 12, name: 'many',
+      tasks: [
+        { type: 'exec', command: sh(`i=0; while [ $i -lt ${N} ]; do echo "${line}"; i=$((i+1)); done`) },
+        { type: 'publish', channel: 'out', event: 'last', data: { done: true } },
+      ],
+    },
+  }, {}, { extraArgs: ['--retention', '10000'] });
+  t.after(() => h.stop());
+  let after = 0;
+  for (let round = 0; round < 3; round++) {
+    const id = await start(h, 12);
+    // Poll as tightly as a client would: the first answer saying Done.
+    let status;
+    do status = await jobStatus(h, 12, id); while (status !== 'Done' && status !== 'Failed');
+    assert.equal(status, 'Done');
+    const mine = [];
+    for (let page; !page || page.length; mine.push(...page)) {
+      const r = await request(`${h.url}/api/v1/channels/out/events?after=${mine.at(-1)?.id ?? after}`);
+      assert.equal(r.status, 200, r.text);
+      page = r.json;
+    }
+    after = mine.at(-1)?.id ?? after;
+    assert.equal(mine.length, N + 1, `round ${round}: ${mine.length} of ${N + 1} events stored at Done`);
+    assert.deepEqual(mine.map((e) => e.event === 'step' ? e.data.i : e.event),
+      [...Array(N).keys(), 'last']);
+  }
+});
+
 test('control: stop, suspend, resume, approve, reject, and 409 for a wrong state', async (t) => {
   const h = await server({
     'w.json': { id: 5, name: 'w', tasks: [{ type: 'wait', seconds: 1 }] },
