@@ -8,6 +8,7 @@ pkgs=(
   node-llhttp libuv1-dev libjansson-dev libsqlite3-dev
   libwslay-dev libjwt-dev libsodium-dev libhiredis-dev libssl-dev
   libcmocka-dev sqlite3 liburing-dev
+  redis-server # cluster-mode tests start their own on a free port; flowcast itself needs only libhiredis
   clang libclang-rt-dev clang-format
   chromium
   man-db groff-base

@@ -13,13 +13,26 @@
 
 static int64_t now_s(void) { return fc_now_ms() / 1000; }
 
-/* Reads the configured secret, or DIR/jwt.secret, and an optional public key. */
-static fc_auth_t *make_auth(const fc_config_t *cfg, char *err, size_t errlen) {
+/* Cluster mode: the secret every node signs with, made by the first node. */
+static int cluster_secret(fc_store_t *store, uint8_t *secret, size_t len, char *err, size_t errlen) {
+  uint8_t candidate[64];
+  randombytes_buf(candidate, sizeof candidate);
+  int rc = fc_store_shared_secret(store, "jwt", candidate, secret, len);
+  sodium_memzero(candidate, sizeof candidate);
+  if (rc < 0) snprintf(err, errlen, "cannot read or store the cluster's JWT secret in Redis (error %d)", rc);
+  return rc < 0 ? rc : (int)len;
+}
+
+/* Reads the configured secret, or the cluster's, or DIR/jwt.secret, and an
+ * optional public key. */
+static fc_auth_t *make_auth(const fc_config_t *cfg, fc_store_t *store, char *err, size_t errlen) {
   uint8_t secret[64];
   int len;
   if (*cfg->jwt_secret) {
     len = (int)strlen(cfg->jwt_secret) < (int)sizeof secret ? (int)strlen(cfg->jwt_secret) : (int)sizeof secret;
     memcpy(secret, cfg->jwt_secret, (size_t)len);
+  } else if (*cfg->redis_url) {
+    if ((len = cluster_secret(store, secret, sizeof secret, err, errlen)) < 0) return NULL;
   } else if ((len = fc_auth_load_secret(cfg->data_dir, secret, sizeof secret, err, errlen)) < 0) {
     return NULL;
   }
@@ -77,7 +90,7 @@ int fc_api_auth_init(fc_app_t *app, char *err, size_t errlen) {
     fc_log(FC_LOG_WARN, "authentication is off: every request is allowed", "flag=--open");
     return 0;
   }
-  app->auth = make_auth(cfg, err, errlen);
+  app->auth = make_auth(cfg, app->store, err, errlen);
   if (!app->auth) return -EINVAL;
   app->users = fc_users_open(cfg->data_dir, err, errlen);
   if (!app->users) return -EIO;

@@ -71,10 +71,10 @@ static void pub_answer(fc_pub_op_t *op, void *ud) {
     fc_http_respond(req, 204, NULL, NULL, "", 0);
   } else if (status == 0) {
     answer_published(req, fc_pub_op_channel(op), fc_pub_op_result(op), fc_pub_op_count(op), fc_pub_op_is_batch(op));
-  } else if (status == -ENOSPC) {
-    fc_http_error(req, 503, "storage_full", "storage is full (disk or --max-db-size): nothing was stored; retry later");
   } else {
-    fc_http_error(req, 503, "storage_error", "storage failed to commit: nothing was stored; retry later");
+    const char *code, *message;
+    fc_pub_failure(status, &code, &message);
+    fc_http_error(req, 503, code, "%s", message);
   }
 }
 

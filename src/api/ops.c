@@ -9,9 +9,20 @@
 extern const unsigned char fc_web_index_html[];
 extern const size_t fc_web_index_html_len;
 
+/* 200 {"status":"ok"}; in cluster mode with the Redis link's state, and 503
+ * "degraded" while Redis is away (streams stay open, publishes fail). */
 void fc_api_healthz(fc_req_t *req) {
-  static const char ok[] = "{\"status\":\"ok\"}";
-  fc_http_respond(req, 200, "application/json", NULL, ok, sizeof ok - 1);
+  fc_app_t *app = fc_app_of(req);
+  fc_store_link_t link;
+  if (!app->store || !fc_store_link(app->store, &link)) {
+    static const char ok[] = "{\"status\":\"ok\"}";
+    fc_http_respond(req, 200, "application/json", NULL, ok, sizeof ok - 1);
+    return;
+  }
+  char body[160];
+  int n = snprintf(body, sizeof body, "{\"status\":\"%s\",\"redis\":{\"state\":\"%s\"}}", link.up ? "ok" : "degraded",
+                   link.up ? "up" : "down");
+  fc_http_respond(req, link.up ? 200 : 503, "application/json", NULL, body, (size_t)n);
 }
 
 static void metric(fc_buf_t *b, const char *name, const char *type, const char *help, unsigned long long v) {
@@ -75,6 +86,14 @@ void fc_api_metrics(fc_req_t *req) {
     metric(&b, "flowcast_store_failures_total", "counter", "Publishes refused by storage (full disk, I/O).",
            st.failures);
     metric(&b, "flowcast_store_trimmed_total", "counter", "Stored events removed by retention.", st.trimmed);
+    fc_store_link_t link;
+    if (fc_store_link(app->store, &link)) {
+      metric(&b, "flowcast_redis_up", "gauge", "1 while both Redis connections are open.", link.up);
+      metric(&b, "flowcast_redis_reconnects_total", "counter", "Redis connections opened again after a loss.",
+             link.reconnects);
+      metric(&b, "flowcast_redis_catch_ups_total", "counter",
+             "Times every channel in memory was read again from Redis (after the bus came back).", link.catch_ups);
+    }
   }
   fc_jobs_metrics(app->jobs, &b);
   metric(&b, "flowcast_uptime_seconds", "gauge", "Seconds since start.", (fc_mono_ms() - app->started_ms) / 1000);

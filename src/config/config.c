@@ -62,6 +62,11 @@ static const opt_t options[] = {
     {"ws-max-subscriptions", OPT_UINT, OFF(ws_max_subscriptions), "1000",
      "channels one WebSocket connection may subscribe to; past it: error too_many_subscriptions"},
     {"storage", OPT_STR, OFF(storage), "sqlite", "sqlite (durable, in --data) or memory (lost on exit)"},
+    {"redis", OPT_STR, OFF(redis_url), "",
+     "cluster mode: events, ids and history in this Redis, shared by every node pointed at it "
+     "(redis://[USER:PASSWORD@]HOST[:PORT][/DB]; replaces --storage for events)"},
+    {"redis-wait-replicas", OPT_UINT, OFF(redis_wait_replicas), "0",
+     "with --redis: a publish is answered once this many replicas have it too (Redis WAIT)"},
     {"durability", OPT_STR, OFF(durability), "crash",
      "crash: survives a killed process; power: also power loss (fsync per commit)"},
     {"max-db-size", OPT_SIZE, OFF(max_db_size), "0", "database size cap; publishes get 503 past it (0: none)"},

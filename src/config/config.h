@@ -45,11 +45,13 @@ typedef struct {
   unsigned ws_max_subscriptions; /* per WebSocket connection, at least 1 */
   char **public_list;            /* public_patterns split, NULL-terminated */
   char *storage;                 /* "sqlite" or "memory" */
-  char *durability;              /* "crash" or "power" */
-  size_t max_db_size;            /* 0: no cap */
-  unsigned commit_delay_us;      /* under concurrent publishes, a commit's wait for more */
-  unsigned max_channels;         /* channels in memory at most (0: no cap) */
-  unsigned channel_idle_s;       /* an unused channel leaves memory after this long */
+  char *redis_url;               /* cluster mode: "" when off */
+  unsigned redis_wait_replicas;
+  char *durability;         /* "crash" or "power" */
+  size_t max_db_size;       /* 0: no cap */
+  unsigned commit_delay_us; /* under concurrent publishes, a commit's wait for more */
+  unsigned max_channels;    /* channels in memory at most (0: no cap) */
+  unsigned channel_idle_s;  /* an unused channel leaves memory after this long */
   /* Per-pattern retention from the config file: `retention:PATTERN = N` and
    * `max-age:PATTERN = SECONDS`. */
   struct fc_config_rule {

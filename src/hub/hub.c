@@ -249,6 +249,22 @@ void fc_hub_restore_event(fc_channel_t *ch, const fc_event_in_t *in) {
   history_append(ch, fc__event_new(ch, in->seq, in->n, in->time_ms, in));
 }
 
+uint64_t fc_channel_last_seq(fc_hub_t *hub, fc_channel_t *ch) {
+  pthread_mutex_lock(&hub->lock);
+  uint64_t s = ch->last_seq;
+  pthread_mutex_unlock(&hub->lock);
+  return s;
+}
+
+void fc_hub_skip(fc_hub_t *hub, fc_channel_t *ch, uint64_t next_n) {
+  pthread_mutex_lock(&hub->lock);
+  if (next_n > ch->next_n) {
+    ch->evicted_total += next_n - ch->next_n; /* never seen here: counted as lost */
+    ch->next_n = next_n;
+  }
+  pthread_mutex_unlock(&hub->lock);
+}
+
 uint64_t fc_channel_next_n(fc_hub_t *hub, fc_channel_t *ch) {
   pthread_mutex_lock(&hub->lock);
   uint64_t n = ch->next_n;
@@ -345,15 +361,15 @@ void fc_hub_publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, si
   pthread_mutex_lock(&hub->lock);
   res->first_seq = in[0].seq;
   for (size_t i = 0; i < n; i++) {
-    assert(in[i].seq > hub->seq && in[i].n == ch->next_n);
-    hub->seq = in[i].seq;
+    assert(in[i].seq > ch->last_seq && in[i].n == ch->next_n);
+    if (in[i].seq > hub->seq) hub->seq = in[i].seq; /* a catch-up may bring older ids */
     ch->next_n = in[i].n + 1;
     evs[i] = fc__event_new(ch, in[i].seq, in[i].n, in[i].time_ms, &in[i]);
     if (!ch->first_seq) ch->first_seq = in[i].seq;
     ch->last_seq = in[i].seq;
     history_append(ch, fc_event_ref(evs[i]));
   }
-  res->last_seq = hub->seq;
+  res->last_seq = in[n - 1].seq;
   res->subscribers = ch->subscribers;
   atomic_store(&ch->used_ms, fc_mono_ms());
   for (unsigned t = 0; t < hub->opts.threads; t++)
@@ -518,9 +534,9 @@ static void evict_oldest(fc_channel_t *ch) {
   fc_event_unref(ev);
 }
 
-void fc_hub_purge(fc_hub_t *hub, fc_channel_t *ch) {
+void fc_hub_purge(fc_hub_t *hub, fc_channel_t *ch, uint64_t upto) {
   pthread_mutex_lock(&hub->lock);
-  while (ch->history.count) evict_oldest(ch);
+  while (ch->history.count && ((fc_event_t *)ring_at(&ch->history, 0))->seq <= upto) evict_oldest(ch);
   pthread_mutex_unlock(&hub->lock);
 }
 

@@ -165,9 +165,10 @@ typedef struct {
 } fc_publish_result_t;
 
 /* Publishes `n` numbered events to `ch` as one unit: they enter the history
- * together and are queued for every thread that has subscribers. Ids must
- * rise across calls and ordinals follow the channel's (checked by assert);
- * the caller serializes its calls in id order. Copies the inputs. Any thread. */
+ * together and are queued for every thread that has subscribers. Ids rise
+ * within the channel and ordinals follow the channel's (checked by assert);
+ * the caller serializes its calls, in id order but for a cluster's catch-up.
+ * Copies the inputs. Any thread. */
 void fc_hub_publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, size_t n, fc_publish_result_t *res);
 
 /* Where a new subscription starts. */
@@ -213,8 +214,9 @@ void fc_hub_drain(fc_hub_t *hub, unsigned thread);
  * (each referenced; dispose the backlog). */
 void fc_hub_history(fc_hub_t *hub, fc_channel_t *ch, uint64_t after, size_t limit, fc_backlog_t *out);
 
-/* Drops a channel's retained history; ids keep increasing. */
-void fc_hub_purge(fc_hub_t *hub, fc_channel_t *ch);
+/* Drops a channel's retained events with ids up to `upto` (UINT64_MAX: all);
+ * ids keep increasing. */
+void fc_hub_purge(fc_hub_t *hub, fc_channel_t *ch, uint64_t upto);
 
 typedef struct {
   char name[FC_CHANNEL_NAME_MAX + 1];
@@ -242,6 +244,12 @@ void fc_hub_restore_seq(fc_hub_t *hub, uint64_t last_seq);
 void fc_hub_restore_counters(fc_channel_t *ch, uint64_t first_seq, uint64_t last_seq, uint64_t next_n);
 void fc_hub_restore_event(fc_channel_t *ch, const fc_event_in_t *ev);
 
+/* The channel's last id (0: none yet). */
+uint64_t fc_channel_last_seq(fc_hub_t *hub, fc_channel_t *ch);
+/* A cluster's catch-up found events trimmed from storage before this node
+ * saw them: the channel's next ordinal becomes `next_n`, the skipped ones
+ * counted as lost (the gap rule tells resuming subscribers). */
+void fc_hub_skip(fc_hub_t *hub, fc_channel_t *ch, uint64_t next_n);
 /* The ordinal the channel's next event gets. */
 uint64_t fc_channel_next_n(fc_hub_t *hub, fc_channel_t *ch);
 /* Events the channel keeps, and its age limit in seconds (0: none). */

@@ -27,6 +27,7 @@ fc_pub_t *fc_pub_new(const fc_pub_opts_t *opts) {
   pub->seq = fc_store_last_seq(pub->opts.store);
   fc_hub_restore_seq(pub->opts.hub, pub->seq);
   atomic_init(&pub->published, 0);
+  if (fc_store_numbers(pub->opts.store)) fc_store_listen(pub->opts.store, fc__pub_on_bus, pub);
   return pub;
 }
 
@@ -44,6 +45,24 @@ void fc_pub_free(fc_pub_t *pub) {
 }
 
 uint64_t fc_pub_published(fc_pub_t *pub) { return atomic_load(&pub->published); }
+
+void fc_pub_failure(int status, const char **code, const char **message) {
+  switch (status) {
+    case -ENOSPC:
+      *code = "storage_full";
+      *message = "storage is full (disk or --max-db-size): nothing was stored; retry later";
+      return;
+    case -ENOTCONN:
+      *code = "storage_unavailable";
+      *message = "storage (Redis) is unreachable: the event was not acknowledged; retry later";
+      return;
+    case -ETIMEDOUT:
+      *code = "replicas_unavailable";
+      *message = "Redis stored the event, but fewer replicas than --redis-wait-replicas confirmed it within 1 s";
+      return;
+    default: *code = "storage_error"; *message = "storage failed to commit: nothing was stored; retry later";
+  }
+}
 
 /* ---- operations ----------------------------------------------------------- */
 
@@ -221,8 +240,15 @@ static void fan_out(fc_pub_op_t *op) {
 static void on_done(fc_store_batch_t *b) {
   fc_pub_op_t *op = b->ud;
   if (op->numbered) settle(op);
-  if (b->status == 0 && b->purge) fc_hub_purge(op->pub->opts.hub, op->channel);
-  else if (b->status == 0) fan_out(op);
+  bool numbers = fc_store_numbers(op->pub->opts.store);
+  if (b->status == 0 && b->purge) {
+    fc_hub_purge(op->pub->opts.hub, op->channel, numbers ? b->purge_upto : UINT64_MAX);
+  } else if (b->status == 0 && numbers) { /* cluster.c */
+    fc__pub_apply(op->pub, op->channel, b->events, b->n, &op->result);
+    atomic_fetch_add(&op->pub->published, b->n);
+  } else if (b->status == 0) {
+    fan_out(op);
+  }
   /* The submitter, still inside fc_pub_submit, answers it itself. */
   if (atomic_exchange(&op->state, OP_ENDED) == OP_SUBMITTING) return;
   hand_back(op, false);

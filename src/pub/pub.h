@@ -43,6 +43,11 @@ void fc_pub_free(fc_pub_t *pub);
 /* Events published since start (committed and given to the hub). Any thread. */
 uint64_t fc_pub_published(fc_pub_t *pub);
 
+/* The error code and message a client gets for a failed commit's status
+ * (fc_pub_op_status): storage_full, storage_unavailable (Redis away),
+ * replicas_unavailable (--redis-wait-replicas not met) or storage_error. */
+void fc_pub_failure(int status, const char **code, const char **message);
+
 /* ---- operations ----------------------------------------------------------- */
 
 /* Runs on the operation's loop once its fate is known; read the outcome with

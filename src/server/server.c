@@ -102,6 +102,9 @@ static int load_channel(void *ud, fc_channel_t *ch, unsigned limit) {
   load_t l = {ch, &c, false};
   int rc = fc_store_load(app->store, fc_channel_name(ch), limit, &c, restore_event, &l);
   if (rc > 0) restore_counters(&l);
+  /* Cluster mode: what the bus brought while this ran is read again once
+   * the channel is in memory. */
+  if (rc >= 0) fc_store_watch(app->store, fc_channel_name(ch));
   return rc;
 }
 
@@ -111,10 +114,23 @@ static void on_aged(void *ud, int64_t now_ms) {
   fc_hub_expire(app->hub, now_ms);
 }
 
+/* Cluster mode: the Redis store. */
+static int open_redis(fc_app_t *app, char *err, size_t errlen) {
+  const fc_config_t *cfg = app->cfg;
+  uint64_t t0 = fc_mono_ms();
+  app->store = fc_store_redis_open(
+      &(fc_store_redis_opts_t){.url = cfg->redis_url, .wait_replicas = cfg->redis_wait_replicas}, err, errlen);
+  if (!app->store) return -EIO; /* `err` says why */
+  fc_log(FC_LOG_INFO, "storage open", "redis=%s last_id=%llu ms=%llu", fc_store_redis_where(app->store),
+         (unsigned long long)fc_store_last_seq(app->store), (unsigned long long)(fc_mono_ms() - t0));
+  return 0;
+}
+
 /* Opens the store; channels load on use. */
 static int open_store(server_t *s, char *err, size_t errlen) {
   fc_app_t *app = s->app;
   const fc_config_t *cfg = app->cfg;
+  if (*cfg->redis_url) return open_redis(app, err, errlen);
   uint64_t t0 = fc_mono_ms();
   size_t nages = cfg->nrules + 1;
   s->ages = fc_xcalloc(nages, sizeof *s->ages);
@@ -223,7 +239,7 @@ static int build(server_t *s, char *err, size_t errlen) {
   s->rules[0] = (fc_hub_rule_t){"job.*", FC_JOBS_RETENTION, 0};
   for (size_t i = 0; i < cfg->nrules; i++)
     s->rules[i + 1] = (fc_hub_rule_t){cfg->rules[i].pattern, cfg->rules[i].count, cfg->rules[i].max_age_s};
-  bool durable = !strcmp(cfg->storage, "sqlite");
+  bool durable = !strcmp(cfg->storage, "sqlite") || *cfg->redis_url;
   app->hub = fc_hub_new(&(fc_hub_opts_t){.threads = cfg->threads,
                                          .retention = cfg->retention,
                                          .rules = s->rules,

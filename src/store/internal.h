@@ -16,7 +16,15 @@ typedef struct {
   int (*channels)(fc_store_t *s, const char *after, unsigned limit,
                   void (*each)(void *ud, const char *name, const fc_store_channel_t *c), void *ud);
   bool (*stats)(fc_store_t *s, fc_store_stats_t *out);
+  /* Redis only (NULL elsewhere): */
+  void (*listen)(fc_store_t *s, fc_bus_cb cb, void *ud);
+  void (*watch)(fc_store_t *s, const char *channel);
+  int (*range)(fc_store_t *s, const char *channel, uint64_t after, unsigned limit,
+               void (*each)(void *ud, const fc_store_event_t *ev), void *ud);
+  bool (*link)(fc_store_t *s, fc_store_link_t *out);
+  int (*shared_secret)(fc_store_t *s, const char *name, const uint8_t *candidate, uint8_t *out, size_t len);
   bool durable;
+  bool numbers; /* the store gives ids */
 } fc__store_ops_t;
 
 /* The head of every implementation's struct. */

@@ -1,4 +1,5 @@
 /* The storage interface: each call goes to the implementation's table. */
+#include <errno.h>
 #include <string.h>
 
 #include "store/internal.h"
@@ -26,4 +27,28 @@ int fc_store_channels(fc_store_t *s, const char *after, unsigned limit,
 bool fc_store_stats(fc_store_t *s, fc_store_stats_t *out) {
   memset(out, 0, sizeof *out);
   return s->ops->stats && s->ops->stats(s, out);
+}
+
+bool fc_store_numbers(const fc_store_t *s) { return s->ops->numbers; }
+
+void fc_store_listen(fc_store_t *s, fc_bus_cb cb, void *ud) {
+  if (s->ops->listen) s->ops->listen(s, cb, ud);
+}
+
+void fc_store_watch(fc_store_t *s, const char *channel) {
+  if (s->ops->watch) s->ops->watch(s, channel);
+}
+
+int fc_store_range(fc_store_t *s, const char *channel, uint64_t after, unsigned limit,
+                   void (*each)(void *ud, const fc_store_event_t *ev), void *ud) {
+  return s->ops->range ? s->ops->range(s, channel, after, limit, each, ud) : -ENOTSUP;
+}
+
+bool fc_store_link(fc_store_t *s, fc_store_link_t *out) {
+  memset(out, 0, sizeof *out);
+  return s->ops->link && s->ops->link(s, out);
+}
+
+int fc_store_shared_secret(fc_store_t *s, const char *name, const uint8_t *candidate, uint8_t *out, size_t len) {
+  return s->ops->shared_secret ? s->ops->shared_secret(s, name, candidate, out, len) : -ENOTSUP;
 }

@@ -5,7 +5,7 @@
  *    next single transaction.
  *  - memory (memory.c): keeps nothing; a batch "commits" at once, on the
  *    caller's thread. The hub's retained history is then all there is.
- * A later backend (Redis) fills the same table of operations.
+ *  - Redis (redis.c): cluster mode, below.
  *
  * Ids: the store does not choose ids. A batch is numbered by its submitter's
  * `number` callback, which the store calls on its commit thread, in commit
@@ -44,7 +44,8 @@ struct fc_store_batch {
   unsigned keep;          /* events the channel retains: the store keeps at least twice as many */
   fc_store_event_t *events;
   size_t n;
-  bool purge; /* instead of events: remove the channel's stored events */
+  bool purge;          /* instead of events: remove the channel's stored events */
+  uint64_t purge_upto; /* a store that numbers sets it: the last id the purge covers */
   /* Set before `done`: 0, or -ENOSPC (full), -EIO. */
   int status;
   /* Gives the events their seq, n and time. On the store's commit thread,
@@ -110,6 +111,73 @@ typedef struct {
 fc_store_t *fc_store_sqlite_open(const fc_store_sqlite_opts_t *opts, char *err, size_t errlen);
 /* A store that keeps nothing: appends commit at once. Never NULL. */
 fc_store_t *fc_store_memory_new(void);
+
+/* ---- Redis: cluster mode ---------------------------------------------------
+ * Every node pointed at one Redis shares its events, ids and history. Redis
+ * gives the ids (one counter for the cluster), so this store numbers batches
+ * itself (fc_store_numbers), and a commit reaches every node, this one
+ * included, on a bus (Redis Pub/Sub), in Redis's commit order. */
+
+/* What the bus brings, on the store's thread, one message at a time: a
+ * batch committed by some node, a purge, or a catch-up notice (the bus was
+ * down, or a channel came into memory: events may have been missed; read
+ * them with fc_store_range). */
+typedef enum { FC_BUS_EVENTS, FC_BUS_PURGE, FC_BUS_CATCH_UP } fc_bus_kind_t;
+typedef struct {
+  fc_bus_kind_t kind;
+  fc_str_t channel;               /* for FC_BUS_CATCH_UP, empty: every channel */
+  const fc_store_event_t *events; /* FC_BUS_EVENTS: numbered, consecutive */
+  size_t n;
+  uint64_t upto; /* FC_BUS_PURGE: the last id it covers */
+} fc_bus_msg_t;
+/* Returns false only for the catch-up of one channel that is not in memory
+ * yet (it is asked again shortly). */
+typedef bool (*fc_bus_cb)(void *ud, const fc_bus_msg_t *m);
+
+typedef struct {
+  const char *url;        /* redis://[USER:PASSWORD@]HOST[:PORT][/DB]; copied */
+  unsigned wait_replicas; /* a commit ends once this many replicas have it (WAIT) */
+} fc_store_redis_opts_t;
+
+/* Parses the URL, connects (checking the password, the database and that
+ * Redis has streams), loads the scripts and starts the store's thread.
+ * Returns NULL with a message for the user in `err` (a bad URL, Redis
+ * unreachable, a refused password). */
+fc_store_t *fc_store_redis_open(const fc_store_redis_opts_t *opts, char *err, size_t errlen);
+
+/* "HOST:PORT/DB" of a Redis store (no password), for logs; "" otherwise. */
+const char *fc_store_redis_where(fc_store_t *s);
+
+/* True for a store that gives ids itself (Redis): `number` is not called,
+ * events carry their seq, n and time when `done` runs, and every committed
+ * batch also comes back on the bus. A batch that could not reach Redis ends
+ * with -ENOTCONN (after a lost connection it may have been committed: it then
+ * comes on the bus like any other). */
+bool fc_store_numbers(const fc_store_t *s);
+/* Where bus messages go, from now on (before: nowhere). */
+void fc_store_listen(fc_store_t *s, fc_bus_cb cb, void *ud);
+/* Asks for a catch-up notice of `channel` on the store's thread once the
+ * bus messages received so far are delivered. Any thread. No-op without a bus. */
+void fc_store_watch(fc_store_t *s, const char *channel);
+/* Calls `each` for stored events of `channel` with id > `after`, oldest
+ * first, at most `limit`. Returns how many, -ENOTCONN or -EIO; -ENOTSUP for
+ * a store without (memory, SQLite). Any thread; blocks on I/O. */
+int fc_store_range(fc_store_t *s, const char *channel, uint64_t after, unsigned limit,
+                   void (*each)(void *ud, const fc_store_event_t *ev), void *ud);
+
+/* A secret the cluster shares (the JWT signing key): the stored one, or
+ * `candidate` stored first if there is none (SET NX). Copies `len` bytes
+ * into `out`; returns 0, -ENOTCONN, -EIO (a stored value of another length),
+ * or -ENOTSUP for a store without a cluster. */
+int fc_store_shared_secret(fc_store_t *s, const char *name, const uint8_t *candidate, uint8_t *out, size_t len);
+
+typedef struct {
+  bool up;             /* both connections are open */
+  uint64_t reconnects; /* connections opened again after a loss */
+  uint64_t catch_ups;  /* catch-up notices sent */
+} fc_store_link_t;
+/* The state of a store's connection; false for a store without one. */
+bool fc_store_link(fc_store_t *s, fc_store_link_t *out);
 
 /* Commits what is queued, stops and frees. NULL is a no-op. */
 void fc_store_close(fc_store_t *s);

@@ -172,8 +172,9 @@ static void on_published(fc_pub_op_t *op, void *ud) {
     snprintf(id, sizeof id, "%llu", (unsigned long long)fc_pub_op_result(op)->last_seq);
     fc_ws_ack(p->session, ref, id);
   } else {
-    fc_ws_error(p->session, ref, status == -ENOSPC ? "storage_full" : "storage_error",
-                "nothing was stored; retry later");
+    const char *code, *message;
+    fc_pub_failure(status, &code, &message);
+    fc_ws_error(p->session, ref, code, "%s", message);
   }
   fc_ws_session_unref(p->session);
   free(p);

@@ -247,7 +247,7 @@ static void purge_and_list(void **state) {
   assert_int_equal(list[1].retained, 2);
   assert_int_equal(list[1].last_seq, last);
   free(list);
-  fc_hub_purge(hub, b);
+  fc_hub_purge(hub, b, UINT64_MAX);
   fc_backlog_t h;
   fc_hub_history(hub, b, 0, 100, &h);
   assert_int_equal(h.nevents, 0);

@@ -1,0 +1,106 @@
+/* Cluster mode: a store that numbers (Redis) brings every node's commits on
+ * its bus. The hub of this node gets each event once, in its channel's
+ * order, whichever comes first: the answer to this node's own commit, or
+ * the bus. Events this node missed (the bus was away, a channel came into
+ * memory while events were on their way) are read back from storage. All of
+ * it runs on the store's one thread, which serializes the hub's publishes. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pub/internal.h"
+
+#define CATCH_UP_PAGE 256
+
+static fc_event_in_t event_in(const fc_store_event_t *e) {
+  return (fc_event_in_t){.name = e->name,
+                         .data = e->data,
+                         .from = e->from,
+                         .is_json = e->is_json,
+                         .seq = e->seq,
+                         .n = e->n,
+                         .time_ms = e->time_ms};
+}
+
+typedef struct {
+  fc_pub_t *pub;
+  fc_channel_t *ch;
+} catch_up_t;
+
+/* One stored event read back: published unless the channel has it; events
+ * storage trimmed before this node saw them are skipped (and counted lost). */
+static void catch_up_event(void *ud, const fc_store_event_t *e) {
+  catch_up_t *c = ud;
+  fc_hub_t *hub = c->pub->opts.hub;
+  uint64_t next = fc_channel_next_n(hub, c->ch);
+  if (e->n < next) return;
+  if (e->n > next) fc_hub_skip(hub, c->ch, e->n);
+  fc_event_in_t in = event_in(e);
+  fc_publish_result_t res;
+  fc_hub_publish(hub, c->ch, &in, 1, &res);
+}
+
+/* Reads what the channel misses from storage, page by page. */
+static void catch_up(fc_pub_t *pub, fc_channel_t *ch) {
+  catch_up_t c = {pub, ch};
+  int rc;
+  do {
+    uint64_t after = fc_channel_last_seq(pub->opts.hub, ch);
+    rc = fc_store_range(pub->opts.store, fc_channel_name(ch), after, CATCH_UP_PAGE, catch_up_event, &c);
+  } while (rc == CATCH_UP_PAGE);
+  if (rc < 0)
+    fc_log(FC_LOG_WARN, "cluster catch-up failed", "channel=%s error=%d (tried again on the next event)",
+           fc_channel_name(ch), rc);
+}
+
+void fc__pub_apply(fc_pub_t *pub, fc_channel_t *ch, const fc_store_event_t *evs, size_t n, fc_publish_result_t *res) {
+  fc_hub_t *hub = pub->opts.hub;
+  if (n) res->first_seq = evs[0].seq, res->last_seq = evs[n - 1].seq;
+  uint64_t next = fc_channel_next_n(hub, ch);
+  size_t i = 0;
+  while (i < n && evs[i].n < next) i++; /* the bus or the answer brought them first */
+  if (i == n) return;
+  if (evs[i].n > next) { /* some came before them that this node has not seen */
+    catch_up(pub, ch);
+    return;
+  }
+  fc_event_in_t stack[16];
+  fc_event_in_t *in = n - i <= FC_ARRAY_LEN(stack) ? stack : fc_xmalloc((n - i) * sizeof *in);
+  for (size_t k = i; k < n; k++) in[k - i] = event_in(&evs[k]);
+  fc_publish_result_t r;
+  fc_hub_publish(hub, ch, in, n - i, &r);
+  res->subscribers = r.subscribers;
+  if (in != stack) free(in);
+}
+
+static void catch_up_all(fc_pub_t *pub) {
+  size_t n;
+  fc_channel_info_t *list = fc_hub_list(pub->opts.hub, "", SIZE_MAX, &n);
+  for (size_t i = 0; i < n; i++) {
+    fc_channel_t *ch;
+    if (fc_hub_open(pub->opts.hub, list[i].name, strlen(list[i].name), FC_HUB_CACHED, &ch) < 0) continue;
+    catch_up(pub, ch);
+    fc_channel_unref(ch);
+  }
+  free(list);
+}
+
+bool fc__pub_on_bus(void *ud, const fc_bus_msg_t *m) {
+  fc_pub_t *pub = ud;
+  if (m->kind == FC_BUS_CATCH_UP && !m->channel.len) {
+    catch_up_all(pub);
+    return true;
+  }
+  fc_channel_t *ch;
+  /* A channel not in memory loads from storage when it is next used. */
+  if (fc_hub_open(pub->opts.hub, m->channel.base, m->channel.len, FC_HUB_CACHED, &ch) < 0)
+    return m->kind != FC_BUS_CATCH_UP;
+  fc_publish_result_t res;
+  switch (m->kind) {
+    case FC_BUS_EVENTS: fc__pub_apply(pub, ch, m->events, m->n, &res); break;
+    case FC_BUS_PURGE: fc_hub_purge(pub->opts.hub, ch, m->upto); break;
+    case FC_BUS_CATCH_UP: catch_up(pub, ch); break;
+  }
+  fc_channel_unref(ch);
+  return true;
+}

@@ -1,0 +1,501 @@
+/* The Redis store: cluster mode. One thread runs a libuv loop with two
+ * hiredis connections: `cmd` sends each batch as one script (redis_lua.h),
+ * pipelined, and ends batches in reply order; `sub` listens on the bus and
+ * hands every commit, from any node, to the bus callback. Either connection
+ * lost: batches fail at once (-ENOTCONN) until both are back (reconnects with
+ * backoff and jitter), then every channel is caught up. */
+#include <errno.h>
+#include <hiredis/adapters/libuv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+
+#include "store/redis_lua.h"
+#include "store/redis_store.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define CONNECT_TIMEOUT_MS 1000
+#define WATCH_TRIES 200 /* 2 ms apart: a channel's load ends well within */
+
+static void connect_all(fc__redis_t *r);
+
+/* ---- connection state ----------------------------------------------------- */
+
+static void set_up(fc__redis_t *r) {
+  bool up = r->cmd_up && r->sub_up;
+  if (up == atomic_load(&r->up)) return;
+  atomic_store(&r->up, up);
+  if (up) {
+    fc_log(FC_LOG_INFO, "redis up", "host=%s port=%d", r->url.host, r->url.port);
+    if (r->lost) atomic_fetch_add(&r->reconnects, 1);
+    r->backoff_ms = BACKOFF_MIN_MS;
+  } else {
+    fc_log(FC_LOG_WARN, "redis down", "host=%s port=%d (publishes answer 503 until it is back)", r->url.host,
+           r->url.port);
+    r->lost = true;
+  }
+}
+
+/* Debian's hiredis libuv adapter drops a poll error, so a connect that
+ * fails after it started is never reported: one still pending after
+ * CONNECT_TIMEOUT_MS is given up here. */
+static void drop_stale(redisAsyncContext **ac, bool up, uint64_t started) {
+  if (*ac && !up && fc_mono_ms() - started >= CONNECT_TIMEOUT_MS) {
+    redisAsyncFree(*ac);
+    *ac = NULL;
+  }
+}
+
+static void on_retry(uv_timer_t *t) {
+  fc__redis_t *r = t->data;
+  drop_stale(&r->cmd, r->cmd_up, r->cmd_started);
+  drop_stale(&r->sub, r->sub_up, r->sub_started);
+  connect_all(r);
+}
+
+/* Tries again after the backoff, with jitter (half to all of it). */
+static void schedule_retry(fc__redis_t *r) {
+  if (r->stopping || uv_is_active((uv_handle_t *)&r->retry)) return;
+  unsigned ms = r->backoff_ms / 2 + (unsigned)(rand() % (int)(r->backoff_ms / 2 + 1));
+  r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
+  uv_timer_start(&r->retry, on_retry, ms, 0);
+}
+
+static void on_handshake(redisAsyncContext *ac, void *reply, void *ud) {
+  (void)ud;
+  redisReply *rep = reply;
+  if (rep && rep->type == REDIS_REPLY_ERROR) {
+    fc_log(FC_LOG_ERROR, "redis refused the connection", "error=\"%s\"", rep->str);
+    redisAsyncDisconnect(ac);
+  }
+}
+
+/* A new connection, authenticated and on its database (queued ahead of
+ * everything else), or NULL (tried again later). */
+static redisAsyncContext *open_async(fc__redis_t *r, redisConnectCallback *on_conn, redisDisconnectCallback *on_disc) {
+  redisAsyncContext *ac = redisAsyncConnect(r->url.host, r->url.port);
+  if (!ac) return NULL;
+  if (ac->err) {
+    fc_log(FC_LOG_DEBUG, "redis connect failed", "error=\"%s\"", ac->errstr);
+    redisAsyncFree(ac);
+    return NULL;
+  }
+  ac->data = r;
+  redisLibuvAttach(ac, &r->loop);
+  redisAsyncSetConnectCallback(ac, on_conn);
+  redisAsyncSetDisconnectCallback(ac, on_disc);
+  if (r->url.password[0] && r->url.user[0])
+    redisAsyncCommand(ac, on_handshake, NULL, "AUTH %s %s", r->url.user, r->url.password);
+  else if (r->url.password[0]) redisAsyncCommand(ac, on_handshake, NULL, "AUTH %s", r->url.password);
+  redisAsyncCommand(ac, on_handshake, NULL, "SELECT %u", r->url.db);
+  return ac;
+}
+
+static void flush_queue(fc__redis_t *r);
+
+static void on_cmd_connect(const redisAsyncContext *ac, int status) {
+  fc__redis_t *r = ac->data;
+  if (status != REDIS_OK) {
+    r->cmd = NULL; /* hiredis frees it */
+    schedule_retry(r);
+    return;
+  }
+  /* After a Redis restart its script cache is empty: load them again first. */
+  redisAsyncCommand(r->cmd, on_handshake, NULL, "SCRIPT LOAD %s", FC_REDIS_APPEND_LUA);
+  redisAsyncCommand(r->cmd, on_handshake, NULL, "SCRIPT LOAD %s", FC_REDIS_PURGE_LUA);
+  r->cmd_up = true;
+  set_up(r);
+  flush_queue(r);
+}
+
+static void on_cmd_disconnect(const redisAsyncContext *ac, int status) {
+  fc__redis_t *r = ac->data;
+  (void)status;
+  r->cmd = NULL;
+  r->cmd_up = false;
+  set_up(r);
+  schedule_retry(r);
+}
+
+/* ---- the bus -------------------------------------------------------------- */
+
+static bool deliver(fc__redis_t *r, const fc_bus_msg_t *m) {
+  pthread_mutex_lock(&r->lock);
+  fc_bus_cb cb = r->bus_cb;
+  void *ud = r->bus_ud;
+  pthread_mutex_unlock(&r->lock);
+  return cb ? cb(ud, m) : true;
+}
+
+static void catch_up_all(fc__redis_t *r) {
+  if (r->lost) atomic_fetch_add(&r->catch_ups, 1); /* not the first subscription */
+  deliver(r, &(fc_bus_msg_t){.kind = FC_BUS_CATCH_UP});
+}
+
+static void on_bus(redisAsyncContext *ac, void *reply, void *ud) {
+  (void)ud;
+  fc__redis_t *r = ac->data;
+  redisReply *rep = reply;
+  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 || rep->element[0]->type != REDIS_REPLY_STRING)
+    return;
+  const char *kind = rep->element[0]->str;
+  if (!strcmp(kind, "subscribe")) {
+    r->sub_up = true;
+    set_up(r);
+    catch_up_all(r); /* whatever was published while the bus was away */
+    return;
+  }
+  if (strcmp(kind, "message") || rep->element[2]->type != REDIS_REPLY_STRING) return;
+  fc_bus_msg_t m;
+  if (fc__redis_parse_bus(rep->element[2]->str, rep->element[2]->len, &m, &r->evs, &r->evcap) < 0) {
+    fc_log(FC_LOG_WARN, "redis bus: a message flowcast did not write", "bus=%s", r->bus);
+    return;
+  }
+  deliver(r, &m);
+}
+
+static void on_sub_connect(const redisAsyncContext *ac, int status) {
+  fc__redis_t *r = ac->data;
+  if (status != REDIS_OK) {
+    r->sub = NULL;
+    schedule_retry(r);
+    return;
+  }
+  redisAsyncCommand(r->sub, on_bus, NULL, "SUBSCRIBE %s", r->bus);
+}
+
+static void on_sub_disconnect(const redisAsyncContext *ac, int status) {
+  fc__redis_t *r = ac->data;
+  (void)status;
+  r->sub = NULL;
+  r->sub_up = false;
+  set_up(r);
+  schedule_retry(r);
+}
+
+static void connect_all(fc__redis_t *r) {
+  if (r->stopping) return;
+  if (!r->cmd) r->cmd = open_async(r, on_cmd_connect, on_cmd_disconnect), r->cmd_started = fc_mono_ms();
+  if (!r->sub) r->sub = open_async(r, on_sub_connect, on_sub_disconnect), r->sub_started = fc_mono_ms();
+  if (!r->cmd_up || !r->sub_up) schedule_retry(r); /* also the watch on pending connects */
+}
+
+/* ---- commits -------------------------------------------------------------- */
+
+static void end_batch(fc__redis_t *r, fc_store_batch_t *b) {
+  if (b->status == 0 && !b->purge) {
+    uint64_t last = b->events[b->n - 1].seq;
+    uint64_t cur = atomic_load(&r->last_seq);
+    while (cur < last && !atomic_compare_exchange_weak(&r->last_seq, &cur, last)) {}
+    atomic_fetch_add(&r->groups, 1);
+    atomic_fetch_add(&r->events, b->n);
+  } else if (b->status != 0) {
+    atomic_fetch_add(&r->failures, 1);
+  }
+  b->done(b);
+}
+
+/* The script's answer: {first id, first ordinal, ms}. */
+static void on_commit(redisAsyncContext *ac, void *reply, void *ud) {
+  fc__redis_t *r = ac->data;
+  fc_store_batch_t *b = ud;
+  redisReply *rep = reply;
+  if (!rep) {
+    b->status = -ENOTCONN;
+  } else if (rep->type == REDIS_REPLY_ERROR) {
+    fc_log(FC_LOG_ERROR, "redis commit failed", "channel=%s error=\"%s\"", b->channel, rep->str);
+    b->status = -EIO;
+  } else if (b->purge ? rep->type != REDIS_REPLY_INTEGER : rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
+    b->status = -EIO;
+  } else {
+    if (b->purge) b->purge_upto = (uint64_t)rep->integer;
+    b->status = 0;
+    for (size_t i = 0; !b->purge && i < b->n; i++) {
+      b->events[i].seq = (uint64_t)rep->element[0]->integer + i;
+      b->events[i].n = (uint64_t)rep->element[1]->integer + i;
+      b->events[i].time_ms = rep->element[2]->integer;
+    }
+  }
+  if (!r->wait_replicas) end_batch(r, b);
+}
+
+/* WAIT's answer, right after the commit's: how many replicas have it. */
+static void on_wait(redisAsyncContext *ac, void *reply, void *ud) {
+  fc__redis_t *r = ac->data;
+  fc_store_batch_t *b = ud;
+  redisReply *rep = reply;
+  if (b->status == 0 && (!rep || rep->type != REDIS_REPLY_INTEGER || rep->integer < (long long)r->wait_replicas)) {
+    fc_log(FC_LOG_WARN, "redis replicas did not confirm a commit", "channel=%s wanted=%u got=%lld", b->channel,
+           r->wait_replicas, rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1);
+    b->status = -ETIMEDOUT;
+  }
+  end_batch(r, b);
+}
+
+/* A command's arguments, binary-safe. */
+typedef struct {
+  const char **v;
+  size_t *len;
+  size_t n;
+} args_t;
+
+static void arg(args_t *a, const char *s, size_t len) {
+  a->v[a->n] = s ? s : "";
+  a->len[a->n++] = len;
+}
+
+static void argz(args_t *a, const char *s) { arg(a, s, strlen(s)); }
+
+static void send_batch(fc__redis_t *r, fc_store_batch_t *b) {
+  char stream[300], meta[300], maxlen[24];
+  snprintf(stream, sizeof stream, "fc:s:%s", b->channel);
+  snprintf(meta, sizeof meta, "fc:m:%s", b->channel);
+  size_t cap = 10 + 4 * b->n;
+  args_t a = {fc_xmalloc(cap * sizeof *a.v), fc_xmalloc(cap * sizeof *a.len), 0};
+  argz(&a, "EVALSHA");
+  if (b->purge) {
+    const char *keys[] = {r->sha_purge, "3", stream, meta, "fc:seq", b->channel, r->bus};
+    for (size_t i = 0; i < FC_ARRAY_LEN(keys); i++) argz(&a, keys[i]);
+  } else {
+    /* The store keeps at least twice the channel's retention (store.h). */
+    snprintf(maxlen, sizeof maxlen, "%u", b->keep > 5 ? 2 * b->keep : 10);
+    const char *keys[] = {r->sha_append, "4", stream, meta, "fc:seq", "fc:channels", b->channel, maxlen, r->bus};
+    for (size_t i = 0; i < FC_ARRAY_LEN(keys); i++) argz(&a, keys[i]);
+    for (size_t i = 0; i < b->n; i++) {
+      const fc_store_event_t *e = &b->events[i];
+      arg(&a, e->name.base, e->name.len);
+      arg(&a, e->data.base, e->data.len);
+      arg(&a, e->from.base, e->from.len);
+      argz(&a, e->is_json ? "1" : "0");
+    }
+  }
+  redisAsyncCommandArgv(r->cmd, on_commit, b, (int)a.n, a.v, a.len);
+  if (r->wait_replicas) redisAsyncCommand(r->cmd, on_wait, b, "WAIT %u 1000", r->wait_replicas);
+  free(a.v);
+  free(a.len);
+}
+
+/* Sends what other threads queued (or fails it while Redis is away). */
+static void flush_queue(fc__redis_t *r) {
+  pthread_mutex_lock(&r->lock);
+  fc_store_batch_t *b = r->head;
+  r->head = r->tail = NULL;
+  pthread_mutex_unlock(&r->lock);
+  for (fc_store_batch_t *next; b; b = next) {
+    next = b->next;
+    if (r->cmd_up) {
+      send_batch(r, b);
+    } else {
+      b->status = -ENOTCONN;
+      end_batch(r, b);
+    }
+  }
+}
+
+/* ---- watches -------------------------------------------------------------- */
+
+static void on_rewatch(uv_timer_t *t);
+
+static void send_watches(fc__redis_t *r, fc__redis_watch_t *w) {
+  for (fc__redis_watch_t *next; w; w = next) {
+    next = w->next;
+    bool done = deliver(r, &(fc_bus_msg_t){.kind = FC_BUS_CATCH_UP, .channel = {w->name, strlen(w->name)}});
+    if (done || ++w->tries >= WATCH_TRIES) {
+      free(w);
+      continue;
+    }
+    w->next = r->later;
+    r->later = w;
+  }
+  if (r->later && !uv_is_active((uv_handle_t *)&r->rewatch)) uv_timer_start(&r->rewatch, on_rewatch, 2, 0);
+}
+
+static void on_rewatch(uv_timer_t *t) {
+  fc__redis_t *r = t->data;
+  fc__redis_watch_t *w = r->later;
+  r->later = NULL;
+  send_watches(r, w);
+}
+
+/* ---- the thread ----------------------------------------------------------- */
+
+static void close_cb(uv_handle_t *h) { (void)h; }
+
+static void on_wake(uv_async_t *a) {
+  fc__redis_t *r = a->data;
+  pthread_mutex_lock(&r->lock);
+  fc__redis_watch_t *w = r->watches;
+  r->watches = NULL;
+  bool stopping = r->stopping;
+  pthread_mutex_unlock(&r->lock);
+  flush_queue(r);
+  send_watches(r, w);
+  if (!stopping) return;
+  /* Replies to what was sent still arrive; then the connections close. */
+  if (r->cmd) redisAsyncDisconnect(r->cmd);
+  if (r->sub) redisAsyncDisconnect(r->sub);
+  uv_close((uv_handle_t *)&r->wake, close_cb);
+  uv_close((uv_handle_t *)&r->retry, close_cb);
+  uv_close((uv_handle_t *)&r->rewatch, close_cb);
+}
+
+static void *run(void *arg) {
+  fc__redis_t *r = arg;
+  prctl(PR_SET_NAME, "fc-redis");
+  connect_all(r);
+  uv_run(&r->loop, UV_RUN_DEFAULT);
+  return NULL;
+}
+
+/* ---- the store's operations ------------------------------------------------ */
+
+static const fc__store_ops_t redis_ops;
+
+static void rd_append(fc_store_t *base, fc_store_batch_t *b) {
+  fc__redis_t *r = (fc__redis_t *)base;
+  b->next = NULL;
+  pthread_mutex_lock(&r->lock);
+  if (r->tail) r->tail->next = b;
+  else r->head = b;
+  r->tail = b;
+  pthread_mutex_unlock(&r->lock);
+  uv_async_send(&r->wake);
+}
+
+static void rd_watch(fc_store_t *base, const char *channel) {
+  fc__redis_t *r = (fc__redis_t *)base;
+  size_t len = strlen(channel);
+  fc__redis_watch_t *w = fc_xmalloc(sizeof *w + len + 1);
+  w->tries = 0;
+  memcpy(w->name, channel, len + 1);
+  pthread_mutex_lock(&r->lock);
+  w->next = r->watches;
+  r->watches = w;
+  pthread_mutex_unlock(&r->lock);
+  uv_async_send(&r->wake);
+}
+
+static void rd_listen(fc_store_t *base, fc_bus_cb cb, void *ud) {
+  fc__redis_t *r = (fc__redis_t *)base;
+  pthread_mutex_lock(&r->lock);
+  r->bus_cb = cb;
+  r->bus_ud = ud;
+  pthread_mutex_unlock(&r->lock);
+}
+
+static uint64_t rd_last_seq(fc_store_t *base) { return atomic_load(&((fc__redis_t *)base)->last_seq); }
+
+static bool rd_stats(fc_store_t *base, fc_store_stats_t *out) {
+  fc__redis_t *r = (fc__redis_t *)base;
+  out->groups = atomic_load(&r->groups);
+  out->events = atomic_load(&r->events);
+  out->failures = atomic_load(&r->failures);
+  return true;
+}
+
+static bool rd_link(fc_store_t *base, fc_store_link_t *out) {
+  fc__redis_t *r = (fc__redis_t *)base;
+  out->up = atomic_load(&r->up);
+  out->reconnects = atomic_load(&r->reconnects);
+  out->catch_ups = atomic_load(&r->catch_ups);
+  return true;
+}
+
+static void free_watches(fc__redis_watch_t *w) {
+  for (fc__redis_watch_t *next; w; w = next) next = w->next, free(w);
+}
+
+static void rd_close(fc_store_t *base) {
+  fc__redis_t *r = (fc__redis_t *)base;
+  if (r->thread) {
+    pthread_mutex_lock(&r->lock);
+    atomic_store(&r->stopping, true);
+    pthread_mutex_unlock(&r->lock);
+    uv_async_send(&r->wake);
+    pthread_join(r->thread, NULL);
+    uv_loop_close(&r->loop);
+  }
+  free_watches(r->watches);
+  free_watches(r->later);
+  if (r->sync) redisFree(r->sync);
+  pthread_mutex_destroy(&r->sync_lock);
+  pthread_mutex_destroy(&r->lock);
+  free(r->evs);
+  free(r);
+}
+
+const char *fc_store_redis_where(fc_store_t *base) {
+  return base->ops == &redis_ops ? ((fc__redis_t *)base)->where : "";
+}
+
+static const fc__store_ops_t redis_ops = {
+    .close = rd_close,
+    .last_seq = rd_last_seq,
+    .append = rd_append,
+    .load = fc__redis_load,
+    .channels = fc__redis_channels,
+    .stats = rd_stats,
+    .listen = rd_listen,
+    .watch = rd_watch,
+    .range = fc__redis_range,
+    .link = rd_link,
+    .shared_secret = fc__redis_shared_secret,
+    .durable = true,
+    .numbers = true,
+};
+
+/* The start-up checks on the blocking connection: Redis answers, takes the
+ * password, has streams, loads the scripts; the cluster's last id. */
+static int check(fc__redis_t *r, char *err, size_t errlen) {
+  r->sync = fc__redis_connect(&r->url, 3000, err, errlen);
+  if (!r->sync) return -ENOTCONN;
+  if (fc__redis_check_version(r->sync, err, errlen) < 0 ||
+      fc__redis_load_script(r->sync, FC_REDIS_APPEND_LUA, r->sha_append, err, errlen) < 0 ||
+      fc__redis_load_script(r->sync, FC_REDIS_PURGE_LUA, r->sha_purge, err, errlen) < 0)
+    return -EIO;
+  redisReply *rep = redisCommand(r->sync, "GET fc:seq");
+  if (!rep || (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_NIL)) {
+    snprintf(err, errlen, "Redis: cannot read fc:seq: %s",
+             rep && rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                   : "not a number (is this Redis used by another program?)");
+    if (rep) freeReplyObject(rep);
+    return -EIO;
+  }
+  atomic_store(&r->last_seq, rep->type == REDIS_REPLY_STRING ? strtoull(rep->str, NULL, 10) : 0);
+  freeReplyObject(rep);
+  return 0;
+}
+
+fc_store_t *fc_store_redis_open(const fc_store_redis_opts_t *opts, char *err, size_t errlen) {
+  fc__redis_t *r = fc_xcalloc(1, sizeof *r);
+  r->base.ops = &redis_ops;
+  r->wait_replicas = opts->wait_replicas;
+  r->backoff_ms = BACKOFF_MIN_MS;
+  pthread_mutex_init(&r->sync_lock, NULL);
+  pthread_mutex_init(&r->lock, NULL);
+  if (fc__redis_url_parse(opts->url, &r->url, err, errlen) < 0 || check(r, err, errlen) < 0) {
+    rd_close(&r->base);
+    return NULL;
+  }
+  snprintf(r->bus, sizeof r->bus, "fc:bus:%u", r->url.db);
+  snprintf(r->where, sizeof r->where, "%s:%d/%u", r->url.host, r->url.port, r->url.db);
+  uv_loop_init(&r->loop);
+  uv_async_init(&r->loop, &r->wake, on_wake);
+  uv_timer_init(&r->loop, &r->retry);
+  uv_timer_init(&r->loop, &r->rewatch);
+  r->wake.data = r->retry.data = r->rewatch.data = r;
+  if (pthread_create(&r->thread, NULL, run, r) != 0) {
+    snprintf(err, errlen, "cannot start the Redis thread");
+    r->thread = 0;
+    uv_close((uv_handle_t *)&r->wake, NULL);
+    uv_close((uv_handle_t *)&r->retry, NULL);
+    uv_close((uv_handle_t *)&r->rewatch, NULL);
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&r->loop);
+    rd_close(&r->base);
+    return NULL;
+  }
+  return &r->base;
+}
