@@ -272,6 +272,7 @@ void fc_pub_submit(fc_pub_op_t *op) {
   }
   b->channel = fc_channel_name(op->channel);
   b->keep = fc_channel_retention(op->channel);
+  b->max_age_s = fc_channel_max_age(op->channel);
   b->number = number;
   b->done = on_done;
   b->ud = op;

@@ -86,6 +86,9 @@ static void restore_counters(load_t *l) {
 static void restore_event(void *ud, const fc_store_event_t *ev) {
   load_t *l = ud;
   restore_counters(l); /* fc_store_load filled them before the first event */
+  /* Redis deletes a quiet channel's aged events only on its next commit. */
+  uint64_t age_s = fc_channel_max_age(l->ch);
+  if (age_s && ev->time_ms < fc_now_ms() - (int64_t)(age_s * 1000)) return;
   fc_hub_restore_event(l->ch, &(fc_event_in_t){.name = ev->name,
                                                .data = ev->data,
                                                .from = ev->from,
@@ -119,7 +122,9 @@ static int open_redis(fc_app_t *app, char *err, size_t errlen) {
   const fc_config_t *cfg = app->cfg;
   uint64_t t0 = fc_mono_ms();
   app->store = fc_store_redis_open(
-      &(fc_store_redis_opts_t){.url = cfg->redis_url, .wait_replicas = cfg->redis_wait_replicas}, err, errlen);
+      &(fc_store_redis_opts_t){
+          .url = cfg->redis_url, .wait_replicas = cfg->redis_wait_replicas, .aged = on_aged, .aged_ud = app},
+      err, errlen);
   if (!app->store) return -EIO; /* `err` says why */
   fc_log(FC_LOG_INFO, "storage open", "redis=%s last_id=%llu ms=%llu", fc_store_redis_where(app->store),
          (unsigned long long)fc_store_last_seq(app->store), (unsigned long long)(fc_mono_ms() - t0));

@@ -249,10 +249,10 @@ static void arg(args_t *a, const char *s, size_t len) {
 static void argz(args_t *a, const char *s) { arg(a, s, strlen(s)); }
 
 static void send_batch(fc__redis_t *r, fc_store_batch_t *b) {
-  char stream[300], meta[300], maxlen[24];
+  char stream[300], meta[300], maxlen[24], age[24];
   snprintf(stream, sizeof stream, "fc:s:%s", b->channel);
   snprintf(meta, sizeof meta, "fc:m:%s", b->channel);
-  size_t cap = 10 + 4 * b->n;
+  size_t cap = 11 + 4 * b->n;
   args_t a = {fc_xmalloc(cap * sizeof *a.v), fc_xmalloc(cap * sizeof *a.len), 0};
   argz(&a, "EVALSHA");
   if (b->purge) {
@@ -261,7 +261,8 @@ static void send_batch(fc__redis_t *r, fc_store_batch_t *b) {
   } else {
     /* The store keeps at least twice the channel's retention (store.h). */
     snprintf(maxlen, sizeof maxlen, "%u", b->keep > 5 ? 2 * b->keep : 10);
-    const char *keys[] = {r->sha_append, "4", stream, meta, "fc:seq", "fc:channels", b->channel, maxlen, r->bus};
+    snprintf(age, sizeof age, "%llu", (unsigned long long)b->max_age_s);
+    const char *keys[] = {r->sha_append, "4", stream, meta, "fc:seq", "fc:channels", b->channel, maxlen, r->bus, age};
     for (size_t i = 0; i < FC_ARRAY_LEN(keys); i++) argz(&a, keys[i]);
     for (size_t i = 0; i < b->n; i++) {
       const fc_store_event_t *e = &b->events[i];
@@ -339,12 +340,19 @@ static void on_wake(uv_async_t *a) {
   uv_close((uv_handle_t *)&r->wake, close_cb);
   uv_close((uv_handle_t *)&r->retry, close_cb);
   uv_close((uv_handle_t *)&r->rewatch, close_cb);
+  uv_close((uv_handle_t *)&r->age, close_cb);
+}
+
+static void on_age(uv_timer_t *t) {
+  fc__redis_t *r = t->data;
+  r->aged(r->aged_ud, fc_now_ms());
 }
 
 static void *run(void *arg) {
   fc__redis_t *r = arg;
   prctl(PR_SET_NAME, "fc-redis");
   connect_all(r);
+  if (r->aged) uv_timer_start(&r->age, on_age, 1000, 1000);
   uv_run(&r->loop, UV_RUN_DEFAULT);
   return NULL;
 }
@@ -472,6 +480,8 @@ fc_store_t *fc_store_redis_open(const fc_store_redis_opts_t *opts, char *err, si
   fc__redis_t *r = fc_xcalloc(1, sizeof *r);
   r->base.ops = &redis_ops;
   r->wait_replicas = opts->wait_replicas;
+  r->aged = opts->aged;
+  r->aged_ud = opts->aged_ud;
   r->backoff_ms = BACKOFF_MIN_MS;
   pthread_mutex_init(&r->sync_lock, NULL);
   pthread_mutex_init(&r->lock, NULL);
@@ -485,13 +495,15 @@ fc_store_t *fc_store_redis_open(const fc_store_redis_opts_t *opts, char *err, si
   uv_async_init(&r->loop, &r->wake, on_wake);
   uv_timer_init(&r->loop, &r->retry);
   uv_timer_init(&r->loop, &r->rewatch);
-  r->wake.data = r->retry.data = r->rewatch.data = r;
+  uv_timer_init(&r->loop, &r->age);
+  r->wake.data = r->retry.data = r->rewatch.data = r->age.data = r;
   if (pthread_create(&r->thread, NULL, run, r) != 0) {
     snprintf(err, errlen, "cannot start the Redis thread");
     r->thread = 0;
     uv_close((uv_handle_t *)&r->wake, NULL);
     uv_close((uv_handle_t *)&r->retry, NULL);
     uv_close((uv_handle_t *)&r->rewatch, NULL);
+    uv_close((uv_handle_t *)&r->age, NULL);
     uv_run(&r->loop, UV_RUN_DEFAULT);
     uv_loop_close(&r->loop);
     rd_close(&r->base);

@@ -14,11 +14,12 @@
 #ifndef FC_STORE_REDIS_LUA_H
 #define FC_STORE_REDIS_LUA_H
 
-/* KEYS: stream, meta, fc:seq, fc:channels. ARGV: channel, MAXLEN, bus, then
- * name, data, from, json for each event. Returns {first id, first ordinal,
- * time in ms}. */
+/* KEYS: stream, meta, fc:seq, fc:channels. ARGV: channel, MAXLEN, bus, max
+ * age in s (0: none), then name, data, from, json for each event. Deletes the
+ * channel's events past the age (a quiet channel's on its next commit; reads
+ * skip them meanwhile). Returns {first id, first ordinal, time in ms}. */
 #define FC_REDIS_APPEND_LUA                                                                                            \
-  "local k = (#ARGV - 3) / 4\n"                                                                                        \
+  "local k = (#ARGV - 4) / 4\n"                                                                                        \
   "local t = redis.call('TIME')\n"                                                                                     \
   "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"                                            \
   "local n1 = redis.call('HINCRBY', KEYS[2], 'n', k)\n"                                                                \
@@ -29,13 +30,20 @@
   "local f = string.format\n"                                                                                          \
   "local out = {f('E %d %d %d %d %d ', s0, n0, now, k, #ARGV[1]), ARGV[1]}\n"                                          \
   "for i = 0, k - 1 do\n"                                                                                              \
-  "  local b = 4 + i * 4\n"                                                                                            \
+  "  local b = 5 + i * 4\n"                                                                                            \
   "  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], f('%d-0', s0 + i), 'n', f('%d', n0 "                          \
   "+ i),\n"                                                                                                            \
   "             't', f('%d', now), 'e', ARGV[b], 'd', ARGV[b + 1], 'f', ARGV[b + 2], 'j', "                            \
   "ARGV[b + 3])\n"                                                                                                     \
   "  out[#out + 1] = f(' %d %d %d %s ', #ARGV[b], #ARGV[b + 1], #ARGV[b + 2], ARGV[b + 3])\n"                          \
   "  out[#out + 1] = ARGV[b] .. ARGV[b + 1] .. ARGV[b + 2]\n"                                                          \
+  "end\n"                                                                                                              \
+  "local age = tonumber(ARGV[4])\n"                                                                                    \
+  "if age > 0 then\n"                                                                                                  \
+  "  for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 100)) do\n"                                   \
+  "    if tonumber(e[2][4]) >= now - age * 1000 then break end\n"                                                      \
+  "    redis.call('XDEL', KEYS[1], e[1])\n"                                                                            \
+  "  end\n"                                                                                                            \
   "end\n"                                                                                                              \
   "redis.call('HSET', KEYS[2], 'last', f('%d', s1))\n"                                                                 \
   "redis.call('ZADD', KEYS[4], 0, ARGV[1])\n"                                                                          \

@@ -28,8 +28,11 @@ typedef struct {
   pthread_t thread;
   uv_loop_t loop;
   uv_async_t wake;
-  uv_timer_t retry;     /* reconnects, with backoff */
-  uv_timer_t rewatch;   /* catch-ups of channels not in memory yet */
+  uv_timer_t retry;   /* reconnects, with backoff */
+  uv_timer_t rewatch; /* catch-ups of channels not in memory yet */
+  uv_timer_t age;     /* calls `aged` once a second */
+  void (*aged)(void *ud, int64_t now_ms);
+  void *aged_ud;
   pthread_mutex_t lock; /* what other threads hand the store's thread: */
   fc_store_batch_t *head, *tail;
   fc__redis_watch_t *watches;

@@ -42,6 +42,7 @@ struct fc_store_batch {
   fc_store_batch_t *next; /* the store's */
   const char *channel;    /* the channel's name, NUL-terminated */
   unsigned keep;          /* events the channel retains: the store keeps at least twice as many */
+  uint64_t max_age_s;     /* the channel's age limit (0: none), for a store without age rules of its own */
   fc_store_event_t *events;
   size_t n;
   bool purge;          /* instead of events: remove the channel's stored events */
@@ -137,6 +138,10 @@ typedef bool (*fc_bus_cb)(void *ud, const fc_bus_msg_t *m);
 typedef struct {
   const char *url;        /* redis://[USER:PASSWORD@]HOST[:PORT][/DB]; copied */
   unsigned wait_replicas; /* a commit ends once this many replicas have it (WAIT) */
+  /* Called on the store's thread about once a second, so that memory drops
+   * what is past its age (as fc_store_sqlite_opts_t.aged). May be NULL. */
+  void (*aged)(void *ud, int64_t now_ms);
+  void *aged_ud;
 } fc_store_redis_opts_t;
 
 /* Parses the URL, connects (checking the password, the database and that
