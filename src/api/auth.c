@@ -70,6 +70,7 @@ static int first_admin(fc_app_t *app, char *err, size_t errlen) {
     sodium_bin2base64(pw, sizeof pw, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   }
   int rc = fc_users_add(app->users, "admin", env && *env ? env : pw, true);
+  if (rc == -EEXIST) return 0; /* cluster mode: another node made it first */
   if (rc < 0) {
     snprintf(err, errlen, "cannot create the first user (admin)");
     return rc;
@@ -92,9 +93,10 @@ int fc_api_auth_init(fc_app_t *app, char *err, size_t errlen) {
   }
   app->auth = make_auth(cfg, app->store, err, errlen);
   if (!app->auth) return -EINVAL;
-  app->users = fc_users_open(cfg->data_dir, err, errlen);
+  app->users = fc_users_open(cfg->data_dir, cfg->redis_url, err, errlen);
   if (!app->users) return -EIO;
   app->limiter = fc_limiter_new(cfg->login_limit, 60);
+  if (*cfg->redis_url && fc_limiter_share(app->limiter, cfg->redis_url, err, errlen) < 0) return -EIO;
   return first_admin(app, err, errlen);
 }
 
@@ -211,13 +213,22 @@ typedef struct {
   char ip_key[80], user_key[80];
   bool stay;
   bool ok;
+  unsigned wait; /* > 0: limited, retry after this many seconds */
   fc_claims_t claims;
 } login_t;
 
-/* On a libuv worker thread: argon2id is too slow for a loop thread. */
+/* On a libuv worker thread: argon2id is too slow for a loop thread, and in
+ * cluster mode the limits are counted in Redis. */
 static void login_work(uv_work_t *w) {
   login_t *l = w->data;
+  fc_limiter_t *lim = l->app->limiter;
+  unsigned wait = fc_limiter_check(lim, l->ip_key, now_s()), wait_user = fc_limiter_check(lim, l->user_key, now_s());
+  l->wait = wait > wait_user ? wait : wait_user;
+  if (l->wait) return;
   l->ok = fc_users_check(l->app->users, l->user, l->password, &l->claims) == 0;
+  if (l->ok) return;
+  fc_limiter_fail(lim, l->ip_key, now_s());
+  fc_limiter_fail(lim, l->user_key, now_s());
 }
 
 /* The answer that hands out a minted token: {"access_token","token_type",
@@ -255,9 +266,11 @@ static void login_done(uv_work_t *w, int status) {
       extra = NULL;
     answer_token(l->req, 200, tok, ttl, extra);
     free(extra);
+  } else if (status == 0 && l->wait) {
+    char extra[64];
+    snprintf(extra, sizeof extra, "Retry-After: %u\r\n", l->wait);
+    fc_http_error_with(l->req, 429, extra, "too_many_attempts", "too many failed logins; retry in %u s", l->wait);
   } else {
-    fc_limiter_fail(app->limiter, l->ip_key, now_s());
-    fc_limiter_fail(app->limiter, l->user_key, now_s());
     deny(l->req, 401, "invalid_credentials", "wrong user name or password");
   }
   sodium_memzero(l->password, strlen(l->password));
@@ -293,18 +306,6 @@ void fc_api_login(fc_req_t *req) {
   fc_req_peer_ip(req, ip, sizeof ip);
   snprintf(l->ip_key, sizeof l->ip_key, "ip:%s", ip);
   snprintf(l->user_key, sizeof l->user_key, "user:%.70s", l->user);
-  unsigned wait = fc_limiter_check(app->limiter, l->ip_key, now_s());
-  unsigned wait_user = fc_limiter_check(app->limiter, l->user_key, now_s());
-  if (wait_user > wait) wait = wait_user;
-  if (wait) {
-    char extra[64];
-    snprintf(extra, sizeof extra, "Retry-After: %u\r\n", wait);
-    fc_http_error_with(req, 429, extra, "too_many_attempts", "too many failed logins; retry in %u s", wait);
-    free(l->user);
-    free(l->password);
-    free(l);
-    return;
-  }
   l->work.data = l;
   uv_queue_work(fc_loop_uv(req->loop), &l->work, login_work, login_done);
 }

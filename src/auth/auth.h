@@ -66,6 +66,11 @@ int fc_auth_load_secret(const char *dir, uint8_t *out, size_t cap, char *err, si
 typedef struct fc_limiter fc_limiter_t;
 fc_limiter_t *fc_limiter_new(unsigned max, unsigned window_s);
 void fc_limiter_free(fc_limiter_t *l);
+/* Cluster mode: counts go to (and are read from) the Redis at `url`, shared
+ * by every node; while it cannot be reached, this node counts alone. Checks
+ * and failures then block on Redis: call them off the loop threads. Returns
+ * 0, or a negative errno with `err` (a bad URL, Redis unreachable). */
+int fc_limiter_share(fc_limiter_t *l, const char *redis_url, char *err, size_t errlen);
 /* 0 when `key` may try now, else the seconds to wait. */
 unsigned fc_limiter_check(fc_limiter_t *l, const char *key, int64_t now_s);
 void fc_limiter_fail(fc_limiter_t *l, const char *key, int64_t now_s);

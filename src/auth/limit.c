@@ -1,9 +1,11 @@
 /* Fixed-window failure counters for login attempts. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "auth/auth.h"
+#include "store/records.h"
 
 #define LIMITER_SLOTS 4096 /* keys tracked at once; the oldest window is reused */
 
@@ -15,6 +17,7 @@ typedef struct {
 
 struct fc_limiter {
   pthread_mutex_t lock;
+  fc_records_t *shared; /* cluster mode: the counters in Redis (under lock) */
   unsigned max, window_s;
   slot_t slots[LIMITER_SLOTS];
 };
@@ -27,8 +30,14 @@ fc_limiter_t *fc_limiter_new(unsigned max, unsigned window_s) {
   return l;
 }
 
+int fc_limiter_share(fc_limiter_t *l, const char *redis_url, char *err, size_t errlen) {
+  l->shared = fc_records_open_redis(redis_url, err, errlen);
+  return l->shared ? 0 : -ENOTCONN;
+}
+
 void fc_limiter_free(fc_limiter_t *l) {
   if (!l) return;
+  fc_records_close(l->shared);
   pthread_mutex_destroy(&l->lock);
   free(l);
 }
@@ -57,6 +66,12 @@ static slot_t *find(fc_limiter_t *l, const char *key, int64_t now, bool take) {
 
 unsigned fc_limiter_check(fc_limiter_t *l, const char *key, int64_t now) {
   pthread_mutex_lock(&l->lock);
+  unsigned ttl = 0;
+  int n = l->shared ? fc_records_window_get(l->shared, key, &ttl) : -ENOTSUP;
+  if (n >= 0) { /* the cluster's count (else this node's, below) */
+    pthread_mutex_unlock(&l->lock);
+    return (unsigned)n >= l->max ? (ttl ? ttl : 1) : 0;
+  }
   slot_t *s = find(l, key, now, false);
   unsigned wait = 0;
   if (s && now - s->window_start < l->window_s && s->failures >= l->max)
@@ -67,6 +82,9 @@ unsigned fc_limiter_check(fc_limiter_t *l, const char *key, int64_t now) {
 
 void fc_limiter_fail(fc_limiter_t *l, const char *key, int64_t now) {
   pthread_mutex_lock(&l->lock);
+  if (l->shared && fc_records_window_hit(l->shared, key, l->window_s) < 0)
+    fc_log(FC_LOG_WARN, "login limit: Redis unreachable, counting on this node only", "error=\"%s\"",
+           fc_records_error(l->shared));
   slot_t *s = find(l, key, now, true);
   if (now - s->window_start >= l->window_s) {
     s->window_start = now;

@@ -33,12 +33,13 @@ static int hash_password(const char *password, char out[crypto_pwhash_STRBYTES])
                            crypto_pwhash_MEMLIMIT_INTERACTIVE);
 }
 
-fc_users_t *fc_users_open(const char *dir, char *err, size_t errlen) {
+fc_users_t *fc_users_open(const char *dir, const char *redis_url, char *err, size_t errlen) {
   if (sodium_init() < 0) {
     snprintf(err, errlen, "libsodium failed to initialize");
     return NULL;
   }
-  fc_records_t *rec = fc_records_open(dir, err, errlen);
+  fc_records_t *rec =
+      redis_url && *redis_url ? fc_records_open_redis(redis_url, err, errlen) : fc_records_open(dir, err, errlen);
   if (!rec) return NULL;
   fc_users_t *u = fc_xcalloc(1, sizeof *u);
   u->rec = rec;

@@ -1,4 +1,5 @@
-/* users: accounts in the data directory's database, with argon2id hashes. */
+/* users: accounts in the data directory's database (or, in cluster mode, in
+ * Redis), with argon2id hashes. */
 #ifndef FC_USERS_H
 #define FC_USERS_H
 
@@ -7,8 +8,9 @@
 typedef struct fc_users fc_users_t;
 
 /* Opens the users of DIR/flowcast.db (creating and upgrading the database if
- * needed). Thread-safe. NULL with `err` on failure. */
-fc_users_t *fc_users_open(const char *dir, char *err, size_t errlen);
+ * needed), or with a non-empty `redis_url` the cluster's users in that Redis.
+ * Thread-safe. NULL with `err` on failure. */
+fc_users_t *fc_users_open(const char *dir, const char *redis_url, char *err, size_t errlen);
 void fc_users_close(fc_users_t *u);
 
 /* How many users there are, or -EIO. */

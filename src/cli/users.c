@@ -9,17 +9,18 @@
 #include "cli/cli.h"
 
 static void users_usage(FILE *out) {
-  fprintf(out, "Usage: flowcast users COMMAND [--data DIR] ...\n\n"
-               "Manages accounts in DIR/flowcast.db (default ./data, or FLOWCAST_DATA); works while\n"
-               "the server runs. Passwords are read from FLOWCAST_PASSWORD, or else from one line on\n"
-               "standard input, so they stay out of the shell history.\n\n"
+  fprintf(out, "Usage: flowcast users COMMAND [--data DIR | --redis URL] ...\n\n"
+               "Manages accounts in DIR/flowcast.db (default ./data, or FLOWCAST_DATA), or with --redis\n"
+               "(or FLOWCAST_REDIS) those of the cluster using that Redis; works while the server runs.\n"
+               "Passwords are read from FLOWCAST_PASSWORD, or else from one line on standard input, so\n"
+               "they stay out of the shell history.\n\n"
                "  add NAME [--admin]   create a user (--admin may list channels, mint tokens, ...)\n"
                "  passwd NAME          set a new password\n"
                "  del NAME             remove a user\n"
                "  list                 show users\n\n"
                "DIR must exist (the first `flowcast serve` makes it): a missing one is an error, exit 4.\n"
                "Exit status: 0 done, 1 the database refused, 2 a bad name or password (or none given),\n"
-               "4 no such user or data directory.\n");
+               "4 no such user or data directory, 5 Redis unreachable.\n");
 }
 
 /* The password from FLOWCAST_PASSWORD or one line of stdin. Returns 0, or
@@ -76,6 +77,7 @@ static int run_users(fc_users_t *u, const char *cmd, const char *name, bool admi
 int fc_cli_users(int argc, char **argv) {
   const char *dir = getenv("FLOWCAST_DATA"), *cmd = NULL, *name = NULL, *from = "from FLOWCAST_DATA";
   if (!dir || !*dir) dir = "./data", from = "the default";
+  const char *redis = getenv("FLOWCAST_REDIS");
   bool admin = false;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -85,6 +87,10 @@ int fc_cli_users(int argc, char **argv) {
       dir = argv[++i], from = "from --data";
     } else if (!strncmp(argv[i], "--data=", 7)) {
       dir = argv[i] + 7, from = "from --data";
+    } else if (!strcmp(argv[i], "--redis") && i + 1 < argc) {
+      redis = argv[++i];
+    } else if (!strncmp(argv[i], "--redis=", 8)) {
+      redis = argv[i] + 8;
     } else if (!strcmp(argv[i], "--admin")) {
       admin = true;
     } else if (argv[i][0] == '-') {
@@ -108,13 +114,14 @@ int fc_cli_users(int argc, char **argv) {
     fprintf(stderr, "flowcast users: '%s' is not a user name: a name is 1 to 64 of [A-Za-z0-9._@-]\n", name);
     return FC_EXIT_USAGE;
   }
-  int rc = fc_cli_data_dir_check("users", dir, from);
+  bool cluster = redis && *redis;
+  int rc = cluster ? 0 : fc_cli_data_dir_check("users", dir, from);
   if (rc) return rc;
   char err[512];
-  fc_users_t *u = fc_users_open(dir, err, sizeof err);
+  fc_users_t *u = fc_users_open(dir, redis, err, sizeof err);
   if (!u) {
     fprintf(stderr, "flowcast users: %s\n", err);
-    return FC_EXIT_ERROR;
+    return cluster ? FC_EXIT_UNAVAILABLE : FC_EXIT_ERROR;
   }
   rc = run_users(u, cmd, name, admin);
   fc_users_close(u);

@@ -1,8 +1,8 @@
 /* records: what flowcast keeps beside its events — user accounts and workflow
  * jobs — as typed calls, so that no module outside store knows how they are
  * stored. Today they live in DIR/flowcast.db (records_sql.c, the schema that
- * store/sqlite.c creates and upgrades); the cluster mode adds another backend
- * behind the same calls.
+ * store/sqlite.c creates and upgrades), or, in cluster mode, users in Redis
+ * (records_redis.c).
  *
  * A handle is one connection. It is not thread-safe: one thread at a time
  * uses it (the caller serializes), and separate threads open separate handles.
@@ -23,6 +23,12 @@ typedef struct fc_records fc_records_t;
  * NULL with a message for the user in `err` (unwritable directory, corrupt or
  * newer database). Free with fc_records_close. Any thread. */
 fc_records_t *fc_records_open(const char *dir, char *err, size_t errlen);
+/* Cluster mode: the records in the Redis at `url` (redis.c's URL form), where
+ * only the users calls work (jobs stay in each node's database: do not call
+ * the jobs calls on this handle); batches are not supported (begin fails and
+ * each write stands alone). NULL with `err` when the URL is bad or Redis
+ * cannot be reached. */
+fc_records_t *fc_records_open_redis(const char *url, char *err, size_t errlen);
 /* Closes the handle (NULL: nothing). An open batch is rolled back. */
 void fc_records_close(fc_records_t *r);
 
@@ -61,6 +67,16 @@ int fc_records_users_list(fc_records_t *r, fc_records_user_cb *each, void *ud);
  * Returns 0; -ENOENT for no such user; -ENAMETOOLONG when the stored hash
  * does not fit in `hashlen` (nothing copied); or -EIO. */
 int fc_records_user_get(fc_records_t *r, const char *name, char *hash, size_t hashlen, bool *admin);
+
+/* --- shared counters (cluster mode) --------------------------------------- */
+
+/* Counts one more hit on `key` in a fixed window of `window_s` seconds that
+ * starts with its first hit. Returns the hits in the window, -EIO, or
+ * -ENOTSUP for a handle that is not Redis (counters are then the caller's). */
+int fc_records_window_hit(fc_records_t *r, const char *key, unsigned window_s);
+/* The hits of `key`'s current window (0 when none) and the seconds it has
+ * left in `*ttl_s`; -EIO or -ENOTSUP as above. */
+int fc_records_window_get(fc_records_t *r, const char *key, unsigned *ttl_s);
 
 /* --- workflow jobs ------------------------------------------------------ */
 

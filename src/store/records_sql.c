@@ -8,6 +8,7 @@
 #include "core/core.h"
 #include "store/internal.h"
 #include "store/records.h"
+#include "store/records_redis.h"
 
 typedef enum {
   S_BEGIN,
@@ -44,6 +45,7 @@ static const char *const sql_of[S_COUNT] = {
 };
 
 struct fc_records {
+  fc__rrec_t *redis; /* cluster mode: users in Redis (no jobs); else NULL */
   sqlite3 *db;
   sqlite3_stmt *st[S_COUNT]; /* prepared on first use */
   bool in_batch;
@@ -99,22 +101,40 @@ fc_records_t *fc_records_open(const char *dir, char *err, size_t errlen) {
   return r;
 }
 
+fc_records_t *fc_records_open_redis(const char *url, char *err, size_t errlen) {
+  fc_records_t *r = fc_xcalloc(1, sizeof *r);
+  r->redis = fc_xcalloc(1, sizeof *r->redis);
+  if (fc__rrec_open(r->redis, url, err, errlen) < 0) {
+    fc_records_close(r);
+    return NULL;
+  }
+  return r;
+}
+
 void fc_records_close(fc_records_t *r) {
   if (!r) return;
+  if (r->redis) {
+    fc__rrec_close(r->redis);
+    free(r->redis);
+    free(r);
+    return;
+  }
   if (r->in_batch) sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
   for (size_t i = 0; i < S_COUNT; i++) sqlite3_finalize(r->st[i]);
   sqlite3_close(r->db);
   free(r);
 }
 
-const char *fc_records_error(const fc_records_t *r) { return r->error; }
+const char *fc_records_error(const fc_records_t *r) { return r->redis ? r->redis->error : r->error; }
 
 int fc_records_set_durability(fc_records_t *r, bool power) {
+  if (r->redis) return 0; /* Redis' own persistence settings decide */
   const char *sql = power ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
   return sqlite3_exec(r->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : failed(r);
 }
 
 int fc_records_batch_begin(fc_records_t *r) {
+  if (r->redis) return -EIO; /* no batch: each write stands alone */
   sqlite3_stmt *st = stmt(r, S_BEGIN);
   if (!st || run(r, st) < 0) return -EIO;
   r->in_batch = true;
@@ -122,6 +142,7 @@ int fc_records_batch_begin(fc_records_t *r) {
 }
 
 int fc_records_batch_end(fc_records_t *r) {
+  if (r->redis) return 0;
   sqlite3_stmt *st = stmt(r, S_COMMIT);
   int rc = st ? run(r, st) : -EIO;
   if (rc < 0) { /* the message is the commit's, not the rollback's */
@@ -132,6 +153,7 @@ int fc_records_batch_end(fc_records_t *r) {
 }
 
 int fc_records_users_count(fc_records_t *r) {
+  if (r->redis) return fc__rrec_users_count(r->redis);
   sqlite3_stmt *st = stmt(r, S_USERS_COUNT);
   if (!st) return -EIO;
   int rc = sqlite3_step(st), n = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
@@ -139,6 +161,7 @@ int fc_records_users_count(fc_records_t *r) {
 }
 
 int fc_records_user_add(fc_records_t *r, const char *name, const char *hash, bool admin, int64_t created_ms) {
+  if (r->redis) return fc__rrec_user_add(r->redis, name, hash, admin, created_ms);
   sqlite3_stmt *st = stmt(r, S_USER_ADD);
   if (!st) return -EIO;
   sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -156,6 +179,7 @@ static int change_user(fc_records_t *r, sqlite3_stmt *st) {
 }
 
 int fc_records_user_set_hash(fc_records_t *r, const char *name, const char *hash) {
+  if (r->redis) return fc__rrec_user_set_hash(r->redis, name, hash);
   sqlite3_stmt *st = stmt(r, S_USER_SET_HASH);
   if (!st) return -EIO;
   sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
@@ -164,6 +188,7 @@ int fc_records_user_set_hash(fc_records_t *r, const char *name, const char *hash
 }
 
 int fc_records_user_delete(fc_records_t *r, const char *name) {
+  if (r->redis) return fc__rrec_user_delete(r->redis, name);
   sqlite3_stmt *st = stmt(r, S_USER_DELETE);
   if (!st) return -EIO;
   sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -171,6 +196,7 @@ int fc_records_user_delete(fc_records_t *r, const char *name) {
 }
 
 int fc_records_users_list(fc_records_t *r, fc_records_user_cb *each, void *ud) {
+  if (r->redis) return fc__rrec_users_list(r->redis, each, ud);
   sqlite3_stmt *st = stmt(r, S_USERS_LIST);
   if (!st) return -EIO;
   /* A read that fails part-way ends the list early; it is not reported. */
@@ -179,7 +205,16 @@ int fc_records_users_list(fc_records_t *r, fc_records_user_cb *each, void *ud) {
   return finish(r, st, SQLITE_DONE);
 }
 
+int fc_records_window_hit(fc_records_t *r, const char *key, unsigned window_s) {
+  return r->redis ? fc__rrec_window_hit(r->redis, key, window_s) : -ENOTSUP;
+}
+
+int fc_records_window_get(fc_records_t *r, const char *key, unsigned *ttl_s) {
+  return r->redis ? fc__rrec_window_get(r->redis, key, ttl_s) : -ENOTSUP;
+}
+
 int fc_records_user_get(fc_records_t *r, const char *name, char *hash, size_t hashlen, bool *admin) {
+  if (r->redis) return fc__rrec_user_get(r->redis, name, hash, hashlen, admin);
   sqlite3_stmt *st = stmt(r, S_USER_GET);
   if (!st) return -EIO;
   sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);

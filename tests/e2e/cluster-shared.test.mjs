@@ -1,0 +1,139 @@
+// Cluster mode, what the nodes share besides events (API.md "Cluster mode"):
+// users (made with the CLI's --redis, or the first node's admin), the login
+// limit counted across nodes, --redis-wait-replicas against a real replica,
+// and age limits (max-age rules) that hold in Redis.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BIN, startServer, request, publish, publishOk, storedEvents, assertJsonError, sleep, T } from './lib/server.mjs';
+import { startRedis } from './lib/redis.mjs';
+
+const TO = { timeout: T(45000) };
+
+/** Runs the clean-ups registered with later(fn) after the test, last first. */
+function teardown(t) {
+  const fns = [];
+  t.after(async () => {
+    for (const fn of fns.reverse()) await fn();
+  });
+  return (fn) => fns.push(fn);
+}
+
+async function node(later, r, opts = {}) {
+  const { extraArgs = [], ...rest } = opts;
+  const h = await startServer({ ...rest, extraArgs: ['--redis', r.url, ...extraArgs] });
+  later(() => h.stop());
+  return h;
+}
+
+const login = (h, username, password) =>
+  request(`${h.url}/api/v1/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username, password }),
+  });
+
+test('users live in Redis: the first node makes admin once, the CLI adds users with --redis, every node logs them in', TO, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const a = await node(later, r, { open: false, env: { FLOWCAST_ADMIN_PASSWORD: 'password-of-a' } });
+  // B starts with another admin password: the cluster's admin is A's.
+  const b = await node(later, r, { open: false, env: { FLOWCAST_ADMIN_PASSWORD: 'password-of-b' } });
+  assert.equal((await login(b, 'admin', 'password-of-a')).status, 200);
+  assert.equal((await login(b, 'admin', 'password-of-b')).status, 401, 'B did not make an admin of its own');
+
+  const cli = (...args) =>
+    spawnSync(BIN, ['users', ...args, '--redis', r.url], {
+      env: { ...process.env, FLOWCAST_PASSWORD: 'alice-password' },
+      encoding: 'utf8',
+      timeout: T(20000),
+    });
+  const add = cli('add', 'alice');
+  assert.equal(add.status, 0, add.stderr);
+  assert.equal(cli('add', 'alice').status, 1, 'a taken name is refused');
+  const list = cli('list');
+  assert.match(list.stdout, /^admin\s+admin/m);
+  assert.match(list.stdout, /^alice\s+user/m);
+
+  for (const h of [a, b]) {
+    const ok = await login(h, 'alice', 'alice-password');
+    assert.equal(ok.status, 200, ok.text);
+    // The token is good on the other node too (one signing secret).
+    const other = h === a ? b : a;
+    const me = await request(`${other.url}/api/v1/channels`, { headers: { authorization: `Bearer ${ok.json.access_token}` } });
+    assert.notEqual(me.status, 401, me.text);
+  }
+  assert.equal(cli('del', 'alice').status, 0);
+  assert.equal((await login(a, 'alice', 'alice-password')).status, 401, 'a deleted user is gone on every node');
+
+  const down = spawnSync(BIN, ['users', 'list', '--redis', 'redis://127.0.0.1:1'], { encoding: 'utf8', timeout: T(20000) });
+  assert.equal(down.status, 5, 'Redis unreachable is exit 5');
+  assert.match(down.stderr, /cannot connect to Redis/);
+});
+
+test('the login limit counts failures from every node', TO, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const opts = { open: false, env: { FLOWCAST_ADMIN_PASSWORD: 'right-password' }, extraArgs: ['--login-limit', '3'] };
+  const nodes = [];
+  for (let i = 0; i < 3; i++) nodes.push(await node(later, r, opts));
+  // One failure on each node: three for the user in the cluster.
+  for (const h of nodes) assert.equal((await login(h, 'admin', 'wrong')).status, 401);
+  // The right password is now refused everywhere until the window ends.
+  for (const h of nodes) {
+    const res = await login(h, 'admin', 'right-password');
+    assertJsonError(res, 429, 'too_many_attempts');
+    const wait = Number(res.headers.get('retry-after'));
+    assert.ok(wait >= 1 && wait <= 60, `Retry-After ${res.headers.get('retry-after')}`);
+  }
+});
+
+test('--redis-wait-replicas: 201 once a replica has the event, 503 replicas_unavailable without one', TO, async (t) => {
+  const later = teardown(t);
+  const primary = await startRedis();
+  later(() => primary.stop());
+  const h = await node(later, primary, { open: true, extraArgs: ['--redis-wait-replicas', '1'] });
+  const lonely = await publish(h.url, 'orders', { n: 1 });
+  assertJsonError(lonely, 503, 'replicas_unavailable');
+
+  const replica = await startRedis({ extraArgs: ['--replicaof', '127.0.0.1', String(primary.port)] });
+  later(() => replica.stop());
+  // Once the replica has synced, a publish is answered 201 and the replica has it.
+  let res;
+  for (let i = 0; i < 40; i++) {
+    res = await publish(h.url, 'orders', { n: 2 });
+    if (res.status === 201) break;
+    await sleep(250);
+  }
+  assert.equal(res.status, 201, res.text);
+  const onReplica = await replica.command('XLEN', 'fc:s:orders');
+  assert.ok(onReplica >= 1, `the replica holds ${onReplica} events of orders`);
+});
+
+test('max-age rules hold in Redis: aged events leave every node and Redis', TO, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowcast-conf-'));
+  later(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const conf = path.join(dir, 'flowcast.conf');
+  fs.writeFileSync(conf, 'max-age:tmp.* = 1\n');
+  const a = await node(later, r, { open: true, extraArgs: ['--config', conf] });
+  const b = await node(later, r, { open: true, extraArgs: ['--config', conf] });
+  await publishOk(a.url, 'tmp.x', { n: 1 });
+  await publishOk(a.url, 'keep.x', { n: 1 });
+  assert.equal((await storedEvents(b.url, 'tmp.x')).length, 1);
+  await sleep(T(2500));
+  assert.deepEqual(await storedEvents(a.url, 'tmp.x'), [], 'aged out on A');
+  assert.deepEqual(await storedEvents(b.url, 'tmp.x'), [], 'aged out on B');
+  assert.equal((await storedEvents(b.url, 'keep.x')).length, 1, 'a channel without the rule keeps its event');
+  // The next commit deletes the aged entries from Redis itself.
+  const fresh = await publishOk(b.url, 'tmp.x', { n: 2 });
+  assert.equal(await r.command('XLEN', 'fc:s:tmp.x'), 1);
+  assert.deepEqual((await storedEvents(a.url, 'tmp.x')).map((e) => e.id), [fresh.id]);
+});
