@@ -142,11 +142,17 @@ static fc_channel_t *find_locked(fc_hub_t *hub, const char *name, size_t len, ui
   return ch;
 }
 
+/* Tells the owner a channel entered or left memory. Hub lock held. */
+static void told_locked(fc_hub_t *hub, const fc_channel_t *ch, bool in_memory) {
+  if (hub->opts.on_channel) hub->opts.on_channel(hub->opts.on_channel_ud, ch->name, in_memory);
+}
+
 static void insert_locked(fc_hub_t *hub, fc_channel_t *ch) {
   if (hub->nchannels >= hub->nbuckets) table_grow(hub);
   ch->hnext = hub->buckets[ch->hash & (hub->nbuckets - 1)];
   hub->buckets[ch->hash & (hub->nbuckets - 1)] = ch;
   hub->nchannels++;
+  told_locked(hub, ch, true);
 }
 
 static bool full_locked(const fc_hub_t *hub, unsigned flags) {
@@ -231,6 +237,10 @@ void fc_channel_unref(fc_channel_t *ch) {
   if (!ch) return;
   atomic_store(&ch->used_ms, fc_mono_ms());
   atomic_fetch_sub(&ch->refs, 1);
+}
+
+void fc_channel_unref_quiet(fc_channel_t *ch) {
+  if (ch) atomic_fetch_sub(&ch->refs, 1);
 }
 
 void fc_hub_restore_seq(fc_hub_t *hub, uint64_t last_seq) {
@@ -354,7 +364,19 @@ static void history_append(fc_channel_t *ch, fc_event_t *ev) {
   fc_event_unref(old);
 }
 
+static void publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, size_t n, fc_publish_result_t *res,
+                    bool use);
+
 void fc_hub_publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, size_t n, fc_publish_result_t *res) {
+  publish(hub, ch, in, n, res, true);
+}
+
+void fc_hub_apply(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, size_t n, fc_publish_result_t *res) {
+  publish(hub, ch, in, n, res, false);
+}
+
+static void publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, size_t n, fc_publish_result_t *res,
+                    bool use) {
   fc_event_t *stack[16];
   fc_event_t **evs = n <= FC_ARRAY_LEN(stack) ? stack : fc_xmalloc(n * sizeof *evs);
 
@@ -371,7 +393,7 @@ void fc_hub_publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, si
   }
   res->last_seq = in[n - 1].seq;
   res->subscribers = ch->subscribers;
-  atomic_store(&ch->used_ms, fc_mono_ms());
+  if (use) atomic_store(&ch->used_ms, fc_mono_ms());
   for (unsigned t = 0; t < hub->opts.threads; t++)
     if (ch->local_count[t]) inbox_push(hub, t, evs, n);
   pthread_mutex_unlock(&hub->lock);
@@ -629,6 +651,7 @@ void fc_hub_drop(fc_hub_t *hub, fc_channel_t *ch) {
     *pp = ch->hnext;
     hub->nchannels--;
     hub->frees[ch->hash & (FC__FREES - 1)]++;
+    told_locked(hub, ch, false);
   }
   pthread_mutex_unlock(&hub->lock);
   if (unused) channel_free(ch);
@@ -654,6 +677,7 @@ size_t fc_hub_sweep(fc_hub_t *hub, uint64_t now_ms) {
         *pp = c->hnext;
         c->hnext = dead;
         dead = c;
+        told_locked(hub, c, false);
         hub->nchannels--;
         hub->frees[c->hash & (FC__FREES - 1)]++;
         freed++;

@@ -113,6 +113,11 @@ typedef struct {
    * per loop can carry every notice). */
   void (*notify)(unsigned thread, void *ud);
   void *notify_ud;
+  /* Called with the hub lock held when a channel enters memory (`in_memory`)
+   * and when it leaves; in the order of those changes. Must not block nor
+   * call the hub. May be NULL. */
+  void (*on_channel)(void *ud, const char *name, bool in_memory);
+  void *on_channel_ud;
 } fc_hub_opts_t;
 
 fc_hub_t *fc_hub_new(const fc_hub_opts_t *opts);
@@ -150,6 +155,9 @@ fc_channel_t *fc_channel_ref(fc_channel_t *ch);
 /* Drops a reference; NULL is a no-op. The channel stays until a sweep finds
  * it unused. Any thread. */
 void fc_channel_unref(fc_channel_t *ch);
+/* The same, for a reference that was not a use of the channel (a cluster's
+ * bus): its idle time goes on. */
+void fc_channel_unref_quiet(fc_channel_t *ch);
 /* Drops a reference, and frees the channel at once when nothing else uses
  * it: what a refused request opened leaves nothing behind. Any thread. */
 void fc_hub_drop(fc_hub_t *hub, fc_channel_t *ch);
@@ -170,6 +178,10 @@ typedef struct {
  * the caller serializes its calls, in id order but for a cluster's catch-up.
  * Copies the inputs. Any thread. */
 void fc_hub_publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, size_t n, fc_publish_result_t *res);
+
+/* fc_hub_publish() for events that came from elsewhere (a cluster's bus):
+ * they are not a use of the channel, which is freed once idle. */
+void fc_hub_apply(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, size_t n, fc_publish_result_t *res);
 
 /* Where a new subscription starts. */
 typedef struct {

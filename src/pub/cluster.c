@@ -3,7 +3,10 @@
  * order, whichever comes first: the answer to this node's own commit, or
  * the bus. Events this node missed (the bus was away, a channel came into
  * memory while events were on their way) are read back from storage. All of
- * it runs on the store's one thread, which serializes the hub's publishes. */
+ * it runs on the store's one thread, which serializes the hub's publishes.
+ * What comes from elsewhere is not a use of a channel: one without local
+ * subscribers or publishers leaves memory when idle, and its subscription
+ * with it. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +40,7 @@ static void catch_up_event(void *ud, const fc_store_event_t *e) {
   if (e->n > next) fc_hub_skip(hub, c->ch, e->n);
   fc_event_in_t in = event_in(e);
   fc_publish_result_t res;
-  fc_hub_publish(hub, c->ch, &in, 1, &res);
+  fc_hub_apply(hub, c->ch, &in, 1, &res);
 }
 
 /* Reads what the channel misses from storage, page by page. */
@@ -53,7 +56,8 @@ static void catch_up(fc_pub_t *pub, fc_channel_t *ch) {
            fc_channel_name(ch), rc);
 }
 
-void fc__pub_apply(fc_pub_t *pub, fc_channel_t *ch, const fc_store_event_t *evs, size_t n, fc_publish_result_t *res) {
+void fc__pub_apply(fc_pub_t *pub, fc_channel_t *ch, const fc_store_event_t *evs, size_t n, bool local,
+                   fc_publish_result_t *res) {
   fc_hub_t *hub = pub->opts.hub;
   if (n) res->first_seq = evs[0].seq, res->last_seq = evs[n - 1].seq;
   uint64_t next = fc_channel_next_n(hub, ch);
@@ -68,39 +72,23 @@ void fc__pub_apply(fc_pub_t *pub, fc_channel_t *ch, const fc_store_event_t *evs,
   fc_event_in_t *in = n - i <= FC_ARRAY_LEN(stack) ? stack : fc_xmalloc((n - i) * sizeof *in);
   for (size_t k = i; k < n; k++) in[k - i] = event_in(&evs[k]);
   fc_publish_result_t r;
-  fc_hub_publish(hub, ch, in, n - i, &r);
+  if (local) fc_hub_publish(hub, ch, in, n - i, &r);
+  else fc_hub_apply(hub, ch, in, n - i, &r); /* not a use of the channel here */
   res->subscribers = r.subscribers;
   if (in != stack) free(in);
 }
 
-static void catch_up_all(fc_pub_t *pub) {
-  size_t n;
-  fc_channel_info_t *list = fc_hub_list(pub->opts.hub, "", SIZE_MAX, &n);
-  for (size_t i = 0; i < n; i++) {
-    fc_channel_t *ch;
-    if (fc_hub_open(pub->opts.hub, list[i].name, strlen(list[i].name), FC_HUB_CACHED, &ch) < 0) continue;
-    catch_up(pub, ch);
-    fc_channel_unref(ch);
-  }
-  free(list);
-}
-
-bool fc__pub_on_bus(void *ud, const fc_bus_msg_t *m) {
+void fc__pub_on_bus(void *ud, const fc_bus_msg_t *m) {
   fc_pub_t *pub = ud;
-  if (m->kind == FC_BUS_CATCH_UP && !m->channel.len) {
-    catch_up_all(pub);
-    return true;
-  }
   fc_channel_t *ch;
-  /* A channel not in memory loads from storage when it is next used. */
-  if (fc_hub_open(pub->opts.hub, m->channel.base, m->channel.len, FC_HUB_CACHED, &ch) < 0)
-    return m->kind != FC_BUS_CATCH_UP;
+  /* The bus brings only channels this node holds; one freed meanwhile loads
+   * again from storage on its next use. */
+  if (fc_hub_open(pub->opts.hub, m->channel.base, m->channel.len, FC_HUB_CACHED, &ch) < 0) return;
   fc_publish_result_t res;
   switch (m->kind) {
-    case FC_BUS_EVENTS: fc__pub_apply(pub, ch, m->events, m->n, &res); break;
+    case FC_BUS_EVENTS: fc__pub_apply(pub, ch, m->events, m->n, false, &res); break;
     case FC_BUS_PURGE: fc_hub_purge(pub->opts.hub, ch, m->upto); break;
     case FC_BUS_CATCH_UP: catch_up(pub, ch); break;
   }
-  fc_channel_unref(ch);
-  return true;
+  fc_channel_unref_quiet(ch);
 }

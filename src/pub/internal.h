@@ -64,9 +64,10 @@ struct fc_pub {
 
 /* Cluster mode (cluster.c), on the store's thread: gives the hub the events
  * of a commit it does not have yet, in order; fills `res` for an answer. */
-void fc__pub_apply(fc_pub_t *pub, fc_channel_t *ch, const fc_store_event_t *evs, size_t n, fc_publish_result_t *res);
+void fc__pub_apply(fc_pub_t *pub, fc_channel_t *ch, const fc_store_event_t *evs, size_t n, bool local,
+                   fc_publish_result_t *res);
 /* The store's bus callback (fc_bus_cb). */
-bool fc__pub_on_bus(void *ud, const fc_bus_msg_t *m);
+void fc__pub_on_bus(void *ud, const fc_bus_msg_t *m);
 
 /* Appends an event to the operation, copying its bytes. */
 void fc__pub_add(fc_pub_op_t *op, fc_str_t name, fc_str_t data, fc_str_t from, bool is_json);

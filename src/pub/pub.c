@@ -244,7 +244,7 @@ static void on_done(fc_store_batch_t *b) {
   if (b->status == 0 && b->purge) {
     fc_hub_purge(op->pub->opts.hub, op->channel, numbers ? b->purge_upto : UINT64_MAX);
   } else if (b->status == 0 && numbers) { /* cluster.c */
-    fc__pub_apply(op->pub, op->channel, b->events, b->n, &op->result);
+    fc__pub_apply(op->pub, op->channel, b->events, b->n, true, &op->result);
     atomic_fetch_add(&op->pub->published, b->n);
   } else if (b->status == 0) {
     fan_out(op);

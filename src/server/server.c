@@ -105,10 +105,14 @@ static int load_channel(void *ud, fc_channel_t *ch, unsigned limit) {
   load_t l = {ch, &c, false};
   int rc = fc_store_load(app->store, fc_channel_name(ch), limit, &c, restore_event, &l);
   if (rc > 0) restore_counters(&l);
-  /* Cluster mode: what the bus brought while this ran is read again once
-   * the channel is in memory. */
-  if (rc >= 0) fc_store_watch(app->store, fc_channel_name(ch));
   return rc;
+}
+
+/* A channel entered or left memory: in cluster mode this node subscribes to
+ * its commits only while it holds it (the hub lock is held: this queues). */
+static void on_channel(void *ud, const char *name, bool in_memory) {
+  fc_app_t *app = ud;
+  if (app->store) fc_store_interest(app->store, name, in_memory);
 }
 
 /* Expires retained events past their age limit once storage deleted them. */
@@ -254,7 +258,9 @@ static int build(server_t *s, char *err, size_t errlen) {
                                          .max_channels = cfg->max_channels,
                                          .idle_ms = (uint64_t)cfg->channel_idle_s * 1000,
                                          .notify = hub_notify,
-                                         .notify_ud = s});
+                                         .notify_ud = s,
+                                         .on_channel = on_channel,
+                                         .on_channel_ud = app});
   app->sse = fc_sse_new(&(fc_sse_opts_t){.hub = app->hub,
                                          .threads = cfg->threads,
                                          .keepalive_ms = cfg->keepalive_s * 1000,

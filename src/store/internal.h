@@ -18,7 +18,7 @@ typedef struct {
   bool (*stats)(fc_store_t *s, fc_store_stats_t *out);
   /* Redis only (NULL elsewhere): */
   void (*listen)(fc_store_t *s, fc_bus_cb cb, void *ud);
-  void (*watch)(fc_store_t *s, const char *channel);
+  void (*interest)(fc_store_t *s, const char *channel, bool on);
   int (*range)(fc_store_t *s, const char *channel, uint64_t after, unsigned limit,
                void (*each)(void *ud, const fc_store_event_t *ev), void *ud);
   bool (*link)(fc_store_t *s, fc_store_link_t *out);

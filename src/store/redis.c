@@ -17,7 +17,6 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define CONNECT_TIMEOUT_MS 1000
-#define WATCH_TRIES 200 /* 2 ms apart: a channel's load ends well within */
 
 static void connect_all(fc__redis_t *r);
 
@@ -38,9 +37,8 @@ static void set_up(fc__redis_t *r) {
   }
 }
 
-/* Debian's hiredis libuv adapter drops a poll error, so a connect that
- * fails after it started is never reported: one still pending after
- * CONNECT_TIMEOUT_MS is given up here. */
+/* A connect still pending after CONNECT_TIMEOUT_MS (a host that does not
+ * answer at all) is given up here. */
 static void drop_stale(redisAsyncContext **ac, bool up, uint64_t started) {
   if (*ac && !up && fc_mono_ms() - started >= CONNECT_TIMEOUT_MS) {
     redisAsyncFree(*ac);
@@ -72,6 +70,29 @@ static void on_handshake(redisAsyncContext *ac, void *reply, void *ud) {
   }
 }
 
+/* Debian's hiredis 0.14 libuv adapter drops a poll error, which is how
+ * libuv reports a connection reset (Redis killed with commands in flight):
+ * hiredis never learns the connection is gone, and its commands wait
+ * forever. These hooks replace the adapter's with the fix hiredis made
+ * upstream (1.0): on an error, hiredis reads and writes, and finds it. */
+static void on_poll(uv_poll_t *h, int status, int events) {
+  redisLibuvEvents *p = h->data;
+  int ev = status ? p->events : events;
+  if (p->context && (ev & UV_READABLE)) redisAsyncHandleRead(p->context);
+  if (p->context && (ev & UV_WRITABLE)) redisAsyncHandleWrite(p->context);
+}
+
+static void poll_set(redisLibuvEvents *p, int events) {
+  p->events = events;
+  if (events) uv_poll_start(&p->handle, events, on_poll);
+  else uv_poll_stop(&p->handle);
+}
+
+static void add_read(void *d) { poll_set(d, ((redisLibuvEvents *)d)->events | UV_READABLE); }
+static void del_read(void *d) { poll_set(d, ((redisLibuvEvents *)d)->events & ~UV_READABLE); }
+static void add_write(void *d) { poll_set(d, ((redisLibuvEvents *)d)->events | UV_WRITABLE); }
+static void del_write(void *d) { poll_set(d, ((redisLibuvEvents *)d)->events & ~UV_WRITABLE); }
+
 /* A new connection, authenticated and on its database (queued ahead of
  * everything else), or NULL (tried again later). */
 static redisAsyncContext *open_async(fc__redis_t *r, redisConnectCallback *on_conn, redisDisconnectCallback *on_disc) {
@@ -83,7 +104,12 @@ static redisAsyncContext *open_async(fc__redis_t *r, redisConnectCallback *on_co
     return NULL;
   }
   ac->data = r;
-  redisLibuvAttach(ac, &r->loop);
+  if (redisLibuvAttach(ac, &r->loop) != REDIS_OK) {
+    redisAsyncFree(ac);
+    return NULL;
+  }
+  ac->ev.addRead = add_read, ac->ev.delRead = del_read;
+  ac->ev.addWrite = add_write, ac->ev.delWrite = del_write;
   redisAsyncSetConnectCallback(ac, on_conn);
   redisAsyncSetDisconnectCallback(ac, on_disc);
   if (r->url.password[0] && r->url.user[0])
@@ -121,36 +147,129 @@ static void on_cmd_disconnect(const redisAsyncContext *ac, int status) {
 
 /* ---- the bus -------------------------------------------------------------- */
 
-static bool deliver(fc__redis_t *r, const fc_bus_msg_t *m) {
+static void deliver(fc__redis_t *r, const fc_bus_msg_t *m) {
   pthread_mutex_lock(&r->lock);
   fc_bus_cb cb = r->bus_cb;
   void *ud = r->bus_ud;
   pthread_mutex_unlock(&r->lock);
-  return cb ? cb(ud, m) : true;
+  if (cb) cb(ud, m);
 }
 
-static void catch_up_all(fc__redis_t *r) {
-  if (r->lost) atomic_fetch_add(&r->catch_ups, 1); /* not the first subscription */
-  deliver(r, &(fc_bus_msg_t){.kind = FC_BUS_CATCH_UP});
+/* ---- the channels subscribed to ------------------------------------------- */
+
+static fc__redis_sub_t **sub_slot(fc__redis_t *r, const char *name, size_t len, uint32_t h) {
+  fc__redis_sub_t **pp = &r->subs[h & (r->subs_cap - 1)];
+  while (*pp && !((*pp)->hash == h && !strncmp((*pp)->name, name, len) && !(*pp)->name[len])) pp = &(*pp)->next;
+  return pp;
 }
 
+static bool subscribed(fc__redis_t *r, const char *name, size_t len) {
+  return r->subs_cap && *sub_slot(r, name, len, fc_hash_fnv1a(name, len));
+}
+
+static void subs_grow(fc__redis_t *r) {
+  size_t cap = r->subs_cap ? 2 * r->subs_cap : 64;
+  fc__redis_sub_t **b = fc_xcalloc(cap, sizeof *b);
+  for (size_t i = 0; i < r->subs_cap; i++) {
+    for (fc__redis_sub_t *e = r->subs[i], *next; e; e = next) {
+      next = e->next;
+      e->next = b[e->hash & (cap - 1)];
+      b[e->hash & (cap - 1)] = e;
+    }
+  }
+  free(r->subs);
+  r->subs = b;
+  r->subs_cap = cap;
+}
+
+static void on_bus(redisAsyncContext *ac, void *reply, void *ud);
+
+/* Subscribes to `n` channels' Pub/Sub channels in one command. */
+static void subscribe(fc__redis_t *r, const char *const *names, size_t n) {
+  if (!r->sub_up || !n) return;
+  const char **argv = fc_xmalloc((n + 1) * sizeof *argv);
+  size_t *lens = fc_xmalloc((n + 1) * sizeof *lens);
+  char **full = fc_xmalloc(n * sizeof *full);
+  argv[0] = "SUBSCRIBE", lens[0] = 9;
+  for (size_t i = 0; i < n; i++) {
+    size_t len = strlen(r->bus) + strlen(names[i]) + 1;
+    full[i] = fc_xmalloc(len);
+    snprintf(full[i], len, "%s%s", r->bus, names[i]);
+    argv[i + 1] = full[i], lens[i + 1] = len - 1;
+  }
+  redisAsyncCommandArgv(r->sub, on_bus, NULL, (int)n + 1, argv, lens);
+  for (size_t i = 0; i < n; i++) free(full[i]);
+  free(full);
+  free(argv);
+  free(lens);
+}
+
+/* This node took a channel into memory (`on`) or let it go. */
+static void set_interest(fc__redis_t *r, const char *name, bool on) {
+  size_t len = strlen(name);
+  uint32_t h = fc_hash_fnv1a(name, len);
+  if (on && r->nsubs >= r->subs_cap) subs_grow(r);
+  fc__redis_sub_t **pp = r->subs_cap ? sub_slot(r, name, len, h) : NULL;
+  if (on && pp && !*pp) {
+    fc__redis_sub_t *e = fc_xmalloc(sizeof *e + len + 1);
+    e->next = NULL;
+    e->hash = h;
+    memcpy(e->name, name, len + 1);
+    *pp = e;
+    r->nsubs++;
+    subscribe(r, &name, 1);
+  } else if (!on && pp && *pp) {
+    fc__redis_sub_t *e = *pp;
+    *pp = e->next;
+    r->nsubs--;
+    free(e);
+    if (r->sub_up) redisAsyncCommand(r->sub, NULL, NULL, "UNSUBSCRIBE %s%s", r->bus, name);
+  }
+}
+
+/* A new bus connection subscribes to every channel held, in slices. */
+static void subscribe_all(fc__redis_t *r) {
+  enum { SLICE = 256 };
+  const char *names[SLICE];
+  size_t k = 0;
+  for (size_t i = 0; i < r->subs_cap; i++) {
+    for (fc__redis_sub_t *e = r->subs[i]; e; e = e->next) {
+      names[k++] = e->name;
+      if (k == SLICE) subscribe(r, names, k), k = 0;
+    }
+  }
+  subscribe(r, names, k);
+}
+
+static void subs_free(fc__redis_t *r) {
+  for (size_t i = 0; i < r->subs_cap; i++)
+    for (fc__redis_sub_t *e = r->subs[i], *next; e; e = next) next = e->next, free(e);
+  free(r->subs);
+}
+
+/* A subscription is confirmed: from now on the channel's commits come here,
+ * and what came before is read back (a channel that just came into memory,
+ * or every channel after the bus was away). Then commits as they come. */
 static void on_bus(redisAsyncContext *ac, void *reply, void *ud) {
   (void)ud;
   fc__redis_t *r = ac->data;
   redisReply *rep = reply;
-  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 || rep->element[0]->type != REDIS_REPLY_STRING)
+  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 || rep->element[0]->type != REDIS_REPLY_STRING ||
+      rep->element[1]->type != REDIS_REPLY_STRING)
     return;
   const char *kind = rep->element[0]->str;
-  if (!strcmp(kind, "subscribe")) {
-    r->sub_up = true;
-    set_up(r);
-    catch_up_all(r); /* whatever was published while the bus was away */
+  size_t plen = strlen(r->bus);
+  if (!strcmp(kind, "subscribe") && rep->element[1]->len > plen) {
+    fc_str_t name = {rep->element[1]->str + plen, rep->element[1]->len - plen};
+    if (!subscribed(r, name.base, name.len)) return; /* let go meanwhile */
+    if (r->lost) atomic_fetch_add(&r->catch_ups, 1);
+    deliver(r, &(fc_bus_msg_t){.kind = FC_BUS_CATCH_UP, .channel = name});
     return;
   }
   if (strcmp(kind, "message") || rep->element[2]->type != REDIS_REPLY_STRING) return;
   fc_bus_msg_t m;
   if (fc__redis_parse_bus(rep->element[2]->str, rep->element[2]->len, &m, &r->evs, &r->evcap) < 0) {
-    fc_log(FC_LOG_WARN, "redis bus: a message flowcast did not write", "bus=%s", r->bus);
+    fc_log(FC_LOG_WARN, "redis bus: a message flowcast did not write", "channel=%s", rep->element[1]->str);
     return;
   }
   deliver(r, &m);
@@ -163,7 +282,9 @@ static void on_sub_connect(const redisAsyncContext *ac, int status) {
     schedule_retry(r);
     return;
   }
-  redisAsyncCommand(r->sub, on_bus, NULL, "SUBSCRIBE %s", r->bus);
+  r->sub_up = true;
+  set_up(r);
+  subscribe_all(r);
 }
 
 static void on_sub_disconnect(const redisAsyncContext *ac, int status) {
@@ -218,7 +339,8 @@ static void on_commit(redisAsyncContext *ac, void *reply, void *ud) {
       b->events[i].time_ms = rep->element[2]->integer;
     }
   }
-  if (!r->wait_replicas) end_batch(r, b);
+  if (b->wait_lost) b->status = b->status ? b->status : -ENOTCONN;
+  if (!r->wait_replicas || b->wait_lost) end_batch(r, b);
 }
 
 /* WAIT's answer, right after the commit's: how many replicas have it. */
@@ -272,8 +394,13 @@ static void send_batch(fc__redis_t *r, fc_store_batch_t *b) {
       argz(&a, e->is_json ? "1" : "0");
     }
   }
-  redisAsyncCommandArgv(r->cmd, on_commit, b, (int)a.n, a.v, a.len);
-  if (r->wait_replicas) redisAsyncCommand(r->cmd, on_wait, b, "WAIT %u 1000", r->wait_replicas);
+  /* A connection on its way out takes no command: the batch ends now. */
+  if (redisAsyncCommandArgv(r->cmd, on_commit, b, (int)a.n, a.v, a.len) != REDIS_OK) {
+    b->status = -ENOTCONN;
+    end_batch(r, b);
+  } else if (r->wait_replicas && redisAsyncCommand(r->cmd, on_wait, b, "WAIT %u 1000", r->wait_replicas) != REDIS_OK) {
+    b->wait_lost = true; /* on_commit ends it */
+  }
   free(a.v);
   free(a.len);
 }
@@ -295,31 +422,6 @@ static void flush_queue(fc__redis_t *r) {
   }
 }
 
-/* ---- watches -------------------------------------------------------------- */
-
-static void on_rewatch(uv_timer_t *t);
-
-static void send_watches(fc__redis_t *r, fc__redis_watch_t *w) {
-  for (fc__redis_watch_t *next; w; w = next) {
-    next = w->next;
-    bool done = deliver(r, &(fc_bus_msg_t){.kind = FC_BUS_CATCH_UP, .channel = {w->name, strlen(w->name)}});
-    if (done || ++w->tries >= WATCH_TRIES) {
-      free(w);
-      continue;
-    }
-    w->next = r->later;
-    r->later = w;
-  }
-  if (r->later && !uv_is_active((uv_handle_t *)&r->rewatch)) uv_timer_start(&r->rewatch, on_rewatch, 2, 0);
-}
-
-static void on_rewatch(uv_timer_t *t) {
-  fc__redis_t *r = t->data;
-  fc__redis_watch_t *w = r->later;
-  r->later = NULL;
-  send_watches(r, w);
-}
-
 /* ---- the thread ----------------------------------------------------------- */
 
 static void close_cb(uv_handle_t *h) { (void)h; }
@@ -327,19 +429,22 @@ static void close_cb(uv_handle_t *h) { (void)h; }
 static void on_wake(uv_async_t *a) {
   fc__redis_t *r = a->data;
   pthread_mutex_lock(&r->lock);
-  fc__redis_watch_t *w = r->watches;
-  r->watches = NULL;
+  fc__redis_interest_t *in = r->ihead;
+  r->ihead = r->itail = NULL;
   bool stopping = r->stopping;
   pthread_mutex_unlock(&r->lock);
   flush_queue(r);
-  send_watches(r, w);
+  for (fc__redis_interest_t *next; in; in = next) {
+    next = in->next;
+    if (!stopping) set_interest(r, in->name, in->on);
+    free(in);
+  }
   if (!stopping) return;
   /* Replies to what was sent still arrive; then the connections close. */
   if (r->cmd) redisAsyncDisconnect(r->cmd);
   if (r->sub) redisAsyncDisconnect(r->sub);
   uv_close((uv_handle_t *)&r->wake, close_cb);
   uv_close((uv_handle_t *)&r->retry, close_cb);
-  uv_close((uv_handle_t *)&r->rewatch, close_cb);
   uv_close((uv_handle_t *)&r->age, close_cb);
 }
 
@@ -372,15 +477,17 @@ static void rd_append(fc_store_t *base, fc_store_batch_t *b) {
   uv_async_send(&r->wake);
 }
 
-static void rd_watch(fc_store_t *base, const char *channel) {
+static void rd_interest(fc_store_t *base, const char *channel, bool on) {
   fc__redis_t *r = (fc__redis_t *)base;
   size_t len = strlen(channel);
-  fc__redis_watch_t *w = fc_xmalloc(sizeof *w + len + 1);
-  w->tries = 0;
-  memcpy(w->name, channel, len + 1);
+  fc__redis_interest_t *in = fc_xmalloc(sizeof *in + len + 1);
+  in->next = NULL;
+  in->on = on;
+  memcpy(in->name, channel, len + 1);
   pthread_mutex_lock(&r->lock);
-  w->next = r->watches;
-  r->watches = w;
+  if (r->itail) r->itail->next = in;
+  else r->ihead = in;
+  r->itail = in;
   pthread_mutex_unlock(&r->lock);
   uv_async_send(&r->wake);
 }
@@ -411,10 +518,6 @@ static bool rd_link(fc_store_t *base, fc_store_link_t *out) {
   return true;
 }
 
-static void free_watches(fc__redis_watch_t *w) {
-  for (fc__redis_watch_t *next; w; w = next) next = w->next, free(w);
-}
-
 static void rd_close(fc_store_t *base) {
   fc__redis_t *r = (fc__redis_t *)base;
   if (r->thread) {
@@ -425,8 +528,8 @@ static void rd_close(fc_store_t *base) {
     pthread_join(r->thread, NULL);
     uv_loop_close(&r->loop);
   }
-  free_watches(r->watches);
-  free_watches(r->later);
+  for (fc__redis_interest_t *in = r->ihead, *next; in; in = next) next = in->next, free(in);
+  subs_free(r);
   if (r->sync) redisFree(r->sync);
   pthread_mutex_destroy(&r->sync_lock);
   pthread_mutex_destroy(&r->lock);
@@ -446,7 +549,7 @@ static const fc__store_ops_t redis_ops = {
     .channels = fc__redis_channels,
     .stats = rd_stats,
     .listen = rd_listen,
-    .watch = rd_watch,
+    .interest = rd_interest,
     .range = fc__redis_range,
     .link = rd_link,
     .shared_secret = fc__redis_shared_secret,
@@ -489,20 +592,18 @@ fc_store_t *fc_store_redis_open(const fc_store_redis_opts_t *opts, char *err, si
     rd_close(&r->base);
     return NULL;
   }
-  snprintf(r->bus, sizeof r->bus, "fc:bus:%u", r->url.db);
+  snprintf(r->bus, sizeof r->bus, "fc:bus:%u:", r->url.db);
   snprintf(r->where, sizeof r->where, "%s:%d/%u", r->url.host, r->url.port, r->url.db);
   uv_loop_init(&r->loop);
   uv_async_init(&r->loop, &r->wake, on_wake);
   uv_timer_init(&r->loop, &r->retry);
-  uv_timer_init(&r->loop, &r->rewatch);
   uv_timer_init(&r->loop, &r->age);
-  r->wake.data = r->retry.data = r->rewatch.data = r->age.data = r;
+  r->wake.data = r->retry.data = r->age.data = r;
   if (pthread_create(&r->thread, NULL, run, r) != 0) {
     snprintf(err, errlen, "cannot start the Redis thread");
     r->thread = 0;
     uv_close((uv_handle_t *)&r->wake, NULL);
     uv_close((uv_handle_t *)&r->retry, NULL);
-    uv_close((uv_handle_t *)&r->rewatch, NULL);
     uv_close((uv_handle_t *)&r->age, NULL);
     uv_run(&r->loop, UV_RUN_DEFAULT);
     uv_loop_close(&r->loop);

@@ -8,13 +8,14 @@
  *   fc:m:C  a hash: n (last ordinal), first (id of its first event since the
  *           last purge, 0 after one), last (its last id)
  *   fc:seq  the cluster's id counter; fc:channels  a sorted set of names.
- * The bus message of a commit: "E <s0> <n0> <ms> <k> <len> <channel>" then,
+ * A commit's bus message goes to the Pub/Sub channel fc:bus:<db>:C: "E <s0> <n0> <ms> <k> <len> <channel>" then,
  * for each event, " <len(e)> <len(d)> <len(f)> <j> <e><d><f>"; of a purge:
  * "P <last id it covers> <len> <channel>". */
 #ifndef FC_STORE_REDIS_LUA_H
 #define FC_STORE_REDIS_LUA_H
 
-/* KEYS: stream, meta, fc:seq, fc:channels. ARGV: channel, MAXLEN, bus, max
+/* KEYS: stream, meta, fc:seq, fc:channels. ARGV: channel, MAXLEN, the bus
+ * prefix (the message goes to prefix .. channel), max
  * age in s (0: none), then name, data, from, json for each event. Deletes the
  * channel's events past the age (a quiet channel's on its next commit; reads
  * skip them meanwhile). Returns {first id, first ordinal, time in ms}. */
@@ -47,17 +48,17 @@
   "end\n"                                                                                                              \
   "redis.call('HSET', KEYS[2], 'last', f('%d', s1))\n"                                                                 \
   "redis.call('ZADD', KEYS[4], 0, ARGV[1])\n"                                                                          \
-  "redis.call('PUBLISH', ARGV[3], table.concat(out))\n"                                                                \
+  "redis.call('PUBLISH', ARGV[3] .. ARGV[1], table.concat(out))\n"                                                     \
   "return {s0, n0, now}\n"
 
-/* KEYS: stream, meta, fc:seq. ARGV: channel, bus. Returns the last id the
+/* KEYS: stream, meta, fc:seq. ARGV: channel, bus prefix. Returns the last id the
  * purge covers (events after it, committed later, stay). Ordinals and ids go
  * on after it. */
 #define FC_REDIS_PURGE_LUA                                                                                             \
   "local upto = redis.call('GET', KEYS[3]) or '0'\n"                                                                   \
   "redis.call('DEL', KEYS[1])\n"                                                                                       \
   "if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'first', 0) end\n"                           \
-  "redis.call('PUBLISH', ARGV[2], 'P ' .. upto .. ' ' .. #ARGV[1] .. ' ' .. ARGV[1])\n"                                \
+  "redis.call('PUBLISH', ARGV[2] .. ARGV[1], 'P ' .. upto .. ' ' .. #ARGV[1] .. ' ' .. ARGV[1])\n"                     \
   "return tonumber(upto)\n"
 
 #endif

@@ -7,19 +7,26 @@
 
 #include "store/redis.h"
 
-/* A channel whose catch-up notice is to be sent (fc_store_watch). */
-typedef struct fc__redis_watch {
-  struct fc__redis_watch *next;
-  unsigned tries; /* sent while the channel was not in memory yet */
+/* A change of interest in a channel (fc_store_interest), queued in order. */
+typedef struct fc__redis_interest {
+  struct fc__redis_interest *next;
+  bool on;
   char name[];
-} fc__redis_watch_t;
+} fc__redis_interest_t;
+
+/* A channel this node holds in memory, so subscribes to (its thread only). */
+typedef struct fc__redis_sub {
+  struct fc__redis_sub *next;
+  uint32_t hash;
+  char name[];
+} fc__redis_sub_t;
 
 typedef struct {
   fc_store_t base;
   fc__redis_url_t url;
   unsigned wait_replicas;
   char where[300]; /* host:port/db */
-  char bus[32];    /* the Pub/Sub channel: fc:bus:<db> (Pub/Sub ignores databases) */
+  char bus[32];    /* the Pub/Sub channels' prefix: fc:bus:<db>: (Pub/Sub ignores databases) */
   char sha_append[41], sha_purge[41];
 
   pthread_mutex_t sync_lock; /* the blocking connection for reads */
@@ -28,14 +35,13 @@ typedef struct {
   pthread_t thread;
   uv_loop_t loop;
   uv_async_t wake;
-  uv_timer_t retry;   /* reconnects, with backoff */
-  uv_timer_t rewatch; /* catch-ups of channels not in memory yet */
-  uv_timer_t age;     /* calls `aged` once a second */
+  uv_timer_t retry; /* reconnects, with backoff */
+  uv_timer_t age;   /* calls `aged` once a second */
   void (*aged)(void *ud, int64_t now_ms);
   void *aged_ud;
   pthread_mutex_t lock; /* what other threads hand the store's thread: */
   fc_store_batch_t *head, *tail;
-  fc__redis_watch_t *watches;
+  fc__redis_interest_t *ihead, *itail;
   atomic_bool stopping;
   fc_bus_cb bus_cb;
   void *bus_ud;
@@ -45,8 +51,9 @@ typedef struct {
   bool cmd_up, sub_up, lost;
   uint64_t cmd_started, sub_started; /* when their connect began (fc_mono_ms) */
   unsigned backoff_ms;
-  fc__redis_watch_t *later; /* watches sent again on `rewatch` */
-  fc_store_event_t *evs;    /* the bus parser's events */
+  fc__redis_sub_t **subs; /* the channels subscribed to, by name */
+  size_t nsubs, subs_cap;
+  fc_store_event_t *evs; /* the bus parser's events */
   size_t evcap;
 
   atomic_bool up;

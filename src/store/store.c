@@ -35,8 +35,8 @@ void fc_store_listen(fc_store_t *s, fc_bus_cb cb, void *ud) {
   if (s->ops->listen) s->ops->listen(s, cb, ud);
 }
 
-void fc_store_watch(fc_store_t *s, const char *channel) {
-  if (s->ops->watch) s->ops->watch(s, channel);
+void fc_store_interest(fc_store_t *s, const char *channel, bool on) {
+  if (s->ops->interest) s->ops->interest(s, channel, on);
 }
 
 int fc_store_range(fc_store_t *s, const char *channel, uint64_t after, unsigned limit,

@@ -40,6 +40,7 @@ typedef struct {
 typedef struct fc_store_batch fc_store_batch_t;
 struct fc_store_batch {
   fc_store_batch_t *next; /* the store's */
+  bool wait_lost;         /* the store's (Redis: its WAIT could not be sent) */
   const char *channel;    /* the channel's name, NUL-terminated */
   unsigned keep;          /* events the channel retains: the store keeps at least twice as many */
   uint64_t max_age_s;     /* the channel's age limit (0: none), for a store without age rules of its own */
@@ -116,24 +117,23 @@ fc_store_t *fc_store_memory_new(void);
 /* ---- Redis: cluster mode ---------------------------------------------------
  * Every node pointed at one Redis shares its events, ids and history. Redis
  * gives the ids (one counter for the cluster), so this store numbers batches
- * itself (fc_store_numbers), and a commit reaches every node, this one
- * included, on a bus (Redis Pub/Sub), in Redis's commit order. */
+ * itself (fc_store_numbers), and a commit reaches every node that holds its
+ * channel, this one included, on a bus (Redis Pub/Sub), in Redis's commit
+ * order. */
 
 /* What the bus brings, on the store's thread, one message at a time: a
- * batch committed by some node, a purge, or a catch-up notice (the bus was
- * down, or a channel came into memory: events may have been missed; read
- * them with fc_store_range). */
+ * batch committed by some node, a purge, or a catch-up notice (the channel
+ * came into this node's memory, or the bus was away: events may have been
+ * missed; read them with fc_store_range). */
 typedef enum { FC_BUS_EVENTS, FC_BUS_PURGE, FC_BUS_CATCH_UP } fc_bus_kind_t;
 typedef struct {
   fc_bus_kind_t kind;
-  fc_str_t channel;               /* for FC_BUS_CATCH_UP, empty: every channel */
+  fc_str_t channel;
   const fc_store_event_t *events; /* FC_BUS_EVENTS: numbered, consecutive */
   size_t n;
   uint64_t upto; /* FC_BUS_PURGE: the last id it covers */
 } fc_bus_msg_t;
-/* Returns false only for the catch-up of one channel that is not in memory
- * yet (it is asked again shortly). */
-typedef bool (*fc_bus_cb)(void *ud, const fc_bus_msg_t *m);
+typedef void (*fc_bus_cb)(void *ud, const fc_bus_msg_t *m);
 
 typedef struct {
   const char *url;        /* redis://[USER:PASSWORD@]HOST[:PORT][/DB]; copied */
@@ -161,9 +161,12 @@ const char *fc_store_redis_where(fc_store_t *s);
 bool fc_store_numbers(const fc_store_t *s);
 /* Where bus messages go, from now on (before: nowhere). */
 void fc_store_listen(fc_store_t *s, fc_bus_cb cb, void *ud);
-/* Asks for a catch-up notice of `channel` on the store's thread once the
- * bus messages received so far are delivered. Any thread. No-op without a bus. */
-void fc_store_watch(fc_store_t *s, const char *channel);
+/* This node holds `channel` in memory (`on`), or no longer. The bus brings a
+ * channel's commits only while it is on (one Pub/Sub subscription per
+ * channel held, not per client), starting with a catch-up notice once the
+ * subscription holds. Calls must come in the order of the changes. Any
+ * thread; does not block. No-op without a bus. */
+void fc_store_interest(fc_store_t *s, const char *channel, bool on);
 /* Calls `each` for stored events of `channel` with id > `after`, oldest
  * first, at most `limit`. Returns how many, -ENOTCONN or -EIO; -ENOTSUP for
  * a store without (memory, SQLite). Any thread; blocks on I/O. */

@@ -8,7 +8,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BIN, startServer, request, publish, publishOk, storedEvents, assertJsonError, sleep, T } from './lib/server.mjs';
+import { BIN, startServer, request, publish, publishOk, storedEvents, assertJsonError, eventually, sleep, T } from './lib/server.mjs';
+import { subscribe } from './lib/sse.mjs';
 import { startRedis } from './lib/redis.mjs';
 
 const TO = { timeout: T(45000) };
@@ -136,4 +137,32 @@ test('max-age rules hold in Redis: aged events leave every node and Redis', TO, 
   const fresh = await publishOk(b.url, 'tmp.x', { n: 2 });
   assert.equal(await r.command('XLEN', 'fc:s:tmp.x'), 1);
   assert.deepEqual((await storedEvents(a.url, 'tmp.x')).map((e) => e.id), [fresh.id]);
+});
+
+test('one Redis subscription per channel a node holds, not per client; let go when the channel is idle', TO, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const opts = { open: true, extraArgs: ['--channel-idle', '1'] };
+  const a = await node(later, r, opts);
+  const b = await node(later, r, opts);
+  const numsub = async (ch) => (await r.command('PUBSUB', 'NUMSUB', `fc:bus:0:${ch}`))[1];
+
+  const clients = [];
+  for (let i = 0; i < 20; i++) clients.push(await subscribe(`${b.url}/api/v1/channels/room/sse`));
+  later(() => clients.forEach((c) => c.close()));
+  await eventually(async () => (await numsub('room')) === 1, T(5000), 'B subscribed once for 20 clients');
+  const first = await publishOk(a.url, 'room', { n: 1 });
+  for (const c of clients) await c.waitFor((s) => s.events.some((e) => e.id === first.id), T(5000), 'first event');
+  // A published: it holds the channel too, for a while.
+  assert.equal(await numsub('room'), 2);
+
+  // Everyone leaves: both nodes let the channel go and unsubscribe.
+  clients.forEach((c) => c.close());
+  await eventually(async () => (await numsub('room')) === 0, T(15000), 'both nodes let go of room');
+  // Meanwhile events go on; B reads them back when it next needs the channel.
+  const more = [];
+  for (let i = 2; i <= 5; i++) more.push((await publishOk(a.url, 'room', { n: i })).id);
+  const history = await storedEvents(b.url, 'room');
+  assert.deepEqual(history.map((e) => e.id), [first.id, ...more]);
 });
