@@ -15,16 +15,6 @@
 
 #define CATCH_UP_PAGE 256
 
-static fc_event_in_t event_in(const fc_store_event_t *e) {
-  return (fc_event_in_t){.name = e->name,
-                         .data = e->data,
-                         .from = e->from,
-                         .is_json = e->is_json,
-                         .seq = e->seq,
-                         .n = e->n,
-                         .time_ms = e->time_ms};
-}
-
 typedef struct {
   fc_pub_t *pub;
   fc_channel_t *ch;
@@ -38,7 +28,7 @@ static void catch_up_event(void *ud, const fc_store_event_t *e) {
   uint64_t next = fc_channel_next_n(hub, c->ch);
   if (e->n < next) return;
   if (e->n > next) fc_hub_skip(hub, c->ch, e->n);
-  fc_event_in_t in = event_in(e);
+  fc_event_in_t in = fc__pub_event_in(e);
   fc_publish_result_t res;
   fc_hub_apply(hub, c->ch, &in, 1, &res);
 }
@@ -70,7 +60,7 @@ void fc__pub_apply(fc_pub_t *pub, fc_channel_t *ch, const fc_store_event_t *evs,
   }
   fc_event_in_t stack[16];
   fc_event_in_t *in = n - i <= FC_ARRAY_LEN(stack) ? stack : fc_xmalloc((n - i) * sizeof *in);
-  for (size_t k = i; k < n; k++) in[k - i] = event_in(&evs[k]);
+  for (size_t k = i; k < n; k++) in[k - i] = fc__pub_event_in(&evs[k]);
   fc_publish_result_t r;
   if (local) fc_hub_publish(hub, ch, in, n - i, &r);
   else fc_hub_apply(hub, ch, in, n - i, &r); /* not a use of the channel here */

@@ -62,6 +62,17 @@ struct fc_pub {
   atomic_ullong published;
 };
 
+/* A stored event as the hub's input. */
+static inline fc_event_in_t fc__pub_event_in(const fc_store_event_t *e) {
+  return (fc_event_in_t){.name = e->name,
+                         .data = e->data,
+                         .from = e->from,
+                         .is_json = e->is_json,
+                         .seq = e->seq,
+                         .n = e->n,
+                         .time_ms = e->time_ms};
+}
+
 /* Cluster mode (cluster.c), on the store's thread: gives the hub the events
  * of a commit it does not have yet, in order; fills `res` for an answer. */
 void fc__pub_apply(fc_pub_t *pub, fc_channel_t *ch, const fc_store_event_t *evs, size_t n, bool local,

@@ -222,16 +222,7 @@ static void fan_out(fc_pub_op_t *op) {
   fc_store_batch_t *b = &op->batch;
   fc_event_in_t stack[16];
   fc_event_in_t *in = b->n <= FC_ARRAY_LEN(stack) ? stack : fc_xmalloc(b->n * sizeof *in);
-  for (size_t i = 0; i < b->n; i++) {
-    const fc_store_event_t *e = &b->events[i];
-    in[i] = (fc_event_in_t){.name = e->name,
-                            .data = e->data,
-                            .from = e->from,
-                            .is_json = e->is_json,
-                            .seq = e->seq,
-                            .n = e->n,
-                            .time_ms = e->time_ms};
-  }
+  for (size_t i = 0; i < b->n; i++) in[i] = fc__pub_event_in(&b->events[i]);
   fc_hub_publish(op->pub->opts.hub, op->channel, in, b->n, &op->result);
   atomic_fetch_add(&op->pub->published, b->n);
   if (in != stack) free(in);

@@ -121,11 +121,18 @@ static redisAsyncContext *open_async(fc__redis_t *r, redisConnectCallback *on_co
 
 static void flush_queue(fc__redis_t *r);
 
+/* A connection failed or ended (hiredis frees it): tried again later. */
+static void conn_lost(fc__redis_t *r, redisAsyncContext **ac, bool *up) {
+  *ac = NULL;
+  *up = false;
+  set_up(r);
+  schedule_retry(r);
+}
+
 static void on_cmd_connect(const redisAsyncContext *ac, int status) {
   fc__redis_t *r = ac->data;
   if (status != REDIS_OK) {
-    r->cmd = NULL; /* hiredis frees it */
-    schedule_retry(r);
+    conn_lost(r, &r->cmd, &r->cmd_up);
     return;
   }
   /* After a Redis restart its script cache is empty: load them again first. */
@@ -137,12 +144,9 @@ static void on_cmd_connect(const redisAsyncContext *ac, int status) {
 }
 
 static void on_cmd_disconnect(const redisAsyncContext *ac, int status) {
-  fc__redis_t *r = ac->data;
   (void)status;
-  r->cmd = NULL;
-  r->cmd_up = false;
-  set_up(r);
-  schedule_retry(r);
+  fc__redis_t *r = ac->data;
+  conn_lost(r, &r->cmd, &r->cmd_up);
 }
 
 /* ---- the bus -------------------------------------------------------------- */
@@ -278,8 +282,7 @@ static void on_bus(redisAsyncContext *ac, void *reply, void *ud) {
 static void on_sub_connect(const redisAsyncContext *ac, int status) {
   fc__redis_t *r = ac->data;
   if (status != REDIS_OK) {
-    r->sub = NULL;
-    schedule_retry(r);
+    conn_lost(r, &r->sub, &r->sub_up);
     return;
   }
   r->sub_up = true;
@@ -288,12 +291,9 @@ static void on_sub_connect(const redisAsyncContext *ac, int status) {
 }
 
 static void on_sub_disconnect(const redisAsyncContext *ac, int status) {
-  fc__redis_t *r = ac->data;
   (void)status;
-  r->sub = NULL;
-  r->sub_up = false;
-  set_up(r);
-  schedule_retry(r);
+  fc__redis_t *r = ac->data;
+  conn_lost(r, &r->sub, &r->sub_up);
 }
 
 static void connect_all(fc__redis_t *r) {

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, sleep, T } from './server.mjs';
+import { freePort, sleep, T, waitExit } from './server.mjs';
 
 export const REDIS_BIN = process.env.REDIS_SERVER || '/usr/bin/redis-server';
 
@@ -153,19 +153,6 @@ export function rawCommands(port, commands, ms = T(5000)) {
 // ---------------------------------------------------------------------------
 // The server
 
-/** Waits for a child process to exit (or returns at once if it did); resolves {code, signal} or null on timeout. */
-function waitExit(proc, ms) {
-  if (proc.exitCode !== null || proc.signalCode !== null) {
-    return Promise.resolve({ code: proc.exitCode, signal: proc.signalCode });
-  }
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(null), ms);
-    proc.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal });
-    });
-  });
-}
 
 /**
  * Starts a redis-server on a free port (or opts.port), in a fresh temp dir,

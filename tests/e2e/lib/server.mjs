@@ -80,7 +80,7 @@ export function freePort() {
 }
 
 /** Waits for a child process to exit; resolves {code, signal} or null on timeout. */
-function waitExit(proc, ms) {
+export function waitExit(proc, ms) {
   if (proc.exitCode !== null || proc.signalCode !== null) {
     return Promise.resolve({ code: proc.exitCode, signal: proc.signalCode });
   }
