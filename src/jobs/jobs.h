@@ -41,6 +41,12 @@ typedef struct {
   /* Sends `data` as a direct message from `from` to the connection `to`.
    * Returns 0 or -ENOENT (no such connection). */
   int (*send_direct)(void *ud, const char *to, const char *from, const json_t *data);
+  /* Cluster mode: claims `key` for this node for `ttl_s` seconds, so that a
+   * trigger (a cron time, a channel event) starts one job in the cluster.
+   * Returns 1 when this node has it, 0 when another node took it first, or a
+   * negative errno (the trigger is then skipped). Blocks on one round trip.
+   * NULL: one node, every claim is this node's. */
+  int (*claim)(void *ud, const char *key, unsigned ttl_s);
   void *ud;
 } fc_jobs_opts_t;
 

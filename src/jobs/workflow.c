@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "jobs/cron.h"
+
+#define CLAIM_TTL_S 86400 /* a trigger's claim outlives any clock skew and redelivery */
 #include "jobs/internal.h"
 
 /* Names the first invalid field of a task in `field`/`why`; 0 when valid. */
@@ -204,9 +206,23 @@ void fc__wf_json(fc_buf_t *b, const wf_t *w) {
   free(s);
 }
 
+/* True when this node is the one to start the job of trigger `key` (in
+ * cluster mode every node holding the workflow sees the same trigger). */
+static bool claimed(fc_jobs_t *j, const wf_t *w, const char *key) {
+  if (!j->o.claim) return true;
+  int rc = j->o.claim(j->o.ud, key, CLAIM_TTL_S);
+  if (rc < 0)
+    fc_log(FC_LOG_WARN, "trigger skipped: the cluster could not be asked who runs it", "workflow=%lld key=%s error=%d",
+           (long long)w->id, key, rc);
+  return rc == 1;
+}
+
 /* A channel trigger fired: start a job with the event as its input. Loop 0. */
 static void on_trigger(fc_sub_link_t *link, fc_event_t *ev) {
   wf_t *w = link->owner;
+  char key[64];
+  snprintf(key, sizeof key, "trigger:%lld:%llu", (long long)w->id, (unsigned long long)ev->seq);
+  if (!w->owner || !claimed(w->owner, w, key)) return;
   fc_buf_t b;
   fc_buf_init(&b);
   fc_buf_puts(&b, "{");
@@ -226,11 +242,15 @@ void fc__wf_cron_tick(fc_jobs_t *j, int64_t now_s) {
   for (wf_t *w = j->wfs; w; w = w->next) {
     for (size_t i = 0; i < w->ncrons; i++) {
       if (w->cron_next[i] < 0 || now_s < w->cron_next[i]) continue;
-      char id[40];
+      /* The scheduled time names the run: nodes whose clocks differ by
+       * seconds still ask for the same key. */
+      char key[64], id[40];
+      snprintf(key, sizeof key, "cron:%lld:%zu:%lld", (long long)w->id, i, (long long)w->cron_next[i]);
+      w->cron_next[i] = fc_cron_next(&w->crons[i], now_s);
+      if (!claimed(j, w, key)) continue;
       int rc = fc_jobs_start(j, w->id, NULL, NULL, id);
       if (rc == 0) fc_log(FC_LOG_INFO, "job triggered", "workflow=%lld job=%s trigger=cron", (long long)w->id, id);
       else fc__jobs_trigger_refused(j, w->id, rc);
-      w->cron_next[i] = fc_cron_next(&w->crons[i], now_s);
     }
   }
 }

@@ -175,6 +175,11 @@ static int jobs_send_direct(void *ud, const char *to, const char *from, const js
   return fc_ws_send_direct(app->ws, to, from, data);
 }
 
+static int jobs_claim(void *ud, const char *key, unsigned ttl_s) {
+  fc_app_t *app = ud;
+  return fc_store_claim(app->store, key, ttl_s);
+}
+
 /* The workflow runner, on loop 0. Without it the server runs on (the jobs
  * routes answer 503) and says why in the log. */
 static void start_jobs(server_t *s) {
@@ -194,6 +199,7 @@ static void start_jobs(server_t *s) {
                                             .net = app->net,
                                             .mint = app->auth ? jobs_mint : NULL,
                                             .send_direct = jobs_send_direct,
+                                            .claim = *cfg->redis_url ? jobs_claim : NULL,
                                             .ud = app},
                           err, sizeof err);
   if (!app->jobs) fc_log(FC_LOG_ERROR, "workflows disabled", "error=\"%s\"", err);

@@ -23,6 +23,7 @@ typedef struct {
                void (*each)(void *ud, const fc_store_event_t *ev), void *ud);
   bool (*link)(fc_store_t *s, fc_store_link_t *out);
   int (*shared_secret)(fc_store_t *s, const char *name, const uint8_t *candidate, uint8_t *out, size_t len);
+  int (*claim)(fc_store_t *s, const char *key, unsigned ttl_s);
   bool durable;
   bool numbers; /* the store gives ids */
 } fc__store_ops_t;

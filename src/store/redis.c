@@ -553,6 +553,7 @@ static const fc__store_ops_t redis_ops = {
     .range = fc__redis_range,
     .link = rd_link,
     .shared_secret = fc__redis_shared_secret,
+    .claim = fc__redis_claim,
     .durable = true,
     .numbers = true,
 };

@@ -195,6 +195,22 @@ int fc__redis_shared_secret(fc_store_t *base, const char *name, const uint8_t *c
   return rc;
 }
 
+int fc__redis_claim(fc_store_t *base, const char *key, unsigned ttl_s) {
+  fc__redis_t *r = (fc__redis_t *)base;
+  pthread_mutex_lock(&r->sync_lock);
+  redisContext *c = sync_conn(r);
+  redisReply *rep = NULL;
+  int rc = c ? 0 : -ENOTCONN;
+  if (c) {
+    redisAppendCommand(c, "SET fc:claim:%s 1 NX EX %u", key, ttl_s);
+    rc = replies(c, &rep, 1);
+  }
+  pthread_mutex_unlock(&r->sync_lock);
+  if (rc == 0) rc = rep->type == REDIS_REPLY_STATUS ? 1 : 0; /* OK, or nil: taken */
+  if (rep) freeReplyObject(rep);
+  return rc;
+}
+
 /* ---- the bus -------------------------------------------------------------- */
 
 /* Reads a decimal number and the space after it. */

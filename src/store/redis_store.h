@@ -68,6 +68,7 @@ int fc__redis_range(fc_store_t *base, const char *channel, uint64_t after, unsig
 int fc__redis_channels(fc_store_t *base, const char *after, unsigned limit,
                        void (*each)(void *ud, const char *name, const fc_store_channel_t *c), void *ud);
 
+int fc__redis_claim(fc_store_t *base, const char *key, unsigned ttl_s);
 int fc__redis_shared_secret(fc_store_t *base, const char *name, const uint8_t *candidate, uint8_t *out, size_t len);
 
 #endif

@@ -52,3 +52,7 @@ bool fc_store_link(fc_store_t *s, fc_store_link_t *out) {
 int fc_store_shared_secret(fc_store_t *s, const char *name, const uint8_t *candidate, uint8_t *out, size_t len) {
   return s->ops->shared_secret ? s->ops->shared_secret(s, name, candidate, out, len) : -ENOTSUP;
 }
+
+int fc_store_claim(fc_store_t *s, const char *key, unsigned ttl_s) {
+  return s->ops->claim ? s->ops->claim(s, key, ttl_s) : -ENOTSUP;
+}

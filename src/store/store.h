@@ -179,6 +179,11 @@ int fc_store_range(fc_store_t *s, const char *channel, uint64_t after, unsigned 
  * or -ENOTSUP for a store without a cluster. */
 int fc_store_shared_secret(fc_store_t *s, const char *name, const uint8_t *candidate, uint8_t *out, size_t len);
 
+/* Claims `key` for this node for `ttl_s` seconds (Redis SET NX EX): 1 when
+ * this node has it, 0 when another node took it first, -ENOTCONN or -EIO;
+ * -ENOTSUP for a store without a cluster. Any thread; blocks on I/O. */
+int fc_store_claim(fc_store_t *s, const char *key, unsigned ttl_s);
+
 typedef struct {
   bool up;             /* both connections are open */
   uint64_t reconnects; /* connections opened again after a loss */

@@ -166,3 +166,55 @@ test('one Redis subscription per channel a node holds, not per client; let go wh
   const history = await storedEvents(b.url, 'room');
   assert.deepEqual(history.map((e) => e.id), [first.id, ...more]);
 });
+
+/** A workflows directory holding `defs` ({file: object}), removed after the test. */
+function workflows(later, defs) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowcast-wf-'));
+  later(() => fs.rmSync(dir, { recursive: true, force: true }));
+  for (const [f, d] of Object.entries(defs)) fs.writeFileSync(path.join(dir, f), JSON.stringify(d));
+  return dir;
+}
+
+/** Lines in a file that the jobs' exec tasks append to (0 when it is not there yet). */
+const lines = (file) => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) : []);
+
+test('a channel trigger starts one job per event in the cluster, not one per node', TO, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'flowcast-runs-')), 'runs');
+  later(() => fs.rmSync(path.dirname(out), { recursive: true, force: true }));
+  const dir = workflows(later, {
+    'trig.json': {
+      id: 9, name: 'trig', triggers: [{ type: 'channel', channel: 'orders' }],
+      tasks: [{ type: 'exec', command: ['sh', '-c', `echo "$FLOWCAST_JOB_ID" >> ${out}`] }],
+    },
+  });
+  const nodes = [];
+  for (let i = 0; i < 3; i++) nodes.push(await node(later, r, { open: true, extraArgs: ['--workflows', dir] }));
+  for (let i = 0; i < 6; i++) await publishOk(nodes[i % 3].url, 'orders', { order: i });
+  await eventually(async () => lines(out).length >= 6, T(15000), 'six jobs ran');
+  await sleep(T(1000)); // a duplicate would have run by now
+  const runs = lines(out);
+  assert.equal(runs.length, 6, runs.join(' '));
+  assert.equal(new Set(runs).size, 6, 'six different jobs');
+});
+
+test('a cron workflow fires once per minute in the cluster', { timeout: T(90000) }, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'flowcast-runs-')), 'runs');
+  later(() => fs.rmSync(path.dirname(out), { recursive: true, force: true }));
+  const dir = workflows(later, {
+    'cron.json': {
+      id: 10, name: 'every minute', triggers: [{ type: 'cron', cron: '* * * * *' }],
+      tasks: [{ type: 'exec', command: ['sh', '-c', `echo "$FLOWCAST_JOB_ID" >> ${out}`] }],
+    },
+  });
+  for (let i = 0; i < 3; i++) await node(later, r, { open: true, extraArgs: ['--workflows', dir] });
+  // The next minute boundary, and a few seconds past it for every node's 1 s tick.
+  const next = Math.ceil((Date.now() + 1) / 60000) * 60000;
+  await sleep(next - Date.now() + T(4000));
+  assert.equal(lines(out).length, 1, `runs: ${lines(out).join(' ')}`);
+});
