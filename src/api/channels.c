@@ -21,6 +21,8 @@ static void channel_error(fc_req_t *req, const char *name, int err) {
     fc_http_error(req, 503, "too_many_channels",
                   "the server holds its maximum of channels in use (--max-channels): nothing was created; "
                   "retry later");
+  else if (err == -ENOTCONN)
+    fc_http_error(req, 503, "storage_unavailable", "storage (Redis) is unreachable; retry later");
   else fc_http_error(req, 503, "storage_error", "storage could not be read; retry later");
 }
 
@@ -224,10 +226,11 @@ void fc_api_channels(fc_req_t *req) {
   stored_page_t st = {app->hub, NULL, 0};
   if (app->store) {
     st.list = fc_xmalloc(want * sizeof *st.list);
-    if (fc_store_channels(app->store, after, (unsigned)want, on_stored, &st) < 0) {
+    int rc = fc_store_channels(app->store, after, (unsigned)want, on_stored, &st);
+    if (rc < 0) {
       free(live);
       free(st.list);
-      fc_http_error(req, 503, "storage_error", "storage could not be read; retry later");
+      channel_error(req, after, rc);
       return;
     }
   }

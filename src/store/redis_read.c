@@ -8,13 +8,15 @@
 #include "store/redis.h"
 #include "store/redis_store.h"
 
-/* The blocking connection, opened again after an error. Under sync_lock. */
+/* The blocking connection, opened again after an error, but not while the
+ * store's thread knows Redis is away (a read then fails at once instead of
+ * holding a loop thread for a connect timeout). Under sync_lock. */
 static redisContext *sync_conn(fc__redis_t *r) {
   if (r->sync && r->sync->err) {
     redisFree(r->sync);
     r->sync = NULL;
   }
-  if (!r->sync) {
+  if (!r->sync && atomic_load(&r->up)) {
     char err[256];
     r->sync = fc__redis_connect(&r->url, 1000, err, sizeof err);
     if (!r->sync) fc_log(FC_LOG_DEBUG, "redis read connection failed", "error=\"%s\"", err);

@@ -102,6 +102,7 @@ static void channel_error(fc_ws_session_t *s, const char *ref, int rc) {
   if (rc == -EINVAL) fc_ws_error(s, ref, "bad_channel", "channel name must match [A-Za-z0-9._:-]{1,128}");
   else if (rc == -EMFILE)
     fc_ws_error(s, ref, "too_many_channels", "the server holds its maximum of channels in use: nothing was created");
+  else if (rc == -ENOTCONN) fc_ws_error(s, ref, "storage_unavailable", "storage (Redis) is unreachable; retry later");
   else if (rc != -ENOENT) fc_ws_error(s, ref, "storage_error", "storage could not be read; retry later");
 }
 

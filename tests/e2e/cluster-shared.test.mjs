@@ -218,3 +218,30 @@ test('a cron workflow fires once per minute in the cluster', { timeout: T(90000)
   await sleep(next - Date.now() + T(4000));
   assert.equal(lines(out).length, 1, `runs: ${lines(out).join(' ')}`);
 });
+
+test('Redis away: reads that need it answer 503 storage_unavailable at once; what is in memory still streams', TO, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const h = await node(later, r, { open: true });
+  const first = await publishOk(h.url, 'kept', { n: 1 });
+  const s = await subscribe(`${h.url}/api/v1/channels/kept/sse`);
+  later(() => s.close());
+  await r.kill();
+  const t0 = Date.now();
+  for (const url of [`${h.url}/api/v1/channels/never/events`, `${h.url}/api/v1/channels`]) {
+    let res;
+    // The node notices within a moment; from then on it answers at once.
+    for (let i = 0; i < 50; i++) {
+      res = await request(url);
+      if (res.status === 503) break;
+      await sleep(100);
+    }
+    assertJsonError(res, 503, 'storage_unavailable');
+  }
+  assert.ok(Date.now() - t0 < T(8000), 'no read waited for a connect timeout');
+  assertJsonError(await publish(h.url, 'kept', { n: 2 }), 503, 'storage_unavailable');
+  // The channel in memory still answers from memory.
+  assert.deepEqual((await storedEvents(h.url, 'kept')).map((e) => e.id), [first.id]);
+  assert.ok(s.events.some((e) => e.id === first.id));
+});
