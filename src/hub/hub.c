@@ -259,6 +259,13 @@ void fc_hub_restore_event(fc_channel_t *ch, const fc_event_in_t *in) {
   history_append(ch, fc__event_new(ch, in->seq, in->n, in->time_ms, in));
 }
 
+size_t fc_channel_subscribers(fc_hub_t *hub, fc_channel_t *ch) {
+  pthread_mutex_lock(&hub->lock);
+  size_t n = ch->subscribers;
+  pthread_mutex_unlock(&hub->lock);
+  return n;
+}
+
 uint64_t fc_channel_last_seq(fc_hub_t *hub, fc_channel_t *ch) {
   pthread_mutex_lock(&hub->lock);
   uint64_t s = ch->last_seq;

@@ -256,6 +256,8 @@ void fc_hub_restore_seq(fc_hub_t *hub, uint64_t last_seq);
 void fc_hub_restore_counters(fc_channel_t *ch, uint64_t first_seq, uint64_t last_seq, uint64_t next_n);
 void fc_hub_restore_event(fc_channel_t *ch, const fc_event_in_t *ev);
 
+/* The channel's subscribers on this server. */
+size_t fc_channel_subscribers(fc_hub_t *hub, fc_channel_t *ch);
 /* The channel's last id (0: none yet). */
 uint64_t fc_channel_last_seq(fc_hub_t *hub, fc_channel_t *ch);
 /* A cluster's catch-up found events trimmed from storage before this node

@@ -53,9 +53,16 @@ void fc__pub_apply(fc_pub_t *pub, fc_channel_t *ch, const fc_store_event_t *evs,
   uint64_t next = fc_channel_next_n(hub, ch);
   size_t i = 0;
   while (i < n && evs[i].n < next) i++; /* the bus or the answer brought them first */
-  if (i == n) return;
+  if (i == n) {
+    res->subscribers = fc_channel_subscribers(hub, ch);
+    return;
+  }
   if (evs[i].n > next) { /* some came before them that this node has not seen */
-    catch_up(pub, ch);
+    /* This node's own commit overtook another node's earlier one, whose bus
+     * message is on its way: the bus brings both, in order (and a lost
+     * subscription catches up when it holds again). From the bus, read back. */
+    if (!local) catch_up(pub, ch);
+    res->subscribers = fc_channel_subscribers(hub, ch);
     return;
   }
   fc_event_in_t stack[16];
@@ -68,8 +75,34 @@ void fc__pub_apply(fc_pub_t *pub, fc_channel_t *ch, const fc_store_event_t *evs,
   if (in != stack) free(in);
 }
 
+/* Redis lost its data: what this node knows raises its counters again. */
+static void reseed(fc_pub_t *pub) {
+  fc_hub_t *hub = pub->opts.hub;
+  size_t n;
+  fc_channel_info_t *list = fc_hub_list(hub, "", SIZE_MAX, &n);
+  const char **names = fc_xmalloc((n ? n : 1) * sizeof *names);
+  uint64_t *last_n = fc_xmalloc((n ? n : 1) * sizeof *last_n);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    fc_channel_t *ch;
+    if (fc_hub_open(hub, list[i].name, strlen(list[i].name), FC_HUB_CACHED, &ch) < 0) continue;
+    names[k] = list[i].name;
+    last_n[k++] = fc_channel_next_n(hub, ch) - 1;
+    fc_channel_unref_quiet(ch);
+  }
+  int rc = fc_store_reseed(pub->opts.store, fc_hub_last_seq(hub), names, last_n, k);
+  if (rc < 0) fc_log(FC_LOG_ERROR, "cluster reseed failed", "error=%d", rc);
+  free(names);
+  free(last_n);
+  free(list);
+}
+
 void fc__pub_on_bus(void *ud, const fc_bus_msg_t *m) {
   fc_pub_t *pub = ud;
+  if (m->kind == FC_BUS_RESEED) {
+    reseed(pub);
+    return;
+  }
   fc_channel_t *ch;
   /* The bus brings only channels this node holds; one freed meanwhile loads
    * again from storage on its next use. */
@@ -79,6 +112,7 @@ void fc__pub_on_bus(void *ud, const fc_bus_msg_t *m) {
     case FC_BUS_EVENTS: fc__pub_apply(pub, ch, m->events, m->n, false, &res); break;
     case FC_BUS_PURGE: fc_hub_purge(pub->opts.hub, ch, m->upto); break;
     case FC_BUS_CATCH_UP: catch_up(pub, ch); break;
+    case FC_BUS_RESEED: break;
   }
   fc_channel_unref_quiet(ch);
 }

@@ -24,6 +24,7 @@ typedef struct {
   bool (*link)(fc_store_t *s, fc_store_link_t *out);
   int (*shared_secret)(fc_store_t *s, const char *name, const uint8_t *candidate, uint8_t *out, size_t len);
   int (*claim)(fc_store_t *s, const char *key, unsigned ttl_s);
+  int (*reseed)(fc_store_t *s, uint64_t last_seq, const char *const *names, const uint64_t *last_n, size_t n);
   bool durable;
   bool numbers; /* the store gives ids */
 } fc__store_ops_t;

@@ -24,8 +24,10 @@ static void connect_all(fc__redis_t *r);
 
 static void set_up(fc__redis_t *r) {
   bool up = r->cmd_up && r->sub_up;
+  atomic_store(&r->reachable, r->cmd_up || r->sub_up);
   if (up == atomic_load(&r->up)) return;
   atomic_store(&r->up, up);
+  if (r->stopping) return; /* the connections close on purpose */
   if (up) {
     fc_log(FC_LOG_INFO, "redis up", "host=%s port=%d", r->url.host, r->url.port);
     if (r->lost) atomic_fetch_add(&r->reconnects, 1);
@@ -318,6 +320,21 @@ static void end_batch(fc__redis_t *r, fc_store_batch_t *b) {
   b->done(b);
 }
 
+static void send_batch(fc__redis_t *r, fc_store_batch_t *b);
+
+/* Redis answered without flowcast's data (restarted empty, or flushed): the
+ * node's own view raises the counters again before anything else commits,
+ * so that ids and ordinals keep increasing; then this node takes the new
+ * epoch (or makes it). Commits already sent in the old one were refused. */
+static void reseed(fc__redis_t *r) {
+  fc_log(FC_LOG_ERROR, "redis lost flowcast's data",
+         "host=%s port=%d (fc:epoch changed: events stored before are gone; ids go on from this node's last)",
+         r->url.host, r->url.port);
+  deliver(r, &(fc_bus_msg_t){.kind = FC_BUS_RESEED});
+  r->gen++;
+  if (fc__redis_epoch(r) < 0) fc_log(FC_LOG_ERROR, "redis: cannot read or make fc:epoch", "host=%s", r->url.host);
+}
+
 /* The script's answer: {first id, first ordinal, ms}. */
 static void on_commit(redisAsyncContext *ac, void *reply, void *ud) {
   fc__redis_t *r = ac->data;
@@ -325,6 +342,16 @@ static void on_commit(redisAsyncContext *ac, void *reply, void *ud) {
   redisReply *rep = reply;
   if (!rep) {
     b->status = -ENOTCONN;
+  } else if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "FCEPOCH")) {
+    /* Nothing was stored: once the counters are seeded again (by the first
+     * refusal of this epoch), the batch goes again, a few times at most. */
+    b->status = -EIO;
+    if (b->store_gen == r->gen) reseed(r);
+    if (b->store_gen != r->gen && b->store_tries++ < 3 && r->cmd_up) {
+      if (r->wait_replicas) b->store_skip_waits++; /* the old WAIT's answer is still to come */
+      send_batch(r, b);
+      return;
+    }
   } else if (rep->type == REDIS_REPLY_ERROR) {
     fc_log(FC_LOG_ERROR, "redis commit failed", "channel=%s error=\"%s\"", b->channel, rep->str);
     b->status = -EIO;
@@ -348,6 +375,10 @@ static void on_wait(redisAsyncContext *ac, void *reply, void *ud) {
   fc__redis_t *r = ac->data;
   fc_store_batch_t *b = ud;
   redisReply *rep = reply;
+  if (b->store_skip_waits) { /* the WAIT of a try that was refused */
+    b->store_skip_waits--;
+    return;
+  }
   if (b->status == 0 && (!rep || rep->type != REDIS_REPLY_INTEGER || rep->integer < (long long)r->wait_replicas)) {
     fc_log(FC_LOG_WARN, "redis replicas did not confirm a commit", "channel=%s wanted=%u got=%lld", b->channel,
            r->wait_replicas, rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1);
@@ -374,17 +405,19 @@ static void send_batch(fc__redis_t *r, fc_store_batch_t *b) {
   char stream[300], meta[300], maxlen[24], age[24];
   snprintf(stream, sizeof stream, "fc:s:%s", b->channel);
   snprintf(meta, sizeof meta, "fc:m:%s", b->channel);
-  size_t cap = 11 + 4 * b->n;
+  size_t cap = 13 + 4 * b->n;
+  b->store_gen = r->gen;
   args_t a = {fc_xmalloc(cap * sizeof *a.v), fc_xmalloc(cap * sizeof *a.len), 0};
   argz(&a, "EVALSHA");
   if (b->purge) {
-    const char *keys[] = {r->sha_purge, "3", stream, meta, "fc:seq", b->channel, r->bus};
+    const char *keys[] = {r->sha_purge, "4", stream, meta, "fc:seq", "fc:epoch", b->channel, r->bus, r->epoch};
     for (size_t i = 0; i < FC_ARRAY_LEN(keys); i++) argz(&a, keys[i]);
   } else {
     /* The store keeps at least twice the channel's retention (store.h). */
     snprintf(maxlen, sizeof maxlen, "%u", b->keep > 5 ? 2 * b->keep : 10);
     snprintf(age, sizeof age, "%llu", (unsigned long long)b->max_age_s);
-    const char *keys[] = {r->sha_append, "4", stream, meta, "fc:seq", "fc:channels", b->channel, maxlen, r->bus, age};
+    const char *keys[] = {r->sha_append, "5",        stream, meta,   "fc:seq", "fc:channels",
+                          "fc:epoch",    b->channel, maxlen, r->bus, age,      r->epoch};
     for (size_t i = 0; i < FC_ARRAY_LEN(keys); i++) argz(&a, keys[i]);
     for (size_t i = 0; i < b->n; i++) {
       const fc_store_event_t *e = &b->events[i];
@@ -554,6 +587,7 @@ static const fc__store_ops_t redis_ops = {
     .link = rd_link,
     .shared_secret = fc__redis_shared_secret,
     .claim = fc__redis_claim,
+    .reseed = fc__redis_reseed,
     .durable = true,
     .numbers = true,
 };
@@ -577,6 +611,10 @@ static int check(fc__redis_t *r, char *err, size_t errlen) {
   }
   atomic_store(&r->last_seq, rep->type == REDIS_REPLY_STRING ? strtoull(rep->str, NULL, 10) : 0);
   freeReplyObject(rep);
+  if (fc__redis_epoch(r) < 0) {
+    snprintf(err, errlen, "Redis: cannot read or make fc:epoch");
+    return -EIO;
+  }
   return 0;
 }
 

@@ -14,13 +14,16 @@
 #ifndef FC_STORE_REDIS_LUA_H
 #define FC_STORE_REDIS_LUA_H
 
-/* KEYS: stream, meta, fc:seq, fc:channels. ARGV: channel, MAXLEN, the bus
- * prefix (the message goes to prefix .. channel), max
- * age in s (0: none), then name, data, from, json for each event. Deletes the
+/* KEYS: stream, meta, fc:seq, fc:channels, fc:epoch. ARGV: channel, MAXLEN,
+ * the bus prefix (the message goes to prefix .. channel), max age in s (0:
+ * none), the epoch the node knows, then name, data, from, json for each
+ * event. Refused with FCEPOCH when fc:epoch is not the node's (Redis lost
+ * its data: the node seeds the counters again first, FC_REDIS_RESEED_LUA). Deletes the
  * channel's events past the age (a quiet channel's on its next commit; reads
  * skip them meanwhile). Returns {first id, first ordinal, time in ms}. */
 #define FC_REDIS_APPEND_LUA                                                                                            \
-  "local k = (#ARGV - 4) / 4\n"                                                                                        \
+  "if redis.call('GET', KEYS[5]) ~= ARGV[5] then return redis.error_reply('FCEPOCH') end\n"                            \
+  "local k = (#ARGV - 5) / 4\n"                                                                                        \
   "local t = redis.call('TIME')\n"                                                                                     \
   "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"                                            \
   "local n1 = redis.call('HINCRBY', KEYS[2], 'n', k)\n"                                                                \
@@ -31,7 +34,7 @@
   "local f = string.format\n"                                                                                          \
   "local out = {f('E %d %d %d %d %d ', s0, n0, now, k, #ARGV[1]), ARGV[1]}\n"                                          \
   "for i = 0, k - 1 do\n"                                                                                              \
-  "  local b = 5 + i * 4\n"                                                                                            \
+  "  local b = 6 + i * 4\n"                                                                                            \
   "  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], f('%d-0', s0 + i), 'n', f('%d', n0 "                          \
   "+ i),\n"                                                                                                            \
   "             't', f('%d', now), 'e', ARGV[b], 'd', ARGV[b + 1], 'f', ARGV[b + 2], 'j', "                            \
@@ -51,14 +54,29 @@
   "redis.call('PUBLISH', ARGV[3] .. ARGV[1], table.concat(out))\n"                                                     \
   "return {s0, n0, now}\n"
 
-/* KEYS: stream, meta, fc:seq. ARGV: channel, bus prefix. Returns the last id the
+/* KEYS: stream, meta, fc:seq, fc:epoch. ARGV: channel, bus prefix, epoch
+ * (as above). Returns the last id the
  * purge covers (events after it, committed later, stay). Ordinals and ids go
  * on after it. */
 #define FC_REDIS_PURGE_LUA                                                                                             \
+  "if redis.call('GET', KEYS[4]) ~= ARGV[3] then return redis.error_reply('FCEPOCH') end\n"                            \
   "local upto = redis.call('GET', KEYS[3]) or '0'\n"                                                                   \
   "redis.call('DEL', KEYS[1])\n"                                                                                       \
   "if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'first', 0) end\n"                           \
   "redis.call('PUBLISH', ARGV[2] .. ARGV[1], 'P ' .. upto .. ' ' .. #ARGV[1] .. ' ' .. ARGV[1])\n"                     \
   "return tonumber(upto)\n"
+
+/* After Redis lost its data: raises fc:seq to at least ARGV[1] and each
+ * channel's last ordinal to at least what the node has, ARGV pairs (name,
+ * ordinal) from ARGV[2], so that ids and ordinals go on increasing. */
+#define FC_REDIS_RESEED_LUA                                                                                            \
+  "local seq = tonumber(redis.call('GET', 'fc:seq') or '0')\n"                                                         \
+  "if seq < tonumber(ARGV[1]) then redis.call('SET', 'fc:seq', ARGV[1]) end\n"                                         \
+  "for i = 2, #ARGV, 2 do\n"                                                                                           \
+  "  local k = 'fc:m:' .. ARGV[i]\n"                                                                                   \
+  "  local n = tonumber(redis.call('HGET', k, 'n') or '0')\n"                                                          \
+  "  if n < tonumber(ARGV[i + 1]) then redis.call('HSET', k, 'n', ARGV[i + 1]) end\n"                                  \
+  "end\n"                                                                                                              \
+  "return 1\n"
 
 #endif

@@ -2,21 +2,23 @@
  * id, the channel list) on its blocking connection, and the bus message
  * parser. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/redis.h"
+#include "store/redis_lua.h"
 #include "store/redis_store.h"
 
 /* The blocking connection, opened again after an error, but not while the
- * store's thread knows Redis is away (a read then fails at once instead of
- * holding a loop thread for a connect timeout). Under sync_lock. */
+ * store's thread has no connection to Redis (a read then fails at once
+ * instead of holding a loop thread for a connect timeout). Under sync_lock. */
 static redisContext *sync_conn(fc__redis_t *r) {
   if (r->sync && r->sync->err) {
     redisFree(r->sync);
     r->sync = NULL;
   }
-  if (!r->sync && atomic_load(&r->up)) {
+  if (!r->sync && atomic_load(&r->reachable)) {
     char err[256];
     r->sync = fc__redis_connect(&r->url, 1000, err, sizeof err);
     if (!r->sync) fc_log(FC_LOG_DEBUG, "redis read connection failed", "error=\"%s\"", err);
@@ -194,6 +196,65 @@ int fc__redis_shared_secret(fc_store_t *base, const char *name, const uint8_t *c
   if (rc == 0) memcpy(out, rep[1]->str, len);
   for (int i = 0; i < 2; i++)
     if (rep[i]) freeReplyObject(rep[i]);
+  return rc;
+}
+
+int fc__redis_epoch(fc__redis_t *r) {
+  uint8_t raw[12];
+  char fresh[25];
+  FILE *f = fopen("/dev/urandom", "rb");
+  if (!f || fread(raw, 1, sizeof raw, f) != sizeof raw) memcpy(raw, &(int64_t){fc_now_ms()}, sizeof(int64_t));
+  if (f) fclose(f);
+  for (size_t i = 0; i < sizeof raw; i++) snprintf(fresh + 2 * i, 3, "%02x", raw[i]);
+  pthread_mutex_lock(&r->sync_lock);
+  redisContext *c = sync_conn(r);
+  redisReply *rep[2] = {0};
+  int rc = c ? 0 : -ENOTCONN;
+  if (c) {
+    redisAppendCommand(c, "SET fc:epoch %s NX", fresh);
+    redisAppendCommand(c, "GET fc:epoch");
+    rc = replies(c, rep, 2);
+  }
+  pthread_mutex_unlock(&r->sync_lock);
+  if (rc == 0 && (rep[1]->type != REDIS_REPLY_STRING || rep[1]->len >= sizeof r->epoch)) rc = -EIO;
+  if (rc == 0) memcpy(r->epoch, rep[1]->str, rep[1]->len + 1);
+  for (int i = 0; i < 2; i++)
+    if (rep[i]) freeReplyObject(rep[i]);
+  return rc;
+}
+
+int fc__redis_reseed(fc_store_t *base, uint64_t last_seq, const char *const *names, const uint64_t *last_n, size_t n) {
+  fc__redis_t *r = (fc__redis_t *)base;
+  enum { SLICE = 256 };
+  int rc = 0;
+  for (size_t at = 0; rc == 0 && (at < n || at == 0); at += SLICE) {
+    size_t k = n - at < SLICE ? n - at : SLICE;
+    const char *argv[4 + 2 * SLICE];
+    size_t lens[4 + 2 * SLICE];
+    char nums[1 + SLICE][24];
+    size_t argc = 0;
+    argv[argc] = "EVAL", lens[argc++] = 4;
+    argv[argc] = FC_REDIS_RESEED_LUA, lens[argc++] = strlen(FC_REDIS_RESEED_LUA);
+    argv[argc] = "0", lens[argc++] = 1;
+    snprintf(nums[0], sizeof nums[0], "%llu", (unsigned long long)last_seq);
+    argv[argc] = nums[0], lens[argc++] = strlen(nums[0]);
+    for (size_t i = 0; i < k; i++) {
+      snprintf(nums[1 + i], sizeof nums[1 + i], "%llu", (unsigned long long)last_n[at + i]);
+      argv[argc] = names[at + i], lens[argc++] = strlen(names[at + i]);
+      argv[argc] = nums[1 + i], lens[argc++] = strlen(nums[1 + i]);
+    }
+    pthread_mutex_lock(&r->sync_lock);
+    redisContext *c = sync_conn(r);
+    redisReply *rep = NULL;
+    rc = c ? 0 : -ENOTCONN;
+    if (c) {
+      redisAppendCommandArgv(c, (int)argc, argv, lens);
+      rc = replies(c, &rep, 1);
+    }
+    pthread_mutex_unlock(&r->sync_lock);
+    if (rep) freeReplyObject(rep);
+    if (n == 0) break;
+  }
   return rc;
 }
 

@@ -28,6 +28,8 @@ typedef struct {
   char where[300]; /* host:port/db */
   char bus[32];    /* the Pub/Sub channels' prefix: fc:bus:<db>: (Pub/Sub ignores databases) */
   char sha_append[41], sha_purge[41];
+  char epoch[40]; /* fc:epoch as this node knows it (the store's thread, after start) */
+  unsigned gen;   /* epochs this node went through */
 
   pthread_mutex_t sync_lock; /* the blocking connection for reads */
   redisContext *sync;
@@ -56,7 +58,8 @@ typedef struct {
   fc_store_event_t *evs; /* the bus parser's events */
   size_t evcap;
 
-  atomic_bool up;
+  atomic_bool up;        /* both connections are open */
+  atomic_bool reachable; /* one is: the blocking connection may try again */
   _Atomic uint64_t last_seq;
   atomic_ullong reconnects, catch_ups, groups, events, failures;
 } fc__redis_t;
@@ -68,6 +71,9 @@ int fc__redis_range(fc_store_t *base, const char *channel, uint64_t after, unsig
 int fc__redis_channels(fc_store_t *base, const char *after, unsigned limit,
                        void (*each)(void *ud, const char *name, const fc_store_channel_t *c), void *ud);
 
+int fc__redis_reseed(fc_store_t *base, uint64_t last_seq, const char *const *names, const uint64_t *last_n, size_t n);
+/* Reads fc:epoch into r->epoch, making it first if there is none. */
+int fc__redis_epoch(fc__redis_t *r);
 int fc__redis_claim(fc_store_t *base, const char *key, unsigned ttl_s);
 int fc__redis_shared_secret(fc_store_t *base, const char *name, const uint8_t *candidate, uint8_t *out, size_t len);
 

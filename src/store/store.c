@@ -56,3 +56,7 @@ int fc_store_shared_secret(fc_store_t *s, const char *name, const uint8_t *candi
 int fc_store_claim(fc_store_t *s, const char *key, unsigned ttl_s) {
   return s->ops->claim ? s->ops->claim(s, key, ttl_s) : -ENOTSUP;
 }
+
+int fc_store_reseed(fc_store_t *s, uint64_t last_seq, const char *const *names, const uint64_t *last_n, size_t n) {
+  return s->ops->reseed ? s->ops->reseed(s, last_seq, names, last_n, n) : -ENOTSUP;
+}

@@ -39,11 +39,14 @@ typedef struct {
  * borrows it (and everything it points to) until `done` has run. */
 typedef struct fc_store_batch fc_store_batch_t;
 struct fc_store_batch {
-  fc_store_batch_t *next; /* the store's */
-  bool wait_lost;         /* the store's (Redis: its WAIT could not be sent) */
-  const char *channel;    /* the channel's name, NUL-terminated */
-  unsigned keep;          /* events the channel retains: the store keeps at least twice as many */
-  uint64_t max_age_s;     /* the channel's age limit (0: none), for a store without age rules of its own */
+  fc_store_batch_t *next;    /* the store's */
+  bool wait_lost;            /* the store's (Redis: its WAIT could not be sent) */
+  unsigned store_gen;        /* the store's (Redis: the epoch it was sent in, */
+  unsigned store_tries;      /* tries refused for an old epoch, */
+  unsigned store_skip_waits; /* and WAIT answers of those still to come) */
+  const char *channel;       /* the channel's name, NUL-terminated */
+  unsigned keep;             /* events the channel retains: the store keeps at least twice as many */
+  uint64_t max_age_s;        /* the channel's age limit (0: none), for a store without age rules of its own */
   fc_store_event_t *events;
   size_t n;
   bool purge;          /* instead of events: remove the channel's stored events */
@@ -125,7 +128,14 @@ fc_store_t *fc_store_memory_new(void);
  * batch committed by some node, a purge, or a catch-up notice (the channel
  * came into this node's memory, or the bus was away: events may have been
  * missed; read them with fc_store_range). */
-typedef enum { FC_BUS_EVENTS, FC_BUS_PURGE, FC_BUS_CATCH_UP } fc_bus_kind_t;
+typedef enum {
+  FC_BUS_EVENTS,
+  FC_BUS_PURGE,
+  FC_BUS_CATCH_UP,
+  /* Redis came back without its data: give the store what this node knows
+   * (fc_store_reseed), so that ids and ordinals go on increasing. */
+  FC_BUS_RESEED,
+} fc_bus_kind_t;
 typedef struct {
   fc_bus_kind_t kind;
   fc_str_t channel;
@@ -178,6 +188,11 @@ int fc_store_range(fc_store_t *s, const char *channel, uint64_t after, unsigned 
  * into `out`; returns 0, -ENOTCONN, -EIO (a stored value of another length),
  * or -ENOTSUP for a store without a cluster. */
 int fc_store_shared_secret(fc_store_t *s, const char *name, const uint8_t *candidate, uint8_t *out, size_t len);
+
+/* After FC_BUS_RESEED, on the store's thread: raises the cluster's last id
+ * to at least `last_seq` and each of the `n` channels' last ordinal to at
+ * least `last_n[i]`. Returns 0, -ENOTCONN or -EIO. */
+int fc_store_reseed(fc_store_t *s, uint64_t last_seq, const char *const *names, const uint64_t *last_n, size_t n);
 
 /* Claims `key` for this node for `ttl_s` seconds (Redis SET NX EX): 1 when
  * this node has it, 0 when another node took it first, -ENOTCONN or -EIO;

@@ -245,3 +245,26 @@ test('Redis away: reads that need it answer 503 storage_unavailable at once; wha
   assert.deepEqual((await storedEvents(h.url, 'kept')).map((e) => e.id), [first.id]);
   assert.ok(s.events.some((e) => e.id === first.id));
 });
+
+test('Redis comes back without its data: ids go on increasing and new events reach every node', TO, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const a = await node(later, r, { open: true });
+  const b = await node(later, r, { open: true });
+  const before = [];
+  for (let i = 0; i < 3; i++) before.push((await publishOk(a.url, 'feed', { i })).id);
+  const s = await subscribe(`${b.url}/api/v1/channels/feed/sse`);
+  later(() => s.close());
+  await s.waitFor((x) => x.events.some((e) => e.id === before[2]), T(5000), 'the first events on B');
+  await r.command('FLUSHALL'); // as a Redis restarted without persistence
+  // The first commit after it is refused inside the node, which seeds the counters again and
+  // commits it in the new epoch: the publisher sees a 201.
+  const res = { json: await publishOk(a.url, 'feed', { after: true }) };
+  assert.ok(BigInt(res.json.id) > BigInt(before[2]), `id ${res.json.id} after ${before[2]}`);
+  await s.waitFor((x) => x.events.some((e) => e.id === res.json.id), T(5000), 'the new event on B');
+  const fromB = await publishOk(b.url, 'feed', { fromB: true });
+  assert.ok(BigInt(fromB.id) > BigInt(res.json.id));
+  await s.waitFor((x) => x.events.some((e) => e.id === fromB.id), T(5000), 'B\'s own event');
+  assert.match(a.stderrText(), /redis lost flowcast's data/);
+});
