@@ -17,6 +17,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define CONNECT_TIMEOUT_MS 1000
+#define GROUP_MAX_EVENTS 1000 /* events one commit script writes at most */
 
 static void connect_all(fc__redis_t *r);
 
@@ -307,20 +308,29 @@ static void connect_all(fc__redis_t *r) {
 
 /* ---- commits -------------------------------------------------------------- */
 
-static void end_batch(fc__redis_t *r, fc_store_batch_t *b) {
-  if (b->status == 0 && !b->purge) {
-    uint64_t last = b->events[b->n - 1].seq;
-    uint64_t cur = atomic_load(&r->last_seq);
-    while (cur < last && !atomic_compare_exchange_weak(&r->last_seq, &cur, last)) {}
-    atomic_fetch_add(&r->groups, 1);
-    atomic_fetch_add(&r->events, b->n);
-  } else if (b->status != 0) {
-    atomic_fetch_add(&r->failures, 1);
+/* A group: batches of one channel queued one after another, committed by
+ * one script (as the SQLite writer groups them in one transaction), chained
+ * by `next` from the first, which carries the group's state (status, epoch,
+ * tries). Ends every batch of the group in order, with the first's status. */
+static void end_group(fc__redis_t *r, fc_store_batch_t *g) {
+  int status = g->status;
+  if (status == 0 && !g->purge) atomic_fetch_add(&r->groups, 1);
+  for (fc_store_batch_t *b = g, *next; b; b = next) {
+    next = b->next; /* done() may free b */
+    b->status = status;
+    if (status == 0 && !b->purge) {
+      uint64_t last = b->events[b->n - 1].seq;
+      uint64_t cur = atomic_load(&r->last_seq);
+      while (cur < last && !atomic_compare_exchange_weak(&r->last_seq, &cur, last)) {}
+      atomic_fetch_add(&r->events, b->n);
+    } else if (status != 0) {
+      atomic_fetch_add(&r->failures, 1);
+    }
+    b->done(b);
   }
-  b->done(b);
 }
 
-static void send_batch(fc__redis_t *r, fc_store_batch_t *b);
+static void send_group(fc__redis_t *r, fc_store_batch_t *g);
 
 /* Redis answered without flowcast's data (restarted empty, or flushed): the
  * node's own view raises the counters again before anything else commits,
@@ -335,56 +345,60 @@ static void reseed(fc__redis_t *r) {
   if (fc__redis_epoch(r) < 0) fc_log(FC_LOG_ERROR, "redis: cannot read or make fc:epoch", "host=%s", r->url.host);
 }
 
-/* The script's answer: {first id, first ordinal, ms}. */
+/* The script's answer: {first id, first ordinal, ms}, for the group's
+ * events in order. */
 static void on_commit(redisAsyncContext *ac, void *reply, void *ud) {
   fc__redis_t *r = ac->data;
-  fc_store_batch_t *b = ud;
+  fc_store_batch_t *g = ud;
   redisReply *rep = reply;
   if (!rep) {
-    b->status = -ENOTCONN;
+    g->status = -ENOTCONN;
   } else if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "FCEPOCH")) {
     /* Nothing was stored: once the counters are seeded again (by the first
-     * refusal of this epoch), the batch goes again, a few times at most. */
-    b->status = -EIO;
-    if (b->store_gen == r->gen) reseed(r);
-    if (b->store_gen != r->gen && b->store_tries++ < 3 && r->cmd_up) {
-      if (r->wait_replicas) b->store_skip_waits++; /* the old WAIT's answer is still to come */
-      send_batch(r, b);
+     * refusal of this epoch), the group goes again, a few times at most. */
+    g->status = -EIO;
+    if (g->store_gen == r->gen) reseed(r);
+    if (g->store_gen != r->gen && g->store_tries++ < 3 && r->cmd_up) {
+      if (r->wait_replicas) g->store_skip_waits++; /* the old WAIT's answer is still to come */
+      send_group(r, g);
       return;
     }
   } else if (rep->type == REDIS_REPLY_ERROR) {
-    fc_log(FC_LOG_ERROR, "redis commit failed", "channel=%s error=\"%s\"", b->channel, rep->str);
-    b->status = -EIO;
-  } else if (b->purge ? rep->type != REDIS_REPLY_INTEGER : rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
-    b->status = -EIO;
+    fc_log(FC_LOG_ERROR, "redis commit failed", "channel=%s error=\"%s\"", g->channel, rep->str);
+    g->status = -EIO;
+  } else if (g->purge ? rep->type != REDIS_REPLY_INTEGER : rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
+    g->status = -EIO;
   } else {
-    if (b->purge) b->purge_upto = (uint64_t)rep->integer;
-    b->status = 0;
-    for (size_t i = 0; !b->purge && i < b->n; i++) {
-      b->events[i].seq = (uint64_t)rep->element[0]->integer + i;
-      b->events[i].n = (uint64_t)rep->element[1]->integer + i;
-      b->events[i].time_ms = rep->element[2]->integer;
+    if (g->purge) g->purge_upto = (uint64_t)rep->integer;
+    g->status = 0;
+    uint64_t k = 0;
+    for (fc_store_batch_t *b = g; !g->purge && b; b = b->next) {
+      for (size_t i = 0; i < b->n; i++, k++) {
+        b->events[i].seq = (uint64_t)rep->element[0]->integer + k;
+        b->events[i].n = (uint64_t)rep->element[1]->integer + k;
+        b->events[i].time_ms = rep->element[2]->integer;
+      }
     }
   }
-  if (b->wait_lost) b->status = b->status ? b->status : -ENOTCONN;
-  if (!r->wait_replicas || b->wait_lost) end_batch(r, b);
+  if (g->wait_lost) g->status = g->status ? g->status : -ENOTCONN;
+  if (!r->wait_replicas || g->wait_lost) end_group(r, g);
 }
 
 /* WAIT's answer, right after the commit's: how many replicas have it. */
 static void on_wait(redisAsyncContext *ac, void *reply, void *ud) {
   fc__redis_t *r = ac->data;
-  fc_store_batch_t *b = ud;
+  fc_store_batch_t *g = ud;
   redisReply *rep = reply;
-  if (b->store_skip_waits) { /* the WAIT of a try that was refused */
-    b->store_skip_waits--;
+  if (g->store_skip_waits) { /* the WAIT of a try that was refused */
+    g->store_skip_waits--;
     return;
   }
-  if (b->status == 0 && (!rep || rep->type != REDIS_REPLY_INTEGER || rep->integer < (long long)r->wait_replicas)) {
-    fc_log(FC_LOG_WARN, "redis replicas did not confirm a commit", "channel=%s wanted=%u got=%lld", b->channel,
+  if (g->status == 0 && (!rep || rep->type != REDIS_REPLY_INTEGER || rep->integer < (long long)r->wait_replicas)) {
+    fc_log(FC_LOG_WARN, "redis replicas did not confirm a commit", "channel=%s wanted=%u got=%lld", g->channel,
            r->wait_replicas, rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1);
-    b->status = -ETIMEDOUT;
+    g->status = -ETIMEDOUT;
   }
-  end_batch(r, b);
+  end_group(r, g);
 }
 
 /* A command's arguments, binary-safe. */
@@ -401,56 +415,73 @@ static void arg(args_t *a, const char *s, size_t len) {
 
 static void argz(args_t *a, const char *s) { arg(a, s, strlen(s)); }
 
-static void send_batch(fc__redis_t *r, fc_store_batch_t *b) {
+static void send_group(fc__redis_t *r, fc_store_batch_t *g) {
   char stream[300], meta[300], maxlen[24], age[24];
-  snprintf(stream, sizeof stream, "fc:s:%s", b->channel);
-  snprintf(meta, sizeof meta, "fc:m:%s", b->channel);
-  size_t cap = 13 + 4 * b->n;
-  b->store_gen = r->gen;
+  snprintf(stream, sizeof stream, "fc:s:%s", g->channel);
+  snprintf(meta, sizeof meta, "fc:m:%s", g->channel);
+  size_t events = 0;
+  for (fc_store_batch_t *b = g; b; b = b->next) events += b->n;
+  size_t cap = 13 + 4 * events;
+  g->store_gen = r->gen;
   args_t a = {fc_xmalloc(cap * sizeof *a.v), fc_xmalloc(cap * sizeof *a.len), 0};
   argz(&a, "EVALSHA");
-  if (b->purge) {
-    const char *keys[] = {r->sha_purge, "4", stream, meta, "fc:seq", "fc:epoch", b->channel, r->bus, r->epoch};
+  if (g->purge) {
+    const char *keys[] = {r->sha_purge, "4", stream, meta, "fc:seq", "fc:epoch", g->channel, r->bus, r->epoch};
     for (size_t i = 0; i < FC_ARRAY_LEN(keys); i++) argz(&a, keys[i]);
   } else {
     /* The store keeps at least twice the channel's retention (store.h). */
-    snprintf(maxlen, sizeof maxlen, "%u", b->keep > 5 ? 2 * b->keep : 10);
-    snprintf(age, sizeof age, "%llu", (unsigned long long)b->max_age_s);
+    snprintf(maxlen, sizeof maxlen, "%u", g->keep > 5 ? 2 * g->keep : 10);
+    snprintf(age, sizeof age, "%llu", (unsigned long long)g->max_age_s);
     const char *keys[] = {r->sha_append, "5",        stream, meta,   "fc:seq", "fc:channels",
-                          "fc:epoch",    b->channel, maxlen, r->bus, age,      r->epoch};
+                          "fc:epoch",    g->channel, maxlen, r->bus, age,      r->epoch};
     for (size_t i = 0; i < FC_ARRAY_LEN(keys); i++) argz(&a, keys[i]);
-    for (size_t i = 0; i < b->n; i++) {
-      const fc_store_event_t *e = &b->events[i];
-      arg(&a, e->name.base, e->name.len);
-      arg(&a, e->data.base, e->data.len);
-      arg(&a, e->from.base, e->from.len);
-      argz(&a, e->is_json ? "1" : "0");
+    for (fc_store_batch_t *b = g; b; b = b->next) {
+      for (size_t i = 0; i < b->n; i++) {
+        const fc_store_event_t *e = &b->events[i];
+        arg(&a, e->name.base, e->name.len);
+        arg(&a, e->data.base, e->data.len);
+        arg(&a, e->from.base, e->from.len);
+        argz(&a, e->is_json ? "1" : "0");
+      }
     }
   }
-  /* A connection on its way out takes no command: the batch ends now. */
-  if (redisAsyncCommandArgv(r->cmd, on_commit, b, (int)a.n, a.v, a.len) != REDIS_OK) {
-    b->status = -ENOTCONN;
-    end_batch(r, b);
-  } else if (r->wait_replicas && redisAsyncCommand(r->cmd, on_wait, b, "WAIT %u 1000", r->wait_replicas) != REDIS_OK) {
-    b->wait_lost = true; /* on_commit ends it */
+  /* A connection on its way out takes no command: the group ends now. */
+  if (redisAsyncCommandArgv(r->cmd, on_commit, g, (int)a.n, a.v, a.len) != REDIS_OK) {
+    g->status = -ENOTCONN;
+    end_group(r, g);
+  } else if (r->wait_replicas && redisAsyncCommand(r->cmd, on_wait, g, "WAIT %u 1000", r->wait_replicas) != REDIS_OK) {
+    g->wait_lost = true; /* on_commit ends it */
   }
   free(a.v);
   free(a.len);
 }
 
-/* Sends what other threads queued (or fails it while Redis is away). */
+/* May batch `b` join group `g` (the same channel and rules, events only)? */
+static bool joins(const fc_store_batch_t *g, const fc_store_batch_t *b, size_t events) {
+  return !g->purge && !b->purge && g->keep == b->keep && g->max_age_s == b->max_age_s &&
+         events + b->n <= GROUP_MAX_EVENTS && !strcmp(g->channel, b->channel);
+}
+
+/* Sends what other threads queued, batches of one channel that follow one
+ * another as one group (or fails it while Redis is away). */
 static void flush_queue(fc__redis_t *r) {
   pthread_mutex_lock(&r->lock);
   fc_store_batch_t *b = r->head;
   r->head = r->tail = NULL;
   pthread_mutex_unlock(&r->lock);
-  for (fc_store_batch_t *next; b; b = next) {
-    next = b->next;
+  while (b) {
+    fc_store_batch_t *g = b, *last = b;
+    size_t events = b->n;
+    for (b = b->next; b && joins(g, b, events); b = b->next) {
+      events += b->n;
+      last = b;
+    }
+    last->next = NULL;
     if (r->cmd_up) {
-      send_batch(r, b);
+      send_group(r, g);
     } else {
-      b->status = -ENOTCONN;
-      end_batch(r, b);
+      g->status = -ENOTCONN;
+      end_group(r, g);
     }
   }
 }
