@@ -1,9 +1,11 @@
 /* The Redis store: cluster mode. One thread runs a libuv loop with two
- * hiredis connections: `cmd` sends each batch as one script (redis_lua.h),
- * pipelined, and ends batches in reply order; `sub` listens on the bus and
- * hands every commit, from any node, to the bus callback. Either connection
- * lost: batches fail at once (-ENOTCONN) until both are back (reconnects with
- * backoff and jitter), then every channel is caught up. */
+ * hiredis connections: `cmd` commits batches (those of one channel queued
+ * one after another as one script, redis_lua.h), pipelined, and ends them in
+ * reply order; `sub` holds one subscription per channel this node holds and
+ * hands every commit on them, from any node, to the bus callback. Either
+ * connection lost: batches fail at once (-ENOTCONN) until both are back
+ * (reconnects with backoff and jitter); each subscription that holds again
+ * starts with a catch-up of its channel. */
 #include <errno.h>
 #include <hiredis/adapters/libuv.h>
 #include <stdio.h>
