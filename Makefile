@@ -54,9 +54,9 @@ test: build asan node
 	@echo "== unit tests (asan+ubsan)"
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure
 	@echo "== end-to-end tests (release)"
-	@FLOWCAST_BIN=$(CURDIR)/$(BUILD)/flowcast node --test --test-concurrency=1 tests/e2e/
+	@FLOWCAST_BIN=$(CURDIR)/$(BUILD)/flowcast timeout 1800 node --test --test-concurrency=1 tests/e2e/
 	@echo "== end-to-end tests (asan+ubsan)"
-	@FLOWCAST_BIN=$(CURDIR)/$(ASAN_BUILD)/flowcast FLOWCAST_SANITIZED=1 node --test --test-concurrency=1 tests/e2e/
+	@FLOWCAST_BIN=$(CURDIR)/$(ASAN_BUILD)/flowcast FLOWCAST_SANITIZED=1 timeout 1800 node --test --test-concurrency=1 tests/e2e/
 	@echo "== fuzz targets, $(CI_FUZZ_SECONDS) s each"
 	@FUZZ_SECONDS=$(CI_FUZZ_SECONDS) scripts/fuzz.sh
 
@@ -64,7 +64,7 @@ test-unit: build
 	@cd $(BUILD) && ctest --output-on-failure
 
 test-e2e: build node
-	@FLOWCAST_BIN=$(CURDIR)/$(BUILD)/flowcast node --test --test-concurrency=1 tests/e2e/
+	@FLOWCAST_BIN=$(CURDIR)/$(BUILD)/flowcast timeout 1800 node --test --test-concurrency=1 tests/e2e/
 
 # libFuzzer targets (clang): FUZZ_SECONDS each (default 60); `make fuzz FUZZ_TARGETS="jwt cron"` picks some.
 fuzz: deps
