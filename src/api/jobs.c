@@ -78,6 +78,10 @@ static void answer(fc_jobs_t *j, fc_jobs_cmd_t *c) {
     case -ENOENT: fc_http_error(req, 404, "not_found", "%s", c->body.data); break;
     case -EBUSY: fc_http_error(req, 409, "wrong_state", "%s", c->body.data); break;
     case -EAGAIN: answer_queue_full(req, c->body.data); break;
+    case -EIO: fc_http_error(req, 503, "storage_unavailable", "jobs' storage (Redis) is unavailable; retry later"); break;
+    case -ETIMEDOUT:
+      fc_http_error(req, 503, "node_unavailable", "the node running the job did not answer; retry later");
+      break;
     default: fc_http_respond(req, 200, "application/json", NULL, c->body.data, c->body.len - 1);
   }
   cmd_free(c);
@@ -175,7 +179,7 @@ static void run_start(fc_jobs_t *j, fc_jobs_cmd_t *c) {
     return;
   }
   if (rc < 0) {
-    c->rc = -ENOENT;
+    c->rc = rc == -EIO ? rc : -ENOENT;
     fc_buf_printf(&c->body, "no workflow %lld", (long long)c->wf);
     return;
   }
@@ -188,19 +192,27 @@ void fc_api_job_start(fc_req_t *req) {
   submit(req, c, false);
 }
 
+/* In cluster mode the run may be held until the node running the job
+ * answers: the message is made in control_done, from the rc either way. */
 static void run_control(fc_jobs_t *j, fc_jobs_cmd_t *c) {
+  c->rc = fc_jobs_control(j, c->wf, c->id, (fc_job_action_t)c->action, &c->who);
+}
+
+static void control_done(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   static const char *const names[] = {"stop", "suspend", "resume", "approve", "reject"};
-  int rc = fc_jobs_control(j, c->wf, c->id, (fc_job_action_t)c->action, &c->who);
-  c->rc = rc == -ENOENT || rc == -EPERM || rc == -EBUSY ? rc : 0;
+  int rc = c->rc;
   if (rc == -ENOENT) fc_buf_printf(&c->body, "no job %s of workflow %lld", c->id, (long long)c->wf);
   else if (rc == -EPERM)
     fc_buf_printf(&c->body, "only admin or the token that started job %s may %s it", c->id, names[c->action]);
   else if (rc == -EBUSY) fc_buf_printf(&c->body, "cannot %s job %s in its current state", names[c->action], c->id);
-  else fc_buf_puts(&c->body, "true");
+  else if (rc == 0) fc_buf_puts(&c->body, "true");
+  else if (rc != -EIO && rc != -ETIMEDOUT && rc != -ESHUTDOWN) c->rc = -EIO;
+  answer(j, c);
 }
 
 void fc_api_job_control(fc_req_t *req) {
   fc_jobs_cmd_t *c = cmd_new(req, run_control);
+  c->done = control_done;
   const char *name = req->route->name + 4; /* "job_stop" ... */
   c->action = !strcmp(name, "stop")      ? FC_JOB_STOP
               : !strcmp(name, "suspend") ? FC_JOB_SUSPEND
@@ -224,7 +236,7 @@ void fc_api_job(fc_req_t *req) {
 static void run_jobs(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   int rc = fc_jobs_list_json(j, c->wf, c->after, c->limit, &c->body, c->next_after);
   if (rc < 0) {
-    c->rc = rc == -EINVAL ? -EINVAL : -ENOENT;
+    c->rc = rc == -EINVAL || rc == -EIO ? rc : -ENOENT;
     c->body.len = 0;
     if (rc == -EINVAL) fc_buf_printf(&c->body, "?after= is not a job of workflow %lld", (long long)c->wf);
     else fc_buf_printf(&c->body, "no workflow %lld", (long long)c->wf);

@@ -19,10 +19,19 @@ void fc_api_healthz(fc_req_t *req) {
     fc_http_respond(req, 200, "application/json", NULL, ok, sizeof ok - 1);
     return;
   }
-  char body[160];
-  int n = snprintf(body, sizeof body, "{\"status\":\"%s\",\"redis\":{\"state\":\"%s\"}}", link.up ? "ok" : "degraded",
-                   link.up ? "up" : "down");
-  fc_http_respond(req, link.up ? 200 : 503, "application/json", NULL, body, (size_t)n);
+  /* Cluster mode: the node, and the workflows whose definition differs from
+   * the cluster's (a warning: the node still serves). */
+  fc_buf_t jobs, b;
+  fc_buf_init(&jobs);
+  fc_buf_init(&b);
+  bool differ = fc_jobs_health(app->jobs, &jobs);
+  fc_buf_printf(&b, "{\"status\":\"%s\",\"redis\":{\"state\":\"%s\"}", link.up && !differ ? "ok" : "degraded",
+                link.up ? "up" : "down");
+  fc_buf_append(&b, jobs.data, jobs.len);
+  fc_buf_puts(&b, "}");
+  fc_http_respond(req, link.up ? 200 : 503, "application/json", NULL, b.data, b.len);
+  fc_buf_dispose(&jobs);
+  fc_buf_dispose(&b);
 }
 
 static void metric(fc_buf_t *b, const char *name, const char *type, const char *help, unsigned long long v) {

@@ -65,6 +65,10 @@ static const opt_t options[] = {
     {"redis", OPT_STR, OFF(redis_url), "",
      "cluster mode: events, ids and history in this Redis, shared by every node pointed at it "
      "(redis://[USER:PASSWORD@]HOST[:PORT][/DB]; replaces --storage for events)"},
+    {"node-name", OPT_STR, OFF(node_name), "",
+     "with --redis: this node's name in logs and in the reason of a lost node's failed jobs (default HOST:PORT)"},
+    {"job-lease", OPT_UINT, OFF(job_lease_s), "15",
+     "with --redis: seconds after which the jobs of a node that stopped renewing its lease are failed"},
     {"redis-wait-replicas", OPT_UINT, OFF(redis_wait_replicas), "0",
      "with --redis: a publish is answered once this many replicas have it too (Redis WAIT)"},
     {"durability", OPT_STR, OFF(durability), "crash",
@@ -350,6 +354,10 @@ static int finish(fc_config_t *cfg, char *err, size_t errlen) {
   }
   if (cfg->ws_ping_s == 0 || cfg->ws_max_message < 128) {
     snprintf(err, errlen, "ws-ping must be at least 1 second and ws-max-message at least 128 bytes");
+    return -EINVAL;
+  }
+  if (cfg->job_lease_s < 2 || cfg->job_lease_s > 3600) {
+    snprintf(err, errlen, "job-lease must be from 2 to 3600 seconds");
     return -EINVAL;
   }
   if (cfg->ws_max_subscriptions == 0) {

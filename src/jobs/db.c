@@ -7,6 +7,10 @@
 #include "jobs/internal.h"
 
 void fc__db_save_job(fc_jobs_t *j, const job_t *job) {
+  if (j->q) {
+    fc__cl_save(j, job);
+    return;
+  }
   if (!j->db) return;
   fc_job_row_t row = {
       .id = job->id,
@@ -40,14 +44,14 @@ void fc__db_save_task(fc_jobs_t *j, const job_t *job, const char *type, const ch
   fc_records_task_save(j->db, &t);
 }
 
-static job_status_t status_of(const char *s) {
+job_status_t fc__job_status_of(const char *s) {
   for (int i = 0; i <= ST_REJECTED; i++)
     if (s && !strcmp(s, job_status_names[i])) return (job_status_t)i;
   return ST_FAILED;
 }
 
 void fc__db_defer_save(fc_jobs_t *j, job_t *job) {
-  if (!j->db) return;
+  if (!j->db && !j->q) return;
   if (j->stopping) { /* the loop's idle work no longer runs */
     fc__db_save_job(j, job);
     return;
@@ -61,7 +65,7 @@ void fc__db_defer_save(fc_jobs_t *j, job_t *job) {
 
 void fc__db_flush(fc_jobs_t *j) {
   if (!j->saves) return;
-  bool batch = fc_records_batch_begin(j->db) == 0;
+  bool batch = j->db && fc_records_batch_begin(j->db) == 0;
   for (job_t *job = j->saves, *next; job; job = next) {
     next = job->snext;
     job->snext = NULL;
@@ -121,7 +125,7 @@ static void fail_stale_rows(fc_records_t *rec, fc__db_rows_t *r) {
   int64_t now = fc_now_ms();
   for (size_t i = 0; i < r->n; i++) {
     row_t *w = &r->rows[i];
-    if (ST_FINAL(status_of(w->status))) continue;
+    if (ST_FINAL(fc__job_status_of(w->status))) continue;
     char why[96];
     snprintf(why, sizeof why, "the server stopped while the job was %s", w->status ? w->status : "?");
     free(w->reason);
@@ -178,7 +182,7 @@ void fc__db_adopt_rows(fc_jobs_t *j, fc__db_rows_t *r) {
     for (job_t *f = fresh; f && !dup; f = f->next) dup = !strcmp(f->id, w->id);
     if (dup) continue;
     job_t *job = fc__job_new(j, w->id, w->wf);
-    job->status = status_of(w->status);
+    job->status = fc__job_status_of(w->status);
     job->reason = w->reason, w->reason = NULL;
     job->input = w->input, w->input = NULL;
     job->starter = w->starter, w->starter = NULL;

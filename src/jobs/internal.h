@@ -8,6 +8,7 @@
 #include "jobs/cron.h"
 #include "jobs/jobs.h"
 #include "pub/pub.h"
+#include "store/jobq.h"
 #include "store/records.h"
 
 /* A loaded workflow. Refcounted: a reload replaces the list while jobs still
@@ -86,6 +87,7 @@ typedef struct job {
 } job_t;
 
 typedef struct fc__db_rows fc__db_rows_t; /* job rows read at start-up (db.c) */
+typedef struct fc__fwd fc__fwd_t;         /* a control request sent to another node (cluster.c) */
 
 struct fc_jobs {
   fc_jobs_opts_t o;
@@ -113,7 +115,39 @@ struct fc_jobs {
   pthread_mutex_t post_lock;           /* orders fc_jobs_post against fc_jobs_stop */
   bool closed;                         /* under post_lock: fc_jobs_stop ran, commands are answered -ESHUTDOWN */
   fc_jobs_cmd_t *held, *held_tail;     /* commands waiting for the start-up load, oldest first */
+  fc_jobs_cmd_t *cur;                  /* the command whose run is on: fc__jobs_defer may hold it */
+  bool cur_deferred;
+  /* Cluster mode (cluster.c); q is NULL on one node. */
+  fc_jobq_t *q;
+  char node[160];          /* this process: NAME/RANDOM, its lease's name */
+  uv_timer_t tick;         /* notes, answers, claims; the lease and the sweep less often */
+  bool tick_init;
+  uint64_t next_beat;      /* fc_mono_ms of the next lease renewal and sweep */
+  bool remote;             /* a control request from another node runs: answer from here */
+  fc__fwd_t *fwds;         /* control requests waiting for another node's answer */
+  pthread_mutex_t defs_lock;
+  char defs_differ[256];   /* workflows whose definition differs from the cluster's ("" none) */
 };
+
+/* jobs.c */
+/* Holds the command whose run is on: its answer waits for fc__jobs_finish.
+ * NULL when no command runs (the caller then answers at once). Loop 0. */
+fc_jobs_cmd_t *fc__jobs_defer(fc_jobs_t *j);
+/* Sends a held command's answer to its loop (its rc set). Loop 0. */
+void fc__jobs_finish(fc_jobs_t *j, fc_jobs_cmd_t *c);
+/* Reloads the workflow files; `cluster_wide`: this node's definitions become
+ * the cluster's and the other nodes reload too. Returns how many are valid. */
+size_t fc__jobs_reload(fc_jobs_t *j, bool cluster_wide);
+/* Frees a job record. */
+void fc__job_free(job_t *job);
+/* A job's fields as GET /job shows them. */
+typedef struct {
+  const char *id, *name, *status, *reason;
+  int64_t wf;
+  uint64_t task;
+  int64_t created_ms, started_ms, ended_ms;
+} fc__job_view_t;
+void fc__job_view_json(fc_buf_t *b, const fc__job_view_t *v);
 
 /* workflow.c */
 wf_t *fc__wf_load_dir(fc_jobs_t *j, const char *dir, size_t *n);
@@ -134,11 +168,46 @@ void fc__job_timer(job_t *job, uint64_t ms);
 job_t *fc__job_new(fc_jobs_t *j, const char *id, int64_t wf_id);
 /* Publishes a recovered job's status and final events. Loop 0. */
 void fc__job_publish_stale(job_t *job);
+/* Ends a job with a final status (its events, its row, the queue moves on). */
+void fc__job_finish(job_t *job, job_status_t st, const char *reason);
+/* Runs a job now (it was Pending and is in no queue). */
+void fc__job_run(job_t *job);
+/* Gives a new job its timers and puts it first in the jobs list. */
+void fc__job_adopt(fc_jobs_t *j, job_t *job);
+/* Publishes job's current status (Pending) to its two channels; `stored`
+ * runs on loop 0 once the job.{id} one is committed (or failed). */
+void fc__job_publish_status_then(job_t *job, fc_pub_answer_cb stored, void *ud);
+/* A random job id (a UUID). */
+void fc__job_uuid(char out[40]);
+/* The status named `s` (Failed for an unknown name). */
+job_status_t fc__job_status_of(const char *s);
 /* A trigger's start was refused with `rc`: logs it, at most once a second. */
 void fc__jobs_trigger_refused(fc_jobs_t *j, int64_t wf, int rc);
 /* Starts the loop-0 idle work: deferred row saves and start-up recovery. */
 void fc__jobs_kick(fc_jobs_t *j);
 /* jobs.c: the command queue and lifecycle */
+/* cluster.c: jobs across the nodes of a cluster (--redis) */
+/* Opens the cluster's jobs (o.cluster_url): this node's lease, the tick.
+ * Returns 0 or -EIO with `err`. Loop 0, from fc_jobs_new. */
+int fc__cl_open(fc_jobs_t *j, char *err, size_t errlen);
+/* Ends this node's lease (its running jobs fail on another node soon). */
+void fc__cl_stop(fc_jobs_t *j);
+void fc__cl_free(fc_jobs_t *j);
+/* fc_jobs_start in cluster mode: a record and a place in the cluster's queue. */
+int fc__cl_start(fc_jobs_t *j, wf_t *w, const char *input, const char *starter, char id[40]);
+/* Takes queued jobs from the cluster while this node has room. */
+void fc__cl_pump(fc_jobs_t *j);
+/* Saves a job's record in Redis. */
+void fc__cl_save(fc_jobs_t *j, const job_t *job);
+/* fc_jobs_control for a job this node does not hold; may hold the command
+ * (-EINPROGRESS) until the node running the job answers. */
+int fc__cl_control(fc_jobs_t *j, int64_t wf, const char *id, fc_job_action_t a, const fc_jobs_actor_t *who);
+/* GET /job and GET /jobs from the cluster's records. */
+int fc__cl_job_json(fc_jobs_t *j, int64_t wf, const char *id, fc_buf_t *out, uint64_t *final_seq);
+int fc__cl_list_json(fc_jobs_t *j, int64_t wf, const char *after, unsigned limit, fc_buf_t *out, char next[40]);
+/* The workflows were loaded: compares (or, `force`, sets) their definitions'
+ * hashes with the cluster's, and with `force` asks the other nodes to reload. */
+void fc__cl_defs(fc_jobs_t *j, bool force);
 /* exec.c */
 int fc__exec_start(job_t *job, json_t *task, char *why, size_t whylen);
 void fc__exec_signal(job_t *job, int sig);

@@ -20,12 +20,25 @@ bool fc_jobs_may_run(const fc_jobs_actor_t *a, int64_t wf) {
   return fc_patterns_match(a->run, a->nrun, id);
 }
 
-/* Runs a command on loop 0 and posts it back to its caller's loop. */
-static void run_cmd(fc_jobs_t *j, fc_jobs_cmd_t *c) {
-  if (j->loaded && !j->stopping) c->run(j, c);
-  else c->rc = -ESHUTDOWN; /* stopping (perhaps before the jobs were loaded) */
+void fc__jobs_finish(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   c->msg.receiver = (unsigned)j->rx_done;
   fc_net_post(j->o.net, c->loop, &c->msg); /* from here c is its loop's to free */
+}
+
+fc_jobs_cmd_t *fc__jobs_defer(fc_jobs_t *j) {
+  if (j->cur) j->cur_deferred = true;
+  return j->cur;
+}
+
+/* Runs a command on loop 0 and posts it back to its caller's loop, unless
+ * its run held it (fc__jobs_defer): it is then answered later. */
+static void run_cmd(fc_jobs_t *j, fc_jobs_cmd_t *c) {
+  j->cur = c;
+  j->cur_deferred = false;
+  if (j->loaded && !j->stopping) c->run(j, c);
+  else c->rc = -ESHUTDOWN; /* stopping (perhaps before the jobs were loaded) */
+  j->cur = NULL;
+  if (!j->cur_deferred) fc__jobs_finish(j, c);
 }
 
 /* A command reached loop 0. Until the start-up load ends, commands wait in
@@ -79,7 +92,9 @@ void fc_jobs_post(fc_jobs_t *j, fc_jobs_cmd_t *c) {
   pthread_mutex_unlock(&j->post_lock);
 }
 
-size_t fc_jobs_reload(fc_jobs_t *j) {
+size_t fc_jobs_reload(fc_jobs_t *j) { return fc__jobs_reload(j, true); }
+
+size_t fc__jobs_reload(fc_jobs_t *j, bool cluster_wide) {
   for (wf_t *w = j->wfs, *next; w; w = next) {
     next = w->next;
     fc__wf_triggers(j, w, false);
@@ -89,6 +104,7 @@ size_t fc_jobs_reload(fc_jobs_t *j) {
   j->wfs = fc__wf_load_dir(j, j->o.workflows_dir, &n);
   for (wf_t *w = j->wfs; w; w = w->next) fc__wf_triggers(j, w, true);
   fc_log(FC_LOG_INFO, "workflows loaded", "dir=%s count=%zu", j->o.workflows_dir, n);
+  if (j->q) fc__cl_defs(j, cluster_wide);
   return n;
 }
 
@@ -181,7 +197,8 @@ fc_jobs_t *fc_jobs_new(const fc_jobs_opts_t *o, char *err, size_t errlen) {
   j->loop = o->loop;
   j->max_running = o->max_jobs ? o->max_jobs : 1;
   j->max_queued = o->max_queued_jobs;
-  if (o->data_dir && !(j->db = fc_records_open(o->data_dir, err, errlen))) {
+  if (o->cluster_url) j->o.data_dir = NULL; /* jobs live in Redis, not in this node's database */
+  if (j->o.data_dir && !(j->db = fc_records_open(o->data_dir, err, errlen))) {
     free(j);
     return NULL;
   }
@@ -195,6 +212,13 @@ fc_jobs_t *fc_jobs_new(const fc_jobs_opts_t *o, char *err, size_t errlen) {
     return NULL;
   }
   pthread_mutex_init(&j->post_lock, NULL);
+  pthread_mutex_init(&j->defs_lock, NULL);
+  if (o->cluster_url && fc__cl_open(j, err, errlen) < 0) {
+    pthread_mutex_destroy(&j->post_lock);
+    pthread_mutex_destroy(&j->defs_lock);
+    free(j);
+    return NULL; /* its receivers stay taken: the server runs without workflows */
+  }
   uv_signal_init(fc_loop_uv(j->loop), &j->sighup);
   j->sighup.data = j;
   uv_signal_start(&j->sighup, on_sighup, SIGHUP);
@@ -206,7 +230,7 @@ fc_jobs_t *fc_jobs_new(const fc_jobs_opts_t *o, char *err, size_t errlen) {
   uv_idle_init(fc_loop_uv(j->loop), &j->idle);
   j->idle.data = j;
   j->idle_init = true;
-  fc_jobs_reload(j);
+  fc__jobs_reload(j, false);
   if (!j->db) {
     j->loaded = true;
     return j;
@@ -243,6 +267,7 @@ void fc_jobs_stop(fc_jobs_t *j) {
   close_handle((uv_handle_t *)&j->idle);
   close_handle((uv_handle_t *)&j->sighup);
   close_handle((uv_handle_t *)&j->cron);
+  fc__cl_stop(j);
   for (wf_t *w = j->wfs; w; w = w->next) fc__wf_triggers(j, w, false);
   for (job_t *job = j->jobs; job; job = job->next) {
     if (!job->timer_init) continue;
@@ -259,24 +284,30 @@ void fc_jobs_free(fc_jobs_t *j) {
   if (!j) return;
   for (job_t *job = j->jobs, *next; job; job = next) {
     next = job->next;
-    fc__wf_unref(job->wf);
-    free(job->name);
-    free(job->description);
-    free(job->reason);
-    free(job->end_why);
-    free(job->starter);
-    free(job->input);
-    fc_buf_dispose(&job->line[0]);
-    fc_buf_dispose(&job->line[1]);
-    free(job);
+    fc__job_free(job);
   }
   for (wf_t *w = j->wfs, *next; w; w = next) {
     next = w->next;
     fc__wf_unref(w);
   }
   fc_records_close(j->db);
+  fc__cl_free(j);
   pthread_mutex_destroy(&j->post_lock);
+  pthread_mutex_destroy(&j->defs_lock);
   free(j);
+}
+
+void fc__job_free(job_t *job) {
+  fc__wf_unref(job->wf);
+  free(job->name);
+  free(job->description);
+  free(job->reason);
+  free(job->end_why);
+  free(job->starter);
+  free(job->input);
+  fc_buf_dispose(&job->line[0]);
+  fc_buf_dispose(&job->line[1]);
+  free(job);
 }
 
 void fc_jobs_workflows_json(fc_jobs_t *j, const fc_jobs_actor_t *who, fc_buf_t *out) {
@@ -308,20 +339,34 @@ static void time_field(fc_buf_t *b, const char *name, int64_t ms) {
   fc_buf_puts(b, "\"");
 }
 
-static void job_json(fc_buf_t *b, const job_t *job) {
-  fc_buf_printf(b, "{\"jobId\":\"%s\",\"workflowId\":%lld,\"name\":", job->id, (long long)job->wf_id);
-  fc_json_quote(b, job->name, strlen(job->name));
-  fc_buf_printf(b, ",\"status\":\"%s\",\"task\":%zu,\"reason\":", job_status_names[job->status], job->task);
-  if (job->reason) fc_json_quote(b, job->reason, strlen(job->reason));
+void fc__job_view_json(fc_buf_t *b, const fc__job_view_t *v) {
+  const char *name = v->name ? v->name : "";
+  fc_buf_printf(b, "{\"jobId\":\"%s\",\"workflowId\":%lld,\"name\":", v->id, (long long)v->wf);
+  fc_json_quote(b, name, strlen(name));
+  fc_buf_printf(b, ",\"status\":\"%s\",\"task\":%llu,\"reason\":", v->status, (unsigned long long)v->task);
+  if (v->reason) fc_json_quote(b, v->reason, strlen(v->reason));
   else fc_buf_puts(b, "null");
-  time_field(b, "createdAt", job->created_ms);
-  time_field(b, "startedAt", job->started_ms);
-  time_field(b, "endedAt", job->ended_ms);
+  time_field(b, "createdAt", v->created_ms);
+  time_field(b, "startedAt", v->started_ms);
+  time_field(b, "endedAt", v->ended_ms);
   fc_buf_puts(b, "}");
+}
+
+static void job_json(fc_buf_t *b, const job_t *job) {
+  fc__job_view_json(b, &(fc__job_view_t){.id = job->id,
+                                         .name = job->name,
+                                         .status = job_status_names[job->status],
+                                         .reason = job->reason,
+                                         .wf = job->wf_id,
+                                         .task = job->task,
+                                         .created_ms = job->created_ms,
+                                         .started_ms = job->started_ms,
+                                         .ended_ms = job->ended_ms});
 }
 
 int fc_jobs_job_json(fc_jobs_t *j, int64_t wf, const char *id, fc_buf_t *out, uint64_t *final_seq) {
   job_t *job = fc__job_find(j, id);
+  if (!job && j->q) return fc__cl_job_json(j, wf, id, out, final_seq);
   if (!job || job->wf_id != wf) return -ENOENT;
   if (out) job_json(out, job);
   if (final_seq) *final_seq = job->final_seq;
@@ -329,6 +374,7 @@ int fc_jobs_job_json(fc_jobs_t *j, int64_t wf, const char *id, fc_buf_t *out, ui
 }
 
 int fc_jobs_list_json(fc_jobs_t *j, int64_t wf, const char *after, unsigned limit, fc_buf_t *out, char next[40]) {
+  if (j->q) return fc__cl_list_json(j, wf, after, limit ? limit : FC_JOBS_PAGE_DEFAULT, out, next);
   job_t *job = j->jobs;
   next[0] = '\0';
   if (!limit) limit = FC_JOBS_PAGE_DEFAULT;

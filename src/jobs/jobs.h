@@ -48,6 +48,11 @@ typedef struct {
    * NULL: one node, every claim is this node's. */
   int (*claim)(void *ud, const char *key, unsigned ttl_s);
   void *ud;
+  /* Cluster mode: the Redis URL every node shares (NULL: one node). Jobs'
+   * records and their queue live there; any node runs any job. */
+  const char *cluster_url;
+  const char *node_name; /* this node in logs and reasons (host:port) */
+  unsigned lease_s;      /* a silent node's jobs fail after this long (0: 15) */
 } fc_jobs_opts_t;
 
 /* Job control actions (fc_jobs_control). */
@@ -104,6 +109,11 @@ void fc_jobs_free(fc_jobs_t *j);
  * is stopping), then `done` runs on c->loop. Any thread. */
 void fc_jobs_post(fc_jobs_t *j, fc_jobs_cmd_t *c);
 
+/* Cluster mode: appends `,"node":"...","workflowsDiffer":[ids]` (the
+ * workflows whose definition on this node differs from the cluster's) for
+ * /healthz; returns true when some differ. Nothing on one node. Any thread. */
+bool fc_jobs_health(fc_jobs_t *j, fc_buf_t *out);
+
 /* Appends the flowcast_jobs{status=...} gauges. Any thread. */
 void fc_jobs_metrics(fc_jobs_t *j, fc_buf_t *out);
 
@@ -116,10 +126,12 @@ int fc_jobs_start(fc_jobs_t *j, int64_t wf, const char *input, const char *start
 /* Applies `a` to a job for `who`, who must be admin or the job's starter (the
  * run right is the caller's to check). Returns 0, -ENOENT (unknown workflow or
  * job), -EPERM (not theirs: nothing changes) or -EBUSY (the job's state does
- * not allow it). */
+ * not allow it). In cluster mode also -EIO (Redis unavailable), -ETIMEDOUT
+ * (the node running the job did not answer), or -EINPROGRESS: the command
+ * is held until that node answers, and its rc is then one of the above. */
 int fc_jobs_control(fc_jobs_t *j, int64_t wf, const char *id, fc_job_action_t a, const fc_jobs_actor_t *who);
 /* JSON of the workflows `who` may run / one workflow / one job into `out`.
- * Return 0 or -ENOENT. */
+ * Return 0 or -ENOENT (cluster mode: also -EIO, Redis unavailable). */
 void fc_jobs_workflows_json(fc_jobs_t *j, const fc_jobs_actor_t *who, fc_buf_t *out);
 int fc_jobs_workflow_json(fc_jobs_t *j, int64_t wf, fc_buf_t *out);
 int fc_jobs_job_json(fc_jobs_t *j, int64_t wf, const char *id, fc_buf_t *out, uint64_t *final_seq);

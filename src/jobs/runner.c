@@ -80,11 +80,7 @@ void fc__job_log(job_t *job, const char *stream, const char *line, size_t n) {
   fc_buf_dispose(&b);
 }
 
-static void publish_status(job_t *job) {
-  char data[160];
-  snprintf(data, sizeof data, "{\"jobId\":\"%s\",\"status\":\"%s\"}", job->id, job_status_names[job->status]);
-  publish_both(job, "status", data, false);
-}
+static void publish_status(job_t *job) { fc__job_publish_status_then(job, NULL, NULL); }
 
 static void set_status(job_t *job, job_status_t st) {
   job->status = st;
@@ -110,7 +106,7 @@ static void publish_final(job_t *job) {
 static void pump(fc_jobs_t *j);
 
 /* Ends a job with a final status. Loop 0. */
-static void finish(job_t *job, job_status_t st, const char *reason) {
+void fc__job_finish(job_t *job, job_status_t st, const char *reason) {
   fc_jobs_t *j = job->owner;
   if (ST_FINAL(job->status)) return;
   bool was_running = job->status != ST_PENDING;
@@ -147,7 +143,7 @@ void fc__job_timer(job_t *job, uint64_t ms) { uv_timer_start(&job->timer, on_wai
 static void next_task(job_t *job) {
   json_t *t = current_task(job);
   if (!t) {
-    finish(job, job->warning ? ST_WARNING : ST_DONE, NULL);
+    fc__job_finish(job, job->warning ? ST_WARNING : ST_DONE, NULL);
     return;
   }
   const char *type = task_type(t);
@@ -191,12 +187,12 @@ void fc__job_task_ended(job_t *job, bool ok, const char *why) {
   int64_t now = fc_now_ms();
   fc__db_save_task(j, job, task_type(t), ok ? "Done" : "Failed", job->exit_status, job->started_ms, now);
   if (job->stop_requested) {
-    finish(job, ST_STOPPED, "stopped");
+    fc__job_finish(job, ST_STOPPED, "stopped");
     return;
   }
   if (!ok) {
     if (!json_is_true(json_object_get(t, "continueOnError"))) {
-      finish(job, ST_FAILED, why);
+      fc__job_finish(job, ST_FAILED, why);
       return;
     }
     job->warning = true;
@@ -205,7 +201,7 @@ void fc__job_task_ended(job_t *job, bool ok, const char *why) {
   next_task(job);
 }
 
-static void run_job(job_t *job) {
+void fc__job_run(job_t *job) {
   job->owner->running++;
   if (job->wf) job->wf->running++;
   job->started_ms = fc_now_ms();
@@ -217,6 +213,10 @@ static void run_job(job_t *job) {
 /* Runs queued jobs while the global limit allows, in order, passing over the
  * jobs of a workflow that is at its own limit (they wait; others go on). */
 static void pump(fc_jobs_t *j) {
+  if (j->q) {
+    fc__cl_pump(j);
+    return;
+  }
   job_t **pp = &j->qhead, *prev = NULL;
   while (!j->stopping && *pp && j->running < j->max_running) {
     job_t *job = *pp;
@@ -230,13 +230,13 @@ static void pump(fc_jobs_t *j) {
     if (j->qtail == job) j->qtail = prev;
     job->qnext = NULL;
     j->queued--;
-    run_job(job); /* may end at once and pump again: start over from the head */
+    fc__job_run(job); /* may end at once and pump again: start over from the head */
     pp = &j->qhead;
     prev = NULL;
   }
 }
 
-static void make_uuid(char out[40]) {
+void fc__job_uuid(char out[40]) {
   unsigned char b[16];
   randombytes_buf(b, sizeof b);
   b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
@@ -256,15 +256,24 @@ job_t *fc__job_new(fc_jobs_t *j, const char *id, int64_t wf_id) {
   return job;
 }
 
+void fc__job_adopt(fc_jobs_t *j, job_t *job) {
+  job->next = j->jobs; /* newest first */
+  j->jobs = job;
+  uv_timer_init(fc_loop_uv(j->loop), &job->timer);
+  uv_timer_init(fc_loop_uv(j->loop), &job->grace);
+  job->timer.data = job->grace.data = job;
+  job->timer_init = true;
+}
+
 int fc_jobs_start(fc_jobs_t *j, int64_t wf_id, const char *input, const char *starter, char id[40]) {
   wf_t *w = fc__wf_find(j, wf_id);
   if (!w) return -ENOENT;
+  if (j->q) return fc__cl_start(j, w, input, starter, id);
   bool waits = j->qhead || j->running >= j->max_running || (w->max_running && w->running >= w->max_running);
   if (waits && j->queued >= j->max_queued) return -EAGAIN;
-  make_uuid(id);
+  fc__job_uuid(id);
   job_t *job = fc__job_new(j, id, wf_id);
-  job->next = j->jobs; /* newest first */
-  j->jobs = job;
+  fc__job_adopt(j, job);
   job->wf = w;
   w->refs++;
   job->name = strdup(w->name);
@@ -272,10 +281,6 @@ int fc_jobs_start(fc_jobs_t *j, int64_t wf_id, const char *input, const char *st
   job->input = input ? strdup(input) : NULL;
   job->starter = starter ? strdup(starter) : NULL;
   job->created_ms = fc_now_ms();
-  uv_timer_init(fc_loop_uv(j->loop), &job->timer);
-  uv_timer_init(fc_loop_uv(j->loop), &job->grace);
-  job->timer.data = job->grace.data = job;
-  job->timer_init = true;
   set_status(job, ST_PENDING);
   if (j->qtail) j->qtail->qnext = job;
   else j->qhead = job;
@@ -321,19 +326,21 @@ static void pause_task(job_t *job, bool on) {
 static int stop_job(fc_jobs_t *j, job_t *job) {
   if (job->status == ST_PENDING) {
     unqueue(j, job);
-    finish(job, ST_STOPPED, "stopped");
+    fc__job_finish(job, ST_STOPPED, "stopped");
   } else if (job->pending && job->pid > 0) {
     job->stop_requested = true;
     kill(-job->pid, SIGKILL);
     kill(-job->pid, SIGCONT);
   } else {
-    finish(job, ST_STOPPED, "stopped");
+    fc__job_finish(job, ST_STOPPED, "stopped");
   }
   return 0;
 }
 
 int fc_jobs_control(fc_jobs_t *j, int64_t wf_id, const char *id, fc_job_action_t a, const fc_jobs_actor_t *who) {
   job_t *job = fc__job_find(j, id);
+  if (!job && j->q && !j->remote) return fc__cl_control(j, wf_id, id, a, who);
+  if (!job && j->remote) return -EBUSY; /* its record names this node, which no longer holds it */
   if (!job || job->wf_id != wf_id) return -ENOENT;
   if (!who->all && (!job->starter || !who->sub || strcmp(job->starter, who->sub))) return -EPERM;
   job_status_t st = job->status;
@@ -355,10 +362,22 @@ int fc_jobs_control(fc_jobs_t *j, int64_t wf_id, const char *id, fc_job_action_t
       return 0;
     case FC_JOB_REJECT:
       if (st != ST_WAITING) return -EBUSY;
-      finish(job, ST_REJECTED, "rejected");
+      fc__job_finish(job, ST_REJECTED, "rejected");
       return 0;
   }
   return -EBUSY;
+}
+
+void fc__job_publish_status_then(job_t *job, fc_pub_answer_cb stored, void *ud) {
+  char data[160], ch[64];
+  snprintf(data, sizeof data, "{\"jobId\":\"%s\",\"status\":\"%s\"}", job->id, job_status_names[job->status]);
+  snprintf(ch, sizeof ch, "job.%s", job->id);
+  fc_pub_op_t *op = fc_pub_op_new(job->owner->o.pub, 0, stored, ud);
+  fc_pub_add(op, (fc_str_t){"status", 6}, (fc_str_t){data, strlen(data)}, true);
+  fc_pub_open(op, ch, strlen(ch), FC_HUB_CREATE | FC_HUB_NOCAP);
+  fc_pub_submit(op);
+  snprintf(ch, sizeof ch, "workflow.%lld", (long long)job->wf_id);
+  publish(job, ch, "status", data, true, NULL);
 }
 
 void fc__job_publish_stale(job_t *job) {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/api.h"
 #include "jobs/jobs.h"
@@ -185,7 +186,13 @@ static int jobs_claim(void *ud, const char *key, unsigned ttl_s) {
 static void start_jobs(server_t *s) {
   fc_app_t *app = s->app;
   const fc_config_t *cfg = app->cfg;
-  char err[512];
+  char err[512], node_name[300];
+  if (*cfg->node_name) snprintf(node_name, sizeof node_name, "%s", cfg->node_name);
+  else {
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    snprintf(node_name, sizeof node_name, "%s:%d", host, fc_net_port(app->net));
+  }
   app->jobs = fc_jobs_new(&(fc_jobs_opts_t){.loop = fc_net_loop(app->net, 0),
                                             .threads = cfg->threads,
                                             .workflows_dir = cfg->workflows_dir,
@@ -200,7 +207,10 @@ static void start_jobs(server_t *s) {
                                             .mint = app->auth ? jobs_mint : NULL,
                                             .send_direct = jobs_send_direct,
                                             .claim = *cfg->redis_url ? jobs_claim : NULL,
-                                            .ud = app},
+                                            .ud = app,
+                                            .cluster_url = *cfg->redis_url ? cfg->redis_url : NULL,
+                                            .node_name = node_name,
+                                            .lease_s = cfg->job_lease_s},
                           err, sizeof err);
   if (!app->jobs) fc_log(FC_LOG_ERROR, "workflows disabled", "error=\"%s\"", err);
 }

@@ -1,0 +1,291 @@
+// Cluster mode, part two (issue 16): workflows and jobs across nodes on a real
+// redis-server. A job started on one node runs exactly once somewhere in the
+// cluster, is read and followed on any node, is controlled from any node, and
+// fails with a reason when the node running it is killed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { EventSource } from 'eventsource';
+import { startServer, request, eventually, sleep, T, assertJsonError } from './lib/server.mjs';
+import { openSSE } from './lib/sse.mjs';
+import { startRedis } from './lib/redis.mjs';
+
+const TO = { timeout: T(90000) };
+const PASSWORD = 'correct horse battery';
+
+/** Runs the clean-ups registered with later(fn) after the test, last first. */
+function teardown(t) {
+  const fns = [];
+  t.after(async () => {
+    for (const fn of fns.reverse()) await fn();
+  });
+  return (fn) => fns.push(fn);
+}
+
+/** A workflows directory holding `defs` ({file: object}), removed after the test. */
+function workflows(later, defs) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowcast-wf-'));
+  later(() => fs.rmSync(dir, { recursive: true, force: true }));
+  for (const [f, d] of Object.entries(defs)) fs.writeFileSync(path.join(dir, f), JSON.stringify(d));
+  return dir;
+}
+
+/** `n` nodes on Redis `r`, each with the workflows in `dir`. */
+async function nodes(later, r, dir, n, opts = {}) {
+  const { extraArgs = [], ...rest } = opts;
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const h = await startServer({
+      open: true,
+      ...rest,
+      extraArgs: ['--redis', r.url, '--workflows', dir, '--node-name', `node${'ABC'[i]}`, ...extraArgs],
+    });
+    later(() => h.stop());
+    out.push(h);
+  }
+  return out;
+}
+
+const post = (url, headers = {}) => request(url, { method: 'POST', headers });
+
+async function start(h, w, headers = {}) {
+  const r = await post(`${h.url}/api/v1/start?w=${w}`, headers);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(typeof r.json, 'string');
+  return r.json;
+}
+
+async function job(h, w, id, headers = {}) {
+  const r = await request(`${h.url}/api/v1/job?w=${w}&i=${id}`, { headers });
+  assert.equal(r.status, 200, r.text);
+  return r.json;
+}
+
+const waitStatus = (h, w, id, status, ms = T(15000)) =>
+  eventually(async () => (await job(h, w, id)).status === status, ms, `job ${id} ${status} (seen from ${h.url})`);
+
+/** The node name (as given by --node-name) that claimed job `id`. */
+async function runner(r, id) {
+  const node = await r.command('HGET', `fc:job:${id}`, 'node');
+  return node ? String(node).split('/')[0] : null;
+}
+
+const lines = (file) => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) : []);
+
+const WAIT = { id: 41, name: 'Workflow_Wait', description: 'Workflow_Wait', tasks: [{ type: 'wait', seconds: 1 }] };
+
+test('the Wexflow client flow across nodes: start on A, follow on B, a late follower on C gets the end at once', TO, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const dir = workflows(later, { 'wait.json': WAIT });
+  const [a, b, c] = await nodes(later, r, dir, 3, { open: false, env: { FLOWCAST_ADMIN_PASSWORD: PASSWORD } });
+  const login = await request(`${a.url}/api/v1/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'admin', password: PASSWORD }),
+  });
+  assert.equal(login.status, 200, login.text);
+  const auth = { authorization: `Bearer ${login.json.access_token}` };
+  const jobId = await start(a, 41, auth);
+
+  const statuses = [];
+  const messages = [];
+  const es = new EventSource(`${b.url}/api/v1/sse/41/${jobId}`, {
+    fetch: (input, init) => fetch(input, { ...init, headers: { ...init.headers, ...auth } }),
+  });
+  es.addEventListener('status', (e) => statuses.push(JSON.parse(e.data).status));
+  const ended = new Promise((resolve) => {
+    es.onmessage = (e) => messages.push({ data: JSON.parse(e.data), id: e.lastEventId });
+    es.onerror = () => {
+      if (messages.length) resolve();
+    };
+  });
+  await Promise.race([ended, sleep(T(10000))]);
+  es.close();
+  assert.equal(messages.length, 1, JSON.stringify(messages));
+  assert.deepEqual(messages[0].data, { workflowId: 41, jobId, status: 'Done', name: 'Workflow_Wait', description: 'Workflow_Wait' });
+  assert.deepEqual(statuses, ['Pending', 'Running', 'Done'], 'every status once, in order');
+
+  // Every node reads the same record.
+  for (const h of [a, b, c]) {
+    const j = await job(h, 41, jobId, auth);
+    assert.equal(j.status, 'Done');
+    assert.ok(j.startedAt && j.endedAt);
+    const list = await request(`${h.url}/api/v1/jobs?w=41`, { headers: auth });
+    assert.equal(list.status, 200, list.text);
+    assert.deepEqual(list.json.map((x) => x.jobId), [jobId]);
+  }
+  // A follower after the end, on C: the final event at once, then the end; a
+  // reconnect after it gets 204.
+  const t0 = Date.now();
+  const late = await openSSE(`${c.url}/api/v1/sse/41/${jobId}`, { headers: auth });
+  await late.waitFor((s) => s.events.some((e) => !e.event || e.event === 'message'), T(3000), 'the final event');
+  assert.ok(Date.now() - t0 < T(3000));
+  const final = late.events.find((e) => !e.event || e.event === 'message');
+  late.close();
+  const again = await request(`${c.url}/api/v1/sse/41/${jobId}`, { headers: { ...auth, 'last-event-id': final.id } });
+  assert.equal(again.status, 204);
+  assertJsonError(await request(`${c.url}/api/v1/job?w=41&i=00000000-0000-4000-8000-000000000000`, { headers: auth }), 404, 'not_found');
+});
+
+test('60 jobs started round-robin over three nodes run once each, spread over the nodes', TO, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'flowcast-runs-')), 'runs');
+  later(() => fs.rmSync(path.dirname(out), { recursive: true, force: true }));
+  const dir = workflows(later, {
+    'once.json': {
+      id: 7, name: 'once',
+      tasks: [{ type: 'exec', command: ['sh', '-c', `sleep 0.2; echo "$FLOWCAST_JOB_ID" >> ${out}`] }],
+    },
+  });
+  const ns = await nodes(later, r, dir, 3, { extraArgs: ['--max-jobs', '4'] });
+  const ids = [];
+  for (let i = 0; i < 60; i++) ids.push(await start(ns[i % 3], 7));
+  await eventually(async () => lines(out).length >= 60, T(60000), '60 jobs ran');
+  await eventually(async () => {
+    const list = await request(`${ns[1].url}/api/v1/jobs?w=7&limit=100`);
+    return list.json.length === 60 && list.json.every((j) => j.status === 'Done');
+  }, T(15000), 'every job Done in the listing');
+  await sleep(T(500)); // a second run would have written by now
+  const runs = lines(out);
+  assert.equal(runs.length, 60, 'no job ran twice');
+  assert.deepEqual(new Set(runs), new Set(ids), 'each started job ran');
+  const by = {};
+  for (const id of ids) {
+    const n = await runner(r, id);
+    by[n] = (by[n] || 0) + 1;
+  }
+  assert.ok(Object.keys(by).length >= 2, `jobs ran on more than one node: ${JSON.stringify(by)}`);
+  // Paging over the cluster's records: 25 + 25 + 10, no repeats.
+  const seen = [];
+  let after = '';
+  for (let page = 0; page < 4; page++) {
+    const res = await request(`${ns[2].url}/api/v1/jobs?w=7&limit=25${after ? `&after=${after}` : ''}`);
+    assert.equal(res.status, 200, res.text);
+    seen.push(...res.json.map((j) => j.jobId));
+    after = res.headers.get('x-next-after');
+    if (!after) break;
+  }
+  assert.equal(seen.length, 60);
+  assert.equal(new Set(seen).size, 60);
+});
+
+test('control from any node: approve on another node, stop on another node, 409 for a wrong state', TO, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const dir = workflows(later, {
+    'approval.json': { id: 43, name: 'Workflow_Approval', tasks: [{ type: 'approval' }, { type: 'wait', seconds: 0 }] },
+    'long.json': { id: 44, name: 'long', tasks: [{ type: 'wait', seconds: 60 }] },
+  });
+  const ns = await nodes(later, r, dir, 3);
+  const byName = { nodeA: ns[0], nodeB: ns[1], nodeC: ns[2] };
+  const other = (name) => Object.entries(byName).find(([n]) => n !== name)[1];
+
+  const ap = await start(ns[0], 43);
+  await waitStatus(ns[0], 43, ap, 'Waiting');
+  const apRunner = await runner(r, ap);
+  assert.ok(byName[apRunner], `a node claimed it: ${apRunner}`);
+  const ctl = other(apRunner);
+  assertJsonError(await post(`${ctl.url}/api/v1/resume?w=43&i=${ap}`), 409, 'wrong_state');
+  const ok = await post(`${ctl.url}/api/v1/approve?w=43&i=${ap}`);
+  assert.equal(ok.status, 200, ok.text);
+  assert.equal(ok.json, true);
+  await waitStatus(ctl, 43, ap, 'Done');
+  assertJsonError(await post(`${ctl.url}/api/v1/approve?w=43&i=${ap}`), 409, 'wrong_state');
+
+  const long = await start(ns[1], 44);
+  await waitStatus(ns[1], 44, long, 'Running');
+  const longRunner = await runner(r, long);
+  const ctl2 = other(longRunner);
+  assert.equal((await post(`${ctl2.url}/api/v1/suspend?w=44&i=${long}`)).status, 200);
+  await waitStatus(ns[2], 44, long, 'Suspended');
+  assert.equal((await post(`${ctl2.url}/api/v1/resume?w=44&i=${long}`)).status, 200);
+  await waitStatus(ns[2], 44, long, 'Running');
+  const stop = await post(`${ctl2.url}/api/v1/stop?w=44&i=${long}`);
+  assert.equal(stop.status, 200, stop.text);
+  await waitStatus(ns[0], 44, long, 'Stopped');
+  assertJsonError(await post(`${ctl2.url}/api/v1/stop?w=44&i=${long}`), 409, 'wrong_state');
+  assertJsonError(await post(`${ctl2.url}/api/v1/stop?w=43&i=${long}`), 404, 'not_found');
+});
+
+test('a queued job is stopped from any node; maxConcurrent holds across the cluster', TO, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const dir = workflows(later, { 'one.json': { id: 5, name: 'one at a time', maxConcurrent: 1, tasks: [{ type: 'wait', seconds: 1 }] } });
+  const ns = await nodes(later, r, dir, 3);
+  const ids = [];
+  for (let i = 0; i < 4; i++) ids.push(await start(ns[i % 3], 5));
+  // The last one waits behind the others (one runs at a time in the cluster): stop it on another node.
+  const stop = await post(`${ns[0].url}/api/v1/stop?w=5&i=${ids[3]}`);
+  assert.equal(stop.status, 200, stop.text);
+  let most = 0;
+  await eventually(async () => {
+    const list = (await request(`${ns[2].url}/api/v1/jobs?w=5`)).json;
+    most = Math.max(most, list.filter((j) => j.status === 'Running').length);
+    return list.filter((j) => ['Done', 'Stopped'].includes(j.status)).length === 4;
+  }, T(20000), 'every job ended');
+  assert.equal(most, 1, 'never more than one Running');
+  assert.equal((await job(ns[1], 5, ids[3])).status, 'Stopped');
+  for (const id of ids.slice(0, 3)) assert.equal((await job(ns[1], 5, id)).status, 'Done');
+});
+
+test('kill -9 the node running a job: within the lease it is Failed with a reason naming the node, and followers end', TO, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const dir = workflows(later, { 'long.json': { id: 44, name: 'long', tasks: [{ type: 'wait', seconds: 120 }] } });
+  const ns = await nodes(later, r, dir, 3, { extraArgs: ['--job-lease', '3'] });
+  const id = await start(ns[0], 44);
+  await waitStatus(ns[0], 44, id, 'Running');
+  const name = await runner(r, id);
+  const victim = ns[{ nodeA: 0, nodeB: 1, nodeC: 2 }[name]];
+  const watcher = ns.find((h) => h !== victim);
+  const follower = await openSSE(`${watcher.url}/api/v1/sse/44/${id}`);
+  later(() => follower.close());
+  await follower.waitFor((s) => s.events.some((e) => e.event === 'status' && /Running/.test(e.data)), T(5000), 'Running');
+  victim.proc.kill('SIGKILL');
+  const t0 = Date.now();
+  await follower.waitFor((s) => s.events.some((e) => !e.event || e.event === 'message'), T(15000), 'the final event');
+  const waited = Date.now() - t0;
+  const final = JSON.parse(follower.events.find((e) => !e.event || e.event === 'message').data);
+  assert.equal(final.status, 'Failed');
+  const j = await job(watcher, 44, id);
+  assert.equal(j.status, 'Failed');
+  assert.match(j.reason, new RegExp(`node ${name}/[0-9a-f]+ was lost .*Running`));
+  assert.ok(waited < T(3000 + 1000 + 2000), `failed within the lease (3 s) and a sweep (1 s): ${waited} ms`);
+  // The killed node's stop() would assert a clean exit: it is gone already.
+  victim.stop = async () => {};
+});
+
+test('definitions: a node whose workflow differs says so in /healthz; a reload on one node reloads every node', TO, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const dir = workflows(later, { 'wait.json': WAIT });
+  const [a, b] = await nodes(later, r, dir, 2);
+  const dir2 = workflows(later, { 'wait.json': { ...WAIT, tasks: [{ type: 'wait', seconds: 2 }] } });
+  const c = await startServer({ open: true, extraArgs: ['--redis', r.url, '--workflows', dir2, '--node-name', 'nodeC'] });
+  later(() => c.stop());
+  const health = await request(`${c.url}/healthz`);
+  assert.equal(health.status, 200);
+  assert.equal(health.json.status, 'degraded');
+  assert.deepEqual(health.json.workflowsDiffer, [41]);
+  assert.match(health.json.node, /^nodeC\//);
+  assert.match(c.stderrText(), /workflow definition differs from the cluster's.*workflow=41/);
+  assert.deepEqual((await request(`${a.url}/healthz`)).json.workflowsDiffer, []);
+
+  // A's files change; its reload makes them the cluster's and B reloads too.
+  fs.writeFileSync(path.join(dir, 'wait.json'), JSON.stringify({ ...WAIT, name: 'Renamed' }));
+  assert.equal((await post(`${a.url}/api/v1/workflows/reload`)).status, 200);
+  await eventually(async () => (await request(`${b.url}/api/v1/workflows/41`)).json?.name === 'Renamed', T(5000), 'B reloaded');
+  await eventually(async () => /workflows reload asked by another node/.test(c.stderrText()), T(5000), 'C reloaded');
+  assert.deepEqual((await request(`${b.url}/healthz`)).json.workflowsDiffer, []);
+  assert.deepEqual((await request(`${c.url}/healthz`)).json.workflowsDiffer, [41]);
+});
