@@ -289,3 +289,40 @@ test('definitions: a node whose workflow differs says so in /healthz; a reload o
   assert.deepEqual((await request(`${b.url}/healthz`)).json.workflowsDiffer, []);
   assert.deepEqual((await request(`${c.url}/healthz`)).json.workflowsDiffer, [41]);
 });
+
+test('an exec task gets a FLOWCAST_URL that reaches the cluster and a token every node accepts', TO, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'flowcast-env-')), 'env');
+  later(() => fs.rmSync(path.dirname(out), { recursive: true, force: true }));
+  const dir = workflows(later, {
+    'env.json': { id: 12, name: 'env', tasks: [{ type: 'exec', command: ['sh', '-c', `echo "$FLOWCAST_URL $FLOWCAST_TOKEN" > ${out}`] }] },
+  });
+  const ns = await nodes(later, r, dir, 3, { open: false, env: { FLOWCAST_ADMIN_PASSWORD: PASSWORD } });
+  const login = await request(`${ns[2].url}/api/v1/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'admin', password: PASSWORD }),
+  });
+  const auth = { authorization: `Bearer ${login.json.access_token}` };
+  const id = await start(ns[2], 12, auth);
+  await eventually(async () => (await job(ns[0], 12, id, auth)).status === 'Done', T(15000), 'the job ran');
+  const [url, token] = fs.readFileSync(out, 'utf8').trim().split(' ');
+  assert.ok(ns.some((h) => h.url === url), `FLOWCAST_URL ${url} is a node of the cluster`);
+  assert.ok(token, 'a token was minted');
+  for (const h of ns) {
+    const res = await request(`${h.url}/api/v1/channels/job.${id}/events`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ from: h.url }),
+    });
+    assert.equal(res.status, 201, `${h.url}: ${res.text}`);
+    const other = await request(`${h.url}/api/v1/channels/elsewhere/events`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    assert.equal(other.status, 403, 'only the job\'s channels');
+  }
+});
