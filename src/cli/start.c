@@ -107,15 +107,43 @@ typedef struct {
   char path[128], err[256];
   int status; /* how the follow ended */
   fc_buf_t body;
+  char job[64]; /* under lock: the started job's id, once known */
+  bool no_job;  /* under lock: no job was started */
 } watch_t;
 
-/* Prints the workflow stream's own events: what `::sse` lines sent (progress). */
+/* False for an event another job of the workflow sent (its data's "jobId",
+ * which the server adds to what `::sse` lines send to the workflow's stream). */
+static bool of_job(const fc_sse_event_t *ev, const char *job) {
+  json_t *j = json_loadb(ev->data, ev->data_len, JSON_DECODE_ANY, NULL);
+  const char *id = json_string_value(json_object_get(j, "jobId"));
+  bool ours = !id || !strcmp(id, job);
+  json_decref(j);
+  return ours;
+}
+
+/* Prints the workflow stream's own events for this job: what its `::sse`
+ * lines sent (progress). Waits until the job's id is known (the stream is
+ * opened before the start, so as to miss nothing). */
 static bool on_watch_event(void *ud, const fc_sse_event_t *ev) {
-  (void)ud;
-  if (strcmp(ev->event, "message") && strcmp(ev->event, "status") && strcmp(ev->event, "log") &&
-      strncmp(ev->event, "flowcast.", 9))
-    print_named(ev);
+  watch_t *w = ud;
+  if (!strcmp(ev->event, "message") || !strcmp(ev->event, "status") || !strcmp(ev->event, "log") ||
+      !strncmp(ev->event, "flowcast.", 9))
+    return false;
+  pthread_mutex_lock(&w->lock);
+  while (!*w->job && !w->no_job) pthread_cond_wait(&w->cond, &w->lock);
+  bool ours = *w->job && of_job(ev, w->job);
+  pthread_mutex_unlock(&w->lock);
+  if (ours) print_named(ev);
   return false;
+}
+
+/* The started job's id (NULL: none was started), for the watcher. */
+static void watch_job(watch_t *w, const char *job) {
+  pthread_mutex_lock(&w->lock);
+  if (job) snprintf(w->job, sizeof w->job, "%s", job);
+  else w->no_job = true;
+  pthread_cond_broadcast(&w->cond);
+  pthread_mutex_unlock(&w->lock);
 }
 
 /* Prints what the workflow's stream holds between the watcher's last event (or
@@ -145,7 +173,7 @@ static void watch_catch_up(watch_t *w, const fc__client_t *o, const char *wf, co
     char *text = json_is_string(d) ? strdup(json_string_value(d)) : json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
     if (text)
       on_watch_event(
-          NULL, &(fc_sse_event_t){.id = id, .event = name ? name : "message", .data = text, .data_len = strlen(text)});
+          w, &(fc_sse_event_t){.id = id, .event = name ? name : "message", .data = text, .data_len = strlen(text)});
     free(text);
   }
   json_decref(arr);
@@ -155,7 +183,7 @@ static void watch_catch_up(watch_t *w, const fc__client_t *o, const char *wf, co
 static void set_connected(watch_t *w, int status) {
   pthread_mutex_lock(&w->lock);
   if (!w->connected) w->connected = status;
-  pthread_cond_signal(&w->cond);
+  pthread_cond_broadcast(&w->cond);
   pthread_mutex_unlock(&w->lock);
 }
 
@@ -205,6 +233,7 @@ static int watch_start(watch_t *w, const fc__client_t *o, const char *wf) {
  * why progress was missing, if it was refused. */
 static void watch_stop(watch_t *w, const fc__client_t *o, const char *wf, const job_t *r) {
   w->follow.done = true;
+  watch_job(w, NULL); /* a watcher still waiting for the job's id gives up */
   if (write(w->stop[1], "x", 1) < 0) perror("flowcast start: write");
   pthread_join(w->thread, NULL);
   watch_catch_up(w, o, wf, r);
@@ -223,8 +252,9 @@ static void usage(void) {
   printf("Usage: flowcast start WORKFLOW_ID [--url URL] [--token T]\n\n"
          "Starts a job of the workflow and follows it to its end, printing as they come its\n"
          "status changes (status: Running), log lines (indented), the progress events its tasks\n"
-         "send to the workflow's stream (progress: 50%%; during the job, from any job of that\n"
-         "workflow; shown when the token may subscribe to workflow.ID), and the final status.\n"
+         "send to the workflow's stream (progress: 50%%; this job's only, told apart by the\n"
+         "jobId the server adds; shown when the token may subscribe to workflow.ID), and the\n"
+         "final status.\n"
          "A dropped stream is resumed after the last event. Exit status: 0 when the job ends\n"
          "Done, 6 for any other final status (Failed, Warning, Stopped, Rejected).\n\n");
   fc_cli_exit_help(stdout);
@@ -299,6 +329,7 @@ int fc_cli_start(int argc, char **argv) {
   char job[64] = "";
   job_t r = {0};
   rc = start_job(&o, wf, job, sizeof job);
+  if (watching) watch_job(&w, rc == 0 ? job : NULL);
   if (rc == 0) {
     say("job %s\n", job);
     rc = follow_job(&o, wf, job, &r);

@@ -15,12 +15,30 @@ extern char **environ;
 #define MAX_LINE (64 * 1024)
 #define PIPE_GRACE_MS 300
 
+/* An event for the workflow's stream, which every job of the workflow shares,
+ * says which job and task sent it: object data gains "jobId" and "task" (unless
+ * it has them), other data is wrapped as {"jobId","task","data"}. */
+static void tag_job(job_t *job, json_t *line) {
+  json_t *data = json_object_get(line, "data");
+  if (!data) return; /* malformed: logged as a plain line */
+  json_t *tag = json_pack("{s:s, s:I}", "jobId", job->id, "task", (json_int_t)job->task);
+  if (!tag) return;
+  if (json_is_object(data)) {
+    json_object_update_missing(data, tag);
+    json_decref(tag);
+    return;
+  }
+  json_object_set(tag, "data", data);
+  json_object_set_new(line, "data", tag);
+}
+
 /* Publishes one `::sse {"event","data","channel"?,"to"?}` line; false when it
  * is malformed (the caller logs it as a plain line). */
 static bool sse_line(job_t *job, const char *p, size_t n) {
   json_t *j = json_loadb(p, n, 0, NULL);
   const char *ch = json_string_value(json_object_get(j, "channel"));
   const char *to = json_string_value(json_object_get(j, "to"));
+  if (json_is_object(j) && !ch && !to) tag_job(job, j);
   fc_pub_event_t ev = {0};
   bool ok =
       json_is_object(j) && fc_pub_json_event(j, &ev) == FC_PUB_OK && (!ch || fc_channel_name_valid(ch, strlen(ch)));
@@ -185,6 +203,12 @@ int fc__exec_start(job_t *job, json_t *task, char *why, size_t whylen) {
   }
   char **env = build_env(job, task, tok);
   free(tok);
+  /* Relative paths (the command's, the task's cwd) are the workflow
+   * directory's, whatever the server's working directory is. */
+  const char *dir = job->owner->o.workflows_dir, *cwd = json_string_value(json_object_get(task, "cwd"));
+  char *cwd_path = NULL;
+  if (!cwd) cwd = dir;
+  else if (cwd[0] != '/' && asprintf(&cwd_path, "%s/%s", dir, cwd) > 0) cwd = cwd_path;
   uv_pipe_init(loop, &job->out, 0);
   uv_pipe_init(loop, &job->err, 0);
   job->out.data = job->err.data = job->proc.data = job;
@@ -196,7 +220,7 @@ int fc__exec_start(job_t *job, json_t *task, char *why, size_t whylen) {
                             .file = argv[0],
                             .args = argv,
                             .env = env,
-                            .cwd = json_string_value(json_object_get(task, "cwd")),
+                            .cwd = cwd,
                             .flags = UV_PROCESS_DETACHED,
                             .stdio_count = 3,
                             .stdio = stdio};
@@ -206,6 +230,7 @@ int fc__exec_start(job_t *job, json_t *task, char *why, size_t whylen) {
   job->pending = 3;
   int rc = uv_spawn(loop, &job->proc, &o);
   free_env(env);
+  free(cwd_path);
   if (rc < 0) {
     /* The handles close first (a next task reuses them); then the task fails. */
     snprintf(why, whylen, "cannot run %s: %s", argv[0], uv_strerror(rc));

@@ -289,9 +289,13 @@ describe('start', () => {
     const h = await startServer({ extraArgs: ['--workflows', dir] });
     t.after(() => h.stop());
     const env = { FLOWCAST_URL: h.url };
+    // Another job of the same workflow runs alongside: its progress is not this job's.
+    const other = await request(`${h.url}/api/v1/start?w=7`, { method: 'POST' });
+    assert.equal(other.status, 200);
     const ok = await cli(['start', '7'], { env });
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
     const lines = ok.stdout.trim().split('\n');
+    assert.equal(lines.filter((l) => /^progress: /.test(l)).length, 4, ok.stdout);
     const at = (re) => lines.findIndex((l) => re.test(l));
     for (const p of [25, 50, 75, 100]) assert.ok(at(new RegExp(`^progress: ${p}%$`)) > 0, ok.stdout);
     assert.ok(at(/^status: Running$/) < at(/^progress: 25%$/), ok.stdout);

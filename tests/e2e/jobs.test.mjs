@@ -15,7 +15,10 @@ const PASSWORD = 'correct horse battery';
 function workflowsDir(defs, scripts = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowcast-wf-'));
   for (const [f, d] of Object.entries(defs)) fs.writeFileSync(path.join(dir, f), typeof d === 'string' ? d : JSON.stringify(d));
-  for (const [f, s] of Object.entries(scripts)) fs.writeFileSync(path.join(dir, f), s, { mode: 0o755 });
+  for (const [f, s] of Object.entries(scripts)) {
+    fs.mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
+    fs.writeFileSync(path.join(dir, f), s, { mode: 0o755 });
+  }
   return dir;
 }
 
@@ -105,7 +108,7 @@ test('exec: failure is Failed, continueOnError is Warning, ::sse progress reache
     'warn.json': { id: 2, name: 'warn', tasks: [{ type: 'exec', command: ['false'], continueOnError: true }, { type: 'wait', seconds: 0 }] },
     'prog.json': {
       id: 3, name: 'prog',
-      tasks: [{ type: 'exec', command: sh('echo "::sse {\\"event\\":\\"progress\\",\\"data\\":{\\"pct\\":50}}"; echo "::sse {bad"; echo plain') }],
+      tasks: [{ type: 'exec', command: sh('echo "::sse {\\"event\\":\\"progress\\",\\"data\\":{\\"pct\\":50}}"; echo "::sse {\\"event\\":\\"note\\",\\"data\\":\\"half\\"}"; echo "::sse {bad"; echo plain') }],
     },
   });
   t.after(() => h.stop());
@@ -119,7 +122,10 @@ test('exec: failure is Failed, continueOnError is Warning, ::sse progress reache
   await waitStatus(h, 3, c, 'Done');
   await sub.waitFor((s) => s.events.some((e) => e.event === 'progress'), T(5000), 'progress');
   const prog = sub.events.find((e) => e.event === 'progress');
-  assert.deepEqual(JSON.parse(prog.data), { pct: 50 });
+  // The workflow's stream is every job's: its events say which job and task sent them.
+  assert.deepEqual(JSON.parse(prog.data), { pct: 50, jobId: c, task: 0 });
+  await sub.waitFor((s) => s.events.some((e) => e.event === 'note'), T(5000), 'note');
+  assert.deepEqual(JSON.parse(sub.events.find((e) => e.event === 'note').data), { jobId: c, task: 0, data: 'half' });
   await sub.waitFor((s) => s.events.filter((e) => e.event === 'log').length >= 2, T(5000), 'logs');
   const logs = sub.events.filter((e) => e.event === 'log').map((e) => JSON.parse(e.data).line);
   assert.ok(logs.includes('plain') && logs.includes('::sse {bad'), logs.join('|'));
@@ -127,6 +133,28 @@ test('exec: failure is Failed, continueOnError is Warning, ::sse progress reache
   const s = await openSSE(`${h.url}/api/v1/sse/1/${a}`);
   await s.waitEnd(T(3000));
   assert.ok(s.events.some((e) => e.event === 'log' && JSON.parse(e.data).line === 'oops'));
+});
+
+test('exec: relative paths resolve against the workflows directory, not the server\'s working directory', async (t) => {
+  const h = await server(
+    {
+      'rel.json': {
+        id: 4, name: 'rel',
+        tasks: [
+          { type: 'exec', command: ['sh', 'scripts/where.sh'] },
+          { type: 'exec', command: sh('pwd > ../cwd.txt'), cwd: 'scripts' },
+        ],
+      },
+    },
+    { 'scripts/where.sh': 'pwd > where.txt\n' },
+  );
+  t.after(() => h.stop());
+  assert.notEqual(process.cwd(), h.wfDir);
+  const id = await start(h, 4);
+  await waitStatus(h, 4, id, 'Done');
+  const real = fs.realpathSync(h.wfDir);
+  assert.equal(fs.realpathSync(fs.readFileSync(path.join(h.wfDir, 'where.txt'), 'utf8').trim()), real);
+  assert.equal(fs.realpathSync(fs.readFileSync(path.join(h.wfDir, 'cwd.txt'), 'utf8').trim()), path.join(real, 'scripts'));
 });
 
 test('a task\'s events are stored before the job goes on: at Done the history holds every one', async (t) => {
