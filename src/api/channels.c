@@ -283,12 +283,28 @@ static int parse_resume(fc_req_t *req, fc_resume_t *r) {
   return 0;
 }
 
+/* Reads ?envelope= (1/true or 0/false) into how->envelope, with the token's
+ * expiry. Answers 400 and returns -EINVAL when malformed. */
+static int parse_how(fc_req_t *req, fc_sse_how_t *how) {
+  bool bad = false;
+  const char *v = fc_req_query(req, "envelope", 0, &bad);
+  *how = (fc_sse_how_t){.expires_ms = fc_api_expiry_ms(req)};
+  if (!v && !bad) return 0;
+  if (!bad && (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "0") || !strcmp(v, "false"))) {
+    how->envelope = v[0] == '1' || v[0] == 't';
+    return 0;
+  }
+  fc_http_error(req, 400, "bad_envelope", "?envelope= must be 1 or 0");
+  return -EINVAL;
+}
+
 void fc_api_channel_sse(fc_req_t *req) {
   fc_resume_t from;
-  if (parse_resume(req, &from) < 0) return;
+  fc_sse_how_t how;
+  if (parse_resume(req, &from) < 0 || parse_how(req, &how) < 0) return;
   fc_channel_t *ch = route_channel(req, true);
   if (!ch) return;
-  fc_sse_open(fc_app_of(req)->sse, req, &ch, 1, &from, fc_api_expiry_ms(req));
+  fc_sse_open(fc_app_of(req)->sse, req, &ch, 1, &from, &how);
   fc_channel_unref(ch); /* the subscription holds it now */
 }
 
@@ -312,7 +328,8 @@ void fc_api_multi_sse(fc_req_t *req) {
     return;
   }
   fc_resume_t from;
-  if (parse_resume(req, &from) < 0) return;
+  fc_sse_how_t how;
+  if (parse_resume(req, &from) < 0 || parse_how(req, &how) < 0) return;
   /* Only now, with every name valid, may channels come to exist: all of
    * them, or (past --max-channels) none. */
   fc_hub_t *hub = fc_app_of(req)->hub;
@@ -331,6 +348,6 @@ void fc_api_multi_sse(fc_req_t *req) {
     if (dup) fc_channel_unref(ch);
     else chs[k++] = ch;
   }
-  fc_sse_open(fc_app_of(req)->sse, req, chs, k, &from, fc_api_expiry_ms(req));
+  fc_sse_open(fc_app_of(req)->sse, req, chs, k, &from, &how);
   for (size_t i = 0; i < k; i++) fc_channel_unref(chs[i]); /* the subscription holds them now */
 }

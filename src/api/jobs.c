@@ -78,7 +78,9 @@ static void answer(fc_jobs_t *j, fc_jobs_cmd_t *c) {
     case -ENOENT: fc_http_error(req, 404, "not_found", "%s", c->body.data); break;
     case -EBUSY: fc_http_error(req, 409, "wrong_state", "%s", c->body.data); break;
     case -EAGAIN: answer_queue_full(req, c->body.data); break;
-    case -EIO: fc_http_error(req, 503, "storage_unavailable", "jobs' storage (Redis) is unavailable; retry later"); break;
+    case -EIO:
+      fc_http_error(req, 503, "storage_unavailable", "jobs' storage (Redis) is unavailable; retry later");
+      break;
     case -ETIMEDOUT:
       fc_http_error(req, 503, "node_unavailable", "the node running the job did not answer; retry later");
       break;
@@ -315,7 +317,9 @@ static void sse_done(fc_jobs_t *j, fc_jobs_cmd_t *c) {
     char name[64];
     snprintf(name, sizeof name, "job.%s", c->id);
     fc_channel_t *ch = fc_hub_channel(app->hub, name, strlen(name), true);
-    if (ch) fc_sse_open_until(app->sse, req, &ch, 1, &from, fc_api_expiry_ms(req), is_final);
+    if (ch)
+      fc_sse_open(app->sse, req, &ch, 1, &from,
+                  &(fc_sse_how_t){.expires_ms = fc_api_expiry_ms(req), .is_final = is_final});
     else fc_http_error(req, 503, "storage_error", "storage could not be read; retry later");
     fc_channel_unref(ch); /* the subscription holds it now */
   }

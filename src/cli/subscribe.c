@@ -40,10 +40,10 @@ static void usage(void) {
          "Prints each event's data, one per line, as it arrives. It starts with new events only;\n"
          "--replay N first prints up to N retained events, and --last-event-id ID every retained\n"
          "event after ID (then --replay is ignored).\n\n"
-         "  --json            one JSON object per line: {\"channel\",\"id\",\"event\",\"data\"}; \"event\" is\n"
-         "                    null for unnamed events, \"data\" the event's text; \"channel\" is given only\n"
-         "                    with one CHANNEL, since the stream does not name it, and there is no \"time\"\n"
-         "                    (the stream carries none; the history API has it)\n"
+         "  --json            one JSON object per line: {\"channel\",\"id\",\"event\",\"data\",\"time\"};\n"
+         "                    \"event\" is null for unnamed events, \"data\" the event's text (JSON data\n"
+         "                    as compact JSON text), \"time\" its publish time (RFC 3339, UTC); the stream\n"
+         "                    is asked for ?envelope=1, which names each event's channel and time\n"
          "  --count N         exit 0 after N events\n"
          "  --retries N       give up (exit 5) after N failed connection attempts in a row (default 0: never)\n\n"
          "It reconnects by itself when the stream drops: after the server's retry delay (3 s), doubled\n"
@@ -100,6 +100,10 @@ int fc_cli_subscribe(int argc, char **argv) {
   fc_buf_init(&query);
   fc_buf_puts(&query, "/api/v1/sse?");
   int rc = parse(argc, argv, &s, &query, &url, &token, &last);
+  if (rc < 0 && s.json) { /* the server names each event's channel and time */
+    fc_buf_puts(&query, "&envelope=1");
+    s.envelope = true;
+  }
   fc__client_t o;
   if (rc < 0) rc = fc__client_init(&o, url, token, "subscribe");
   else if (rc == 0) rc = -2; /* --help */

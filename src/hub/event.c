@@ -59,19 +59,30 @@ void fc_event_json_members(fc_buf_t *b, const fc_event_t *ev) {
 static void free_event(fc_frame_t *f) {
   fc_event_t *ev = (fc_event_t *)((char *)f - offsetof(fc_event_t, sse));
   fc_frame_unref(atomic_load(&ev->ws));
+  fc_frame_unref(atomic_load(&ev->envelope));
   /* The last touch of the channel: once its count says no event is out, a
    * sweep may free it. */
   atomic_fetch_sub(&ev->channel->events, 1);
   free(ev);
 }
 
-fc_frame_t *fc_event_ws_frame(fc_event_t *ev, fc_frame_t *(*build)(const fc_event_t *ev)) {
-  fc_frame_t *f = atomic_load_explicit(&ev->ws, memory_order_acquire);
+/* A frame derived from the event, in `slot`: built once, by the first thread
+ * that asks; the event holds one reference. */
+static fc_frame_t *derived(_Atomic(fc_frame_t *) *slot, fc_event_t *ev, fc_frame_t *(*build)(const fc_event_t *ev)) {
+  fc_frame_t *f = atomic_load_explicit(slot, memory_order_acquire);
   if (f) return f;
   fc_frame_t *mine = build(ev), *expected = NULL;
-  if (atomic_compare_exchange_strong(&ev->ws, &expected, mine)) return mine;
+  if (atomic_compare_exchange_strong(slot, &expected, mine)) return mine;
   fc_frame_unref(mine); /* another thread built it first */
   return expected;
+}
+
+fc_frame_t *fc_event_ws_frame(fc_event_t *ev, fc_frame_t *(*build)(const fc_event_t *ev)) {
+  return derived(&ev->ws, ev, build);
+}
+
+fc_frame_t *fc_event_envelope_frame(fc_event_t *ev, fc_frame_t *(*build)(const fc_event_t *ev)) {
+  return derived(&ev->envelope, ev, build);
 }
 
 fc_event_t *fc__event_new(fc_channel_t *ch, uint64_t seq, uint64_t n, int64_t time_ms, const fc_event_in_t *in) {
@@ -112,5 +123,6 @@ fc_event_t *fc__event_new(fc_channel_t *ch, uint64_t seq, uint64_t n, int64_t ti
   ev->from_len = (uint16_t)in->from.len;
   ev->is_json = in->is_json;
   atomic_init(&ev->ws, NULL);
+  atomic_init(&ev->envelope, NULL);
   return ev;
 }

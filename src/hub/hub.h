@@ -32,8 +32,9 @@ typedef struct fc_event {
   const char *from;      /* publisher connection id, "" when none */
   uint32_t data_len;
   uint16_t name_len, from_len;
-  bool is_json;             /* data is a JSON text: history shows it as a value, not a string */
-  _Atomic(fc_frame_t *) ws; /* the WebSocket frame, built once on first use */
+  bool is_json;                   /* data is a JSON text: history shows it as a value, not a string */
+  _Atomic(fc_frame_t *) ws;       /* the WebSocket frame, built once on first use */
+  _Atomic(fc_frame_t *) envelope; /* the SSE frame of ?envelope=1 streams, likewise */
   char mem[];
 } fc_event_t;
 
@@ -50,6 +51,8 @@ void fc_event_json_members(fc_buf_t *b, const fc_event_t *ev);
 /* The event's WebSocket frame: built by `build` the first time any thread asks,
  * then shared (the event holds one reference). Any thread. */
 fc_frame_t *fc_event_ws_frame(fc_event_t *ev, fc_frame_t *(*build)(const fc_event_t *ev));
+/* The same for the event's enveloped SSE frame (sse's ?envelope=1). */
+fc_frame_t *fc_event_envelope_frame(fc_event_t *ev, fc_frame_t *(*build)(const fc_event_t *ev));
 
 /* An event as a publisher hands it in. Borrowed slices. */
 typedef struct {

@@ -119,14 +119,14 @@ struct fc_jobs {
   bool cur_deferred;
   /* Cluster mode (cluster.c); q is NULL on one node. */
   fc_jobq_t *q;
-  char node[160];          /* this process: NAME/RANDOM, its lease's name */
-  uv_timer_t tick;         /* notes, answers, claims; the lease and the sweep less often */
+  char node[160];  /* this process: NAME/RANDOM, its lease's name */
+  uv_timer_t tick; /* notes, answers, claims; the lease and the sweep less often */
   bool tick_init;
-  uint64_t next_beat;      /* fc_mono_ms of the next lease renewal and sweep */
-  bool remote;             /* a control request from another node runs: answer from here */
-  fc__fwd_t *fwds;         /* control requests waiting for another node's answer */
+  uint64_t next_beat; /* fc_mono_ms of the next lease renewal and sweep */
+  bool remote;        /* a control request from another node runs: answer from here */
+  fc__fwd_t *fwds;    /* control requests waiting for another node's answer */
   pthread_mutex_t defs_lock;
-  char defs_differ[256];   /* workflows whose definition differs from the cluster's ("" none) */
+  char defs_differ[256]; /* workflows whose definition differs from the cluster's ("" none) */
 };
 
 /* jobs.c */

@@ -31,6 +31,7 @@ struct sse_sub {
   bool dead;                /* being closed: ignore further events */
   int64_t expires_ms;       /* token expiry, ms since the epoch; 0: never */
   fc_sse_final_cb is_final; /* NULL: the stream never ends by itself */
+  bool envelope;            /* sends each event's enveloped frame */
   size_t nlinks;
   fc_sub_link_t links[];
 };
@@ -68,10 +69,40 @@ static void drop_slow(sse_sub_t *sub) {
   fc_stream_close(sub->stream, false);
 }
 
+/* The SSE frame of `ev` with its data as {"channel","data","time","from"?}. */
+static fc_frame_t *build_envelope(const fc_event_t *ev) {
+  fc_buf_t data, frame;
+  fc_buf_init(&data);
+  fc_buf_init(&frame);
+  fc_buf_puts(&data, "{\"channel\":");
+  fc_json_quote(&data, fc_channel_name(ev->channel), strlen(fc_channel_name(ev->channel)));
+  fc_buf_puts(&data, ",\"data\":");
+  if (ev->is_json) fc_buf_append(&data, ev->data, ev->data_len);
+  else fc_json_quote(&data, ev->data, ev->data_len);
+  fc_buf_puts(&data, ",\"time\":\"");
+  fc_time_rfc3339(&data, ev->time_ms);
+  fc_buf_puts(&data, "\"");
+  if (ev->from_len) {
+    fc_buf_puts(&data, ",\"from\":");
+    fc_json_quote(&data, ev->from, ev->from_len);
+  }
+  fc_buf_puts(&data, "}");
+  fc_sse_frame_build(&frame, ev->seq, (fc_str_t){ev->name, ev->name_len}, (fc_str_t){data.data, data.len});
+  fc_frame_t *f = fc_frame_copy(frame.data, frame.len);
+  fc_buf_dispose(&data);
+  fc_buf_dispose(&frame);
+  return f;
+}
+
+/* The frame `sub` sends for `ev`. */
+static fc_frame_t *frame_of(const sse_sub_t *sub, fc_event_t *ev) {
+  return sub->envelope ? fc_event_envelope_frame(ev, build_envelope) : &ev->sse;
+}
+
 static void on_event(fc_sub_link_t *link, fc_event_t *ev) {
   sse_sub_t *sub = link->owner;
   if (sub->dead) return;
-  if (fc_conn_send(sub->stream->conn, &ev->sse) == -ENOBUFS) {
+  if (fc_conn_send(sub->stream->conn, frame_of(sub, ev)) == -ENOBUFS) {
     drop_slow(sub);
     return;
   }
@@ -123,12 +154,8 @@ static void send_gap(fc_conn_t *c, const fc_gap_t *g) {
 }
 
 void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n, const fc_resume_t *from,
-                 int64_t expires_ms) {
-  fc_sse_open_until(sse, req, channels, n, from, expires_ms, NULL);
-}
-
-void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n, const fc_resume_t *from,
-                       int64_t expires_ms, fc_sse_final_cb is_final) {
+                 const fc_sse_how_t *how) {
+  fc_sse_final_cb is_final = how->is_final;
   if (req->method == FC_HEAD) { /* the stream's head alone: no subscription, nothing sent after it */
     fc_http_stream(req, 200, sse_headers, &sse_stream, NULL);
     return;
@@ -138,8 +165,9 @@ void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, si
   sub->sse = sse;
   sub->thread = thread;
   sub->nlinks = n;
-  sub->expires_ms = expires_ms;
+  sub->expires_ms = how->expires_ms;
   sub->is_final = is_final;
+  sub->envelope = how->envelope;
   fc_sub_link_t *links[n];
   for (size_t i = 0; i < n; i++) {
     sub->links[i].channel = channels[i];
@@ -157,7 +185,7 @@ void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, si
   for (size_t i = 0; i < backlog.ngaps; i++) send_gap(c, &backlog.gaps[i]);
   bool ended = false;
   for (size_t i = 0; i < backlog.nevents && !ended; i++) {
-    fc_conn_send(c, &backlog.events[i]->sse);
+    fc_conn_send(c, frame_of(sub, backlog.events[i]));
     ended = is_final && is_final(backlog.events[i]);
   }
   if (backlog.nevents == 0) {

@@ -20,18 +20,27 @@ typedef struct {
 fc_sse_t *fc_sse_new(const fc_sse_opts_t *opts);
 void fc_sse_free(fc_sse_t *sse);
 
-/* Answers `req` with an event stream of `channels` (already validated and
- * created), starting where `from` says. The stream ends within a second of
- * `expires_ms` (ms since the epoch; 0: never), when its token expires. Loop
- * thread of the request. */
-void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n, const fc_resume_t *from,
-                 int64_t expires_ms);
-
-/* Like fc_sse_open, but the stream ends (after flushing) once it has sent an
- * event for which `is_final` returns true, whether replayed or live. */
 typedef bool (*fc_sse_final_cb)(const fc_event_t *ev);
-void fc_sse_open_until(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n, const fc_resume_t *from,
-                       int64_t expires_ms, fc_sse_final_cb is_final);
+
+/* How a stream is sent (fc_sse_open). */
+typedef struct {
+  /* The stream ends within a second of this time (ms since the epoch; 0:
+   * never), when its token expires. */
+  int64_t expires_ms;
+  /* The stream ends (after flushing) once it has sent an event for which this
+   * returns true, whether replayed or live. NULL: never. */
+  fc_sse_final_cb is_final;
+  /* ?envelope=1: each event's data is {"channel","data","time","from"?} (data
+   * as a JSON value when it was published as JSON, else a string), so that a
+   * client of several channels can tell where an event came from. */
+  bool envelope;
+} fc_sse_how_t;
+
+/* Answers `req` with an event stream of `channels` (already validated and
+ * created), starting where `from` says, sent as `how` says. Loop thread of
+ * the request. */
+void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n, const fc_resume_t *from,
+                 const fc_sse_how_t *how);
 
 /* Sends keepalive comments when due and ends streams whose token expired (the
  * loop's tick, once a second). */

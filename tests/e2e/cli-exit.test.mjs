@@ -230,18 +230,19 @@ describe('subscribe', () => {
     const r = await cli(['subscribe', 'nd.one', '--json', '--replay', '3', '--count', '3'], { env });
     assert.equal(r.code, 0, r.stderr);
     const evs = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
-    assert.deepEqual(evs.slice(0, 2), [
+    for (const e of evs) assert.match(e.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/, r.stdout);
+    assert.deepEqual(evs.slice(0, 2).map(({ time, ...e }) => e), [
       { channel: 'nd.one', id: ids[2], event: null, data: '{"n":3}' },
       { channel: 'nd.one', id: ids[3], event: null, data: '{"n":4}' },
     ]);
     assert.equal(evs[2].event, 'tick');
     assert.equal(evs[2].data, 'named');
-    // Two channels: the stream does not say which, so no "channel".
-    const two = await cli(['subscribe', 'nd.one', 'nd.two', '--json', '--replay', '1', '--count', '1'], { env });
+    // Two channels: each event says which (the stream's ?envelope=1).
+    await publishOk(h.url, 'nd.two', { two: true });
+    const two = await cli(['subscribe', 'nd.one', 'nd.two', '--json', '--replay', '1', '--count', '2'], { env });
     assert.equal(two.code, 0, two.stderr);
-    const e = JSON.parse(two.stdout.trim());
-    assert.ok(!('channel' in e), two.stdout);
-    assert.equal(e.data, 'named');
+    const both = two.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(both.map((e) => [e.channel, e.data]), [['nd.one', 'named'], ['nd.two', '{"two":true}']]);
   });
 
   test('resumes across a server restart with nothing lost and nothing twice', { timeout: T(90000) }, async (t) => {

@@ -156,6 +156,35 @@ describe('eventsource client', () => {
     );
   });
 
+  test('?envelope=1 names each event\'s channel and time; names, ids and resume are unchanged', TO, async (t) => {
+    const q = 'channel=es.e1&channel=es.e2&replay=0&envelope=1';
+    const r = open(t, `${url}/api/v1/sse?${q}`, undefined, ['tick']);
+    await r.waitOpen();
+    const a = await publishOk(url, 'es.e1', { n: 1 });
+    const b = await publishOk(url, 'es.e2', 'plain <b>text</b>', { contentType: 'text/plain', event: 'tick' });
+    await r.waitMessages(2);
+    const [ma, mb] = r.messages;
+    assert.deepEqual([ma.type, ma.lastEventId, mb.type, mb.lastEventId], ['message', a.id, 'tick', b.id]);
+    const da = JSON.parse(ma.data), db = JSON.parse(mb.data);
+    assert.deepEqual({ ...da, time: undefined }, { channel: 'es.e1', data: { n: 1 }, time: undefined });
+    assert.deepEqual({ ...db, time: undefined }, { channel: 'es.e2', data: 'plain <b>text</b>', time: undefined });
+    for (const d of [da, db]) assert.ok(Math.abs(Date.parse(d.time) - Date.now()) < 60000, d.time);
+    // Resuming an enveloped stream replays enveloped events after the id.
+    const again = open(t, `${url}/api/v1/sse?${q}`, {
+      fetch: (input, init) => fetch(input, { ...init, headers: { ...init.headers, 'last-event-id': a.id } }),
+    }, ['tick']);
+    await again.waitMessages(1);
+    assert.equal(again.messages[0].lastEventId, b.id);
+    assert.equal(JSON.parse(again.messages[0].data).channel, 'es.e2');
+    // A single-channel stream without it is unchanged; a bad value is refused.
+    const plain = open(t, `${url}/api/v1/channels/es.e1/sse?replay=1`);
+    await plain.waitMessages(1);
+    assert.deepEqual(JSON.parse(plain.messages[0].data), { n: 1 });
+    const bad = open(t, `${url}/api/v1/channels/es.e1/sse?envelope=yes`);
+    await bad.waitFor((x) => x.errors.length >= 1, T(5000), 'an error');
+    assert.equal(bad.errors[0].code, 400);
+  });
+
   test('a malformed Last-Event-ID fails the connection (400), no retry loop', TO, async (t) => {
     const r = open(t, `${url}/api/v1/channels/es.bad/sse?lastEventId=nope`);
     await r.waitFor((x) => x.errors.length >= 1, T(5000), 'an error');

@@ -265,8 +265,10 @@ test('a channel trigger starts a job with FLOWCAST_INPUT', async (t) => {
   t.after(() => sub.close());
   const r = await publishOk(h.url, 'orders', { n: 7 });
   await sub.waitFor((s) => s.events.some((e) => e.event === 'input'), T(5000), 'input');
-  const input = JSON.parse(sub.events.find((e) => e.event === 'input').data);
+  const { jobId, task, ...input } = JSON.parse(sub.events.find((e) => e.event === 'input').data);
   assert.deepEqual(input, { channel: 'orders', id: r.id, event: null, data: { n: 7 } });
+  assert.match(jobId, /^[0-9a-f-]{36}$/); // the workflow's stream says which job sent it
+  assert.equal(task, 0);
 });
 
 test('invalid workflow files are skipped, naming the file and the field', async (t) => {
