@@ -364,7 +364,14 @@ void fc__cl_stop(fc_jobs_t *j) {
     fc__jobs_finish(j, f->c);
     free(f);
   }
-  /* The jobs this node ran fail on another node at its next sweep. */
+  /* The jobs this node runs end now, so that their followers on other nodes
+   * finish (their events are committed before the store closes). */
+  for (job_t *job = j->jobs; job; job = job->next) {
+    if (ST_FINAL(job->status) || job->status == ST_PENDING) continue;
+    char why[256];
+    snprintf(why, sizeof why, "node %s stopped while the job was %s", j->node, job_status_names[job->status]);
+    fc__job_finish(job, ST_FAILED, why);
+  }
   if (fc_jobq_leave(j->q, j->node) < 0)
     fc_log(FC_LOG_WARN, "cannot end this node's lease", "error=\"%s\"", fc_jobq_error(j->q));
 }

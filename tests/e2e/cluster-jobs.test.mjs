@@ -326,3 +326,34 @@ test('an exec task gets a FLOWCAST_URL that reaches the cluster and a token ever
     assert.equal(other.status, 403, 'only the job\'s channels');
   }
 });
+
+test('a node that stops cleanly fails its running jobs at once, and Redis away gives 503 for job routes', TO, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const dir = workflows(later, { 'long.json': { id: 44, name: 'long', tasks: [{ type: 'wait', seconds: 120 }] } });
+  const ns = await nodes(later, r, dir, 2);
+  const id = await start(ns[0], 44);
+  await waitStatus(ns[0], 44, id, 'Running');
+  const name = await runner(r, id);
+  const leaving = ns[{ nodeA: 0, nodeB: 1 }[name]];
+  const staying = ns.find((h) => h !== leaving);
+  const follower = await openSSE(`${staying.url}/api/v1/sse/44/${id}`);
+  later(() => follower.close());
+  await leaving.stop();
+  await follower.waitFor((s) => s.events.some((e) => !e.event || e.event === 'message'), T(5000), 'the final event');
+  const j = await job(staying, 44, id);
+  assert.equal(j.status, 'Failed');
+  assert.match(j.reason, new RegExp(`node ${name}/[0-9a-f]+ stopped while the job was Running`));
+
+  await r.kill();
+  let res;
+  for (let i = 0; i < 30; i++) {
+    res = await post(`${staying.url}/api/v1/start?w=44`);
+    if (res.status === 503) break;
+    await sleep(100);
+  }
+  assertJsonError(res, 503, 'storage_unavailable');
+  assertJsonError(await request(`${staying.url}/api/v1/jobs?w=44`), 503, 'storage_unavailable');
+  assertJsonError(await request(`${staying.url}/api/v1/job?w=44&i=${id}`), 503, 'storage_unavailable');
+});
