@@ -5,32 +5,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { EventSource } from 'eventsource';
 import { startServer, request, eventually, sleep, T, assertJsonError } from './lib/server.mjs';
 import { openSSE } from './lib/sse.mjs';
 import { startRedis } from './lib/redis.mjs';
+import { teardown, workflows, runsFile, lines } from './lib/cluster.mjs';
 
 const TO = { timeout: T(90000) };
 const PASSWORD = 'correct horse battery';
-
-/** Runs the clean-ups registered with later(fn) after the test, last first. */
-function teardown(t) {
-  const fns = [];
-  t.after(async () => {
-    for (const fn of fns.reverse()) await fn();
-  });
-  return (fn) => fns.push(fn);
-}
-
-/** A workflows directory holding `defs` ({file: object}), removed after the test. */
-function workflows(later, defs) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowcast-wf-'));
-  later(() => fs.rmSync(dir, { recursive: true, force: true }));
-  for (const [f, d] of Object.entries(defs)) fs.writeFileSync(path.join(dir, f), JSON.stringify(d));
-  return dir;
-}
 
 /** `n` nodes on Redis `r`, each with the workflows in `dir`. */
 async function nodes(later, r, dir, n, opts = {}) {
@@ -71,8 +54,6 @@ async function runner(r, id) {
   const node = await r.command('HGET', `fc:job:${id}`, 'node');
   return node ? String(node).split('/')[0] : null;
 }
-
-const lines = (file) => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) : []);
 
 const WAIT = { id: 41, name: 'Workflow_Wait', description: 'Workflow_Wait', tasks: [{ type: 'wait', seconds: 1 }] };
 
@@ -135,8 +116,7 @@ test('60 jobs started round-robin over three nodes run once each, spread over th
   const later = teardown(t);
   const r = await startRedis();
   later(() => r.stop());
-  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'flowcast-runs-')), 'runs');
-  later(() => fs.rmSync(path.dirname(out), { recursive: true, force: true }));
+  const out = runsFile(later, 'flowcast-runs-');
   const dir = workflows(later, {
     'once.json': {
       id: 7, name: 'once',
@@ -294,8 +274,7 @@ test('an exec task gets a FLOWCAST_URL that reaches the cluster and a token ever
   const later = teardown(t);
   const r = await startRedis();
   later(() => r.stop());
-  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'flowcast-env-')), 'env');
-  later(() => fs.rmSync(path.dirname(out), { recursive: true, force: true }));
+  const out = runsFile(later, 'flowcast-env-');
   const dir = workflows(later, {
     'env.json': { id: 12, name: 'env', tasks: [{ type: 'exec', command: ['sh', '-c', `echo "$FLOWCAST_URL $FLOWCAST_TOKEN" > ${out}`] }] },
   });

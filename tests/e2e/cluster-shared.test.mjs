@@ -11,17 +11,9 @@ import path from 'node:path';
 import { BIN, startServer, request, publish, publishOk, storedEvents, assertJsonError, eventually, sleep, T } from './lib/server.mjs';
 import { subscribe } from './lib/sse.mjs';
 import { startRedis } from './lib/redis.mjs';
+import { teardown, workflows, runsFile, lines } from './lib/cluster.mjs';
 
 const TO = { timeout: T(45000) };
-
-/** Runs the clean-ups registered with later(fn) after the test, last first. */
-function teardown(t) {
-  const fns = [];
-  t.after(async () => {
-    for (const fn of fns.reverse()) await fn();
-  });
-  return (fn) => fns.push(fn);
-}
 
 async function node(later, r, opts = {}) {
   const { extraArgs = [], ...rest } = opts;
@@ -169,23 +161,11 @@ test('one Redis subscription per channel a node holds, not per client; let go wh
   assert.deepEqual(history.map((e) => e.id), [first.id, ...more]);
 });
 
-/** A workflows directory holding `defs` ({file: object}), removed after the test. */
-function workflows(later, defs) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowcast-wf-'));
-  later(() => fs.rmSync(dir, { recursive: true, force: true }));
-  for (const [f, d] of Object.entries(defs)) fs.writeFileSync(path.join(dir, f), JSON.stringify(d));
-  return dir;
-}
-
-/** Lines in a file that the jobs' exec tasks append to (0 when it is not there yet). */
-const lines = (file) => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) : []);
-
 test('a channel trigger starts one job per event in the cluster, not one per node', TO, async (t) => {
   const later = teardown(t);
   const r = await startRedis();
   later(() => r.stop());
-  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'flowcast-runs-')), 'runs');
-  later(() => fs.rmSync(path.dirname(out), { recursive: true, force: true }));
+  const out = runsFile(later, 'flowcast-runs-');
   const dir = workflows(later, {
     'trig.json': {
       id: 9, name: 'trig', triggers: [{ type: 'channel', channel: 'orders' }],
@@ -206,8 +186,7 @@ test('a cron workflow fires once per minute in the cluster, over two minute boun
   const later = teardown(t);
   const r = await startRedis();
   later(() => r.stop());
-  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'flowcast-runs-')), 'runs');
-  later(() => fs.rmSync(path.dirname(out), { recursive: true, force: true }));
+  const out = runsFile(later, 'flowcast-runs-');
   const dir = workflows(later, {
     'cron.json': {
       id: 10, name: 'every minute', triggers: [{ type: 'cron', cron: '* * * * *' }],
