@@ -159,6 +159,40 @@ describe('HTTPS', () => {
     }
   });
 
+  test('the flowcast CLI publishes and subscribes over https, verifying the certificate', TO, async () => {
+    const env = { ...process.env, SSL_CERT_FILE: ca };
+    const sub = follow(BIN, ['subscribe', 'tls-cli', '--url', srv.url], { env });
+    try {
+      // `subscribe` prints nothing until an event: publish until one arrives.
+      const deadline = Date.now() + T(10000);
+      let n = 0;
+      while (!/"k":\d+/.test(sub.out) && Date.now() < deadline) {
+        const pub = spawnSync(BIN, ['publish', 'tls-cli', JSON.stringify({ k: ++n }), '--url', srv.url], {
+          env,
+          encoding: 'utf8',
+          timeout: T(10000),
+        });
+        assert.equal(pub.status, 0, pub.stderr);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await sub.waitFor(/\{"k":\d+\}/);
+    } finally {
+      sub.kill();
+    }
+    // By address too: the certificate names 127.0.0.1.
+    const byIp = spawnSync(BIN, ['publish', 'tls-cli', '{}', '--url', `https://127.0.0.1:${srv.port}`], {
+      env,
+      encoding: 'utf8',
+      timeout: T(10000),
+    });
+    assert.equal(byIp.status, 0, byIp.stderr);
+    // Without the test CA the certificate is refused: exit 5, and it says why.
+    const env2 = { ...process.env, SSL_CERT_FILE: path.join(dir, 'missing-ca.pem') };
+    const bad = spawnSync(BIN, ['publish', 'tls-cli', '{}', '--url', srv.url], { env: env2, encoding: 'utf8', timeout: T(10000) });
+    assert.equal(bad.status, 5, bad.stderr);
+    assert.match(bad.stderr, /TLS handshake with localhost:\d+ failed: certificate: unable to get local issuer certificate/);
+  });
+
   test('TLS 1.2 is the floor, weak suites are refused, the server picks the suite', TO, () => {
     const old = sClient(srv.port, ['-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0']);
     assert.notEqual(old.status, 0);
