@@ -1,10 +1,15 @@
-/* Blocking HTTP client for the CLI. */
+/* Blocking HTTP client for the CLI, over TCP or TLS. */
 #include "cli/client.h"
 
 #include <errno.h>
 #include <llhttp.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +18,12 @@
 
 int fc_url_parse(const char *url, fc_url_t *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
-  if (strncmp(url, "http://", 7) != 0) {
-    snprintf(err, errlen, "expected an http:// URL, got '%s'", url);
+  out->tls = !strncmp(url, "https://", 8);
+  if (strncmp(url, "http://", 7) != 0 && !out->tls) {
+    snprintf(err, errlen, "expected an http:// or https:// URL, got '%s'", url);
     return -1;
   }
-  const char *h = url + 7, *slash = strchr(h, '/');
+  const char *h = url + (out->tls ? 8 : 7), *slash = strchr(h, '/');
   size_t hl = slash ? (size_t)(slash - h) : strlen(h);
   const char *colon = memchr(h, ':', hl);
   size_t namelen = colon ? (size_t)(colon - h) : hl;
@@ -26,7 +32,7 @@ int fc_url_parse(const char *url, fc_url_t *out, char *err, size_t errlen) {
     return -1;
   }
   memcpy(out->host, h, namelen);
-  out->port = 80;
+  out->port = out->tls ? 443 : 80;
   if (colon) {
     uint64_t p;
     if (fc_parse_u64(colon + 1, hl - namelen - 1, &p) < 0 || p == 0 || p > 65535) {
@@ -96,19 +102,84 @@ static int on_complete(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
-static int send_all(int fd, const char *p, size_t n) {
+/* A connection: a socket, with TLS over it for https. */
+typedef struct {
+  int fd;
+  SSL_CTX *ctx;
+  SSL *ssl;
+} link_t;
+
+static void link_close(link_t *l) {
+  SSL_free(l->ssl);
+  SSL_CTX_free(l->ctx);
+  close(l->fd);
+  ERR_clear_error();
+}
+
+/* The TLS handshake on a connected socket, verifying the certificate against
+ * OpenSSL's default CAs and the URL's host (a name, or an address). */
+static int tls_open(link_t *l, const fc_url_t *u, char *err, size_t errlen) {
+  l->ctx = SSL_CTX_new(TLS_client_method());
+  l->ssl = l->ctx ? SSL_new(l->ctx) : NULL;
+  if (!l->ssl) {
+    snprintf(err, errlen, "cannot set up TLS");
+    return -1;
+  }
+  SSL_CTX_set_min_proto_version(l->ctx, TLS1_2_VERSION);
+  SSL_CTX_set_default_verify_paths(l->ctx);
+  SSL_set_verify(l->ssl, SSL_VERIFY_PEER, NULL);
+  static const unsigned char alpn[] = "\x08http/1.1";
+  SSL_set_alpn_protos(l->ssl, alpn, sizeof alpn - 1);
+  unsigned char addr[16];
+  bool ip = inet_pton(AF_INET, u->host, addr) == 1 || inet_pton(AF_INET6, u->host, addr) == 1;
+  if (ip) {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(l->ssl), u->host);
+  } else {
+    SSL_set_tlsext_host_name(l->ssl, u->host);
+    SSL_set1_host(l->ssl, u->host);
+  }
+  SSL_set_fd(l->ssl, l->fd);
+  signal(SIGPIPE, SIG_IGN); /* OpenSSL writes the socket with write(): a closed peer must not kill us */
+  if (SSL_connect(l->ssl) == 1) return 0;
+  long v = SSL_get_verify_result(l->ssl);
+  unsigned long e = ERR_peek_last_error();
+  if (v != X509_V_OK)
+    snprintf(err, errlen, "TLS handshake with %s:%d failed: certificate: %s (SSL_CERT_FILE names other CAs)", u->host,
+             u->port, X509_verify_cert_error_string(v));
+  else
+    snprintf(err, errlen, "TLS handshake with %s:%d failed: %s: is it an https port?", u->host, u->port,
+             e ? ERR_reason_error_string(e) : "the connection closed");
+  return -1;
+}
+
+static int send_all(link_t *l, const char *p, size_t n) {
   while (n) {
-    ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
+    ssize_t w = l->ssl ? SSL_write(l->ssl, p, (int)n) : send(l->fd, p, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR && !l->ssl) continue;
     if (w <= 0) return -1;
     p += w, n -= (size_t)w;
   }
   return 0;
 }
 
+/* Bytes read, 0 at the end (a TLS close_notify, or a TCP close), -1 on an error. */
+static ssize_t recv_some(link_t *l, char *buf, size_t n) {
+  if (!l->ssl) return recv(l->fd, buf, n, 0);
+  int r = SSL_read(l->ssl, buf, (int)n);
+  if (r > 0) return r;
+  int e = SSL_get_error(l->ssl, r);
+  ERR_clear_error();
+  return e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL ? 0 : -1;
+}
+
 int fc_http_call(const fc_url_t *u, const fc_http_call_t *c, fc_buf_t *body_out, char *err, size_t errlen) {
-  int fd = dial(u, err, errlen);
-  if (fd < 0) return FC_HTTP_UNREACHABLE;
+  link_t link = {.fd = dial(u, err, errlen)};
+  if (link.fd < 0) return FC_HTTP_UNREACHABLE;
+  if (u->tls && tls_open(&link, u, err, errlen) < 0) {
+    link_close(&link);
+    return FC_HTTP_UNREACHABLE;
+  }
+  int fd = link.fd;
   fc_buf_t req;
   fc_buf_init(&req);
   fc_buf_printf(&req, "%s %s%s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: flowcast-cli\r\nConnection: close\r\n", c->method,
@@ -122,11 +193,11 @@ int fc_http_call(const fc_url_t *u, const fc_http_call_t *c, fc_buf_t *body_out,
   }
   fc_buf_puts(&req, "\r\n");
   if (c->body) fc_buf_append(&req, c->body, c->body_len);
-  int rc = send_all(fd, req.data, req.len);
+  int rc = send_all(&link, req.data, req.len);
   fc_buf_dispose(&req);
   if (rc < 0) {
     snprintf(err, errlen, "cannot send the request to %s:%d: %s", u->host, u->port, strerror(errno));
-    close(fd);
+    link_close(&link);
     return FC_HTTP_UNREACHABLE;
   }
   llhttp_settings_t settings;
@@ -141,16 +212,16 @@ int fc_http_call(const fc_url_t *u, const fc_http_call_t *c, fc_buf_t *body_out,
   parser.data = &st;
   char buf[16384];
   for (;;) {
-    if (c->cancel_fd > 0) {
+    if (c->cancel_fd > 0 && !(link.ssl && SSL_pending(link.ssl) > 0)) {
       struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = c->cancel_fd, .events = POLLIN}};
       if (poll(pf, 2, -1) < 0 && errno == EINTR) continue;
       if (pf[1].revents) {
         snprintf(err, errlen, "cancelled");
-        close(fd);
+        link_close(&link);
         return FC_HTTP_CUT;
       }
     }
-    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    ssize_t n = recv_some(&link, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n > 0) got_bytes = true;
     llhttp_errno_t e = n > 0 ? llhttp_execute(&parser, buf, (size_t)n) : llhttp_finish(&parser);
@@ -164,10 +235,10 @@ int fc_http_call(const fc_url_t *u, const fc_http_call_t *c, fc_buf_t *body_out,
       else
         snprintf(err, errlen, "%s:%d did not answer in HTTP (%s): is it a flowcast server?", u->host, u->port,
                  llhttp_errno_name(e));
-      close(fd);
+      link_close(&link);
       return rc;
     }
   }
-  close(fd);
+  link_close(&link);
   return parser.status_code;
 }

@@ -1,5 +1,5 @@
-/* A small blocking HTTP/1.1 client for the command line (http:// only), with
- * llhttp parsing the responses, and what every client command shares: exit
+/* A small blocking HTTP/1.1 client for the command line (http:// and, with
+ * OpenSSL, https://), with llhttp parsing the responses, and what every client command shares: exit
  * statuses, failure reports, channel names in URLs, reconnection delays. */
 #ifndef FC_CLI_CLIENT_H
 #define FC_CLI_CLIENT_H
@@ -10,9 +10,12 @@ typedef struct {
   char host[256];
   int port;
   char prefix[256]; /* path before /api/v1, usually "" */
+  bool tls;         /* https: the server's certificate is verified against the system's CAs
+                       (OpenSSL's defaults, so SSL_CERT_FILE and SSL_CERT_DIR name others) and the host */
 } fc_url_t;
 
-/* Parses http://HOST[:PORT][/PREFIX]. Returns 0, or -1 with `err`. */
+/* Parses http://HOST[:PORT][/PREFIX] or https://HOST[:PORT][/PREFIX] (port 80
+ * or 443 by default). Returns 0, or -1 with `err`. */
 int fc_url_parse(const char *url, fc_url_t *out, char *err, size_t errlen);
 
 /* Called with each piece of a 2xx response's body as it arrives; return
@@ -36,7 +39,7 @@ typedef struct {
 
 /* fc_http_call's failures, before any status. */
 enum {
-  FC_HTTP_UNREACHABLE = -1, /* cannot resolve the host, connect or send */
+  FC_HTTP_UNREACHABLE = -1, /* cannot resolve the host, connect, make the TLS handshake or send */
   FC_HTTP_CUT = -2,         /* the connection closed before a whole answer */
   FC_HTTP_MALFORMED = -3,   /* the answer is not HTTP */
 };

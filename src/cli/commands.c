@@ -18,7 +18,7 @@ int fc__client_init(fc__client_t *o, const char *url, const char *token, const c
   }
   char err[256];
   if (fc_url_parse(url, &o->url, err, sizeof err) < 0) {
-    fprintf(stderr, "flowcast %s: %s\nflowcast %s: hint: --url and FLOWCAST_URL take http://HOST[:PORT][/PREFIX]\n",
+    fprintf(stderr, "flowcast %s: %s\nflowcast %s: hint: --url and FLOWCAST_URL take http[s]://HOST[:PORT][/PREFIX]\n",
             cmd, err, cmd);
     return FC_EXIT_USAGE;
   }

@@ -41,6 +41,9 @@ static const opt_t options[] = {
      "less what storage, jobs and the loops need)"},
     {"max-connections-per-ip", OPT_UINT, OFF(max_connections_per_ip), "256",
      "open connections from one client address at most (loopback too); past it new ones get 503 (0: no cap)"},
+    {"tls-cert", OPT_STR, OFF(tls_cert), "",
+     "PEM certificate (then its chain): with --tls-key, the --listen port speaks HTTPS (reloaded on SIGHUP)"},
+    {"tls-key", OPT_STR, OFF(tls_key), "", "PEM private key of --tls-cert (not encrypted)"},
     {"cors-origins", OPT_STR, OFF(cors_origins), "", "allowed CORS origins, comma-separated, or *"},
     {"cors-credentials", OPT_BOOL, OFF(cors_credentials), "false", "allow credentials (needs an origin list)"},
     {"header-timeout", OPT_UINT, OFF(header_timeout_s), "10", "seconds to receive a request's head"},
@@ -382,6 +385,10 @@ static int finish(fc_config_t *cfg, char *err, size_t errlen) {
   }
   if (cfg->commit_delay_us > 10000) {
     snprintf(err, errlen, "commit-delay-us: at most 10000");
+    return -EINVAL;
+  }
+  if (!*cfg->tls_cert != !*cfg->tls_key) {
+    snprintf(err, errlen, "tls-cert and tls-key go together: give both or neither");
     return -EINVAL;
   }
   cfg->cors_list = split_list(cfg->cors_origins);

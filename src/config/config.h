@@ -26,6 +26,8 @@ typedef struct {
   bool io_uring;                   /* batch a pass's writes through io_uring where available */
   unsigned max_connections;        /* open connections at most; 0: derived from the descriptor limit */
   unsigned max_connections_per_ip; /* open connections from one address at most; 0: no cap */
+  char *tls_cert;                  /* PEM certificate chain; with tls_key the port speaks HTTPS ("": plain) */
+  char *tls_key;                   /* PEM private key */
   char *cors_origins;              /* comma-separated, or "*" */
   bool cors_credentials;
   unsigned header_timeout_s;

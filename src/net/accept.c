@@ -87,8 +87,10 @@ void fc__accept_dispose(fc_net_t *net) {
 static void refuse(fc_loop_t *l, int fd, fc__refusal_t why) {
   fc_net_t *net = l->net;
   uint64_t n = atomic_fetch_add_explicit(&net->refused[why], 1, memory_order_relaxed) + 1;
-  ssize_t w = send(fd, net->answers[why].base, net->answers[why].len, MSG_DONTWAIT | MSG_NOSIGNAL);
-  (void)w; /* a fresh socket's buffer takes it; if not, the close says enough */
+  if (!net->opts.refuse_silently) {
+    ssize_t w = send(fd, net->answers[why].base, net->answers[why].len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)w; /* a fresh socket's buffer takes it; if not, the close says enough */
+  }
   shutdown(fd, SHUT_WR);
   for (int i = 0; i < 4 && recv(fd, l->readbuf, sizeof l->readbuf, MSG_DONTWAIT) > 0; i++) {}
   close(fd);

@@ -27,7 +27,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     return;
   }
   if (n > 0) {
-    if (!c->closing) c->h->on_data(c, buf->base, (size_t)n);
+    if (c->closing) return;
+    if (!c->filter) c->h->on_data(c, buf->base, (size_t)n);
+    else if (c->filter->on_read(c, buf->base, (size_t)n) < 0) fc_conn_close(c, true);
   } else if (n < 0) {
     fc_conn_read_stop(c);
     if (!c->closing) c->h->on_eof(c);
@@ -89,6 +91,7 @@ static void on_closed(uv_handle_t *h) {
   fc_conn_t *c = h->data;
   fc_loop_t *l = c->loop;
   if (c->h && c->h->on_close) c->h->on_close(c);
+  if (c->filter) c->filter->on_close(c);
   queue_clear(c);
   if (c->prev) c->prev->next = c->next;
   else l->conns = c->next;
@@ -109,8 +112,14 @@ static void close_now(fc_conn_t *c) {
   uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
+/* A filter's goodbye goes out ahead of a flushing or lingering close. */
+static void filter_shutdown(fc_conn_t *c) {
+  if (c->filter && c->filter->on_shutdown && !c->close_when_flushed && !c->lingering) c->filter->on_shutdown(c);
+}
+
 void fc_conn_close(fc_conn_t *c, bool flush) {
   if (c->closing) return;
+  if (flush) filter_shutdown(c);
   if (flush && c->qlen > 0) {
     c->close_when_flushed = true;
     fc_conn_read_stop(c);
@@ -139,6 +148,7 @@ static void start_linger(fc_conn_t *c) {
 
 void fc_conn_close_linger(fc_conn_t *c) {
   if (c->closing || c->lingering) return;
+  filter_shutdown(c);
   c->lingering = true;
   if (c->qlen == 0) start_linger(c);
   else c->close_when_flushed = true;
@@ -161,7 +171,7 @@ static void mark_dirty(fc_conn_t *c) {
   *list = c;
 }
 
-static int enqueue(fc_conn_t *c, fc_frame_t *f, bool bounded) {
+static int enqueue_raw(fc_conn_t *c, fc_frame_t *f, bool bounded) {
   if (c->closing || c->close_when_flushed || c->lingering) return -EPIPE;
   if (bounded && c->bound && c->queued + f->len > c->bound) return -ENOBUFS;
   if (c->queued == 0) c->progress_ms = uv_now(&c->loop->uv);
@@ -184,9 +194,24 @@ static int enqueue(fc_conn_t *c, fc_frame_t *f, bool bounded) {
   return 0;
 }
 
+/* Through the filter, when there is one: it seals the bytes into frames of its own. */
+static int filter_send(fc_conn_t *c, const void *p, size_t n, bool bounded) {
+  if (c->closing || c->close_when_flushed || c->lingering) return -EPIPE;
+  if (bounded && c->bound && c->queued + n > c->bound) return -ENOBUFS;
+  return c->filter->send(c, p, n);
+}
+
+static int enqueue(fc_conn_t *c, fc_frame_t *f, bool bounded) {
+  if (c->filter) return filter_send(c, f->bytes, f->len, bounded);
+  return enqueue_raw(c, f, bounded);
+}
+
 int fc_conn_send(fc_conn_t *c, fc_frame_t *f) { return enqueue(c, f, true); }
 
+int fc_conn_send_raw(fc_conn_t *c, fc_frame_t *f) { return enqueue_raw(c, f, false); }
+
 static int send_copy(fc_conn_t *c, const void *p, size_t n, bool bounded) {
+  if (c->filter) return filter_send(c, p, n, bounded);
   fc_frame_t *f = fc_frame_copy(p, n);
   int rc = enqueue(c, f, bounded);
   fc_frame_unref(f);
@@ -449,6 +474,25 @@ void fc_conn_peer(fc_conn_t *c, char *out, size_t len) {
     uv_ip6_name(a, ip, sizeof ip);
     snprintf(out, len, "[%s]:%d", ip, ntohs(a->sin6_port));
   }
+}
+
+void fc_conn_set_filter(fc_conn_t *c, const fc_conn_filter_t *f, void *state) {
+  c->filter = f;
+  c->filter_state = state;
+}
+
+void *fc_conn_filter_state(const fc_conn_t *c, const fc_conn_filter_t *f) {
+  return c->filter == f ? c->filter_state : NULL;
+}
+
+void fc_conn_deliver(fc_conn_t *c, const char *p, size_t n) {
+  if (!c->closing && !c->lingering) c->h->on_data(c, p, n);
+}
+
+void fc_conn_eof(fc_conn_t *c) {
+  if (c->closing || c->lingering) return;
+  fc_conn_read_stop(c);
+  c->h->on_eof(c);
 }
 
 void fc_conn_set_handler(fc_conn_t *c, const fc_conn_handler_t *h, void *ud) {

@@ -69,11 +69,13 @@ struct fc_conn {
   bool dirty;           /* on loop->dirty or loop->bulk_dirty (as `bulk` was when marked) */
   bool bulk;            /* a subscriber stream: its writes may be coalesced under load */
   bool closing, close_when_flushed, reading;
-  bool dead;              /* closed, left on a dirty list for the flush to free */
-  bool lingering;         /* answered and shut down: input is read and dropped until EOF */
-  uint64_t linger_since;  /* loop time the lingering began */
-  uint32_t last_write_ms; /* when a bulk pass last wrote it (uv_hrtime in ms; 0: never) */
-  fc__peer_t *peer;       /* its address's count (--max-connections-per-ip); NULL: no cap */
+  bool dead;                      /* closed, left on a dirty list for the flush to free */
+  bool lingering;                 /* answered and shut down: input is read and dropped until EOF */
+  uint64_t linger_since;          /* loop time the lingering began */
+  uint32_t last_write_ms;         /* when a bulk pass last wrote it (uv_hrtime in ms; 0: never) */
+  fc__peer_t *peer;               /* its address's count (--max-connections-per-ip); NULL: no cap */
+  const fc_conn_filter_t *filter; /* TLS; NULL: the plain path */
+  void *filter_state;
 };
 
 /* Why a connection is refused; indexes fc_net_t.refused and .answers. */

@@ -42,6 +42,7 @@ typedef struct {
   size_t max_conns;          /* open connections at most, every loop; 0: derived from the descriptor limit */
   unsigned max_conns_per_ip; /* open connections from one address at most; 0: no cap */
   unsigned fd_reserve;       /* descriptors the application needs besides connections and the loops' own */
+  bool refuse_silently;      /* the port speaks TLS: a refused connection is closed without the plain 503 */
 } fc_net_opts_t;
 
 /* Raises the soft descriptor limit to the hard one, binds one listener per
@@ -121,6 +122,40 @@ bool fc_loop_stopping(const fc_loop_t *l);
  * and whose handler is `h` (NULL: any). `cb` may close `c` (closed
  * connections leave the list only after their close completes). Loop thread. */
 void fc_loop_each_conn(fc_loop_t *l, const fc_conn_handler_t *h, void (*cb)(fc_conn_t *c, void *arg), void *arg);
+
+/* A transport filter between the socket and the handler (TLS): it sees the
+ * bytes read before the handler does and seals what the handler sends. A
+ * connection without one (the plain fast path) never calls through it. All
+ * run on the connection's loop. */
+typedef struct {
+  /* Bytes read from the socket: hands the plaintext to fc_conn_deliver() and
+   * queues its own records with fc_conn_send_raw(). Returns 0, or a negative
+   * errno: the connection is then closed after what is queued is written. */
+  int (*on_read)(fc_conn_t *c, const char *p, size_t n);
+  /* Seals `n` bytes the handler sends and queues the result with
+   * fc_conn_send_raw(). Returns 0 or a negative errno (nothing queued). */
+  int (*send)(fc_conn_t *c, const void *p, size_t n);
+  /* A flushing close or a lingering close began: queue a goodbye (TLS
+   * close_notify) with fc_conn_send_raw(). May be NULL. */
+  void (*on_shutdown)(fc_conn_t *c);
+  /* The socket is closed: release the filter's state. */
+  void (*on_close)(fc_conn_t *c);
+} fc_conn_filter_t;
+
+/* Puts a filter and its state on a fresh connection, before it has a
+ * handler (the application's on_accept, first thing). */
+void fc_conn_set_filter(fc_conn_t *c, const fc_conn_filter_t *f, void *state);
+/* The state given with filter `f`; NULL when `c` has another filter or none. */
+void *fc_conn_filter_state(const fc_conn_t *c, const fc_conn_filter_t *f);
+/* The filter hands plaintext to the handler (nothing once it is closing). */
+void fc_conn_deliver(fc_conn_t *c, const char *p, size_t n);
+/* The filter queues bytes for the wire as they are: the queue's bound never
+ * refuses them. Takes a reference of its own. Returns 0, or -EPIPE when the
+ * connection is closing. */
+int fc_conn_send_raw(fc_conn_t *c, fc_frame_t *f);
+/* The filter reports the peer's end of the stream (TLS close_notify): the
+ * handler's on_eof runs, as for a TCP end. */
+void fc_conn_eof(fc_conn_t *c);
 
 /* Gives the connection its handler and the handler's state; on_accept does,
  * before returning. Loop thread, as every fc_conn_ call below. */

@@ -13,6 +13,7 @@
 #include "api/api.h"
 #include "jobs/jobs.h"
 #include "pub/pub.h"
+#include "tls/tls.h"
 
 /* Everything the wiring owns besides api's state. The loops' ud. */
 typedef struct {
@@ -21,11 +22,27 @@ typedef struct {
   fc_store_age_rule_t *ages; /* the rules' age limits, for storage */
   fc_msg_t *hub_msgs;        /* [threads]: each loop's "the hub's inbox has events" */
   uv_signal_t sigterm, sigint;
+  fc_tls_t *tls;      /* --tls-cert: the port speaks HTTPS; NULL: plain */
+  uv_signal_t sighup; /* reloads the certificate (with tls only) */
 } server_t;
 
 static fc_app_t *app_of(fc_loop_t *l) { return ((server_t *)fc_loop_ud(l))->app; }
 
-static void on_accept(fc_conn_t *c) { fc_http_accept(app_of(fc_conn_loop(c))->http, c); }
+static void on_accept(fc_conn_t *c) {
+  server_t *s = fc_loop_ud(fc_conn_loop(c));
+  int rc = s->tls ? fc_tls_attach(s->tls, c) : 0;
+  fc_http_accept(s->app->http, c);
+  if (rc < 0) fc_conn_close(c, false);
+}
+
+/* SIGHUP: new handshakes use the certificate files as they are now. */
+static void on_sighup(uv_signal_t *h, int signum) {
+  (void)signum;
+  server_t *s = h->data;
+  char err[512];
+  if (fc_tls_reload(s->tls, err, sizeof err) < 0)
+    fc_log(FC_LOG_ERROR, "tls certificate reload failed, the old one stays", "error=\"%s\"", err);
+}
 
 static void on_tick(fc_loop_t *l, uint64_t now) {
   fc_app_t *app = app_of(l);
@@ -61,6 +78,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   fc_log(FC_LOG_INFO, "stopping", "signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
   uv_close((uv_handle_t *)&s->sigterm, NULL);
   uv_close((uv_handle_t *)&s->sigint, NULL);
+  if (s->tls) uv_close((uv_handle_t *)&s->sighup, NULL);
   fc_net_stop(s->app->net);
 }
 
@@ -224,6 +242,7 @@ static void server_free(server_t *s) {
   if (app->net) fc_net_deliver_rest(app->net);
   fc_pub_free(app->pub);
   fc_net_free(app->net);
+  fc_tls_free(s->tls);
   fc_jobs_free(app->jobs);
   fc_http_free(app->http);
   fc_sse_free(app->sse);
@@ -301,6 +320,10 @@ static int build(server_t *s, char *err, size_t errlen) {
   });
   int rc = durable ? open_store(s, err, errlen) : 0;
   if (rc == 0) rc = fc_api_auth_init(app, err, errlen);
+  if (rc == 0 && *cfg->tls_cert) {
+    s->tls = fc_tls_new(&(fc_tls_opts_t){.cert_file = cfg->tls_cert, .key_file = cfg->tls_key}, err, errlen);
+    if (!s->tls) rc = -EINVAL; /* `err` names the file */
+  }
   if (rc < 0) return rc;
   void *uds[256];
   for (unsigned i = 0; i < cfg->threads; i++) uds[i] = s;
@@ -315,6 +338,7 @@ static int build(server_t *s, char *err, size_t errlen) {
                                          /* storage and its threads, a few spare, and an exec
                                           * job's pipes (stdin, stdout, stderr, and its pidfd) */
                                          .fd_reserve = 64 + 4 * cfg->max_jobs,
+                                         .refuse_silently = s->tls != NULL,
                                          .h = {.on_accept = on_accept, .on_tick = on_tick, .on_stop = on_stop}},
                         uds, err, errlen);
   return app->net ? wire_loops(s, err, errlen) : -EIO; /* `err` says why */
@@ -336,9 +360,14 @@ int fc_server_run(const fc_config_t *cfg) {
   s.sigterm.data = s.sigint.data = &s;
   uv_signal_start(&s.sigterm, on_signal, SIGTERM);
   uv_signal_start(&s.sigint, on_signal, SIGINT);
+  if (s.tls) {
+    uv_signal_init(fc_loop_uv(l0), &s.sighup);
+    s.sighup.data = &s;
+    uv_signal_start(&s.sighup, on_sighup, SIGHUP);
+  }
   start_jobs(&s);
-  fc_log(FC_LOG_INFO, "listening", "addr=%s:%d threads=%u retention=%u keepalive_s=%u", cfg->host,
-         fc_net_port(s.app->net), cfg->threads, cfg->retention, cfg->keepalive_s);
+  fc_log(FC_LOG_INFO, "listening", "addr=%s:%d threads=%u retention=%u keepalive_s=%u tls=%s", cfg->host,
+         fc_net_port(s.app->net), cfg->threads, cfg->retention, cfg->keepalive_s, s.tls ? "true" : "false");
   fc_net_run(s.app->net);
   server_free(&s);
   fc_log(FC_LOG_INFO, "stopped", "status=0");

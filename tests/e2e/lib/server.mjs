@@ -7,6 +7,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -127,6 +128,7 @@ function serveArgs(port, dataDir, o) {
   if (o.corsCredentials) a.push('--cors-credentials');
   add('--header-timeout', o.headerTimeout);
   add('--log-level', o.logLevel ?? 'info');
+  if (o.tls) a.push('--tls-cert', o.tls.cert, '--tls-key', o.tls.key);
   if (o.open !== false) a.push(...baseServeArgs());
   if (o.extraArgs) a.push(...o.extraArgs);
   return a;
@@ -136,7 +138,8 @@ function serveArgs(port, dataDir, o) {
  * Starts the server.
  * opts: threads (2), keepalive (1), retention, maxBody, queueBytes, corsOrigins,
  *       corsCredentials, headerTimeout, logLevel ('info'), open (true: pass --open
- *       when the binary knows it), extraArgs, env, port, dataDir.
+ *       when the binary knows it), extraArgs, env, port, dataDir,
+ *       tls ({cert, key, ca} files: HTTPS; url is then https://localhost:PORT).
  * Returns {url, port, dataDir, proc, stop(), restart(), stderrText(), stdoutText(), alive()}.
  * stop() sends SIGTERM, waits for the exit, asserts exit code 0 and no sanitizer
  * report, then removes the data dir. It is idempotent.
@@ -178,7 +181,7 @@ export async function startServer(opts = {}) {
     stopping = null;
     termSent = false;
     h.port = port;
-    h.url = `http://127.0.0.1:${port}`;
+    h.url = opts.tls ? `https://localhost:${port}` : `http://127.0.0.1:${port}`;
     const proc = spawn(BIN, serveArgs(port, dataDir, opts), {
       env: { ...process.env, ...(opts.env || {}) },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -206,6 +209,10 @@ export async function startServer(opts = {}) {
         throw e;
       }
       try {
+        if (opts.tls) {
+          if ((await httpsGet(`${h.url}/healthz`, opts.tls.ca, 1000)).status === 200) return;
+          continue;
+        }
         const res = await fetch(`${h.url}/healthz`, { signal: AbortSignal.timeout(1000) });
         await res.text();
         if (res.status === 200) return;
@@ -276,6 +283,39 @@ export async function startServer(opts = {}) {
     }
   }
   return h;
+}
+
+/**
+ * One HTTPS request trusting the CA file `ca` (global fetch cannot take one).
+ * Resolves {status, headers, text, json, alpn, cert} (cert: the server's).
+ */
+export function httpsRequest(url, ca, { method = 'GET', headers = {}, body, timeout = T(10000) } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, { method, headers, ca: fs.readFileSync(ca), agent: false, timeout }, (res) => {
+      const chunks = [];
+      const cert = res.socket.getPeerCertificate();
+      const alpn = res.socket.alpnProtocol;
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = undefined;
+        }
+        resolve({ status: res.statusCode, headers: res.headers, text, json, alpn, cert });
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within ${timeout} ms`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+function httpsGet(url, ca, timeout) {
+  return httpsRequest(url, ca, { timeout });
 }
 
 // ---------------------------------------------------------------------------
