@@ -1,10 +1,11 @@
 # Turns the dashboard's files into one C table (api/web_assets.h):
-#   cmake -DFILES="a;b" -DOUT=file.c -P embed_web.cmake
+#   cmake -DFILES="a,b" -DOUT=file.c -P embed_web.cmake
 # Each asset gets its name (the file's), its Content-Type from its extension,
 # its bytes and a strong ETag (the first 16 hex digits of its SHA-256).
 set(entries "")
 set(arrays "")
 set(i 0)
+string(REPLACE "," ";" FILES "${FILES}")
 foreach(f ${FILES})
   get_filename_component(name ${f} NAME)
   get_filename_component(ext ${f} LAST_EXT)
