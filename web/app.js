@@ -116,7 +116,14 @@
 
   async function loadSession() {
     const r = await api('/api/v1/session', { quiet401: true });
-    if (r.status === 200 && r.json) {
+    if (r.status === 200 && r.json && !r.json.authenticated) {
+      const had = !!S.me || !!S.token;
+      if (S.token) {
+        S.token = '';
+        sessionStorage.removeItem('flowcast.token');
+      }
+      showLogin(had ? 'Your session has ended: log in again.' : '');
+    } else if (r.status === 200 && r.json) {
       S.me = r.json;
       banner('');
       onLoggedIn();
@@ -190,7 +197,7 @@
     e.currentTarget.token.value = '';
     sessionStorage.setItem('flowcast.token', S.token);
     await loadSession();
-    if (!S.me) $('#login-error').textContent = 'That token was refused (expired or not signed by this server).';
+    if (!S.me) $('#login-error').textContent = 'That token was refused (malformed, expired or not signed by this server).';
   });
 
   $('#logout').addEventListener('click', async () => {

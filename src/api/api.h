@@ -87,6 +87,10 @@ void fc_api_auth_free(fc_app_t *app);
 int fc_api_authorize(fc_req_t *req);
 /* The claims of the request's token, or NULL (no token, or --open). */
 const fc_claims_t *fc_api_claims(fc_req_t *req);
+/* The same for a route open to anyone: verifies the request's token, if it
+ * has one, and returns its claims, or NULL (no token, an invalid one, or
+ * --open); nothing is answered. Loop thread. */
+const fc_claims_t *fc_api_try_claims(fc_req_t *req);
 /* When the request's token expires (ms since the epoch), 0 for never. */
 int64_t fc_api_expiry_ms(fc_req_t *req);
 void fc_api_login(fc_req_t *req);

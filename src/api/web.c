@@ -61,14 +61,18 @@ static json_t *patterns(char *const *p, size_t n) {
 }
 
 /* GET /api/v1/session: who the request's token is and what it may do, so the
- * page shows only what it may use. {"open":true,...} without authentication. */
+ * page shows only what it may use: {"authenticated":false} without a valid
+ * token (a 200, so a page that is not logged in yet logs no error), and
+ * {"open":true,...} when the server runs without authentication. */
 void fc_api_session(fc_req_t *req) {
-  const fc_claims_t *c = fc_api_claims(req);
+  const fc_claims_t *c = fc_api_try_claims(req);
   json_t *j;
-  if (!fc_app_of(req)->auth || !c) {
-    j = json_pack("{s:b,s:n,s:b}", "open", 1, "sub", "admin", 1);
+  if (!fc_app_of(req)->auth) {
+    j = json_pack("{s:b,s:b,s:n,s:b}", "authenticated", 1, "open", 1, "sub", "admin", 1);
+  } else if (!c) {
+    j = json_pack("{s:b}", "authenticated", 0);
   } else {
-    j = json_pack("{s:b,s:s?,s:b,s:o,s:o,s:o,s:I}", "open", 0, "sub", c->sub, "admin", c->admin, "publish",
+    j = json_pack("{s:b,s:b,s:s?,s:b,s:o,s:o,s:o,s:I}", "authenticated", 1, "open", 0, "sub", c->sub, "admin", c->admin, "publish",
                   patterns(c->publish, c->npublish), "subscribe", patterns(c->subscribe, c->nsubscribe), "run",
                   patterns(c->run, c->nrun), "exp", (json_int_t)c->exp);
   }

@@ -119,12 +119,18 @@ describe('with authentication', () => {
   });
 
   test('session says who is logged in; logout clears the cookie', TO, async () => {
-    assert.equal((await request(`${srv.url}/api/v1/session`)).status, 401);
+    const anon = await request(`${srv.url}/api/v1/session`);
+    assert.equal(anon.status, 200);
+    assert.deepEqual(anon.json, { authenticated: false });
+    const bad = await request(`${srv.url}/api/v1/session`, { headers: bearer('not.a.token') });
+    assert.deepEqual(bad.json, { authenticated: false });
     const me = await request(`${srv.url}/api/v1/session`, { headers: bearer(admin) });
     assert.equal(me.status, 200);
     assert.equal(me.json.sub, 'admin');
     assert.equal(me.json.admin, true);
     assert.equal(me.json.open, false);
+    assert.equal(me.json.authenticated, true);
+    assert.deepEqual(me.json.subscribe, ['*']);
     const out = await request(`${srv.url}/api/v1/logout`, { method: 'POST' });
     assert.equal(out.status, 204);
     assert.match(out.headers.get('set-cookie'), /^flowcast_token=;.*Max-Age=0.*HttpOnly/i);
