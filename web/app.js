@@ -447,7 +447,8 @@
       }
       await this.measure(all);
       this.rows = all;
-      $('#ch-status').textContent = `${all.length} channels · updated ${new Date().toLocaleTimeString()}`;
+      const n = this.notice;
+      $('#ch-status').textContent = n && Date.now() < n.until ? n.text : `${all.length} channels · updated ${new Date().toLocaleTimeString()}`;
       this.render();
     },
     /** Events/s of channels whose last id moved: counted from their history since the last look (at most 10 a pass). */
@@ -535,7 +536,7 @@
     async purge(name) {
       if (!window.confirm(`Purge every retained event of "${name}"? Subscribers stay; stored events are deleted.`)) return;
       const r = await api(`/api/v1/channels/${encodeURIComponent(name)}`, { method: 'DELETE' });
-      $('#ch-status').textContent = r.status < 300 ? `Purged ${name}.` : `Purge of ${name} failed: ${errText(r)}`;
+      this.notice = { text: r.status < 300 ? `Purged ${name}.` : `Purge of ${name} failed: ${errText(r)}`, until: Date.now() + 8000 };
       await this.refresh();
     },
   };
