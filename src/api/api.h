@@ -38,9 +38,9 @@ typedef struct fc_app {
   fc_auth_t *auth;   /* NULL with --open */
   fc_users_t *users;
   fc_limiter_t *limiter;
-  fc_jobs_t *jobs; /* the workflow runner (src/jobs), on loop 0; NULL: workflows are off */
-  uint64_t started_ms;      /* monotonic */
-  int64_t started_wall_ms;  /* since the epoch */
+  fc_jobs_t *jobs;         /* the workflow runner (src/jobs), on loop 0; NULL: workflows are off */
+  uint64_t started_ms;     /* monotonic */
+  int64_t started_wall_ms; /* since the epoch */
 } fc_app_t;
 
 /* What the server is doing now, as /metrics and the stats stream read it. */

@@ -100,11 +100,10 @@ static void latency_histogram(mw_t *w, const fc_pub_latency_t *l) {
   unsigned long long cum = 0;
   for (size_t i = 0; i < FC_PUB_LATENCY_BUCKETS; i++) {
     cum += l->buckets[i];
-    fc_buf_printf(&w->b, "flowcast_publish_latency_seconds_bucket{le=\"%g\"} %llu\n",
-                  fc_pub_latency_le_us[i] / 1e6, cum);
+    fc_buf_printf(&w->b, "flowcast_publish_latency_seconds_bucket{le=\"%g\"} %llu\n", fc_pub_latency_le_us[i] / 1e6,
+                  cum);
   }
-  fc_buf_printf(&w->b, "flowcast_publish_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
-                (unsigned long long)l->count);
+  fc_buf_printf(&w->b, "flowcast_publish_latency_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)l->count);
   fc_buf_printf(&w->b, "flowcast_publish_latency_seconds_count %llu\n", (unsigned long long)l->count);
   fc_buf_printf(&w->b, "flowcast_publish_latency_seconds_sum %.6f\n", l->sum_us / 1e6);
 }
@@ -123,8 +122,7 @@ static void store_metrics(mw_t *w, const fc_api_sample_t *s) {
   const fc_store_stats_t *st = &s->store;
   metric(w, "flowcast_store_commits_total", "counter", "Group commits of published events.", st->groups);
   metric(w, "flowcast_store_events_total", "counter", "Events committed to storage.", st->events);
-  metric(w, "flowcast_store_failures_total", "counter", "Publishes refused by storage (full disk, I/O).",
-         st->failures);
+  metric(w, "flowcast_store_failures_total", "counter", "Publishes refused by storage (full disk, I/O).", st->failures);
   metric(w, "flowcast_store_trimmed_total", "counter", "Stored events removed by retention.", st->trimmed);
   if (!s->has_link) return;
   metric(w, "flowcast_redis_up", "gauge", "1 while both Redis connections are open.", s->link.up);
@@ -137,8 +135,7 @@ static void store_metrics(mw_t *w, const fc_api_sample_t *s) {
 static void connection_metrics(mw_t *w, const fc_api_sample_t *s) {
   const fc_net_stats_t *n = &s->net;
   metric(w, "flowcast_connections", "gauge", "Open client connections.", fc_http_stats.connections);
-  metric(w, "flowcast_connections_accepted_total", "counter", "Connections accepted.",
-         fc_http_stats.connections_total);
+  metric(w, "flowcast_connections_accepted_total", "counter", "Connections accepted.", fc_http_stats.connections_total);
   metric(w, "flowcast_connections_max", "gauge", "Open connections allowed (--max-connections, or derived).",
          n->max_connections);
   metric(w, "flowcast_connections_max_per_ip", "gauge", "Open connections allowed per address (0: no cap).",

@@ -44,8 +44,9 @@ static json_t *latency_since(const fc_pub_latency_t *now, const fc_pub_latency_t
   uint64_t d[FC_PUB_LATENCY_BUCKETS + 1], n = now->count - prev->count;
   if (n == 0) return json_null();
   for (size_t i = 0; i <= FC_PUB_LATENCY_BUCKETS; i++) d[i] = now->buckets[i] - prev->buckets[i];
-  return json_pack("{s:I,s:f,s:f,s:f}", "count", (json_int_t)n, "avg", (double)(now->sum_us - prev->sum_us) / n / 1000.0,
-                   "p50", quantile_ms(d, n, 0.5), "p99", quantile_ms(d, n, 0.99));
+  return json_pack("{s:I,s:f,s:f,s:f}", "count", (json_int_t)n, "avg",
+                   (double)(now->sum_us - prev->sum_us) / n / 1000.0, "p50", quantile_ms(d, n, 0.5), "p99",
+                   quantile_ms(d, n, 0.99));
 }
 
 static json_t *rate(uint64_t now, uint64_t prev, uint64_t ms) {
@@ -71,16 +72,16 @@ static json_t *sample_json(stats_stream_t *st) {
   json_t *jobs = json_object();
   for (size_t i = 0; i < FC_JOBS_NSTATUS; i++) json_object_set_new(jobs, s.job_status[i], json_integer(s.jobs[i]));
   const char *kind = app->cfg->redis_url && *app->cfg->redis_url ? "redis" : app->cfg->storage;
-  json_t *j = json_pack(
-      "{s:I,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:o}", "time", (json_int_t)fc_now_ms(), "version",
-      FC_VERSION, "commit", FC_GIT_DESCRIBE, "uptime_s", (json_int_t)(s.uptime_ms / 1000), "connections",
-      (json_int_t)fc_http_stats.connections, "subscribers", (json_int_t)(s.sse.subscribers + s.ws.sessions),
-      "ws_sessions", (json_int_t)s.ws.sessions, "channels", (json_int_t)s.channels, "published_total",
-      (json_int_t)s.published, "delivered_total", (json_int_t)delivered, "drops_total",
-      (json_int_t)(s.sse.drops_total + s.ws.drops_total), "published_per_s",
-      st->have_prev ? rate(s.published, st->prev_published, ms) : json_null(), "delivered_per_s",
-      st->have_prev ? rate(delivered, st->prev_delivered, ms) : json_null(), "publish_latency_ms",
-      st->have_prev ? latency_since(&s.latency, &st->prev_lat) : json_null(), "jobs", jobs);
+  json_t *j = json_pack("{s:I,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:o}", "time",
+                        (json_int_t)fc_now_ms(), "version", FC_VERSION, "commit", FC_GIT_DESCRIBE, "uptime_s",
+                        (json_int_t)(s.uptime_ms / 1000), "connections", (json_int_t)fc_http_stats.connections,
+                        "subscribers", (json_int_t)(s.sse.subscribers + s.ws.sessions), "ws_sessions",
+                        (json_int_t)s.ws.sessions, "channels", (json_int_t)s.channels, "published_total",
+                        (json_int_t)s.published, "delivered_total", (json_int_t)delivered, "drops_total",
+                        (json_int_t)(s.sse.drops_total + s.ws.drops_total), "published_per_s",
+                        st->have_prev ? rate(s.published, st->prev_published, ms) : json_null(), "delivered_per_s",
+                        st->have_prev ? rate(delivered, st->prev_delivered, ms) : json_null(), "publish_latency_ms",
+                        st->have_prev ? latency_since(&s.latency, &st->prev_lat) : json_null(), "jobs", jobs);
   json_object_set_new(j, "storage",
                       json_pack("{s:s,s:I,s:I,s:I}", "kind", kind ? kind : "memory", "commits_total",
                                 (json_int_t)s.store.groups, "events_total", (json_int_t)s.store.events,

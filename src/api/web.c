@@ -9,13 +9,13 @@
 #include "api/web_assets.h"
 
 /* No inline script or style, no eval, nothing from elsewhere, no framing. */
-#define WEB_HEADERS                                                                                        \
-  "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " \
-  "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'\r\n"                     \
-  "X-Content-Type-Options: nosniff\r\n"                                                                      \
-  "Referrer-Policy: no-referrer\r\n"                                                                         \
-  "X-Frame-Options: DENY\r\n"                                                                                \
-  "Cross-Origin-Opener-Policy: same-origin\r\n"                                                              \
+#define WEB_HEADERS                                                                                                    \
+  "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "           \
+  "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'\r\n"                                \
+  "X-Content-Type-Options: nosniff\r\n"                                                                                \
+  "Referrer-Policy: no-referrer\r\n"                                                                                   \
+  "X-Frame-Options: DENY\r\n"                                                                                          \
+  "Cross-Origin-Opener-Policy: same-origin\r\n"                                                                        \
   "Cache-Control: no-cache\r\n"
 
 static const fc_web_asset_t *find_asset(const char *name) {
@@ -72,15 +72,14 @@ void fc_api_session(fc_req_t *req) {
   } else if (!c) {
     j = json_pack("{s:b}", "authenticated", 0);
   } else {
-    j = json_pack("{s:b,s:b,s:s?,s:b,s:o,s:o,s:o,s:I}", "authenticated", 1, "open", 0, "sub", c->sub, "admin", c->admin, "publish",
-                  patterns(c->publish, c->npublish), "subscribe", patterns(c->subscribe, c->nsubscribe), "run",
-                  patterns(c->run, c->nrun), "exp", (json_int_t)c->exp);
+    j = json_pack("{s:b,s:b,s:s?,s:b,s:o,s:o,s:o,s:I}", "authenticated", 1, "open", 0, "sub", c->sub, "admin", c->admin,
+                  "publish", patterns(c->publish, c->npublish), "subscribe", patterns(c->subscribe, c->nsubscribe),
+                  "run", patterns(c->run, c->nrun), "exp", (json_int_t)c->exp);
   }
   fc_http_respond_json(req, 200, j);
 }
 
 /* POST /api/v1/logout: clears the login cookie. */
 void fc_api_logout(fc_req_t *req) {
-  fc_http_respond(req, 204, NULL, "Set-Cookie: flowcast_token=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax\r\n", "",
-                  0);
+  fc_http_respond(req, 204, NULL, "Set-Cookie: flowcast_token=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax\r\n", "", 0);
 }

@@ -30,7 +30,7 @@ struct fc_pub_op {
   fc__pub_text_ev_t tev1;
   fc_store_event_t ev1; /* batch.events for one event (or none) */
   bool is_batch;
-  bool numbered; /* storage called number() */
+  bool numbered;  /* storage called number() */
   uint64_t t0_us; /* when it was submitted (monotonic), for the latency histogram */
   fc_publish_result_t result;
   atomic_int state;

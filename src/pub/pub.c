@@ -47,8 +47,8 @@ void fc_pub_free(fc_pub_t *pub) {
 
 uint64_t fc_pub_published(fc_pub_t *pub) { return atomic_load(&pub->published); }
 
-const uint32_t fc_pub_latency_le_us[FC_PUB_LATENCY_BUCKETS] = {
-    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
+const uint32_t fc_pub_latency_le_us[FC_PUB_LATENCY_BUCKETS] = {100,   250,   500,    1000,   2500,   5000,    10000,
+                                                               25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
 
 static uint64_t mono_us(void) {
   struct timespec ts;
