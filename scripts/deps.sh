@@ -12,6 +12,7 @@ pkgs=(
   clang libclang-rt-dev clang-format
   chromium
   man-db groff-base
+  python3-prometheus-client # tests: the strict OpenMetrics and Prometheus parsers check /metrics
 )
 
 missing=()

@@ -38,9 +38,30 @@ typedef struct fc_app {
   fc_auth_t *auth;   /* NULL with --open */
   fc_users_t *users;
   fc_limiter_t *limiter;
-  fc_jobs_t *jobs; /* the workflow runner (src/jobs), on loop 0; NULL: workflows are off */
-  uint64_t started_ms;
+  fc_jobs_t *jobs;         /* the workflow runner (src/jobs), on loop 0; NULL: workflows are off */
+  uint64_t started_ms;     /* monotonic */
+  int64_t started_wall_ms; /* since the epoch */
 } fc_app_t;
+
+/* What the server is doing now, as /metrics and the stats stream read it. */
+typedef struct {
+  fc_sse_stats_t sse;
+  fc_ws_stats_t ws;
+  fc_net_stats_t net;
+  size_t channels;
+  uint64_t published;
+  fc_pub_latency_t latency;
+  bool has_store, has_link; /* store and link below are set */
+  fc_store_stats_t store;
+  fc_store_link_t link;
+  const char *job_status[FC_JOBS_NSTATUS];
+  unsigned jobs[FC_JOBS_NSTATUS];
+  uint64_t uptime_ms;
+  double cpu_seconds; /* user + system */
+  unsigned long long resident_bytes, virtual_bytes, open_fds, max_fds;
+} fc_api_sample_t;
+/* Fills `s` from the modules' counters and /proc (ops.c). Any loop thread. */
+void fc_api_sample(fc_app_t *app, fc_api_sample_t *s);
 
 /* api's state for `cfg` (borrowed until fc_api_free): the start time. The
  * modules' fields stay NULL for src/server to fill; it also frees the
@@ -66,6 +87,10 @@ void fc_api_auth_free(fc_app_t *app);
 int fc_api_authorize(fc_req_t *req);
 /* The claims of the request's token, or NULL (no token, or --open). */
 const fc_claims_t *fc_api_claims(fc_req_t *req);
+/* The same for a route open to anyone: verifies the request's token, if it
+ * has one, and returns its claims, or NULL (no token, an invalid one, or
+ * --open); nothing is answered. Loop thread. */
+const fc_claims_t *fc_api_try_claims(fc_req_t *req);
 /* When the request's token expires (ms since the epoch), 0 for never. */
 int64_t fc_api_expiry_ms(fc_req_t *req);
 void fc_api_login(fc_req_t *req);
@@ -83,7 +108,12 @@ void fc_api_channel_sse(fc_req_t *req);
 void fc_api_multi_sse(fc_req_t *req);
 void fc_api_healthz(fc_req_t *req);
 void fc_api_metrics(fc_req_t *req);
+/* The stats stream (stats.c): admin only; a sample a second. */
+void fc_api_stats_sse(fc_req_t *req);
+/* The dashboard (web.c): embedded assets, the session, logout. */
 void fc_api_dashboard(fc_req_t *req);
+void fc_api_session(fc_req_t *req);
+void fc_api_logout(fc_req_t *req);
 
 /* Workflow and job handlers (api/jobs.c). */
 void fc_api_workflows(fc_req_t *req);

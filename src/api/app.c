@@ -29,8 +29,13 @@ static const fc_route_t routes[] = {
     {"/api/v1/job", FC_GET, fc_api_job, "job", FC_ACCESS_TOKEN, SERIAL},
     {"/api/v1/jobs", FC_GET, fc_api_jobs, "jobs", FC_ACCESS_TOKEN, SERIAL},
     {"/api/v1/sse/{}/{}", FC_GET, fc_api_job_sse, "job_sse", FC_ACCESS_SUBSCRIBE_JOB, SERIAL},
+    {"/api/v1/stats/sse", FC_GET, fc_api_stats_sse, "stats_sse", FC_ACCESS_ADMIN, SERIAL},
+    {"/api/v1/session", FC_GET, fc_api_session, "session", FC_ACCESS_OPEN, SERIAL},
+    {"/api/v1/logout", FC_POST, fc_api_logout, "logout", FC_ACCESS_OPEN, SERIAL},
     {"/healthz", FC_GET, fc_api_healthz, "healthz", FC_ACCESS_OPEN, SERIAL},
     {"/metrics", FC_GET, fc_api_metrics, "metrics", FC_ACCESS_OPEN, SERIAL},
+    {"/assets/{}", FC_GET, fc_api_dashboard, "dashboard", FC_ACCESS_OPEN, SERIAL},
+    {"/favicon.ico", FC_GET, fc_api_dashboard, "dashboard", FC_ACCESS_OPEN, SERIAL},
     {"/", FC_GET, fc_api_dashboard, "dashboard", FC_ACCESS_OPEN, SERIAL},
 };
 
@@ -45,6 +50,7 @@ fc_app_t *fc_api_new(const fc_config_t *cfg) {
   fc_app_t *app = fc_xcalloc(1, sizeof *app);
   app->cfg = cfg;
   app->started_ms = fc_mono_ms();
+  app->started_wall_ms = fc_now_ms();
   return app;
 }
 

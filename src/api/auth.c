@@ -130,6 +130,22 @@ static void claims_free(void *c) {
 
 const fc_claims_t *fc_api_claims(fc_req_t *req) { return req->user; }
 
+const fc_claims_t *fc_api_try_claims(fc_req_t *req) {
+  fc_app_t *app = fc_app_of(req);
+  if (req->user || !app->auth) return req->user;
+  const char *tok = request_token(req);
+  if (!tok || !*tok) return NULL;
+  fc_claims_t *c = fc_xcalloc(1, sizeof *c);
+  char why[128];
+  if (fc_auth_verify(app->auth, tok, now_s(), c, why, sizeof why) < 0) {
+    free(c);
+    return NULL;
+  }
+  req->user = c;
+  req->user_free = claims_free;
+  return c;
+}
+
 int64_t fc_api_expiry_ms(fc_req_t *req) {
   const fc_claims_t *c = req->user;
   if (!c) return 0;

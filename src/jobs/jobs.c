@@ -128,6 +128,12 @@ void fc_jobs_metrics(fc_jobs_t *j, fc_buf_t *out) {
     fc_buf_printf(out, "flowcast_jobs{status=\"%s\"} %u\n", job_status_names[i], j ? atomic_load(&j->counts[i]) : 0);
 }
 
+const char *fc_jobs_count(fc_jobs_t *j, size_t i, unsigned *n) {
+  _Static_assert(FC_JOBS_NSTATUS == ST_REJECTED + 1, "FC_JOBS_NSTATUS is the number of statuses");
+  *n = j ? atomic_load(&j->counts[i]) : 0;
+  return job_status_names[i];
+}
+
 /* Publishes the final events of recovered jobs, oldest first, for about
  * `ms` milliseconds (at least one job; UINT64_MAX: all of them). */
 static void publish_recovered(fc_jobs_t *j, uint64_t ms) {

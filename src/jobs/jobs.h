@@ -116,6 +116,10 @@ bool fc_jobs_health(fc_jobs_t *j, fc_buf_t *out);
 
 /* Appends the flowcast_jobs{status=...} gauges. Any thread. */
 void fc_jobs_metrics(fc_jobs_t *j, fc_buf_t *out);
+/* Status `i` (0 to FC_JOBS_NSTATUS-1, Pending first): its name, and in *n the
+ * jobs in it (at most a second old; 0 when `j` is NULL). Any thread. */
+#define FC_JOBS_NSTATUS 9
+const char *fc_jobs_count(fc_jobs_t *j, size_t i, unsigned *n);
 
 /* Loop 0 only, from a command's run: */
 /* Starts a job of workflow `wf` with `input` (JSON text or NULL) for

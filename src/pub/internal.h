@@ -30,7 +30,8 @@ struct fc_pub_op {
   fc__pub_text_ev_t tev1;
   fc_store_event_t ev1; /* batch.events for one event (or none) */
   bool is_batch;
-  bool numbered; /* storage called number() */
+  bool numbered;  /* storage called number() */
+  uint64_t t0_us; /* when it was submitted (monotonic), for the latency histogram */
   fc_publish_result_t result;
   atomic_int state;
 };
@@ -48,6 +49,10 @@ typedef struct pending {
 
 typedef struct {
   _Alignas(FC_CACHE_LINE) atomic_size_t posted; /* answers in the loop's mailbox */
+  /* Publish latency of the operations answered on this loop: written by the
+   * loop alone (relaxed), summed by readers on any thread. */
+  atomic_ullong lat_buckets[FC_PUB_LATENCY_BUCKETS + 1];
+  atomic_ullong lat_sum_us;
 } fc__pub_loop_t;
 
 struct fc_pub {

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pub/internal.h"
 
@@ -45,6 +46,40 @@ void fc_pub_free(fc_pub_t *pub) {
 }
 
 uint64_t fc_pub_published(fc_pub_t *pub) { return atomic_load(&pub->published); }
+
+const uint32_t fc_pub_latency_le_us[FC_PUB_LATENCY_BUCKETS] = {100,   250,   500,    1000,   2500,   5000,    10000,
+                                                               25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
+
+static uint64_t mono_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void fc_pub_latency(fc_pub_t *pub, fc_pub_latency_t *out) {
+  memset(out, 0, sizeof *out);
+  for (unsigned i = 0; i < pub->opts.threads; i++) {
+    fc__pub_loop_t *l = &pub->loops[i];
+    for (size_t b = 0; b <= FC_PUB_LATENCY_BUCKETS; b++) {
+      uint64_t n = atomic_load_explicit(&l->lat_buckets[b], memory_order_relaxed);
+      out->buckets[b] += n;
+      out->count += n;
+    }
+    out->sum_us += atomic_load_explicit(&l->lat_sum_us, memory_order_relaxed);
+  }
+}
+
+/* Counts an answered operation's latency on its loop (the loop's own
+ * counters: a relaxed add, no contention). */
+static void count_latency(fc_pub_op_t *op) {
+  if (!op->t0_us || op->batch.status != 0 || op->batch.purge || op->batch.n == 0) return;
+  uint64_t us = mono_us() - op->t0_us;
+  size_t b = 0;
+  while (b < FC_PUB_LATENCY_BUCKETS && us > fc_pub_latency_le_us[b]) b++;
+  fc__pub_loop_t *l = &op->pub->loops[op->loop];
+  atomic_fetch_add_explicit(&l->lat_buckets[b], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&l->lat_sum_us, us, memory_order_relaxed);
+}
 
 void fc_pub_failure(int status, const char **code, const char **message) {
   switch (status) {
@@ -141,6 +176,7 @@ bool fc_pub_op_is_batch(const fc_pub_op_t *op) { return op->is_batch; }
 /* ---- the answer on the publisher's loop ----------------------------------- */
 
 static void answer(fc_pub_op_t *op) {
+  count_latency(op);
   if (op->answer) op->answer(op, op->ud);
   op_end(op);
 }
@@ -252,6 +288,7 @@ void fc_pub_submit(fc_pub_op_t *op) {
     answer(op);
     return;
   }
+  op->t0_us = mono_us();
   b->n = op->ntev;
   b->events = b->n > 1 ? fc_xcalloc(b->n, sizeof *b->events) : &op->ev1;
   for (size_t i = 0; i < b->n; i++) {

@@ -43,6 +43,21 @@ void fc_pub_free(fc_pub_t *pub);
 /* Events published since start (committed and given to the hub). Any thread. */
 uint64_t fc_pub_published(fc_pub_t *pub);
 
+/* Publish latency: from the hand-over of a parsed, valid operation
+ * (fc_pub_submit) to its answer on its loop, for operations that stored
+ * their events. Buckets hold counts per bound (not cumulative); the last one
+ * is past every bound (+Inf). */
+#define FC_PUB_LATENCY_BUCKETS 14
+extern const uint32_t fc_pub_latency_le_us[FC_PUB_LATENCY_BUCKETS]; /* upper bounds, rising */
+typedef struct {
+  uint64_t buckets[FC_PUB_LATENCY_BUCKETS + 1];
+  uint64_t count;
+  uint64_t sum_us;
+} fc_pub_latency_t;
+/* Fills `out` with the latency counts since start, summed over loops. Any
+ * thread; the figures of different loops may be a moment apart. */
+void fc_pub_latency(fc_pub_t *pub, fc_pub_latency_t *out);
+
 /* The error code and message a client gets for a failed commit's status
  * (fc_pub_op_status): storage_full, storage_unavailable (Redis away),
  * replicas_unavailable (--redis-wait-replicas not met) or storage_error. */
