@@ -137,3 +137,33 @@ test('documented errors keep the session open: replay, lastEventId, publish with
   s.ws.close(1000);
   await s.closed;
 });
+
+test('send: the peer gets {"type":"direct","from","data"} and the sender an ack', async () => {
+  const a = open();
+  const b = open();
+  await Promise.all([a.opened, b.opened]);
+  const [wa, wb] = [JSON.parse(await a.next()), JSON.parse(await b.next())];
+  a.ws.send(JSON.stringify({ op: 'send', to: wb.conn, data: { hi: 1 }, ref: 's' }));
+  assert.deepEqual(JSON.parse(await a.next()), { type: 'ack', ref: 's' });
+  assert.deepEqual(JSON.parse(await b.next()), { type: 'direct', from: wa.conn, data: { hi: 1 } });
+  a.ws.close(1000);
+  b.ws.close(1000);
+  await Promise.all([a.closed, b.closed]);
+});
+
+test('a session closes with 1008 "token expired" about a second after its token expires', async () => {
+  const r = await fetch(`${srv.url}/api/v1/tokens`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}` },
+    body: JSON.stringify({ sub: 'short', subscribe: ['*'], ttl: 2 }),
+  });
+  assert.equal(r.status, 201);
+  const short = (await r.json()).access_token;
+  const s = open(`?access_token=${short}`, {});
+  await s.opened;
+  const t0 = Date.now();
+  const c = await Promise.race([s.closed, new Promise((res) => setTimeout(() => res(null), T(8000)))]);
+  assert.ok(c, 'closed within the time limit');
+  assert.deepEqual([c.code, c.reason], [1008, 'token expired']);
+  assert.ok(Date.now() - t0 <= T(5000));
+});
