@@ -342,7 +342,10 @@ static void on_close(fc_conn_t *c) {
   if (hc->stream) {
     fc_stream_t *s = hc->stream;
     if (s->h->on_close) s->h->on_close(s);
-    fc_log(FC_LOG_DEBUG, "stream closed", "dur_ms=%llu", (unsigned long long)(fc_mono_ms() - s->start_ms));
+    fc_log(FC_LOG_INFO, "stream", "%s bytes=%llu ms=%llu peer=%s", s->log_head ? s->log_head : "",
+           (unsigned long long)(fc_conn_written(c) - s->written_at_start),
+           (unsigned long long)(fc_mono_ms() - s->start_ms), s->log_peer);
+    free(s->log_head);
     free(s);
   }
   for (fc__answer_t *a = hc->out_head, *next; a; a = next) {

@@ -166,6 +166,10 @@ struct fc_stream {
   const fc_stream_handler_t *h;
   void *ud;
   uint64_t start_ms;
+  /* http's, for the request's log line when the stream ends: */
+  char *log_head; /* method, target, status, in_bytes */
+  char log_peer[64];
+  uint64_t written_at_start; /* the connection's bytes written before the stream */
 };
 
 /* Sends the status line and headers (CORS included, close-delimited body; for

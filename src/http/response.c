@@ -38,6 +38,8 @@ const char *fc_http_reason(int status) {
 }
 
 /* The Date header value, cached per thread and second. */
+static void log_head(fc_req_t *req, fc_buf_t *out);
+
 static const char *http_date(void) {
   static _Thread_local time_t cached_at;
   static _Thread_local char cached[40];
@@ -167,12 +169,18 @@ fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers
   s->start_ms = fc_mono_ms();
   fc_conn_send_copy(hc->conn, b.data, b.len);
   fc_buf_dispose(&b);
-  /* The request's one log line is written now: a stream may last for days. */
-  fc_buf_t line;
-  fc_buf_init(&line);
-  fc__http_log_fields(req, &line);
-  fc_log(FC_LOG_INFO, "stream", "%s", line.data);
-  fc_buf_dispose(&line);
+  /* The request's one log line is written when the stream ends (with its
+   * bytes and duration); what it is about is kept until then. */
+  fc_buf_t head;
+  fc_buf_init(&head);
+  log_head(req, &head);
+  char peer[64] = "-";
+  fc_conn_peer(hc->conn, peer, sizeof peer);
+  fc_buf_printf(&head, " in_bytes=%zu", req->body.len);
+  s->log_head = fc_xstrndup(head.data, head.len);
+  snprintf(s->log_peer, sizeof s->log_peer, "%s", peer);
+  s->written_at_start = fc_conn_written(hc->conn);
+  fc_buf_dispose(&head);
   hc->stream = s;
   hc->state = HC_STREAM;
   hc->req = NULL;
@@ -206,19 +214,25 @@ static void redacted_target(fc_req_t *req, fc_buf_t *out) {
   }
 }
 
-void fc__http_log_fields(fc_req_t *req, fc_buf_t *out) {
-  fc__req_t *q = fc__req(req);
-  char peer[64] = "-";
-  if (q->hc) fc_conn_peer(q->hc->conn, peer, sizeof peer);
+/* "method=.. target=.. status=..": who a request's log line is about. */
+static void log_head(fc_req_t *req, fc_buf_t *out) {
   fc_buf_t target;
   fc_buf_init(&target);
   if (req->path.base) redacted_target(req, &target);
   else fc_buf_puts(&target, "-");
   fc_buf_printf(out, "method=%s target=", req->method_name ? req->method_name : "-");
   fc_log_quote(out, target.data, target.len);
-  fc_buf_printf(out, " status=%d bytes=%zu in_bytes=%zu ms=%llu peer=%s", q->status, q->out_bytes, req->body.len,
-                (unsigned long long)(fc_mono_ms() - q->start_ms), peer);
+  fc_buf_printf(out, " status=%d", fc__req(req)->status);
   fc_buf_dispose(&target);
+}
+
+void fc__http_log_fields(fc_req_t *req, fc_buf_t *out) {
+  fc__req_t *q = fc__req(req);
+  char peer[64] = "-";
+  if (q->hc) fc_conn_peer(q->hc->conn, peer, sizeof peer);
+  log_head(req, out);
+  fc_buf_printf(out, " bytes=%zu in_bytes=%zu ms=%llu peer=%s", q->out_bytes, req->body.len,
+                (unsigned long long)(fc_mono_ms() - q->start_ms), peer);
 }
 
 void fc_http_error_with(fc_req_t *req, int status, const char *extra, const char *code, const char *fmt, ...) {

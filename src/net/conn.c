@@ -270,6 +270,7 @@ void fc__conn_drop_refs(fc_loop_t *l) {
 /* Drops `n` written bytes from the head of the queue. */
 static void consume(fc_conn_t *c, size_t n) {
   c->queued -= n;
+  c->written += n;
   if (n) c->progress_ms = uv_now(&c->loop->uv);
   while (c->qlen > 0) { /* also drops empty frames at the head */
     fc_frame_t *f = c->q[c->qhead];
@@ -507,6 +508,8 @@ fc_loop_t *fc_conn_loop(const fc_conn_t *c) { return c->loop; }
 bool fc_conn_closing(const fc_conn_t *c) { return c->closing; }
 
 size_t fc_conn_queued(const fc_conn_t *c) { return c->queued; }
+
+uint64_t fc_conn_written(const fc_conn_t *c) { return c->written; }
 
 uint64_t fc_conn_stalled_ms(const fc_conn_t *c, uint64_t now_ms) {
   return c->queued && now_ms > c->progress_ms ? now_ms - c->progress_ms : 0;

@@ -63,6 +63,7 @@ struct fc_conn {
   uint32_t qoff;        /* bytes of the oldest frame already written */
   uint32_t inflight;    /* bytes at the head of the queue in a uv_write */
   size_t queued;        /* bytes queued and not yet written, in-flight included */
+  uint64_t written;     /* bytes written since it opened */
   size_t bound;         /* fc_conn_send fails past this many queued bytes; 0: none */
   uint64_t progress_ms; /* loop time of the last write progress, or of the queue's last start from empty */
   uv_write_t *wreq;     /* the write in flight, if any: idle connections hold none */

@@ -167,6 +167,9 @@ fc_loop_t *fc_conn_loop(const fc_conn_t *c);
 bool fc_conn_closing(const fc_conn_t *c);
 /* Bytes queued and not yet written, those in flight included. */
 size_t fc_conn_queued(const fc_conn_t *c);
+/* Bytes written to the socket since the connection opened (with TLS, the
+ * encrypted bytes). */
+uint64_t fc_conn_written(const fc_conn_t *c);
 /* Milliseconds of loop time since the queue last made write progress (or
  * last started from empty); 0 when nothing is queued. For send timeouts. */
 uint64_t fc_conn_stalled_ms(const fc_conn_t *c, uint64_t now_ms);

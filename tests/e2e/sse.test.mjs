@@ -485,3 +485,24 @@ describe('lifecycle of a stream', () => {
     assert.ok(r.subscribers <= 10);
   });
 });
+
+test('a stream writes its one log line when it ends, at info, with its bytes and duration', { timeout: T(20000) }, async (t) => {
+  const h = await startServer({});
+  t.after(() => h.stop());
+  const s = await subscribe(`${h.url}/api/v1/channels/logged/sse?access_token=not-logged`);
+  await publishOk(h.url, 'logged', { n: 1 });
+  await s.waitFor((x) => x.events.some((e) => e.data === '{"n":1}'), T(5000), 'the event');
+  await sleep(T(300));
+  assert.doesNotMatch(h.stderrText(), /msg=stream /, 'nothing is logged while the stream is open');
+  s.close();
+  let line;
+  for (let i = 0; i < 50 && !line; i++) {
+    await sleep(100);
+    line = h.stderrText().split('\n').find((l) => / msg=stream /.test(l));
+  }
+  assert.ok(line, h.stderrText());
+  assert.match(line, /level=info msg=stream method=GET target="\/api\/v1\/channels\/logged\/sse\?access_token=REDACTED" status=200 in_bytes=0 bytes=(\d+) ms=(\d+) peer=127\.0\.0\.1:\d+$/);
+  const [, bytes, ms] = line.match(/bytes=(\d+) ms=(\d+)/).map(Number);
+  assert.ok(bytes > 20, `bytes ${bytes}`);
+  assert.ok(ms >= 300, `ms ${ms}`);
+});
