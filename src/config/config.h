@@ -49,8 +49,8 @@ typedef struct {
   char *storage;                 /* "sqlite" or "memory" */
   char *redis_url;               /* cluster mode: "" when off */
   unsigned redis_wait_replicas;
-  char *node_name;      /* cluster mode: this node's name ("": host:port) */
-  unsigned job_lease_s; /* cluster mode: a silent node's jobs fail after this long */
+  char *node_name;          /* cluster mode: this node's name ("": host:port) */
+  unsigned job_lease_s;     /* cluster mode: a silent node's jobs fail after this long */
   char *durability;         /* "crash" or "power" */
   size_t max_db_size;       /* 0: no cap */
   unsigned commit_delay_us; /* under concurrent publishes, a commit's wait for more */

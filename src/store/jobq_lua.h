@@ -6,10 +6,8 @@
 /* Lists a record under its workflow and drops that workflow's oldest past
  * FC_JOBQ_KEEP (ARGV[1] of the callers below is the id, ARGV[2] the
  * workflow). */
-#define JOBQ_STR_(x) #x
-#define JOBQ_STR(x) JOBQ_STR_(x)
 #define JOBQ_LUA_INDEX                                                                                                 \
-  "local KEEP = " JOBQ_STR(FC_JOBQ_KEEP) "\n"                                                                         \
+  "local KEEP = 10000\n" /* FC_JOBQ_KEEP */                                                                            \
   "local function index(id, wf, created)\n"                                                                            \
   "  local z = 'fc:jobs:' .. wf\n"                                                                                     \
   "  redis.call('ZADD', z, created, id)\n"                                                                             \

@@ -12,6 +12,8 @@
 
 /* How long a handle fails fast after a failed connect (ms), and how long a
  * connect may take. */
+_Static_assert(FC_JOBQ_KEEP == 10000, "JOBQ_LUA_INDEX's KEEP is FC_JOBQ_KEEP");
+
 #define DOWN_MS 1000
 #define CONNECT_MS 500
 
