@@ -203,7 +203,7 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
   if (s->closing) return;
   switch (m->opcode) {
     case WSLAY_TEXT_FRAME:
-      if (!fc_utf8_valid((const char *)m->msg, m->msg_length) && m->msg_length) {
+      if (m->msg_length && !fc_utf8_valid((const char *)m->msg, m->msg_length)) {
         fc__ws_close(s, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "text is not valid UTF-8");
         return;
       }
