@@ -99,14 +99,55 @@ static void fz_init(void) {
   fz.loop = fc_net_loop(app->net, 0);
 }
 
+static int fz_send_direct(void *ud, const char *to, const char *from, const json_t *data) {
+  (void)ud;
+  return fc_ws_send_direct(fz.app->ws, to, from, data);
+}
+
+/* The workflow runner on the application (as --workflows DIR, memory
+ * storage), once per process: DIR is a new temporary directory holding
+ * `files` (name, text pairs, NULL-terminated); its path goes to `dir`. */
+static inline void fz_init_jobs(const char *const *files, char dir[64]) {
+  static char made[64];
+  if (!made[0]) {
+    fz_init();
+    snprintf(made, sizeof made, "/tmp/fc-fuzz-XXXXXX");
+    if (!mkdtemp(made)) abort();
+    for (const char *const *f = files; f && *f; f += 2) {
+      char path[128];
+      snprintf(path, sizeof path, "%s/%s", made, f[0]);
+      FILE *o = fopen(path, "w");
+      if (!o) abort();
+      fprintf(o, f[1], made);
+      fclose(o);
+    }
+    char err[256];
+    fz.app->jobs = fc_jobs_new(&(fc_jobs_opts_t){.loop = fz.loop,
+                                                 .threads = 1,
+                                                 .workflows_dir = made,
+                                                 .max_jobs = 4,
+                                                 .max_queued_jobs = 16,
+                                                 .hub = fz.app->hub,
+                                                 .pub = fz.app->pub,
+                                                 .net = fz.app->net,
+                                                 .send_direct = fz_send_direct},
+                               err, sizeof err);
+    if (!fz.app->jobs) {
+      fprintf(stderr, "fuzz: jobs: %s\n", err);
+      abort();
+    }
+  }
+  memcpy(dir, made, sizeof made);
+}
+
 /* Runs the loop without blocking, a few passes (writes, mailbox, closes). */
-static void fz_spin(void) {
+static inline void fz_spin(void) {
   for (int i = 0; i < 4; i++) uv_run(&fz.loop->uv, UV_RUN_NOWAIT);
 }
 
 /* Reads and drops what the server wrote, so its socket never fills; appends
  * up to `cap` bytes of it to `out` when not NULL. Returns false at EOF. */
-static bool fz_drain(int fd, char *out, size_t cap, size_t *len) {
+static inline bool fz_drain(int fd, char *out, size_t cap, size_t *len) {
   char buf[65536];
   for (;;) {
     ssize_t n = read(fd, buf, sizeof buf);
@@ -122,7 +163,7 @@ static bool fz_drain(int fd, char *out, size_t cap, size_t *len) {
 
 /* Opens a connection to the application and returns it with the client's
  * end of the socketpair in *peer. */
-static fc_conn_t *fz_connect(int *peer) {
+static inline fc_conn_t *fz_connect(int *peer) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) abort();
   fcntl(sv[1], F_SETFL, O_NONBLOCK);
@@ -135,7 +176,7 @@ static fc_conn_t *fz_connect(int *peer) {
  * While reading is paused (answers unsent, a request deferred) the loop runs
  * and what the server wrote is drained, as a socket would hold the bytes
  * meanwhile. Returns false once the connection is closing or gone. */
-static bool fz_feed(fc_conn_t *c, int peer, const char *p, size_t n) {
+static inline bool fz_feed(fc_conn_t *c, int peer, const char *p, size_t n) {
   for (int tries = 0; tries < 1000; tries++) {
     fc_conn_t *o = fz.loop->conns;
     while (o && o != c) o = o->next; /* gone from the list: freed */
@@ -153,7 +194,7 @@ static bool fz_feed(fc_conn_t *c, int peer, const char *p, size_t n) {
 /* The client hangs up; runs the loop until the server has let every
  * connection go (bounded: a connection left behind is a leak LSan reports
  * at exit, and a hang the fuzzer's -timeout reports). */
-static void fz_hangup(int peer) {
+static inline void fz_hangup(int peer) {
   shutdown(peer, SHUT_WR);
   for (int i = 0; i < 10000 && fz.loop->nconns; i++) {
     uv_run(&fz.loop->uv, UV_RUN_NOWAIT);
