@@ -95,6 +95,12 @@ void fc_api_metrics(fc_req_t *req) {
              "Times every channel in memory was read again from Redis (after the bus came back).", link.catch_ups);
     }
   }
+  fc_buf_puts(&b, "# HELP flowcast_rate_limited_total Publishes, channel creations and WebSocket messages refused by "
+                  "a rate limit (--publish-rate, --channel-create-limit, --ws-rate).\n"
+                  "# TYPE flowcast_rate_limited_total counter\n");
+  fc_buf_printf(&b, "flowcast_rate_limited_total{limit=\"publish_rate\"} %llu\n", fc_api_publish_limited_total);
+  fc_buf_printf(&b, "flowcast_rate_limited_total{limit=\"channel_create\"} %llu\n", fc_api_create_limited_total);
+  fc_buf_printf(&b, "flowcast_rate_limited_total{limit=\"ws_rate\"} %llu\n", (unsigned long long)w.rate_limited_total);
   fc_jobs_metrics(app->jobs, &b);
   metric(&b, "flowcast_uptime_seconds", "gauge", "Seconds since start.", (fc_mono_ms() - app->started_ms) / 1000);
   fc_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b.data, b.len);
