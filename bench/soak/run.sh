@@ -14,7 +14,7 @@ STALLED=$((SUBS * STALL_PCT / 100)) READERS=$((SUBS - STALLED))
 mkdir -p "$OUT"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 DATA=$(mktemp -d)
-ASAN_OPTIONS=detect_leaks=1 "$BIN" serve --open --listen 127.0.0.1:$PORT --data "$DATA" --storage memory \
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} "$BIN" serve --open --listen 127.0.0.1:$PORT --data "$DATA" --storage memory \
   --queue-bytes "$QUEUE" --max-connections-per-ip 0 --log-level warn 2>"$OUT/server.log" &
 PID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
