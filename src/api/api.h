@@ -38,9 +38,11 @@ typedef struct fc_app {
   fc_auth_t *auth;   /* NULL with --open */
   fc_users_t *users;
   fc_limiter_t *limiter;
-  fc_jobs_t *jobs;         /* the workflow runner (src/jobs), on loop 0; NULL: workflows are off */
-  uint64_t started_ms;     /* monotonic */
-  int64_t started_wall_ms; /* since the epoch */
+  fc_jobs_t *jobs;            /* the workflow runner (src/jobs), on loop 0; NULL: workflows are off */
+  fc_rate_t *publish_rate;    /* --publish-rate per token subject; NULL: none */
+  fc_rate_t *channel_creates; /* --channel-create-limit per token subject; NULL: none */
+  uint64_t started_ms;        /* monotonic */
+  int64_t started_wall_ms;    /* since the epoch */
 } fc_app_t;
 
 /* What the server is doing now, as /metrics and the stats stream read it. */
@@ -114,6 +116,21 @@ void fc_api_stats_sse(fc_req_t *req);
 void fc_api_dashboard(fc_req_t *req);
 void fc_api_session(fc_req_t *req);
 void fc_api_logout(fc_req_t *req);
+
+/* Rate limits of token subjects (limits.c): set up with auth (nothing with
+ * --open), freed with it. Admin tokens are not limited. */
+void fc_api_limits_init(fc_app_t *app);
+void fc_api_limits_free(fc_app_t *app);
+/* Takes `n` events from the publish rate of `c`'s subject: 0 when they may
+ * be published now, else the milliseconds to wait (nothing taken). Any loop. */
+uint64_t fc_api_publish_wait(fc_app_t *app, const fc_claims_t *c, size_t n);
+/* Before a channel may come to exist for `c` (a publish or subscribe with
+ * create): 0 when it exists already (in memory or storage) or `c` may create
+ * one now (counted), else the milliseconds to wait. `who` keys a request
+ * without a token (a public subscriber: its address). Any loop. */
+uint64_t fc_api_create_wait(fc_app_t *app, const fc_claims_t *c, const char *who, const char *name);
+/* Refusals by these limits since start, for /metrics. */
+extern atomic_ullong fc_api_publish_limited_total, fc_api_create_limited_total;
 
 /* Workflow and job handlers (api/jobs.c). */
 void fc_api_workflows(fc_req_t *req);

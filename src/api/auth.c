@@ -96,6 +96,7 @@ int fc_api_auth_init(fc_app_t *app, char *err, size_t errlen) {
   app->users = fc_users_open(cfg->data_dir, cfg->redis_url, err, errlen);
   if (!app->users) return -EIO;
   app->limiter = fc_limiter_new(cfg->login_limit, 60);
+  fc_api_limits_init(app);
   if (*cfg->redis_url && fc_limiter_share(app->limiter, cfg->redis_url, err, errlen) < 0) return -EIO;
   return first_admin(app, err, errlen);
 }
@@ -104,6 +105,7 @@ void fc_api_auth_free(fc_app_t *app) {
   fc_auth_free(app->auth);
   fc_users_close(app->users);
   fc_limiter_free(app->limiter);
+  fc_api_limits_free(app);
 }
 
 /* The token of a request: Authorization: Bearer, the cookie, or ?access_token=. */

@@ -26,11 +26,30 @@ static void channel_error(fc_req_t *req, const char *name, int err) {
   else fc_http_error(req, 503, "storage_error", "storage could not be read; retry later");
 }
 
+/* Answers 429 rate_limited with Retry-After (whole seconds, at least 1). */
+static void rate_limited(fc_req_t *req, uint64_t wait_ms, const char *what) {
+  char extra[48];
+  snprintf(extra, sizeof extra, "Retry-After: %llu\r\n", (unsigned long long)(wait_ms + 999) / 1000);
+  fc_http_error_with(req, 429, extra, "rate_limited", "%s; retry in %llu ms", what, (unsigned long long)wait_ms);
+}
+
+/* True (answered 429) when the request may not make channel `name` come to
+ * exist now (--channel-create-limit). */
+static bool create_limited(fc_req_t *req, const char *name) {
+  char ip[64];
+  fc_req_peer_ip(req, ip, sizeof ip);
+  uint64_t wait = fc_api_create_wait(fc_app_of(req), fc_api_claims(req), ip, name);
+  if (wait)
+    rate_limited(req, wait, "this token has created its maximum of new channels for now (--channel-create-limit)");
+  return wait != 0;
+}
+
 /* The channel named by the route, created when `create`, as a reference the
- * caller releases; answers 400/404/503 and returns NULL otherwise. */
+ * caller releases; answers 400/404/429/503 and returns NULL otherwise. */
 static fc_channel_t *route_channel(fc_req_t *req, bool create) {
   const char *name = req->params[0];
   fc_channel_t *ch;
+  if (create && fc_channel_name_valid(name, strlen(name)) && create_limited(req, name)) return NULL;
   int rc = fc_hub_open(fc_app_of(req)->hub, name, strlen(name), create ? FC_HUB_CREATE : 0, &ch);
   if (rc < 0) channel_error(req, name, rc);
   return ch;
@@ -94,6 +113,12 @@ void fc_api_publish(fc_req_t *req) {
   fc_pub_error_t err;
   if (fc_pub_add_body(op, req->params[0], name, mt, req->body.data, req->body.len, &err) < 0) {
     fc_http_error(req, 400, err.code, "%s", err.message);
+    fc_pub_op_free(op);
+    return;
+  }
+  uint64_t wait = fc_api_publish_wait(app, fc_api_claims(req), fc_pub_op_events(op));
+  if (wait || create_limited(req, req->params[0])) {
+    if (wait) rate_limited(req, wait, "this token has published its maximum of events for now (--publish-rate)");
     fc_pub_op_free(op);
     return;
   }
@@ -337,7 +362,11 @@ void fc_api_multi_sse(fc_req_t *req) {
   for (size_t i = 0; i < n; i++) {
     const char *name = fc_req_query(req, "channel", i, &bad);
     fc_channel_t *ch;
-    int rc = fc_hub_open(hub, name, strlen(name), FC_HUB_CREATE, &ch);
+    int rc = create_limited(req, name) ? -EDQUOT : fc_hub_open(hub, name, strlen(name), FC_HUB_CREATE, &ch);
+    if (rc == -EDQUOT) {
+      while (k) fc_hub_drop(hub, chs[--k]);
+      return;
+    }
     if (rc < 0) {
       while (k) fc_hub_drop(hub, chs[--k]);
       channel_error(req, name, rc);

@@ -199,6 +199,13 @@ void fc_api_metrics(fc_req_t *req) {
   metric(&w, "flowcast_subscriber_drops_total", "counter",
          "Subscribers disconnected because their queue passed its bound.", s.sse.drops_total + s.ws.drops_total);
   latency_histogram(&w, &s.latency);
+  family(&w, "flowcast_rate_limited_total", "counter",
+         "Publishes, channel creations and WebSocket messages refused by a rate limit (--publish-rate, "
+         "--channel-create-limit, --ws-rate).");
+  fc_buf_printf(&w.b, "flowcast_rate_limited_total{limit=\"publish_rate\"} %llu\n", fc_api_publish_limited_total);
+  fc_buf_printf(&w.b, "flowcast_rate_limited_total{limit=\"channel_create\"} %llu\n", fc_api_create_limited_total);
+  fc_buf_printf(&w.b, "flowcast_rate_limited_total{limit=\"ws_rate\"} %llu\n",
+                (unsigned long long)s.ws.rate_limited_total);
   if (s.has_store) store_metrics(&w, &s);
   fc_jobs_metrics(app->jobs, &w.b);
   metric(&w, "flowcast_uptime_seconds", "gauge", "Seconds since start.", s.uptime_ms / 1000);

@@ -32,6 +32,14 @@ static bool may_send(void *ud, fc_ws_session_t *s) {
   return !app->auth || (c && (c->send || c->admin));
 }
 
+static uint64_t publish_wait(void *ud, fc_ws_session_t *s, size_t events) {
+  return fc_api_publish_wait(ud, fc_ws_session_user(s), events);
+}
+
+static uint64_t create_wait(void *ud, fc_ws_session_t *s, const char *channel) {
+  return fc_api_create_wait(ud, fc_ws_session_user(s), fc_ws_session_id(s), channel);
+}
+
 fc_ws_t *fc_api_ws_new(fc_app_t *app) {
   return fc_ws_new(&(fc_ws_opts_t){.hub = app->hub,
                                    .threads = app->cfg->threads,
@@ -44,5 +52,8 @@ fc_ws_t *fc_api_ws_new(fc_app_t *app) {
                                    .may_publish = may_publish,
                                    .may_send = may_send,
                                    .pub = app->pub,
+                                   .publish_wait = publish_wait,
+                                   .create_wait = create_wait,
+                                   .rate = app->cfg->ws_rate,
                                    .ud = app});
 }

@@ -75,4 +75,20 @@ int fc_limiter_share(fc_limiter_t *l, const char *redis_url, char *err, size_t e
 unsigned fc_limiter_check(fc_limiter_t *l, const char *key, int64_t now_s);
 void fc_limiter_fail(fc_limiter_t *l, const char *key, int64_t now_s);
 
+/* Rate limits (rate.c): a token bucket per key (a token's subject), of
+ * `burst` tokens refilled at `rate` per second. Thread-safe (sharded locks),
+ * bounded in memory: keys beyond the table's room take over the slot of a
+ * key whose bucket has refilled (so a key is never limited harder than its
+ * own use made it). On this node only, also in cluster mode. */
+typedef struct fc_rate fc_rate_t;
+/* NULL when `rate` is 0 (no limit); `burst` 0 means `rate`. */
+fc_rate_t *fc_rate_new(double rate, double burst);
+void fc_rate_free(fc_rate_t *r);
+/* Takes `n` tokens from `key`'s bucket at `now_ms` (a monotonic clock).
+ * Returns 0 when they were there (taken), else the milliseconds until they
+ * will be (nothing taken); at least 1. A take larger than the burst passes
+ * when the bucket is full and leaves it in debt, so a big batch is delayed,
+ * never refused forever. A NULL limiter always returns 0. */
+uint64_t fc_rate_take(fc_rate_t *r, const char *key, double n, uint64_t now_ms);
+
 #endif

@@ -84,6 +84,14 @@ static const opt_t options[] = {
     {"channel-idle", OPT_UINT, OFF(channel_idle_s), "10",
      "seconds an unused channel (no subscriber, nothing in flight) stays in memory; with sqlite its events "
      "stay stored and load again on use"},
+    {"publish-rate", OPT_UINT, OFF(publish_rate), "1000",
+     "events per second one token subject may publish (HTTP and WebSocket; admin exempt); past it: 429 (0: none)"},
+    {"publish-burst", OPT_UINT, OFF(publish_burst), "2000", "events a token subject may publish at once over its rate"},
+    {"ws-rate", OPT_UINT, OFF(ws_rate), "1000",
+     "messages per second one WebSocket connection may send (bursts of twice that); past it: error rate_limited (0: "
+     "none)"},
+    {"channel-create-limit", OPT_UINT, OFF(channel_create_limit), "1000",
+     "new channels one token subject may create per minute (admin exempt); past it: 429 (0: none)"},
 };
 
 void fc_config_usage(FILE *out) {

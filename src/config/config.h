@@ -56,6 +56,10 @@ typedef struct {
   unsigned commit_delay_us; /* under concurrent publishes, a commit's wait for more */
   unsigned max_channels;    /* channels in memory at most (0: no cap) */
   unsigned channel_idle_s;  /* an unused channel leaves memory after this long */
+  unsigned publish_rate;         /* events/s per token subject (0: none) */
+  unsigned publish_burst;        /* events over the rate at once */
+  unsigned ws_rate;              /* messages/s per WebSocket connection (0: none) */
+  unsigned channel_create_limit; /* new channels per minute per token subject (0: none) */
   /* Per-pattern retention from the config file: `retention:PATTERN = N` and
    * `max-age:PATTERN = SECONDS`. */
   struct fc_config_rule {

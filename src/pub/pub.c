@@ -170,6 +170,7 @@ int fc_pub_op_status(const fc_pub_op_t *op) { return op->batch.status; }
 const fc_publish_result_t *fc_pub_op_result(const fc_pub_op_t *op) { return &op->result; }
 fc_channel_t *fc_pub_op_channel(const fc_pub_op_t *op) { return op->channel; }
 size_t fc_pub_op_count(const fc_pub_op_t *op) { return op->batch.n; }
+size_t fc_pub_op_events(const fc_pub_op_t *op) { return op->ntev; }
 bool fc_pub_op_is_purge(const fc_pub_op_t *op) { return op->batch.purge; }
 bool fc_pub_op_is_batch(const fc_pub_op_t *op) { return op->is_batch; }
 

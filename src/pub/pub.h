@@ -141,5 +141,7 @@ size_t fc_pub_op_count(const fc_pub_op_t *op);
 bool fc_pub_op_is_purge(const fc_pub_op_t *op);
 /* True for an NDJSON body (answered with every id). */
 bool fc_pub_op_is_batch(const fc_pub_op_t *op);
+/* Events added so far (before submitting: what a rate limit counts). */
+size_t fc_pub_op_events(const fc_pub_op_t *op);
 
 #endif

@@ -27,7 +27,7 @@ typedef struct direct {
 typedef struct {
   _Alignas(FC_CACHE_LINE) fc_ws_session_t *sessions; /* for pings and expiry */
   uint64_t last_ping_ms;                             /* loop time of the last ping round */
-  atomic_ullong count, delivered, drops;
+  atomic_ullong count, delivered, drops, rate_limited;
 } ws_loop_t;
 
 struct fc_ws {
@@ -58,7 +58,9 @@ struct fc_ws_session {
   char id[WS_ID_LEN + 1];
   void *user;
   void (*user_free)(void *);
-  ws_sub_t **subs; /* subscriptions by channel name: subs_cap buckets (a power of 2) */
+  double rate_tokens;    /* messages it may send now (opts.rate) */
+  uint64_t rate_last_ms; /* loop time the tokens were last counted */
+  ws_sub_t **subs;       /* subscriptions by channel name: subs_cap buckets (a power of 2) */
   size_t subs_cap, nsubs;
   fc_ws_session_t *prev, *next; /* in the loop's list */
   fc_ws_session_t *hnext;       /* in the registry */

@@ -122,6 +122,28 @@ static fc_channel_t *op_channel(fc_ws_session_t *s, json_t *msg, const char *ref
   return ch;
 }
 
+/* True (error rate_limited sent) when an op may not make `channel` come to
+ * exist now, or (publish) may not publish `events` now. */
+static bool create_limited(fc_ws_session_t *s, const char *channel, const char *ref) {
+  const fc_ws_opts_t *o = &s->ws->opts;
+  uint64_t wait = o->create_wait ? o->create_wait(o->ud, s, channel) : 0;
+  if (wait)
+    fc_ws_error(s, ref, "rate_limited",
+                "this token has created its maximum of new channels for now (--channel-create-limit); retry in %llu ms",
+                (unsigned long long)wait);
+  return wait != 0;
+}
+
+static bool publish_limited(fc_ws_session_t *s, size_t events, const char *ref) {
+  const fc_ws_opts_t *o = &s->ws->opts;
+  uint64_t wait = o->publish_wait ? o->publish_wait(o->ud, s, events) : 0;
+  if (wait)
+    fc_ws_error(s, ref, "rate_limited",
+                "this token has published its maximum of events for now (--publish-rate); retry in %llu ms",
+                (unsigned long long)wait);
+  return wait != 0;
+}
+
 static void op_subscribe(fc_ws_session_t *s, json_t *msg, const char *ref) {
   const char *name = json_string_value(json_object_get(msg, "channel"));
   bool valid = name && fc_channel_name_valid(name, strlen(name));
@@ -151,6 +173,7 @@ static void op_subscribe(fc_ws_session_t *s, json_t *msg, const char *ref) {
     }
     from.replay = json_integer_value(replay) > 1000000 ? 1000000 : (unsigned)json_integer_value(replay);
   }
+  if (valid && create_limited(s, name, ref)) return;
   fc_channel_t *ch = op_channel(s, msg, ref, true);
   if (ch) fc__ws_subscribe(s, ch, &from, ref);
   fc_channel_unref(ch); /* a subscription holds it now */
@@ -198,6 +221,7 @@ static void op_publish(fc_ws_session_t *s, json_t *msg, const char *ref) {
   int rc = fc_pub_add_json(op, msg, (fc_str_t){s->id, strlen(s->id)}, &err);
   if (rc < 0) fc_ws_error(s, ref, err.code, "%s", err.message);
   else if (!valid) channel_error(s, ref, rc = -EINVAL);
+  else if (create_limited(s, cname, ref) || publish_limited(s, fc_pub_op_events(op), ref)) rc = -EDQUOT;
   else if ((rc = fc_pub_open(op, cname, strlen(cname), FC_HUB_CREATE)) < 0) /* valid: it may come to exist */
     channel_error(s, ref, rc);
   if (rc < 0) {

@@ -197,13 +197,34 @@ static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event
     fc__ws_close(ud, WSLAY_CODE_PROTOCOL_ERROR, "bad control frame");
 }
 
+/* Counts a message against opts.rate (a bucket of twice the rate); past it
+ * the message is dropped with an error rate_limited. */
+static bool rate_ok(fc_ws_session_t *s) {
+  unsigned rate = s->ws->opts.rate;
+  if (!rate) return true;
+  uint64_t now = uv_now(fc_loop_uv(s->stream->loop));
+  double burst = 2.0 * rate;
+  if (!s->rate_last_ms) s->rate_tokens = burst;
+  else if (now > s->rate_last_ms) s->rate_tokens += rate * (double)(now - s->rate_last_ms) / 1000.0;
+  if (s->rate_tokens > burst) s->rate_tokens = burst;
+  s->rate_last_ms = now ? now : 1;
+  if (s->rate_tokens >= 1) {
+    s->rate_tokens -= 1;
+    return true;
+  }
+  s->ws->loops[s->thread].rate_limited++;
+  fc_ws_error(s, NULL, "rate_limited", "more than %u messages a second on this connection (--ws-rate): dropped", rate);
+  return false;
+}
+
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *m, void *ud) {
   (void)ctx;
   fc_ws_session_t *s = ud;
   if (s->closing) return;
   switch (m->opcode) {
     case WSLAY_TEXT_FRAME:
-      if (!fc_utf8_valid((const char *)m->msg, m->msg_length) && m->msg_length) {
+      if (!rate_ok(s)) return;
+      if (m->msg_length && !fc_utf8_valid((const char *)m->msg, m->msg_length)) {
         fc__ws_close(s, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "text is not valid UTF-8");
         return;
       }
@@ -461,5 +482,6 @@ void fc_ws_stats(fc_ws_t *ws, fc_ws_stats_t *out) {
     out->sessions += atomic_load(&ws->loops[t].count);
     out->delivered_total += atomic_load(&ws->loops[t].delivered);
     out->drops_total += atomic_load(&ws->loops[t].drops);
+    out->rate_limited_total += atomic_load(&ws->loops[t].rate_limited);
   }
 }

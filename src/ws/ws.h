@@ -28,6 +28,12 @@ typedef struct {
   bool (*may_publish)(void *ud, fc_ws_session_t *s, const char *channel);
   bool (*may_send)(void *ud, fc_ws_session_t *s); /* direct messages (op "send") */
   fc_pub_t *pub;                                  /* where publish ops go (they are acked once committed) */
+  /* Rate limits (NULL: none). Milliseconds to wait before `s` may publish
+   * `events` (0: now, and they are counted), and before an op of `s` may
+   * make `channel` come to exist (0: it exists, or may be created now). */
+  uint64_t (*publish_wait)(void *ud, fc_ws_session_t *s, size_t events);
+  uint64_t (*create_wait)(void *ud, fc_ws_session_t *s, const char *channel);
+  unsigned rate; /* messages per second per session, in bursts of twice that; past it: error rate_limited (0: none) */
   void *ud;
 } fc_ws_opts_t;
 
@@ -64,6 +70,7 @@ void fc_ws_tick(fc_ws_t *ws, fc_loop_t *l);
 
 typedef struct {
   uint64_t sessions, delivered_total, drops_total;
+  uint64_t rate_limited_total; /* messages refused past opts.rate */
 } fc_ws_stats_t;
 void fc_ws_stats(fc_ws_t *ws, fc_ws_stats_t *out);
 

@@ -322,7 +322,7 @@ test('--ws-max-subscriptions: past it too_many_subscriptions, and nothing is cre
 });
 
 test('20,000 subscriptions on one connection: the last 2,000 cost about what the first did', { timeout: T(120000) }, async (t) => {
-  const h = await startServer({ extraArgs: ['--ws-max-subscriptions', '20000', '--storage', 'memory'] });
+  const h = await startServer({ extraArgs: ['--ws-max-subscriptions', '20000', '--storage', 'memory', '--ws-rate', '0'] });
   t.after(() => h.stop());
   const c = await connectWS(h, { t });
   const N = 20000, B = 2000;
