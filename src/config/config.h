@@ -49,13 +49,13 @@ typedef struct {
   char *storage;                 /* "sqlite" or "memory" */
   char *redis_url;               /* cluster mode: "" when off */
   unsigned redis_wait_replicas;
-  char *node_name;          /* cluster mode: this node's name ("": host:port) */
-  unsigned job_lease_s;     /* cluster mode: a silent node's jobs fail after this long */
-  char *durability;         /* "crash" or "power" */
-  size_t max_db_size;       /* 0: no cap */
-  unsigned commit_delay_us; /* under concurrent publishes, a commit's wait for more */
-  unsigned max_channels;    /* channels in memory at most (0: no cap) */
-  unsigned channel_idle_s;  /* an unused channel leaves memory after this long */
+  char *node_name;               /* cluster mode: this node's name ("": host:port) */
+  unsigned job_lease_s;          /* cluster mode: a silent node's jobs fail after this long */
+  char *durability;              /* "crash" or "power" */
+  size_t max_db_size;            /* 0: no cap */
+  unsigned commit_delay_us;      /* under concurrent publishes, a commit's wait for more */
+  unsigned max_channels;         /* channels in memory at most (0: no cap) */
+  unsigned channel_idle_s;       /* an unused channel leaves memory after this long */
   unsigned publish_rate;         /* events/s per token subject (0: none) */
   unsigned publish_burst;        /* events over the rate at once */
   unsigned ws_rate;              /* messages/s per WebSocket connection (0: none) */
