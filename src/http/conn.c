@@ -147,6 +147,21 @@ static int check_head(fc_http_conn_t *hc, llhttp_t *p) {
   return 0;
 }
 
+/* `Expect: 100-continue` (curl sends it with bodies over 1 MB and waits a
+ * second for the answer): the body is welcome, say so now. Not while answers
+ * to earlier pipelined requests are owed, which must go first (the client then
+ * sends its body after its own wait). Any other expectation: 417. */
+static int expect_continue(fc_http_conn_t *hc, llhttp_t *p) {
+  fc_str_t e = fc_req_header(hc->req, "expect");
+  if (!e.base) return 0;
+  if (!fc_str_ieq(e, "100-continue"))
+    return abort_parse(hc, 417, "expectation_failed", "the only expectation understood is 100-continue", 0);
+  bool body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  if (body && p->http_minor >= 1 && !hc->out_head) fc_conn_send_copy(hc->conn, cont, sizeof cont - 1);
+  return 0;
+}
+
 static int on_headers_complete(llhttp_t *p) {
   fc_http_conn_t *hc = hc_of(p);
   fc_req_t *r = hc->req;
@@ -170,7 +185,7 @@ static int on_headers_complete(llhttp_t *p) {
   size_t max = hc->http->opts.max_body_bytes;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > max)
     return abort_parse(hc, 413, "body_too_large", "body larger than %zu bytes", max);
-  return 0;
+  return expect_continue(hc, p);
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t n) {

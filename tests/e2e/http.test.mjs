@@ -250,6 +250,53 @@ describe('connection handling', () => {
   });
 });
 
+describe('Expect: 100-continue', () => {
+  test('the body is invited at once; a refused one is not; another expectation is 417', TO, async () => {
+    const body = '{"n":100}';
+    const head =
+      `POST /api/v1/channels/cont.a/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`;
+    const c = await rawConnect(port);
+    await c.write(head);
+    assert.ok(await c.waitFor((x) => x.text().includes('\r\n\r\n'), T(3000)), 'an interim answer before the body');
+    assert.equal(c.text(), 'HTTP/1.1 100 Continue\r\n\r\n');
+    await c.write(body);
+    const [r] = await c.waitResponses(1);
+    assert.equal(r.status, 201, r.body);
+    c.destroy();
+    assert.equal((await storedEvents(url, 'cont.a')).length, 1);
+
+    // Over --max-body: the final 413 comes without inviting the body.
+    const big = await rawConnect(port);
+    await big.write(head.replace(`Content-Length: ${body.length}`, `Content-Length: ${MAX_BODY + 1}`));
+    const [tooBig] = await big.waitResponses(1);
+    rawJsonError(tooBig, 413);
+    assert.ok(!big.text().includes('100 Continue'), big.text());
+    big.destroy();
+
+    const { responses } = await rawExchange(port, post('cont.b', body, 'Expect: something-else\r\n'));
+    rawJsonError(responses[0], 417);
+    assert.equal((await storedEvents(url, 'cont.b').catch(() => [])).length, 0);
+  });
+
+  test('curl does not wait its second for a large body', TO, async () => {
+    const { spawnSync } = await import('node:child_process');
+    const big = await startServer({ maxBody: '4M' });
+    try {
+      const data = JSON.stringify({ pad: 'z'.repeat(1536 * 1024) });
+      const r = spawnSync('curl', ['-sv', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'content-type: application/json',
+        '--data-binary', '@-', `${big.url}/api/v1/channels/cont.curl/events`], { input: data, encoding: 'utf8' });
+      assert.equal(r.stdout, '201', r.stderr);
+      assert.match(r.stderr, /> Expect: 100-continue/, 'curl asked');
+      // Without the interim answer curl says "Done waiting for 100-continue" after 1 s.
+      assert.match(r.stderr, /< HTTP\/1\.1 100 Continue/, r.stderr);
+      assert.doesNotMatch(r.stderr, /Done waiting for 100-continue/);
+    } finally {
+      await big.stop();
+    }
+  });
+});
+
 describe('limits', () => {
   test('body at --max-body is accepted; one byte more is 413, nothing stored', TO, async () => {
     const exact = `"${'x'.repeat(MAX_BODY - 2)}"`;
