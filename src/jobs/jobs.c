@@ -165,7 +165,10 @@ void fc__jobs_trigger_refused(fc_jobs_t *j, int64_t wf, int rc) {
   j->refused_unlogged++;
   if (now == j->refused_log_s) return;
   fc_log(FC_LOG_WARN, "job not triggered", "workflow=%lld reason=\"%s\" refused=%u max_queued_jobs=%u", (long long)wf,
-         rc == -EAGAIN ? "the job queue is full" : "no such workflow", j->refused_unlogged, j->max_queued);
+         rc == -EAGAIN ? "the job queue is full"
+         : rc == -EIO  ? "Redis is unavailable"
+                       : "no such workflow",
+         j->refused_unlogged, j->max_queued);
   j->refused_log_s = now;
   j->refused_unlogged = 0;
 }

@@ -44,11 +44,12 @@ static void on_task_published(fc_pub_op_t *op, void *ud) {
   release_task_end(job);
 }
 
-/* Publishes one event durably (through storage). `data` is copied. Events
- * of one job keep their order. Loop 0. */
+/* Publishes one event durably (through storage); `answer` (or NULL) gets
+ * `ud` once it is committed. `data` is copied. Events of one job keep their
+ * order. Loop 0. */
 static void publish(job_t *job, const char *channel, const char *event, const char *data, bool is_json,
-                    fc_pub_answer_cb answer) {
-  fc_pub_op_t *op = fc_pub_op_new(job->owner->o.pub, 0, answer, answer ? job : NULL);
+                    fc_pub_answer_cb answer, void *ud) {
+  fc_pub_op_t *op = fc_pub_op_new(job->owner->o.pub, 0, answer, ud);
   fc_pub_add(op, event ? (fc_str_t){event, strlen(event)} : (fc_str_t){"", 0}, (fc_str_t){data, strlen(data)}, is_json);
   /* A channel that cannot be opened (storage failed) is answered -EIO. */
   fc_pub_open(op, channel, strlen(channel), FC_HUB_CREATE | FC_HUB_NOCAP);
@@ -57,16 +58,17 @@ static void publish(job_t *job, const char *channel, const char *event, const ch
 
 void fc__job_publish(job_t *job, const char *channel, const char *event, const char *data, bool is_json) {
   job->task_pubs++;
-  publish(job, channel, event, data, is_json, on_task_published);
+  publish(job, channel, event, data, is_json, on_task_published, job);
 }
 
-/* Publishes a job event to job.{id} and workflow.{id}. */
-static void publish_both(job_t *job, const char *event, const char *data, bool final) {
+/* Publishes a job event to job.{id} (answered to `answer`, if any) and
+ * workflow.{id}. */
+static void publish_both(job_t *job, const char *event, const char *data, fc_pub_answer_cb answer, void *ud) {
   char ch[64];
   snprintf(ch, sizeof ch, "job.%s", job->id);
-  publish(job, ch, event, data, true, final ? on_final_published : NULL);
+  publish(job, ch, event, data, true, answer, ud);
   snprintf(ch, sizeof ch, "workflow.%lld", (long long)job->wf_id);
-  publish(job, ch, event, data, true, NULL);
+  publish(job, ch, event, data, true, NULL, NULL);
 }
 
 void fc__job_log(job_t *job, const char *stream, const char *line, size_t n) {
@@ -76,7 +78,7 @@ void fc__job_log(job_t *job, const char *stream, const char *line, size_t n) {
   fc_json_quote(&b, line, n);
   fc_buf_puts(&b, "}");
   fc_buf_append(&b, "", 1);
-  publish_both(job, "log", b.data, false);
+  publish_both(job, "log", b.data, NULL, NULL);
   fc_buf_dispose(&b);
 }
 
@@ -99,7 +101,7 @@ static void publish_final(job_t *job) {
   fc_json_quote(&b, job->description, strlen(job->description));
   fc_buf_puts(&b, "}");
   fc_buf_append(&b, "", 1);
-  publish_both(job, NULL, b.data, true);
+  publish_both(job, NULL, b.data, on_final_published, job);
   fc_buf_dispose(&b);
 }
 
@@ -369,15 +371,9 @@ int fc_jobs_control(fc_jobs_t *j, int64_t wf_id, const char *id, fc_job_action_t
 }
 
 void fc__job_publish_status_then(job_t *job, fc_pub_answer_cb stored, void *ud) {
-  char data[160], ch[64];
+  char data[160];
   snprintf(data, sizeof data, "{\"jobId\":\"%s\",\"status\":\"%s\"}", job->id, job_status_names[job->status]);
-  snprintf(ch, sizeof ch, "job.%s", job->id);
-  fc_pub_op_t *op = fc_pub_op_new(job->owner->o.pub, 0, stored, ud);
-  fc_pub_add(op, (fc_str_t){"status", 6}, (fc_str_t){data, strlen(data)}, true);
-  fc_pub_open(op, ch, strlen(ch), FC_HUB_CREATE | FC_HUB_NOCAP);
-  fc_pub_submit(op);
-  snprintf(ch, sizeof ch, "workflow.%lld", (long long)job->wf_id);
-  publish(job, ch, "status", data, true, NULL);
+  publish_both(job, "status", data, stored, ud);
 }
 
 void fc__job_publish_stale(job_t *job) {

@@ -104,17 +104,34 @@
   "redis.call('ZREMRANGEBYSCORE', 'fc:nodes', '-inf', ARGV[3] - 60000)\n"                                              \
   "return held and 1 or 0\n"
 
-/* ARGV: self, now ms, note. Pushes to every live node but self. */
-#define JOBQ_LUA_NOTE_ALL                                                                                              \
+/* ARGV: self, now ms, note, node. Leaves the note for `node`, or with node
+ * '' for every live node but self; returns how many got it. */
+#define JOBQ_LUA_NOTE                                                                                                  \
+  "local function note(node)\n"                                                                                        \
+  "  redis.call('RPUSH', 'fc:ctl:' .. node, ARGV[3])\n"                                                                \
+  "  redis.call('EXPIRE', 'fc:ctl:' .. node, 60)\n"                                                                    \
+  "end\n"                                                                                                              \
+  "if ARGV[4] ~= '' then note(ARGV[4]) return 1 end\n"                                                                 \
   "local n = 0\n"                                                                                                      \
   "for _, node in ipairs(redis.call('ZRANGEBYSCORE', 'fc:nodes', ARGV[2], '+inf')) do\n"                               \
   "  if node ~= ARGV[1] then\n"                                                                                        \
-  "    redis.call('RPUSH', 'fc:ctl:' .. node, ARGV[3])\n"                                                              \
-  "    redis.call('EXPIRE', 'fc:ctl:' .. node, 60)\n"                                                                  \
+  "    note(node)\n"                                                                                                   \
   "    n = n + 1\n"                                                                                                    \
   "  end\n"                                                                                                            \
   "end\n"                                                                                                              \
   "return n\n"
+
+/* ARGV: node. Ends its lease. */
+#define JOBQ_LUA_LEAVE                                                                                                 \
+  "redis.call('DEL', 'fc:node:' .. ARGV[1])\n"                                                                         \
+  "redis.call('ZREM', 'fc:nodes', ARGV[1])\n"                                                                          \
+  "return 1\n"
+
+/* ARGV: wf, hash, force (0|1). Stores the hash (always, or when none is);
+ * returns the stored one. */
+#define JOBQ_LUA_DEF                                                                                                   \
+  "redis.call(ARGV[3] == '1' and 'HSET' or 'HSETNX', 'fc:wfdef', ARGV[1], ARGV[2])\n"                                  \
+  "return redis.call('HGET', 'fc:wfdef', ARGV[1])\n"
 
 /* ARGV: wf, after id ('' for none), limit. {more, id1, id2, ...}; false when
  * `after` is not listed. */

@@ -275,12 +275,8 @@ int fc_jobq_beat(fc_jobq_t *q, const char *node, unsigned lease_ms) {
 }
 
 int fc_jobq_leave(fc_jobq_t *q, const char *node) {
-  char key[320];
-  snprintf(key, sizeof key, "fc:node:%s", node);
-  int rc = 0;
-  long long v = integer(cmd(q, &rc, 2, "DEL", key), rc);
-  if (v >= 0) v = integer(cmd(q, &rc, 3, "ZREM", "fc:nodes", node), rc);
-  return v < 0 ? (int)v : 0;
+  int rc = script1(q, JOBQ_LUA_LEAVE, node);
+  return rc < 0 ? rc : 0;
 }
 
 int fc_jobq_sweep(fc_jobq_t *q, int64_t now_ms, fc_jobq_rows_t *out) {
@@ -297,21 +293,20 @@ int fc_jobq_sweep(fc_jobq_t *q, int64_t now_ms, fc_jobq_rows_t *out) {
   return rc;
 }
 
-int fc_jobq_note(fc_jobq_t *q, const char *node, const char *note) {
-  char key[320];
-  snprintf(key, sizeof key, "fc:ctl:%s", node);
+/* Leaves `note` for `node`, or ("") every live node but `self`. */
+static int note(fc_jobq_t *q, const char *self, const char *node, const char *note) {
+  args_t a = {.n = 0};
+  arg(&a, self), arg_i(&a, fc_now_ms()), arg(&a, note), arg(&a, node);
   int rc = 0;
-  long long v = integer(cmd(q, &rc, 3, "RPUSH", key, note), rc);
-  if (v >= 0) v = integer(cmd(q, &rc, 3, "EXPIRE", key, "60"), rc);
-  return v < 0 ? (int)v : 0;
+  return (int)integer(script(q, JOBQ_LUA_NOTE, &a, &rc), rc);
 }
 
-int fc_jobq_note_all(fc_jobq_t *q, const char *self, const char *note) {
-  args_t a = {.n = 0};
-  arg(&a, self), arg_i(&a, fc_now_ms()), arg(&a, note);
-  int rc = 0;
-  return (int)integer(script(q, JOBQ_LUA_NOTE_ALL, &a, &rc), rc);
+int fc_jobq_note(fc_jobq_t *q, const char *node, const char *text) {
+  int rc = note(q, "", node, text);
+  return rc < 0 ? rc : 0;
 }
+
+int fc_jobq_note_all(fc_jobq_t *q, const char *self, const char *text) { return note(q, self, "", text); }
 
 int fc_jobq_notes(fc_jobq_t *q, const char *node, unsigned max, void (*each)(void *ud, const char *note), void *ud) {
   char key[320], count[16];
@@ -350,13 +345,11 @@ int fc_jobq_take_answer(fc_jobq_t *q, const char *key, char *out, size_t outlen)
 }
 
 int fc_jobq_def(fc_jobq_t *q, int64_t wf, const char *hash, bool force, char *cluster, size_t len) {
-  char id[24];
-  snprintf(id, sizeof id, "%lld", (long long)wf);
+  args_t a = {.n = 0};
+  arg_i(&a, wf), arg(&a, hash), arg(&a, force ? "1" : "0");
   int rc = 0;
-  redisReply *r = cmd(q, &rc, 4, force ? "HSET" : "HSETNX", "fc:wfdef", id, hash);
+  redisReply *r = script(q, JOBQ_LUA_DEF, &a, &rc);
   if (!r) return rc;
-  freeReplyObject(r);
-  if (!(r = cmd(q, &rc, 3, "HGET", "fc:wfdef", id))) return rc;
   snprintf(cluster, len, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
   freeReplyObject(r);
   return 0;

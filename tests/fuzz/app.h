@@ -191,6 +191,28 @@ static inline bool fz_feed(fc_conn_t *c, int peer, const char *p, size_t n) {
   return false;
 }
 
+/* Hands [p, p+n) to the connection in reads whose sizes `seed` picks (0:
+ * one read; else pieces of 1 to 16 bytes), running the loop and draining
+ * what the server wrote after each (into `out`, as fz_drain). Returns false
+ * once the connection is closing or gone. */
+static inline bool fz_feed_split(fc_conn_t *c, int peer, const char *p, size_t n, unsigned seed, char *out, size_t cap,
+                                 size_t *got) {
+  bool open = true;
+  for (size_t i = 0; i < n && open;) {
+    size_t k = n - i;
+    if (seed) {
+      seed = seed * 1103515245u + 12345u;
+      size_t piece = (seed >> 16) % 16 + 1;
+      if (piece < k) k = piece;
+    }
+    open = fz_feed(c, peer, p + i, k);
+    i += k;
+    fz_spin();
+    open = fz_drain(peer, out, cap, got) && open;
+  }
+  return open;
+}
+
 /* The client hangs up; runs the loop until the server has let every
  * connection go (bounded: a connection left behind is a leak LSan reports
  * at exit, and a hang the fuzzer's -timeout reports). */

@@ -13,24 +13,9 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   fz_init();
   int peer;
   fc_conn_t *c = fz_connect(&peer);
-  const char *p = (const char *)data + 1;
-  size_t n = size - 1;
-  unsigned seed = data[0];
   char head[5];
   size_t got = 0;
-  bool open = true;
-  for (size_t i = 0; i < n && open;) {
-    size_t k = n - i;
-    if (seed) {
-      seed = seed * 1103515245u + 12345u;
-      size_t piece = (seed >> 16) % 16 + 1;
-      if (piece < k) k = piece;
-    }
-    open = fz_feed(c, peer, p + i, k);
-    i += k;
-    fz_spin();
-    open = fz_drain(peer, head, sizeof head, &got) && open;
-  }
+  fz_feed_split(c, peer, (const char *)data + 1, size - 1, data[0], head, sizeof head, &got);
   fz_spin();
   fz_drain(peer, head, sizeof head, &got);
   if (got >= 5 && memcmp(head, "HTTP/", 5)) abort();

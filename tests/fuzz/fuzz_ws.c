@@ -21,21 +21,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   fz_spin();
   fz_drain(peer, head, sizeof head, &got);
   if (got < 12 || memcmp(head, "HTTP/1.1 101", 12)) abort();
-  const char *p = (const char *)data + 1;
-  size_t n = size - 1;
-  unsigned seed = data[0];
-  for (size_t i = 0; i < n && open;) {
-    size_t k = n - i;
-    if (seed) {
-      seed = seed * 1103515245u + 12345u;
-      size_t piece = (seed >> 16) % 16 + 1;
-      if (piece < k) k = piece;
-    }
-    open = fz_feed(c, peer, p + i, k);
-    i += k;
-    fz_spin();
-    open = fz_drain(peer, NULL, 0, NULL) && open;
-  }
+  if (open) fz_feed_split(c, peer, (const char *)data + 1, size - 1, data[0], NULL, 0, NULL);
   fz_spin();
   fz_hangup(peer);
   return 0;
