@@ -44,6 +44,30 @@ static bool create_limited(fc_req_t *req, const char *name) {
   return wait != 0;
 }
 
+/* Set while a handler runs again once its channels are in memory. */
+static _Thread_local bool warmed_rerun;
+
+static void on_warmed(void *ud) {
+  fc_req_t *req = ud;
+  if (fc_req_gone(req)) {
+    fc_http_error(req, 503, "gone", "the client left"); /* only frees it */
+    return;
+  }
+  warmed_rerun = true;
+  req->route->handler(req);
+  warmed_rerun = false;
+}
+
+/* True when the request must wait for channels `names` to be read from
+ * storage: its handler then runs again (and goes on) once they are. A
+ * handler asks before any side effect, so that running again is harmless. */
+static bool warming(fc_req_t *req, const char *const *names, size_t n) {
+  return !warmed_rerun && fc_pub_warm(fc_app_of(req)->hub, req->loop, names, n, on_warmed, req) == 1;
+}
+
+/* warming() for the route's channel. */
+static bool warming_route(fc_req_t *req) { return warming(req, (const char *const *)&req->params[0], 1); }
+
 /* The channel named by the route, created when `create`, as a reference the
  * caller releases; answers 400/404/429/503 and returns NULL otherwise. */
 static fc_channel_t *route_channel(fc_req_t *req, bool create) {
@@ -100,6 +124,7 @@ static void pub_answer(fc_pub_op_t *op, void *ud) {
 }
 
 void fc_api_publish(fc_req_t *req) {
+  if (warming_route(req)) return;
   fc_app_t *app = fc_app_of(req);
   bool bad = false;
   const char *name = fc_req_query(req, "event", 0, &bad);
@@ -156,6 +181,7 @@ void fc_api_history(fc_req_t *req) {
   bool has;
   if (query_u64(req, "after", &after, &has) < 0 || query_u64(req, "limit", &limit, &has) < 0) return;
   if (limit > MAX_HISTORY_LIMIT) limit = MAX_HISTORY_LIMIT;
+  if (warming_route(req)) return;
   fc_channel_t *ch = route_channel(req, false);
   if (!ch) return;
   fc_backlog_t h;
@@ -273,6 +299,7 @@ void fc_api_channels(fc_req_t *req) {
 }
 
 void fc_api_channel_delete(fc_req_t *req) {
+  if (warming_route(req)) return;
   fc_app_t *app = fc_app_of(req);
   fc_pub_op_t *op = fc_pub_op_new(app->pub, fc_loop_index(req->loop), pub_answer, req);
   const char *name = req->params[0];
@@ -326,7 +353,7 @@ static int parse_how(fc_req_t *req, fc_sse_how_t *how) {
 void fc_api_channel_sse(fc_req_t *req) {
   fc_resume_t from;
   fc_sse_how_t how;
-  if (parse_resume(req, &from) < 0 || parse_how(req, &how) < 0) return;
+  if (parse_resume(req, &from) < 0 || parse_how(req, &how) < 0 || warming_route(req)) return;
   fc_channel_t *ch = route_channel(req, true);
   if (!ch) return;
   fc_sse_open(fc_app_of(req)->sse, req, &ch, 1, &from, &how);
@@ -335,6 +362,7 @@ void fc_api_channel_sse(fc_req_t *req) {
 
 void fc_api_multi_sse(fc_req_t *req) {
   fc_channel_t *chs[MAX_SSE_CHANNELS];
+  const char *names[MAX_SSE_CHANNELS];
   size_t n = 0;
   bool bad = false;
   for (const char *name; (name = fc_req_query(req, "channel", n, &bad)) != NULL || bad;) {
@@ -346,6 +374,7 @@ void fc_api_multi_sse(fc_req_t *req) {
       fc_http_error(req, 400, "too_many_channels", "at most %d channels on one stream", MAX_SSE_CHANNELS);
       return;
     }
+    names[n] = name;
     chs[n++] = NULL;
   }
   if (n == 0) {
@@ -354,7 +383,7 @@ void fc_api_multi_sse(fc_req_t *req) {
   }
   fc_resume_t from;
   fc_sse_how_t how;
-  if (parse_resume(req, &from) < 0 || parse_how(req, &how) < 0) return;
+  if (parse_resume(req, &from) < 0 || parse_how(req, &how) < 0 || warming(req, names, n)) return;
   /* Only now, with every name valid, may channels come to exist: all of
    * them, or (past --max-channels) none. */
   fc_hub_t *hub = fc_app_of(req)->hub;

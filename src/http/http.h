@@ -105,6 +105,10 @@ void fc_http_stop(fc_loop_t *l);
 void *fc_req_alloc(fc_req_t *req, size_t n);
 char *fc_req_strndup(fc_req_t *req, const char *s, size_t n);
 
+/* True once the request's connection is gone (a handler that answers later
+ * may still answer it: that only frees it). */
+bool fc_req_gone(const fc_req_t *req);
+
 /* The peer's IP address as text ("-" when unknown). */
 void fc_req_peer_ip(fc_req_t *req, char *out, size_t len);
 

@@ -222,6 +222,8 @@ int fc_hub_open(fc_hub_t *hub, const char *name, size_t len, unsigned flags, fc_
   }
 }
 
+bool fc_hub_loads(const fc_hub_t *hub) { return hub->opts.load != NULL; }
+
 fc_channel_t *fc_hub_channel(fc_hub_t *hub, const char *name, size_t len, bool create) {
   fc_channel_t *ch;
   fc_hub_open(hub, name, len, create ? FC_HUB_CREATE | FC_HUB_NOCAP : 0, &ch);

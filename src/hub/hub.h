@@ -149,6 +149,9 @@ enum {
  * such channel, without FC_HUB_CREATE), -EMFILE (max_channels are in memory:
  * nothing was created), -EIO (storage could not be read). Any thread. */
 int fc_hub_open(fc_hub_t *hub, const char *name, size_t len, unsigned flags, fc_channel_t **out);
+/* True when channels not in memory are read from storage (a load hook is
+ * set): only then may fc_hub_open block on storage. Any thread. */
+bool fc_hub_loads(const fc_hub_t *hub);
 /* fc_hub_open() for the server's own channels: with `create`, uncapped.
  * Returns a reference, or NULL on any error. */
 fc_channel_t *fc_hub_channel(fc_hub_t *hub, const char *name, size_t len, bool create);

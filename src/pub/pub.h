@@ -144,4 +144,18 @@ bool fc_pub_op_is_batch(const fc_pub_op_t *op);
 /* Events added so far (before submitting: what a rate limit counts). */
 size_t fc_pub_op_events(const fc_pub_op_t *op);
 
+/* Warming: reading a channel's stored tail into memory takes time in
+ * proportion to its retention (a second for 500,000 events), so a loop must
+ * not do it while its other clients wait. fc_pub_warm brings the channels it
+ * names into memory on libuv's thread pool, then calls `cb(ud)` on `loop`.
+ *
+ * Returns 0 when nothing needs reading (each channel is in memory, storage
+ * is not durable, or a name is invalid): `cb` is never called and the caller
+ * goes on at once. Returns 1 when `cb` will be called, once, after every read
+ * ended, well or not (the caller then opens the channels as usual and meets
+ * any error itself); until `cb` returns, each channel read stays in memory.
+ * Reads of one channel asked for on one loop at once are shared. Loop thread. */
+typedef void (*fc_pub_warm_cb)(void *ud);
+int fc_pub_warm(fc_hub_t *hub, fc_loop_t *loop, const char *const *names, size_t n, fc_pub_warm_cb cb, void *ud);
+
 #endif

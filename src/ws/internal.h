@@ -62,6 +62,10 @@ struct fc_ws_session {
   uint64_t rate_last_ms; /* loop time the tokens were last counted */
   ws_sub_t **subs;       /* subscriptions by channel name: subs_cap buckets (a power of 2) */
   size_t subs_cap, nsubs;
+  /* ops.c: while an op waits for its channel to be read from storage, the
+   * messages that follow wait too, in order (each: a size_t length, bytes). */
+  bool warming;
+  fc_buf_t held;
   fc_ws_session_t *prev, *next; /* in the loop's list */
   fc_ws_session_t *hnext;       /* in the registry */
 };

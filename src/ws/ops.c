@@ -9,6 +9,7 @@
 
 /* The longest piece of a client's text quoted in an error message (bytes). */
 #define QUOTE_MAX 40
+#define HELD_MAX (1u << 20) /* bytes of messages held behind a warming op */
 
 /* The length of `s` cut to at most `max` bytes on a character boundary (`s`
  * is UTF-8: a cut never leaves half a character). */
@@ -144,6 +145,29 @@ static bool publish_limited(fc_ws_session_t *s, size_t events, const char *ref) 
   return wait != 0;
 }
 
+static void hold(fc_ws_session_t *s, const char *p, size_t n);
+static void on_warmed(void *ud);
+
+/* The message being handled on this thread, and whether it runs again after
+ * its channel was read (warming() then lets it go on). */
+static _Thread_local struct {
+  const char *p;
+  size_t n;
+  bool rerun;
+} cur;
+
+/* True when the op in hand must wait for `channel` to be read from storage
+ * (fc_pub_warm): it is held, with every message after it, and runs again
+ * once the channel is in memory. Ops ask before any side effect. */
+static bool warming(fc_ws_session_t *s, const char *channel) {
+  if (cur.rerun || !s->stream) return false;
+  if (fc_pub_warm(s->ws->opts.hub, s->stream->loop, &channel, 1, on_warmed, s) != 1) return false;
+  s->warming = true;
+  fc_ws_session_ref(s);
+  hold(s, cur.p, cur.n);
+  return true;
+}
+
 static void op_subscribe(fc_ws_session_t *s, json_t *msg, const char *ref) {
   const char *name = json_string_value(json_object_get(msg, "channel"));
   bool valid = name && fc_channel_name_valid(name, strlen(name));
@@ -173,7 +197,7 @@ static void op_subscribe(fc_ws_session_t *s, json_t *msg, const char *ref) {
     }
     from.replay = json_integer_value(replay) > 1000000 ? 1000000 : (unsigned)json_integer_value(replay);
   }
-  if (valid && create_limited(s, name, ref)) return;
+  if (valid && (warming(s, name) || create_limited(s, name, ref))) return;
   fc_channel_t *ch = op_channel(s, msg, ref, true);
   if (ch) fc__ws_subscribe(s, ch, &from, ref);
   fc_channel_unref(ch); /* a subscription holds it now */
@@ -211,6 +235,7 @@ static void op_publish(fc_ws_session_t *s, json_t *msg, const char *ref) {
     fc_ws_error(s, ref, "forbidden", "the token may not publish to %s", cname);
     return;
   }
+  if (valid && warming(s, cname)) return;
   size_t rlen = ref ? strlen(ref) : 0;
   pending_ack_t *p = fc_xmalloc(sizeof *p + rlen + 1);
   p->session = s;
@@ -251,7 +276,9 @@ static void op_send(fc_ws_session_t *s, json_t *msg, const char *ref) {
   fc_ws_ack(s, ref, NULL);
 }
 
-void fc__ws_on_text(fc_ws_session_t *s, const char *p, size_t n) {
+static void handle(fc_ws_session_t *s, const char *p, size_t n) {
+  cur.p = p;
+  cur.n = n;
   json_error_t e;
   json_t *msg = json_loadb(p, n, 0, &e);
   const char *ref = json_string_value(json_object_get(msg, "ref"));
@@ -280,4 +307,44 @@ void fc__ws_on_text(fc_ws_session_t *s, const char *p, size_t n) {
     fc_ws_error(s, ref, "unknown_op", "unknown op '%.*s'", (int)utf8_prefix(op, QUOTE_MAX), op);
   }
   json_decref(msg);
+}
+
+/* Keeps a message for when the op before it has its channel. */
+static void hold(fc_ws_session_t *s, const char *p, size_t n) {
+  if (s->held.len + n > HELD_MAX) {
+    fc__ws_close(s, WSLAY_CODE_POLICY_VIOLATION, "too many messages while a channel is read from storage");
+    return;
+  }
+  fc_buf_append(&s->held, &n, sizeof n);
+  fc_buf_append(&s->held, p, n);
+}
+
+/* The channel an op waited for is in memory: that op runs again (now going
+ * on), then the messages held after it, until one waits in its turn. */
+static void on_warmed(void *ud) {
+  fc_ws_session_t *s = ud;
+  s->warming = false;
+  fc_buf_t q = s->held;
+  fc_buf_init(&s->held);
+  bool first = true;
+  for (size_t off = 0; off < q.len && !s->closing;) {
+    size_t n;
+    memcpy(&n, q.data + off, sizeof n);
+    const char *p = q.data + off + sizeof n;
+    off += sizeof n + n;
+    if (s->warming) {
+      hold(s, p, n);
+      continue;
+    }
+    cur.rerun = first;
+    handle(s, p, n);
+    cur.rerun = first = false;
+  }
+  fc_buf_dispose(&q);
+  fc_ws_session_unref(s);
+}
+
+void fc__ws_on_text(fc_ws_session_t *s, const char *p, size_t n) {
+  if (s->warming) hold(s, p, n);
+  else handle(s, p, n);
 }

@@ -329,6 +329,7 @@ void fc_ws_session_unref(fc_ws_session_t *s) {
   if (--s->refs > 0) return;
   if (s->user && s->user_free) s->user_free(s->user);
   if (s->ctx) wslay_event_context_free(s->ctx);
+  fc_buf_dispose(&s->held);
   free(s);
 }
 
