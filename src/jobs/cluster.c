@@ -75,6 +75,7 @@ void fc__cl_save(fc_jobs_t *j, const job_t *job) {
 
 typedef struct {
   fc_jobs_t *j;
+  bool swept; /* taken over from a node that never queued it */
   char id[40];
 } queued_t;
 
@@ -90,11 +91,23 @@ static void stop_unqueued(fc_jobs_t *j, const char *id) {
 static void on_pending_stored(fc_pub_op_t *op, void *ud) {
   queued_t *p = ud;
   fc_jobs_t *j = p->j;
-  int rc = fc_pub_op_status(op) == 0 ? fc_jobq_push(j->q, p->id) : -EIO;
-  if (rc < 0) fc_log(FC_LOG_WARN, "job not queued: Redis is unavailable", "job=%s", p->id);
+  int rc = fc_pub_op_status(op) == 0 ? fc_jobq_push(j->q, p->id, p->swept) : -EIO;
+  if (rc < 0) fc_log(FC_LOG_WARN, "job not queued yet: Redis is unavailable (a node queues it later)", "job=%s", p->id);
   else if (rc == 0) stop_unqueued(j, p->id);
-  else if (!j->stopping) fc__cl_pump(j);
+  else if (rc == 1 && !j->stopping) fc__cl_pump(j);
   free(p);
+}
+
+/* Publishes job `id`'s Pending status, then queues it (on_pending_stored). */
+static void queue_pending(fc_jobs_t *j, const char *id, int64_t wf, bool swept) {
+  job_t *job = fc__job_new(j, id, wf);
+  job->status = ST_PENDING;
+  queued_t *p = fc_xcalloc(1, sizeof *p);
+  p->j = j;
+  p->swept = swept;
+  snprintf(p->id, sizeof p->id, "%s", id);
+  fc__job_publish_status_then(job, on_pending_stored, p);
+  fc__job_free(job);
 }
 
 int fc__cl_start(fc_jobs_t *j, wf_t *w, const char *input, const char *starter, char id[40]) {
@@ -115,13 +128,7 @@ int fc__cl_start(fc_jobs_t *j, wf_t *w, const char *input, const char *starter, 
            fc_jobq_error(j->q));
     return -EIO;
   }
-  job_t *job = fc__job_new(j, id, w->id);
-  job->status = ST_PENDING;
-  queued_t *p = fc_xcalloc(1, sizeof *p);
-  p->j = j;
-  memcpy(p->id, id, 40);
-  fc__job_publish_status_then(job, on_pending_stored, p);
-  fc__job_free(job);
+  queue_pending(j, id, w->id, false);
   return 0;
 }
 
@@ -299,7 +306,9 @@ static void check_answers(fc_jobs_t *j) {
 
 /* ---- leases --------------------------------------------------------------- */
 
-/* Fails the jobs of lost nodes and publishes their final events. */
+/* Fails the jobs of lost nodes and publishes their final events; queues the
+ * jobs a node created and never queued (its Pending status again first:
+ * that node may have died before storing it). */
 static void sweep(fc_jobs_t *j) {
   fc_jobq_rows_t rows = {0};
   if (fc_jobq_sweep(j->q, fc_now_ms(), &rows) == 0) {
@@ -308,6 +317,14 @@ static void sweep(fc_jobs_t *j) {
       fc_log(FC_LOG_WARN, "job ended", "workflow=%lld job=%s status=Failed reason=\"%s\"", (long long)job->wf_id,
              job->id, job->reason ? job->reason : "");
       fc__job_publish_stale(job);
+    }
+  }
+  fc_jobq_rows_dispose(&rows);
+  if (fc_jobq_stranded(j->q, fc_now_ms() - (int64_t)lease_ms(j), &rows) == 0) {
+    for (size_t i = 0; i < rows.n; i++) {
+      fc_log(FC_LOG_WARN, "job queued by this node: the node that took it never queued it", "workflow=%lld job=%s",
+             (long long)rows.rows[i].wf, rows.rows[i].id);
+      queue_pending(j, rows.rows[i].id, rows.rows[i].wf, true);
     }
   }
   fc_jobq_rows_dispose(&rows);

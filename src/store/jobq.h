@@ -67,8 +67,15 @@ int fc_jobq_save(fc_jobq_t *q, const fc_jobq_row_t *row, bool final);
  * queue until fc_jobq_push. */
 int fc_jobq_create(fc_jobq_t *q, const fc_jobq_row_t *row, unsigned max_queued);
 /* Appends job `id` to the queue: 1; 0 when fc_jobq_unqueue came first (the
- * job is to end Stopped, by the caller); -ENOTCONN or -EIO. */
-int fc_jobq_push(fc_jobq_t *q, const char *id);
+ * job is to end Stopped, by the caller); 2 when fc_jobq_stranded took the
+ * job over meanwhile (nothing to do); -ENOTCONN or -EIO. `swept`: the caller
+ * got the job from fc_jobq_stranded. */
+int fc_jobq_push(fc_jobq_t *q, const char *id, bool swept);
+/* Takes over the Pending jobs created before `before_ms` and never queued
+ * (their node died, or lost Redis, between fc_jobq_create and fc_jobq_push):
+ * reads their records into `out` for the caller to queue (fc_jobq_push with
+ * `swept`). Exactly one caller gets each job. 0 or an error. */
+int fc_jobq_stranded(fc_jobq_t *q, int64_t before_ms, fc_jobq_rows_t *out);
 /* Takes the oldest queued job whose workflow is below its maxConcurrent in
  * the cluster, for `node`: fills `id` and returns 1; 0 when none can run;
  * -ENOTCONN or -EIO. Exactly one node gets each job. */

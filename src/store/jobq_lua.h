@@ -37,7 +37,9 @@
   "if cap > 0 and redis.call('LLEN', 'fc:jobq') >= cap then return 0 end\n"                                            \
   "local k = 'fc:job:' .. id\n"                                                                                        \
   "redis.call('HSET', k, unpack(ARGV, 4))\n"                                                                           \
-  "index(id, wf, redis.call('HGET', k, 'created') or 0)\n"                                                             \
+  "local created = redis.call('HGET', k, 'created') or 0\n"                                                            \
+  "index(id, wf, created)\n"                                                                                           \
+  "redis.call('ZADD', 'fc:unq', created, id)\n"                                                                        \
   "return 1\n"
 
 /* ARGV: node. The oldest queued job whose workflow has room, or false.
@@ -62,11 +64,32 @@
   "end\n"                                                                                                              \
   "return false\n"
 
-/* ARGV: id. 1: queued; 0: a stop came first (the job's "cancel" field). */
+/* ARGV: id, swept (0|1: the caller took it from JOBQ_LUA_STRANDED). 1:
+ * queued; 0: a stop came first (the job's "cancel" field); 2: a sweep took
+ * the job over (it queues it). */
 #define JOBQ_LUA_PUSH                                                                                                  \
-  "if redis.call('HGET', 'fc:job:' .. ARGV[1], 'cancel') then return 0 end\n"                                          \
+  "local k = 'fc:job:' .. ARGV[1]\n"                                                                                   \
+  "if redis.call('ZREM', 'fc:unq', ARGV[1]) == 0 and ARGV[2] ~= '1' and redis.call('HGET', k, 'swept') then\n"         \
+  "  return 2\n"                                                                                                       \
+  "end\n"                                                                                                              \
+  "if redis.call('HGET', k, 'cancel') then return 0 end\n"                                                             \
   "redis.call('RPUSH', 'fc:jobq', ARGV[1])\n"                                                                          \
   "return 1\n"
+
+/* ARGV: before (ms). Takes over at most 64 Pending jobs created before it
+ * and never queued (their node died or lost Redis in between): marks them
+ * "swept" and returns their ids. */
+#define JOBQ_LUA_STRANDED                                                                                              \
+  "local out = {}\n"                                                                                                   \
+  "for _, id in ipairs(redis.call('ZRANGEBYSCORE', 'fc:unq', '-inf', ARGV[1], 'LIMIT', 0, 64)) do\n"                   \
+  "  redis.call('ZREM', 'fc:unq', id)\n"                                                                               \
+  "  local k = 'fc:job:' .. id\n"                                                                                      \
+  "  if redis.call('HGET', k, 'status') == 'Pending' then\n"                                                           \
+  "    redis.call('HSET', k, 'swept', '1')\n"                                                                          \
+  "    out[#out + 1] = id\n"                                                                                           \
+  "  end\n"                                                                                                            \
+  "end\n"                                                                                                              \
+  "return out\n"
 
 /* ARGV: id. 1: taken out of the queue; 2: not queued yet, marked so that
  * it never is; 0: claimed by a node. */

@@ -158,7 +158,12 @@ static int script1(fc_jobq_t *q, const char *lua, const char *v) {
   return (int)integer(script(q, lua, &a, &rc), rc);
 }
 
-int fc_jobq_push(fc_jobq_t *q, const char *id) { return script1(q, JOBQ_LUA_PUSH, id); }
+int fc_jobq_push(fc_jobq_t *q, const char *id, bool swept) {
+  args_t a = {.n = 0};
+  arg(&a, id), arg(&a, swept ? "1" : "0");
+  int rc = 0;
+  return (int)integer(script(q, JOBQ_LUA_PUSH, &a, &rc), rc);
+}
 
 int fc_jobq_claim(fc_jobq_t *q, const char *node, char id[40]) {
   args_t a = {.n = 0};
@@ -279,11 +284,12 @@ int fc_jobq_leave(fc_jobq_t *q, const char *node) {
   return rc < 0 ? rc : 0;
 }
 
-int fc_jobq_sweep(fc_jobq_t *q, int64_t now_ms, fc_jobq_rows_t *out) {
+/* Runs a script taking a time and answering job ids; reads those records. */
+static int rows_of_script(fc_jobq_t *q, const char *lua, int64_t ms, fc_jobq_rows_t *out) {
   args_t a = {.n = 0};
-  arg_i(&a, now_ms);
+  arg_i(&a, ms);
   int rc = 0;
-  redisReply *r = script(q, JOBQ_LUA_SWEEP, &a, &rc);
+  redisReply *r = script(q, lua, &a, &rc);
   if (!r) return rc;
   const char **ids = fc_xcalloc(r->elements + 1, sizeof *ids);
   size_t n = r->type == REDIS_REPLY_ARRAY ? strings(r, 0, ids, r->elements) : 0;
@@ -291,6 +297,14 @@ int fc_jobq_sweep(fc_jobq_t *q, int64_t now_ms, fc_jobq_rows_t *out) {
   free(ids);
   freeReplyObject(r);
   return rc;
+}
+
+int fc_jobq_sweep(fc_jobq_t *q, int64_t now_ms, fc_jobq_rows_t *out) {
+  return rows_of_script(q, JOBQ_LUA_SWEEP, now_ms, out);
+}
+
+int fc_jobq_stranded(fc_jobq_t *q, int64_t before_ms, fc_jobq_rows_t *out) {
+  return rows_of_script(q, JOBQ_LUA_STRANDED, before_ms, out);
 }
 
 /* Leaves `note` for `node`, or ("") every live node but `self`. */

@@ -336,3 +336,41 @@ test('a node that stops cleanly fails its running jobs at once, and Redis away g
   assertJsonError(await request(`${staying.url}/api/v1/jobs?w=44`), 503, 'storage_unavailable');
   assertJsonError(await request(`${staying.url}/api/v1/job?w=44&i=${id}`), 503, 'storage_unavailable');
 });
+
+test('a job whose node died before queueing it is queued by another node; one stopped meanwhile ends Stopped', TO, async (t) => {
+  const later = teardown(t);
+  const r = await startRedis();
+  later(() => r.stop());
+  const out = runsFile(later, 'flowcast-stranded-');
+  const dir = workflows(later, {
+    'stranded.json': { id: 45, name: 'stranded', tasks: [{ type: 'exec', command: ['sh', '-c', `echo "$FLOWCAST_JOB_ID" >> ${out}`] }] },
+  });
+  // What a node leaves when it dies between saving a new job's record and
+  // queueing it (fc_jobq_create, then nothing): a Pending record, listed, not queued.
+  const strand = async (id, extra = []) => {
+    const created = Date.now() - 5000;
+    await r.command('HSET', `fc:job:${id}`, 'wf', '45', 'status', 'Pending', 'reason', '', 'input', '', 'starter', 'admin',
+      'name', 'stranded', 'desc', '', 'created', String(created), 'started', '0', 'ended', '0', 'final', '0', 'task', '0', ...extra);
+    await r.command('ZADD', 'fc:jobs:45', String(created), id);
+    await r.command('ZADD', 'fc:unq', String(created), id);
+  };
+  const runId = '11111111-2222-4333-8444-555555555555';
+  const stopId = '66666666-7777-4888-9999-aaaaaaaaaaaa';
+  await strand(runId);
+  await strand(stopId, ['cancel', '1']); // a stop reached it before the dead node queued it
+  const ns = await nodes(later, r, dir, 2, { extraArgs: ['--job-lease', '3'] });
+  await waitStatus(ns[1], 45, runId, 'Done');
+  await waitStatus(ns[0], 45, stopId, 'Stopped');
+  assert.deepEqual(lines(out), [runId], 'the stranded job ran once, the stopped one never');
+  assert.equal(Number(await r.command('ZCARD', 'fc:unq')), 0);
+  // Its stream tells the whole story from Pending, and a job started now is not taken over.
+  const s = await openSSE(`${ns[0].url}/api/v1/sse/45/${runId}`, { headers: { 'last-event-id': '0' } });
+  later(() => s.close());
+  await s.waitFor((x) => x.events.some((e) => !e.event || e.event === 'message'), T(5000), 'the final event');
+  const statuses = s.events.filter((e) => e.event === 'status').map((e) => JSON.parse(e.data).status);
+  assert.equal(statuses[0], 'Pending', JSON.stringify(statuses));
+  const fresh = await start(ns[1], 45);
+  await waitStatus(ns[0], 45, fresh, 'Done');
+  await sleep(T(3000)); // a sweep (every lease/3) has looked at it by now
+  assert.deepEqual(lines(out).sort(), [runId, fresh].sort(), 'each job ran exactly once');
+});
