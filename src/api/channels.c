@@ -59,10 +59,13 @@ static void on_warmed(void *ud) {
 }
 
 /* True when the request must wait for channels `names` to be read from
- * storage: its handler then runs again (and goes on) once they are. A
- * handler asks before any side effect, so that running again is harmless. */
+ * storage: its handler then runs again (and goes on) once they are, and the
+ * requests behind it on its connection wait for its answer. A handler asks
+ * before any side effect, so that running again is harmless. */
 static bool warming(fc_req_t *req, const char *const *names, size_t n) {
-  return !warmed_rerun && fc_pub_warm(fc_app_of(req)->hub, req->loop, names, n, on_warmed, req) == 1;
+  if (warmed_rerun || fc_pub_warm(fc_app_of(req)->hub, req->loop, names, n, on_warmed, req) != 1) return false;
+  fc_req_serial(req); /* a pipelined publish behind it must not take an id before it */
+  return true;
 }
 
 /* warming() for the route's channel. */

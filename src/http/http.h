@@ -109,6 +109,11 @@ char *fc_req_strndup(fc_req_t *req, const char *s, size_t n);
  * may still answer it: that only frees it). */
 bool fc_req_gone(const fc_req_t *req);
 
+/* The requests that follow this one on its connection wait for its answer,
+ * though its route overlaps: for a handler that will run again later, so that
+ * what it does keeps its place in the order of requests. */
+void fc_req_serial(fc_req_t *req);
+
 /* The peer's IP address as text ("-" when unknown). */
 void fc_req_peer_ip(fc_req_t *req, char *out, size_t len);
 

@@ -38,6 +38,7 @@ typedef struct fc__req {
   struct fc__answer *slot; /* its place in the connection's answer queue, if any */
   bool keep_alive;
   bool answered;
+  bool serial;      /* what follows waits for its answer, whatever its route (fc_req_serial) */
   unsigned allowed; /* methods of every route whose path matches (for 405) */
   uint64_t start_ms;
   int status; /* for the log */

@@ -109,6 +109,8 @@ void fc__req_free(fc_req_t *req) {
 
 bool fc_req_gone(const fc_req_t *req) { return fc__req((fc_req_t *)req)->hc == NULL; }
 
+void fc_req_serial(fc_req_t *req) { fc__req(req)->serial = true; }
+
 void fc_req_peer_ip(fc_req_t *req, char *out, size_t len) {
   fc__req_t *q = fc__req(req);
   snprintf(out, len, "-");
