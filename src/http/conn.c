@@ -223,8 +223,7 @@ static fc__answer_t *owe(fc_http_conn_t *hc, fc_req_t *r) {
 static void handle(fc_http_conn_t *hc, fc_req_t *r) {
   fc__http_dispatch(r);
   r = hc->req; /* NULL once answered or streaming */
-  if (r && hc->state == HC_HANDLING && r->route && r->route->overlap && fc__req(r)->keep_alive &&
-      !fc__req(r)->serial) {
+  if (r && hc->state == HC_HANDLING && r->route && r->route->overlap && fc__req(r)->keep_alive && !fc__req(r)->serial) {
     owe(hc, r);
     hc->req = NULL;
   }
