@@ -346,6 +346,10 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *fr, void *
   q->keep_alive = true;
   s->req = r;
   nghttp2_session_set_stream_user_data(ng, s->id, s);
+  if (s->id == INT32_MAX && !h->goaway) { /* no id is left: the client must reconnect, say so */
+    h->goaway = true;
+    nghttp2_submit_goaway(ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR, NULL, 0);
+  }
   return 0;
 }
 
