@@ -40,9 +40,11 @@ struct fc__h2s {
   size_t url_off, url_len, head_bytes;
   int err_status; /* the request is refused with this once its head is in */
   bool has_url, dispatched;
-  bool eof;      /* END_STREAM after the queue */
-  bool deferred; /* the data source waits for data: resume on the next */
-  bool reset;    /* RST_STREAM submitted */
+  bool eof;           /* END_STREAM after the queue */
+  bool data_on;       /* nghttp2 holds a DATA source of the stream (an outbound item) */
+  bool data_ending;   /* that source gave its last bytes without END_STREAM: it ends once they are sent */
+  uint32_t opened_ms; /* loop time it opened (truncated), to tell a rapid reset */
+  bool reset;         /* RST_STREAM submitted */
 };
 
 struct fc__h2 {
@@ -56,6 +58,7 @@ struct fc__h2 {
   bool goaway;       /* shutdown: close once the last stream ends */
   bool ping_out;     /* a keepalive PING waits for its ACK */
   const char *abuse; /* a flood seen while receiving: the connection ends */
+  bool resubmit;     /* a stream's DATA source ended with data or its end still to send */
   uint64_t last_recv_ms, last_active_ms, window_ms;
   unsigned resets, settings, pings; /* in the current second */
 };
@@ -142,11 +145,12 @@ static ssize_t read_data(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
   free(s->q); /* an idle stream holds no ring */
   s->q = NULL;
   s->qcap = s->qhead = 0;
-  if (s->eof) {
-    *flags |= NGHTTP2_DATA_FLAG_EOF;
-  } else if (n == 0) {
-    s->deferred = true;
-    return NGHTTP2_ERR_DEFERRED;
+  /* The queue is empty: the source ends (nghttp2 frees its item) and the
+   * next frame queued submits a new one, so an idle stream holds none. */
+  *flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (!s->eof) {
+    *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    s->data_ending = true;
   }
   if (n && s->stream && s->stream->h->on_drained) s->stream->h->on_drained(s->stream);
   return (ssize_t)n;
@@ -178,9 +182,23 @@ static size_t head_fields(char *p, size_t len, nghttp2_nv *nv, size_t max) {
   return n;
 }
 
-/* Submits the stream's HEADERS (and a DATA source pulling from its queue
- * when `data`). */
-static int submit_head(fc__h2s_t *s, int status, const fc_buf_t *head, const char *length, bool data) {
+/* Gives nghttp2 a DATA source pulling from the stream's queue, when it has
+ * none. */
+static void want_data(fc__h2s_t *s) {
+  if (s->data_on || s->reset) return;
+  nghttp2_data_provider prov = {.source.ptr = s, .read_callback = read_data};
+  int rc = nghttp2_submit_data(s->h->ng, NGHTTP2_FLAG_END_STREAM, s->id, &prov);
+  if (rc == 0) s->data_on = true;
+  else if (rc == NGHTTP2_ERR_DATA_EXIST) s->h->resubmit = true; /* the last one is not let go yet */
+  schedule(s->h);
+}
+
+enum { HEAD_ONLY, HEAD_END, HEAD_DATA }; /* a stream's head; an answer without, or with, a body */
+
+/* Submits the stream's HEADERS: `how` says whether the stream ends with them,
+ * goes on with a DATA source pulling from its queue, or stays open (a
+ * transport's stream, whose DATA sources come as it queues frames). */
+static int submit_head(fc__h2s_t *s, int status, const fc_buf_t *head, const char *length, int how) {
   char st[8];
   snprintf(st, sizeof st, "%d", status);
   char *lines = fc_xstrndup(head->data ? head->data : "", head->len);
@@ -190,7 +208,13 @@ static int submit_head(fc__h2s_t *s, int status, const fc_buf_t *head, const cha
   n += head_fields(lines, head->len, nv + n, ANSWER_FIELDS);
   if (length) nv[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)length, 14, strlen(length), 0};
   nghttp2_data_provider prov = {.source.ptr = s, .read_callback = read_data};
-  int rc = nghttp2_submit_response(s->h->ng, s->id, nv, n, data ? &prov : NULL);
+  int rc;
+  if (how == HEAD_ONLY) {
+    rc = nghttp2_submit_headers(s->h->ng, NGHTTP2_FLAG_NONE, s->id, NULL, nv, n, NULL);
+  } else {
+    rc = nghttp2_submit_response(s->h->ng, s->id, nv, n, how == HEAD_DATA ? &prov : NULL);
+    s->data_on = how == HEAD_DATA;
+  }
   free(lines);
   schedule(s->h);
   return rc;
@@ -222,7 +246,8 @@ void fc__h2_answer(fc_req_t *req, int status, const fc_buf_t *head, const void *
   }
   s->eof = true;
   q->out_bytes = head->len + len;
-  if (submit_head(s, status, head, has_length ? length : NULL, len > 0) != 0) fc__h2s_close(s, false);
+  if (submit_head(s, status, head, has_length ? length : NULL, len ? HEAD_DATA : HEAD_END) != 0)
+    fc__h2s_close(s, false);
   s->req = NULL;
   fc__http_answer(NULL, req, NULL, false); /* the log line, and the request is freed */
 }
@@ -247,7 +272,7 @@ fc_stream_t *fc__h2_stream(fc_req_t *req, int status, const fc_buf_t *head, cons
   s->stream = st;
   s->req = NULL;
   fc__req_free(req);
-  if (submit_head(s, status == 101 ? 400 : status, head, NULL, true) != 0) fc__h2s_close(s, false);
+  if (submit_head(s, status == 101 ? 400 : status, head, NULL, HEAD_ONLY) != 0) fc__h2s_close(s, false);
   return st;
 }
 
@@ -256,11 +281,7 @@ int fc__h2s_send(fc__h2s_t *s, fc_frame_t *f, bool bounded) {
   if (bounded && s->bound && s->queued + f->len > s->bound) return -ENOBUFS;
   if (!f->len) return 0;
   push(s, f);
-  if (s->deferred) {
-    s->deferred = false;
-    nghttp2_session_resume_data(s->h->ng, s->id);
-  }
-  schedule(s->h);
+  want_data(s);
   return 0;
 }
 
@@ -272,10 +293,7 @@ void fc__h2s_close(fc__h2s_t *s, bool flush_first) {
   if (s->reset || (s->eof && flush_first)) return;
   if (flush_first) {
     s->eof = true;
-    if (s->deferred) {
-      s->deferred = false;
-      nghttp2_session_resume_data(s->h->ng, s->id);
-    }
+    want_data(s);
   } else {
     s->reset = true;
     queue_clear(s); /* what it held is freed now, not when the peer reads */
@@ -296,7 +314,14 @@ static void flush(fc__h2_t *h) {
   while (fc_conn_queued(c) + out.len < CONN_HIGH) {
     const uint8_t *d;
     n = nghttp2_session_mem_send(h->ng, &d);
-    if (n <= 0) break;
+    if (n < 0) break;
+    if (n == 0 && !h->resubmit) break;
+    if (n == 0) { /* DATA sources that ended while more was queued: new ones */
+      h->resubmit = false;
+      for (fc__h2s_t *s = h->streams; s; s = s->next)
+        if (s->stream && !s->data_on && (s->qlen || s->eof)) want_data(s);
+      continue;
+    }
     fc_buf_append(&out, d, (size_t)n);
   }
   h->depth--;
@@ -331,6 +356,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *fr, void *
   fc__h2s_t *s = fc_xcalloc(1, sizeof *s);
   s->h = h;
   s->id = fr->hd.stream_id;
+  s->opened_ms = (uint32_t)now_of(h);
   s->next = h->streams;
   if (s->next) s->next->prev = s;
   h->streams = s;
@@ -481,7 +507,9 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *fr, void *ud)
   h->last_recv_ms = h->last_active_ms = now_of(h);
   fc__h2s_t *s = fr->hd.stream_id ? stream_of(h, fr->hd.stream_id) : NULL;
   switch (fr->hd.type) {
-    case NGHTTP2_RST_STREAM: return count(h, &h->resets, RESETS_PER_S, "rapid reset");
+    case NGHTTP2_RST_STREAM: /* a stream reset within a second of its opening: the rapid-reset pattern */
+      if (s && (uint32_t)h->last_recv_ms - s->opened_ms >= 1000) return 0;
+      return count(h, &h->resets, RESETS_PER_S, "rapid reset");
     case NGHTTP2_SETTINGS:
       return fr->hd.flags & NGHTTP2_FLAG_ACK ? 0 : count(h, &h->settings, SETTINGS_PER_S, "SETTINGS flood");
     case NGHTTP2_PING:
@@ -505,6 +533,19 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *fr, void *ud)
   return 0;
 }
 
+/* The last frame of a DATA source that ended without END_STREAM is out: the
+ * stream has no source now. */
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *fr, void *ud) {
+  (void)ng;
+  fc__h2_t *h = ud;
+  fc__h2s_t *s = fr->hd.type == NGHTTP2_DATA ? stream_of(h, fr->hd.stream_id) : NULL;
+  if (!s || !s->data_ending) return 0;
+  s->data_ending = false;
+  s->data_on = false;
+  if (s->qlen || s->eof) h->resubmit = true;
+  return 0;
+}
+
 static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t err, void *ud) {
   (void)err;
   fc__h2s_t *s = stream_of(ud, id);
@@ -522,6 +563,7 @@ static nghttp2_session_callbacks *callbacks_new(void) {
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
   return cbs;
 }
 
