@@ -639,9 +639,24 @@ void fc__h2_on_data(fc_http_conn_t *hc, const char *p, size_t n) {
 
 void fc__h2_drained(fc_http_conn_t *hc) { schedule(hc->h2); }
 
+/* Requests still arriving past the head and body timeouts are reset: a
+ * stream that never ends its request holds a request object. */
+static void expire_requests(fc__h2_t *h, uint64_t now) {
+  const fc_http_opts_t *o = &h->hc->http->opts;
+  uint32_t limit = o->header_timeout_ms + o->body_timeout_ms;
+  for (fc__h2s_t *s = h->streams; s; s = s->next) {
+    if (!s->req || s->dispatched || s->reset || (uint32_t)now - s->opened_ms <= limit) continue;
+    fc_http_stats.timeouts_total++;
+    fc__req_free(s->req);
+    s->req = NULL;
+    fc__h2s_close(s, false);
+  }
+}
+
 void fc__h2_tick(fc_http_conn_t *hc, uint64_t now) {
   fc__h2_t *h = hc->h2;
   unsigned idle = hc->http->opts.idle_timeout_ms;
+  expire_requests(h, now);
   if (h->nstreams == 0 && now - h->last_active_ms > idle) { /* nothing open: goodbye */
     h->goaway = true;
     nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->ng), NGHTTP2_NO_ERROR,

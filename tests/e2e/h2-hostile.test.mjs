@@ -116,7 +116,8 @@ const goawayCode = (f) => f.payload.readUInt32BE(4);
 describe('hostile HTTP/2 clients', () => {
   let srv;
   before(async () => {
-    srv = await startServer({ extraArgs: ['--h2c', '--h2-max-streams', '50'], queueBytes: '64k' });
+    srv = await startServer({ extraArgs: ['--h2c', '--h2-max-streams', '50', '--body-timeout', '1'], headerTimeout: 1,
+      queueBytes: '64k' });
   }, TO);
   after(async () => {
     if (srv) await srv.stop();
@@ -207,6 +208,15 @@ describe('hostile HTTP/2 clients', () => {
     await c.until((x) => x.frames.some((f) => f.type === DATA && f.id === last), 'the answer on the last id');
     await offenderGone(c, 0);
     assert.ok(!c.frames.some((f) => f.id === 5), 'a lower id after the last is not served');
+  });
+
+  test('a request that never ends is reset after the head and body timeouts', TO, async () => {
+    const c = h2raw(srv.port);
+    c.send(frame(HEADERS, END_HEADERS, 1, head('/api/v1/channels/slow/events', 'POST')), frame(DATA, 0, 1, Buffer.from('{')));
+    await c.until((x) => x.frames.some((f) => f.type === RST && f.id === 1), 'RST_STREAM of the unfinished request');
+    c.send(frame(HEADERS, END_STREAM | END_HEADERS, 3, head('/healthz')));
+    await c.until((x) => x.frames.some((f) => f.type === DATA && f.id === 3), 'the connection still serves');
+    c.sock.destroy();
   });
 
   test('--h2-max-streams: a stream past the cap is refused, the others are served', TO, async () => {
