@@ -133,6 +133,8 @@ void fc__h2_free(fc_http_conn_t *hc);
 void fc__h2_answer(fc_req_t *req, int status, const fc_buf_t *head, const void *body, size_t len, bool has_length);
 /* Answers with a stream's head and hands the stream to `h` (fc_http_stream). */
 fc_stream_t *fc__h2_stream(fc_req_t *req, int status, const fc_buf_t *head, const fc_stream_handler_t *h, void *ud);
+/* An HTTP/2 stream's side of fc_stream_send, fc_stream_queued, the bound and
+ * fc_stream_close (which resets it when not flushing). Loop thread. */
 int fc__h2s_send(fc__h2s_t *s, fc_frame_t *f, bool bounded);
 size_t fc__h2s_queued(const fc__h2s_t *s);
 void fc__h2s_set_bound(fc__h2s_t *s, size_t bytes);

@@ -144,6 +144,7 @@ describe('hostile HTTP/2 clients', () => {
     c.send(...bufs);
     await offenderGone(c, ENHANCE_YOUR_CALM);
     await eventually(async () => (await metrics(srv.url)).get('flowcast_subscribers') === 0, T(5000), 'no subscriber left');
+    assert.ok((await metrics(srv.url)).get('flowcast_http2_abuse_goaways_total') >= 1);
   });
 
   test('CONTINUATION flood: endless header block is cut off with GOAWAY', TO, async () => {
