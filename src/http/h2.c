@@ -311,13 +311,15 @@ static void flush(fc__h2_t *h) {
   fc_buf_init(&out);
   h->depth++;
   ssize_t n = 0;
+  bool resubmitted = false;
   while (fc_conn_queued(c) + out.len < CONN_HIGH) {
     const uint8_t *d;
     n = nghttp2_session_mem_send(h->ng, &d);
     if (n < 0) break;
-    if (n == 0 && !h->resubmit) break;
-    if (n == 0) { /* DATA sources that ended while more was queued: new ones */
+    if (n == 0 && (!h->resubmit || resubmitted)) break;
+    if (n == 0) { /* DATA sources that ended while more was queued: new ones (once a flush) */
       h->resubmit = false;
+      resubmitted = true;
       for (fc__h2s_t *s = h->streams; s; s = s->next)
         if (s->stream && !s->data_on && (s->qlen || s->eof)) want_data(s);
       continue;
