@@ -8,9 +8,10 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http2 from 'node:http2';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { T, startServer, request, metrics, eventually, publishOk } from './lib/server.mjs';
+import { T, startServer, request, metrics, eventually, publishOk, sleep } from './lib/server.mjs';
 import { makeCerts } from './lib/certs.mjs';
 
 const TO = { timeout: T(90000) };
@@ -83,6 +84,34 @@ describe('h2c (--h2c, prior knowledge) on the plain port', () => {
     const h1 = await request(`${srv.url}/api/v1/channels/h2c-a/events`);
     assert.equal(h1.status, 200);
     assert.equal(JSON.parse(h1.text).length, 1);
+  });
+
+  test('the first bytes split across reads: HTTP/1.1 and the preface both recognised', TO, async () => {
+    const talk = (parts) =>
+      new Promise((resolve, reject) => {
+        const sock = net.connect(srv.port, '127.0.0.1');
+        let got = Buffer.alloc(0);
+        sock.on('data', (d) => {
+          got = Buffer.concat([got, d]);
+          if (got.length >= 9) {
+            sock.destroy();
+            resolve(got);
+          }
+        });
+        sock.on('error', reject);
+        sock.on('connect', async () => {
+          for (const p of parts) {
+            sock.write(p);
+            await sleep(50);
+          }
+        });
+      });
+    const h1 = await talk(['GE', 'T /healthz HTTP/1.1\r\nHost: x\r\n\r\n']);
+    assert.match(h1.toString(), /^HTTP\/1\.1 200/);
+    const pri = await talk(['PRI * HT', 'TP/2.0\r\n\r\nSM\r\n\r\n', Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]);
+    assert.equal(pri[3], 4, 'the server speaks first with SETTINGS');
+    const notPri = await talk(['PRI * HTTP/1.1\r\nHost: x\r\n\r\n']);
+    assert.match(notPri.toString(), /^HTTP\/1\.1 [45]\d\d/);
   });
 
   test('limits hold over HTTP/2: a body past --max-body gets 413', TO, async () => {
