@@ -391,6 +391,10 @@ static int keep_field(fc__h2s_t *s, const uint8_t *name, size_t nlen, const uint
       r->method_name = fc_req_strndup(r, (const char *)value, vlen);
       r->method = method_bit(r->method_name);
     } else if (nlen == 5 && memcmp(name, ":path", 5) == 0) {
+      if (vlen > r->http->opts.max_url_bytes) {
+        s->err_status = 414;
+        return 0;
+      }
       s->url_off = q->raw.len;
       s->url_len = vlen;
       s->has_url = true;
@@ -450,13 +454,16 @@ static void head_done(fc__h2s_t *s) {
     s->err_status = 413;
 }
 
+/* Answers a request refused by a limit, with HTTP/1.1's codes and messages. */
 static void refuse(fc__h2s_t *s) {
   fc_req_t *r = s->req;
-  size_t max = s->err_status == 413 ? r->http->opts.max_body_bytes : r->http->opts.max_header_bytes;
+  const fc_http_opts_t *o = &r->http->opts;
   s->dispatched = true;
   if (s->has_url) fc_http_parse_target(r); /* for the log line */
-  if (s->err_status == 413) fc_http_error(r, 413, "body_too_large", "body larger than %zu bytes", max);
-  else fc_http_error(r, 431, "headers_too_large", "request head larger than %zu bytes", max);
+  if (s->err_status == 413) fc_http_error(r, 413, "body_too_large", "body larger than %zu bytes", o->max_body_bytes);
+  else if (s->err_status == 414)
+    fc_http_error(r, 414, "uri_too_long", "request target longer than %zu bytes", o->max_url_bytes);
+  else fc_http_error(r, 431, "headers_too_large", "request head larger than %zu bytes", o->max_header_bytes);
 }
 
 /* The whole request is in: route and handle it as HTTP/1.1 does. */

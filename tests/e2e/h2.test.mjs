@@ -114,13 +114,20 @@ describe('h2c (--h2c, prior knowledge) on the plain port', () => {
     assert.match(notPri.toString(), /^HTTP\/1\.1 [45]\d\d/);
   });
 
-  test('limits hold over HTTP/2: a body past --max-body gets 413', TO, async () => {
+  test('limits hold over HTTP/2: 413 for a body past --max-body, 414 for a long target, 431 for a large head', TO, async () => {
     const file = path.join(srv.dataDir, 'big.txt');
     fs.writeFileSync(file, 'x'.repeat(2 * 1024 * 1024));
     const r = curl(['-v', '--http2-prior-knowledge', '-H', 'content-type: text/plain', '--data-binary', `@${file}`,
       `${srv.url}/api/v1/channels/h2c-big/events`]);
     assert.match(r.stderr, /< HTTP\/2 413/);
     assert.equal(JSON.parse(r.stdout).error.code, 'body_too_large');
+    const long = curl(['-v', '--http2-prior-knowledge', `${srv.url}/api/v1/channels/${'a'.repeat(9000)}/events`]);
+    assert.match(long.stderr, /< HTTP\/2 414/);
+    assert.equal(JSON.parse(long.stdout).error.code, 'uri_too_long');
+    const heavy = curl(['-v', '--http2-prior-knowledge', '-H', `x-big: ${'h'.repeat(15000)}`, '-H',
+      `x-big2: ${'h'.repeat(3000)}`, `${srv.url}/healthz`]);
+    assert.match(heavy.stderr, /< HTTP\/2 431/);
+    assert.equal(JSON.parse(heavy.stdout).error.code, 'headers_too_large');
   });
 
   test('200 SSE streams on one connection (nghttp) all get the event', TO, async () => {
