@@ -29,22 +29,22 @@
 struct fc__h2s {
   fc__h2_t *h;
   fc__h2s_t *prev, *next; /* in h->streams */
-  int32_t id;
-  fc_req_t *req;       /* being received, or handled (dispatched); NULL once answered */
-  fc_stream_t *stream; /* once a transport's (fc_http_stream) */
-  fc_frame_t **q;      /* ring of frames to send, oldest first; NULL when empty */
+  fc_req_t *req;          /* being received, or handled (dispatched); NULL once answered */
+  fc_stream_t *stream;    /* once a transport's (fc_http_stream) */
+  fc_frame_t **q;         /* ring of frames to send, oldest first; NULL when empty */
+  size_t queued;          /* bytes in q not yet handed to nghttp2 */
+  size_t bound;           /* fc__h2s_send refuses past this (0: none) */
+  uint64_t sent;          /* DATA bytes handed to nghttp2 */
   uint32_t qhead, qlen, qcap, qoff;
-  size_t queued; /* bytes in q not yet handed to nghttp2 */
-  size_t bound;  /* fc__h2s_send refuses past this (0: none) */
-  uint64_t sent; /* DATA bytes handed to nghttp2 */
-  size_t url_off, url_len, head_bytes;
-  int err_status; /* the request is refused with this once its head is in */
+  int32_t id;
+  uint32_t opened_ms;                    /* loop time it opened (truncated), to tell a rapid reset */
+  uint32_t url_off, url_len, head_bytes; /* while the request's head arrives (bounded by its limits) */
+  int16_t err_status;                    /* the request is refused with this once its head is in */
   bool has_url, dispatched;
-  bool eof;           /* END_STREAM after the queue */
-  bool data_on;       /* nghttp2 holds a DATA source of the stream (an outbound item) */
-  bool data_ending;   /* that source gave its last bytes without END_STREAM: it ends once they are sent */
-  uint32_t opened_ms; /* loop time it opened (truncated), to tell a rapid reset */
-  bool reset;         /* RST_STREAM submitted */
+  bool eof;         /* END_STREAM after the queue */
+  bool data_on;     /* nghttp2 holds a DATA source of the stream (an outbound item) */
+  bool data_ending; /* that source gave its last bytes without END_STREAM: it ends once they are sent */
+  bool reset;       /* RST_STREAM submitted */
 };
 
 struct fc__h2 {
@@ -395,8 +395,8 @@ static int keep_field(fc__h2s_t *s, const uint8_t *name, size_t nlen, const uint
         s->err_status = 414;
         return 0;
       }
-      s->url_off = q->raw.len;
-      s->url_len = vlen;
+      s->url_off = (uint32_t)q->raw.len;
+      s->url_len = (uint32_t)vlen;
       s->has_url = true;
       fc_buf_append(&q->raw, value, vlen);
     } else if (nlen == 10 && memcmp(name, ":authority", 10) == 0) {
@@ -425,7 +425,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *fr, const uint8_t
   fc__h2s_t *s = stream_of(h, fr->hd.stream_id);
   if (!s) return 0;
   size_t max = h->hc->http->opts.max_header_bytes;
-  s->head_bytes += nlen + vlen + 32; /* as SETTINGS_MAX_HEADER_LIST_SIZE counts */
+  s->head_bytes += (uint32_t)(nlen + vlen + 32); /* as SETTINGS_MAX_HEADER_LIST_SIZE counts */
   if (s->head_bytes > BOMB_FACTOR * max) {
     h->abuse = "header list flood (HPACK bomb or CONTINUATION flood)";
     return NGHTTP2_ERR_CALLBACK_FAILURE;
