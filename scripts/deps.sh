@@ -13,6 +13,8 @@ pkgs=(
   chromium
   man-db groff-base
   python3-prometheus-client # tests: the strict OpenMetrics and Prometheus parsers check /metrics
+  libnghttp2-dev # HTTP/2 (over TLS by ALPN, and h2c)
+  nghttp2-client python3-h2 # tests and bench: nghttp, h2load, hostile HTTP/2 clients
 )
 
 missing=()

@@ -189,6 +189,13 @@ void fc_api_metrics(fc_req_t *req) {
   metric(&w, "flowcast_responses_5xx_total", "counter", "Responses with a 5xx status.", fc_http_stats.responses_5xx);
   metric(&w, "flowcast_request_timeouts_total", "counter", "Requests whose head did not arrive in time.",
          fc_http_stats.timeouts_total);
+  metric(&w, "flowcast_http2_connections_total", "counter", "Connections that spoke HTTP/2 (h2 or h2c).",
+         fc_http_stats.h2_connections_total);
+  metric(&w, "flowcast_http2_streams_total", "counter", "HTTP/2 streams opened by clients.",
+         fc_http_stats.h2_streams_total);
+  metric(&w, "flowcast_http2_abuse_goaways_total", "counter",
+         "HTTP/2 connections ended with GOAWAY for a flood (resets, SETTINGS, PING, header lists).",
+         fc_http_stats.h2_goaway_abuse);
   metric(&w, "flowcast_subscribers", "gauge", "Open SSE streams and WebSocket sessions.",
          s.sse.subscribers + s.ws.sessions);
   metric(&w, "flowcast_ws_sessions", "gauge", "Open WebSocket sessions.", s.ws.sessions);

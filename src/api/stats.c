@@ -104,9 +104,9 @@ static fc_frame_t expired_frame = FC_FRAME_STATIC("event: flowcast.expired\ndata
 
 static void on_tick(uv_timer_t *t) {
   stats_stream_t *st = t->data;
-  fc_conn_t *c = st->stream->conn;
+  fc_stream_t *c = st->stream;
   if (st->expires_ms && fc_now_ms() >= st->expires_ms) {
-    fc_conn_send(c, &expired_frame);
+    fc_stream_send(c, &expired_frame);
     uv_timer_stop(t);
     fc_stream_close(st->stream, true);
     return;
@@ -119,7 +119,7 @@ static void on_tick(uv_timer_t *t) {
   fc_buf_init(&b);
   fc_buf_printf(&b, "data: %s\n\n", text);
   free(text);
-  int rc = fc_conn_send_copy(c, b.data, b.len);
+  int rc = fc_stream_send_copy(c, b.data, b.len);
   fc_buf_dispose(&b);
   if (rc < 0) { /* the client stopped reading */
     uv_timer_stop(t);
@@ -158,8 +158,8 @@ void fc_api_stats_sse(fc_req_t *req) {
   }
   st->stream = s;
   static const char retry[] = "retry: 3000\n\n";
-  fc_conn_send_copy(s->conn, retry, sizeof retry - 1);
-  fc_conn_set_bound(s->conn, STATS_QUEUE_BYTES);
+  fc_stream_send_copy(s, retry, sizeof retry - 1);
+  fc_stream_set_bound(s, STATS_QUEUE_BYTES);
   uv_timer_init(uv, &st->timer);
   st->timer.data = st;
   uv_timer_start(&st->timer, on_tick, STATS_INTERVAL_MS, STATS_INTERVAL_MS);

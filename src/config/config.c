@@ -44,6 +44,10 @@ static const opt_t options[] = {
     {"tls-cert", OPT_STR, OFF(tls_cert), "",
      "PEM certificate (then its chain): with --tls-key, the --listen port speaks HTTPS (reloaded on SIGHUP)"},
     {"tls-key", OPT_STR, OFF(tls_key), "", "PEM private key of --tls-cert (not encrypted)"},
+    {"h2c", OPT_BOOL, OFF(h2c), "false",
+     "plain connections that open with the HTTP/2 preface speak HTTP/2 (h2c, prior knowledge); HTTP/1.1 stays"},
+    {"h2-max-streams", OPT_UINT, OFF(h2_max_streams), "1000",
+     "concurrent streams one HTTP/2 connection may open (SETTINGS_MAX_CONCURRENT_STREAMS)"},
     {"cors-origins", OPT_STR, OFF(cors_origins), "", "allowed CORS origins, comma-separated, or *"},
     {"cors-credentials", OPT_BOOL, OFF(cors_credentials), "false", "allow credentials (needs an origin list)"},
     {"header-timeout", OPT_UINT, OFF(header_timeout_s), "10", "seconds to receive a request's head"},
@@ -369,6 +373,10 @@ static int finish(fc_config_t *cfg, char *err, size_t errlen) {
   }
   if (cfg->job_lease_s < 2 || cfg->job_lease_s > 3600) {
     snprintf(err, errlen, "job-lease must be from 2 to 3600 seconds");
+    return -EINVAL;
+  }
+  if (cfg->h2_max_streams == 0) {
+    snprintf(err, errlen, "h2-max-streams must be at least 1");
     return -EINVAL;
   }
   if (cfg->ws_max_subscriptions == 0) {

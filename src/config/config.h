@@ -28,6 +28,8 @@ typedef struct {
   unsigned max_connections_per_ip; /* open connections from one address at most; 0: no cap */
   char *tls_cert;                  /* PEM certificate chain; with tls_key the port speaks HTTPS ("": plain) */
   char *tls_key;                   /* PEM private key */
+  bool h2c;                        /* plain connections may speak HTTP/2 with prior knowledge */
+  unsigned h2_max_streams;         /* SETTINGS_MAX_CONCURRENT_STREAMS */
   char *cors_origins;              /* comma-separated, or "*" */
   bool cors_credentials;
   unsigned header_timeout_s;

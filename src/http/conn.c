@@ -327,9 +327,45 @@ static void execute(fc_http_conn_t *hc, const char *p, size_t n) {
   parse_failed(hc, err);
 }
 
+/* Whether the connection may speak HTTP/2: a TLS one whose ALPN chose h2, or
+ * a plain one with h2c on. */
+static bool h2_allowed(fc_http_conn_t *hc) {
+  const fc_http_opts_t *o = &hc->http->opts;
+  const char *alpn = o->alpn ? o->alpn(hc->conn) : NULL;
+  return alpn ? strcmp(alpn, "h2") == 0 : o->h2c;
+}
+
+/* A connection's first bytes: the HTTP/2 preface makes it HTTP/2; anything
+ * else is HTTP/1.1. A preface split over reads waits in `pending`. Returns
+ * true when the bytes were taken. */
+static bool sniff(fc_http_conn_t *hc, const char *p, size_t n) {
+  hc->sniffed = true;
+  if (!h2_allowed(hc)) return false;
+  if (!hc->pending.len && n >= FC__H2_PREFACE_LEN) {
+    if (memcmp(p, FC__H2_PREFACE, FC__H2_PREFACE_LEN) != 0) return false;
+    fc__h2_start(hc, p, n);
+    return true;
+  }
+  fc_buf_append(&hc->pending, p, n);
+  size_t k = hc->pending.len < FC__H2_PREFACE_LEN ? hc->pending.len : FC__H2_PREFACE_LEN;
+  bool h2 = memcmp(hc->pending.data, FC__H2_PREFACE, k) == 0;
+  if (h2 && k < FC__H2_PREFACE_LEN) {
+    hc->sniffed = false; /* not enough yet to tell */
+    return true;
+  }
+  fc_buf_t first = hc->pending;
+  fc_buf_init(&hc->pending);
+  if (h2) fc__h2_start(hc, first.data, first.len);
+  else execute(hc, first.data, first.len);
+  fc_buf_dispose(&first);
+  return true;
+}
+
 static void on_data(fc_conn_t *c, const char *p, size_t n) {
   fc_http_conn_t *hc = fc_conn_ud(c);
+  if (!hc->sniffed && hc->state == HC_IDLE && sniff(hc, p, n)) return;
   switch (hc->state) {
+    case HC_H2: fc__h2_on_data(hc, p, n); return;
     case HC_STREAM:
       if (hc->stream->h->on_data) hc->stream->h->on_data(hc->stream, p, n);
       return; /* an SSE client has nothing more to say */
@@ -347,6 +383,10 @@ static void on_eof(fc_conn_t *c) {
   /* A half-closed client may still wait for answers: once they are out,
    * reading starts again and finds the end of input again. */
   if (hc->state == HC_HANDLING || hc->out_head) return;
+  if (hc->state == HC_H2) {
+    fc_conn_close(c, true);
+    return;
+  }
   hc->state = HC_CLOSING;
   fc_conn_close(c, hc->stream == NULL);
 }
@@ -354,6 +394,7 @@ static void on_eof(fc_conn_t *c) {
 static void on_close(fc_conn_t *c) {
   fc_http_conn_t *hc = fc_conn_ud(c);
   fc_http_stats.connections--;
+  if (hc->h2) fc__h2_free(hc);
   if (hc->stream) {
     fc_stream_t *s = hc->stream;
     if (s->h->on_close) s->h->on_close(s);
@@ -388,7 +429,9 @@ static void go_on(fc_http_conn_t *hc);
  * waited for its answers to go out (UNSENT_MAX) reads on. */
 static void on_drained(fc_conn_t *c) {
   fc_http_conn_t *hc = fc_conn_ud(c);
-  if (hc->stream) {
+  if (hc->h2) {
+    fc__h2_drained(hc);
+  } else if (hc->stream) {
     if (hc->stream->h->on_drained) hc->stream->h->on_drained(hc->stream);
   } else {
     go_on(hc);
@@ -523,6 +566,10 @@ static void tick_conn(fc_conn_t *c, void *arg) {
   uint64_t now = *(const uint64_t *)arg;
   fc_http_conn_t *hc = fc_conn_ud(c);
   const fc_http_opts_t *o = &hc->http->opts;
+  if (hc->h2 && !(o->send_timeout_ms && fc_conn_stalled_ms(c, now) > o->send_timeout_ms)) {
+    fc__h2_tick(hc, now);
+    return;
+  }
   if (o->send_timeout_ms && fc_conn_stalled_ms(c, now) > o->send_timeout_ms) {
     /* Whatever it is doing, a peer that reads nothing of what it is sent
      * for this long is gone or hostile: what is queued is dropped. */
@@ -549,7 +596,9 @@ static void stop_conn(fc_conn_t *c, void *arg) {
   (void)arg;
   fc_http_conn_t *hc = fc_conn_ud(c);
   hc->stopping = true;
-  if (hc->state == HC_STREAM) {
+  if (hc->h2) {
+    fc__h2_stop(hc);
+  } else if (hc->state == HC_STREAM) {
     if (hc->stream->h->on_stop) hc->stream->h->on_stop(hc->stream);
     else fc_conn_close(c, true);
   } else if (hc->state == HC_IDLE || hc->state == HC_HEAD || hc->state == HC_BODY) {

@@ -56,6 +56,11 @@ typedef struct {
   bool cors_credentials;           /* only with an explicit list, never with "*" */
   const fc_route_t *routes;
   size_t nroutes;
+  bool h2c;                /* plain connections that open with the HTTP/2 preface speak h2c */
+  unsigned h2_max_streams; /* HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; 0: 1000 */
+  /* The ALPN protocol of a TLS connection ("h2" makes it HTTP/2), NULL for a
+   * plain one; NULL: every connection is plain. */
+  const char *(*alpn)(const fc_conn_t *c);
   /* Runs before every handler: the one place where access is decided. Returns
    * 0 to go on, or answers the request itself (401, 403) and returns a
    * negative errno (-EACCES). */
@@ -179,6 +184,7 @@ struct fc_stream {
   char *log_head; /* method, target, status, in_bytes */
   char log_peer[64];
   uint64_t written_at_start; /* the connection's bytes written before the stream */
+  void *h2s;                 /* http's: the HTTP/2 stream it is; NULL on HTTP/1.1 */
 };
 
 /* Sends the status line and headers (CORS included, close-delimited body; for
@@ -190,6 +196,17 @@ fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers
                             void *ud);
 /* Ends a stream: flushes what is queued, then closes. */
 void fc_stream_close(fc_stream_t *s, bool flush);
+/* A stream's write queue, whether it is a whole HTTP/1.1 connection or one
+ * HTTP/2 stream of many: fc_stream_send queues a frame by reference (-ENOBUFS
+ * past the bound, nothing queued; -EPIPE when closing), fc_stream_send_copy a
+ * copy; queued is what is not yet sent; the bound and bulk marking are as
+ * fc_conn_set_bound and fc_conn_set_bulk. Loop thread of the stream. */
+int fc_stream_send(fc_stream_t *s, fc_frame_t *f);
+int fc_stream_send_copy(fc_stream_t *s, const void *p, size_t n);
+size_t fc_stream_queued(const fc_stream_t *s);
+void fc_stream_set_bound(fc_stream_t *s, size_t bytes);
+size_t fc_stream_bound(const fc_stream_t *s);
+void fc_stream_set_bulk(fc_stream_t *s, bool bulk);
 
 /* Status reason phrase. */
 const char *fc_http_reason(int status);
@@ -201,6 +218,9 @@ typedef struct {
   atomic_ullong requests_total;
   atomic_ullong responses_4xx, responses_5xx;
   atomic_ullong timeouts_total;
+  atomic_ullong h2_connections_total; /* connections that spoke HTTP/2 */
+  atomic_ullong h2_streams_total;     /* HTTP/2 streams opened by clients */
+  atomic_ullong h2_goaway_abuse;      /* connections ended for a flood (resets, SETTINGS, PING, CONTINUATION) */
 } fc_http_stats_t;
 extern fc_http_stats_t fc_http_stats;
 

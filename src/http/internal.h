@@ -18,7 +18,11 @@ typedef enum {
                   for the answers before it, or too many are unanswered */
   HC_STREAM,   /* a transport owns the connection */
   HC_CLOSING,
+  HC_H2, /* HTTP/2: the connection's requests are streams of an nghttp2 session (h2.c) */
 } fc__hc_state_t;
+
+typedef struct fc__h2 fc__h2_t;
+typedef struct fc__h2s fc__h2s_t;
 
 /* A place in a connection's answer queue: pipelined answers go out in the
  * order of their requests, whatever order they are ready in. */
@@ -35,6 +39,7 @@ typedef struct fc__req {
   fc_req_t pub;
   /* Cleared for each request, as pub is (but pub.body). */
   fc_http_conn_t *hc;      /* NULL once the connection is gone */
+  fc__h2s_t *h2s;          /* its HTTP/2 stream; NULL on HTTP/1.1, or once the stream is gone */
   struct fc__answer *slot; /* its place in the connection's answer queue, if any */
   bool keep_alive;
   bool answered;
@@ -82,6 +87,8 @@ struct fc_http_conn {
   const char *err_msg; /* its message: a printf format taking err_limit (%zu), or none */
   size_t err_limit;
   llhttp_t *parser; /* freed once the connection is a stream: idle streams hold no parser */
+  bool sniffed;     /* the first bytes were checked for the HTTP/2 preface */
+  fc__h2_t *h2;     /* HC_H2: the session */
 };
 
 /* Runs a complete request that fc__http_route matched (router.c). */
@@ -100,5 +107,39 @@ void fc__http_route(fc_req_t *req);
 void fc__http_cors_headers(fc_req_t *req, fc_buf_t *out);
 /* Writes the request's log line fields (redacting tokens) into `out`. */
 void fc__http_log_fields(fc_req_t *req, fc_buf_t *out);
+
+/* The request's log line fields for a stream's head ("method=.. target=.. status=.."). */
+void fc__http_log_head(fc_req_t *req, fc_buf_t *out);
+/* The header lines (each "Name: value\r\n") an answer carries besides its
+ * status: Date, Server, CORS, then `extra`. */
+void fc__http_head_lines(fc_buf_t *b, fc_req_t *req, const char *extra);
+
+/* HTTP/2 (h2.c). The client preface every HTTP/2 connection starts with. */
+#define FC__H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define FC__H2_PREFACE_LEN 24
+/* Makes `hc` an HTTP/2 connection and feeds it its first bytes (the preface
+ * included). */
+void fc__h2_start(fc_http_conn_t *hc, const char *p, size_t n);
+void fc__h2_on_data(fc_http_conn_t *hc, const char *p, size_t n);
+/* The connection's write queue emptied: more frames may go. */
+void fc__h2_drained(fc_http_conn_t *hc);
+/* Timeouts, PING keepalive and the flood counters' second (fc_http_tick). */
+void fc__h2_tick(fc_http_conn_t *hc, uint64_t now_ms);
+/* GOAWAY: requests in flight are answered, streams get on_stop. */
+void fc__h2_stop(fc_http_conn_t *hc);
+/* The connection is closed: every stream ends, the session is freed. */
+void fc__h2_free(fc_http_conn_t *hc);
+/* Answers an HTTP/2 request: `head` holds header lines as fc__http_head_lines
+ * makes them; the body is copied. Frees the request (after its log line). */
+void fc__h2_answer(fc_req_t *req, int status, const fc_buf_t *head, const void *body, size_t len, bool has_length);
+/* Answers with a stream's head and hands the stream to `h` (fc_http_stream). */
+fc_stream_t *fc__h2_stream(fc_req_t *req, int status, const fc_buf_t *head, const fc_stream_handler_t *h, void *ud);
+/* An HTTP/2 stream's side of fc_stream_send, fc_stream_queued, the bound and
+ * fc_stream_close (which resets it when not flushing). Loop thread. */
+int fc__h2s_send(fc__h2s_t *s, fc_frame_t *f, bool bounded);
+size_t fc__h2s_queued(const fc__h2s_t *s);
+void fc__h2s_set_bound(fc__h2s_t *s, size_t bytes);
+size_t fc__h2s_bound(const fc__h2s_t *s);
+void fc__h2s_close(fc__h2s_t *s, bool flush);
 
 #endif

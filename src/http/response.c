@@ -73,10 +73,27 @@ void fc__http_cors_headers(fc_req_t *req, fc_buf_t *out) {
   }
 }
 
-static void head_into(fc_buf_t *b, fc_req_t *req, int status, const char *extra) {
-  fc_buf_printf(b, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: flowcast\r\n", status, fc_http_reason(status), http_date());
+void fc__http_head_lines(fc_buf_t *b, fc_req_t *req, const char *extra) {
+  fc_buf_printf(b, "Date: %s\r\nServer: flowcast\r\n", http_date());
   fc__http_cors_headers(req, b);
   if (extra) fc_buf_puts(b, extra);
+}
+
+static void head_into(fc_buf_t *b, fc_req_t *req, int status, const char *extra) {
+  fc_buf_printf(b, "HTTP/1.1 %d %s\r\n", status, fc_http_reason(status));
+  fc__http_head_lines(b, req, extra);
+}
+
+/* An HTTP/2 answer: the same header lines, as the stream's HEADERS. */
+static void answer_h2(fc_req_t *req, int status, const char *content_type, const char *extra, const void *body,
+                      size_t len, bool has_length) {
+  fc_buf_t b;
+  fc_buf_init(&b);
+  fc__http_head_lines(&b, req, extra);
+  if (content_type) fc_buf_printf(&b, "Content-Type: %s\r\n", content_type);
+  if (req->method == FC_HEAD || status == 204) len = 0;
+  fc__h2_answer(req, status, &b, body, len, has_length && status != 204 && status != 304);
+  fc_buf_dispose(&b);
 }
 
 /* Builds and sends an answer, ends the request. `has_length`: a
@@ -89,6 +106,10 @@ static void answer(fc_req_t *req, int status, const char *content_type, const ch
   q->status = status;
   if (status >= 500) fc_http_stats.responses_5xx++;
   else if (status >= 400) fc_http_stats.responses_4xx++;
+  if (q->h2s) {
+    answer_h2(req, status, content_type, extra, body, len, has_length);
+    return;
+  }
   fc_http_conn_t *hc = q->hc;
   fc_frame_t *f = NULL;
   bool keep = false;
@@ -156,6 +177,14 @@ fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers
   fc_http_conn_t *hc = q->hc;
   q->answered = true;
   q->status = status;
+  if (q->h2s) {
+    fc_buf_t lines;
+    fc_buf_init(&lines);
+    fc__http_head_lines(&lines, req, extra_headers);
+    fc_stream_t *s = fc__h2_stream(req, status, &lines, h, ud);
+    fc_buf_dispose(&lines);
+    return s;
+  }
   /* Requests that may become streams never overlap others (fc_route_t). */
   assert(hc->out_head == NULL);
   fc_buf_t b;
@@ -189,7 +218,36 @@ fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers
   return s;
 }
 
-void fc_stream_close(fc_stream_t *s, bool flush) { fc_conn_close(s->conn, flush); }
+void fc_stream_close(fc_stream_t *s, bool flush) {
+  if (s->h2s) fc__h2s_close(s->h2s, flush);
+  else fc_conn_close(s->conn, flush);
+}
+
+int fc_stream_send(fc_stream_t *s, fc_frame_t *f) {
+  return s->h2s ? fc__h2s_send(s->h2s, f, true) : fc_conn_send(s->conn, f);
+}
+
+int fc_stream_send_copy(fc_stream_t *s, const void *p, size_t n) {
+  if (!s->h2s) return fc_conn_send_copy(s->conn, p, n);
+  fc_frame_t *f = fc_frame_copy(p, n);
+  int rc = fc__h2s_send(s->h2s, f, true);
+  fc_frame_unref(f);
+  return rc;
+}
+
+size_t fc_stream_queued(const fc_stream_t *s) { return s->h2s ? fc__h2s_queued(s->h2s) : fc_conn_queued(s->conn); }
+
+void fc_stream_set_bound(fc_stream_t *s, size_t bytes) {
+  if (s->h2s) fc__h2s_set_bound(s->h2s, bytes);
+  else fc_conn_set_bound(s->conn, bytes);
+}
+
+size_t fc_stream_bound(const fc_stream_t *s) { return s->h2s ? fc__h2s_bound(s->h2s) : fc_conn_bound(s->conn); }
+
+/* HTTP/2 streams share their connection: its writes are never held. */
+void fc_stream_set_bulk(fc_stream_t *s, bool bulk) {
+  if (!s->h2s) fc_conn_set_bulk(s->conn, bulk);
+}
 
 /* Appends the target with token-bearing query values replaced. */
 static void redacted_target(fc_req_t *req, fc_buf_t *out) {
@@ -216,6 +274,8 @@ static void redacted_target(fc_req_t *req, fc_buf_t *out) {
 }
 
 /* "method=.. target=.. status=..": who a request's log line is about. */
+void fc__http_log_head(fc_req_t *req, fc_buf_t *out) { log_head(req, out); }
+
 static void log_head(fc_req_t *req, fc_buf_t *out) {
   fc_buf_t target;
   fc_buf_init(&target);

@@ -26,6 +26,9 @@ typedef struct {
   uv_signal_t sighup; /* reloads the certificate (with tls only) */
 } server_t;
 
+/* ALPN: HTTP/2 first, HTTP/1.1 for clients without it. */
+static const char *const h2_alpn[] = {"h2", "http/1.1", NULL};
+
 static fc_app_t *app_of(fc_loop_t *l) { return ((server_t *)fc_loop_ud(l))->app; }
 
 static void on_accept(fc_conn_t *c) {
@@ -317,11 +320,15 @@ static int build(server_t *s, char *err, size_t errlen) {
       .nroutes = nroutes,
       .authorize = fc_api_authorize,
       .ud = app,
+      .h2c = cfg->h2c,
+      .h2_max_streams = cfg->h2_max_streams,
+      .alpn = *cfg->tls_cert ? fc_tls_alpn : NULL,
   });
   int rc = durable ? open_store(s, err, errlen) : 0;
   if (rc == 0) rc = fc_api_auth_init(app, err, errlen);
   if (rc == 0 && *cfg->tls_cert) {
-    s->tls = fc_tls_new(&(fc_tls_opts_t){.cert_file = cfg->tls_cert, .key_file = cfg->tls_key}, err, errlen);
+    s->tls = fc_tls_new(&(fc_tls_opts_t){.cert_file = cfg->tls_cert, .key_file = cfg->tls_key, .alpn = h2_alpn},
+                        err, errlen);
     if (!s->tls) rc = -EINVAL; /* `err` names the file */
   }
   if (rc < 0) return rc;

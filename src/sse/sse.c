@@ -64,8 +64,8 @@ int fc_sse_parse_id(const char *s, size_t n, uint64_t *out) { return fc_parse_u6
 static void drop_slow(sse_sub_t *sub) {
   sub->dead = true;
   atomic_fetch_add_explicit(&sub->sse->loops[sub->thread].drops, 1, memory_order_relaxed);
-  fc_log(FC_LOG_WARN, "slow subscriber disconnected", "queued_bytes=%zu bound=%zu", fc_conn_queued(sub->stream->conn),
-         fc_conn_bound(sub->stream->conn));
+  fc_log(FC_LOG_WARN, "slow subscriber disconnected", "queued_bytes=%zu bound=%zu", fc_stream_queued(sub->stream),
+         fc_stream_bound(sub->stream));
   fc_stream_close(sub->stream, false);
 }
 
@@ -102,7 +102,7 @@ static fc_frame_t *frame_of(const sse_sub_t *sub, fc_event_t *ev) {
 static void on_event(fc_sub_link_t *link, fc_event_t *ev) {
   sse_sub_t *sub = link->owner;
   if (sub->dead) return;
-  if (fc_conn_send(sub->stream->conn, frame_of(sub, ev)) == -ENOBUFS) {
+  if (fc_stream_send(sub->stream, frame_of(sub, ev)) == -ENOBUFS) {
     drop_slow(sub);
     return;
   }
@@ -135,7 +135,7 @@ static void on_stream_stop(fc_stream_t *s) {
  * replayed backlog was allowed on top of it). */
 static void on_stream_drained(fc_stream_t *s) {
   sse_sub_t *sub = s->ud;
-  fc_conn_set_bound(s->conn, sub->sse->opts.queue_bytes);
+  fc_stream_set_bound(s, sub->sse->opts.queue_bytes);
 }
 
 static const fc_stream_handler_t sse_stream = {
@@ -143,14 +143,14 @@ static const fc_stream_handler_t sse_stream = {
 
 /* Queues a flowcast.gap notice: how many events of a channel were evicted
  * between the resume point and the oldest one still retained. */
-static void send_gap(fc_conn_t *c, const fc_gap_t *g) {
+static void send_gap(fc_stream_t *c, const fc_gap_t *g) {
   char next[32] = "null";
   if (g->next_seq) snprintf(next, sizeof next, "\"%llu\"", (unsigned long long)g->next_seq);
   char buf[FC_CHANNEL_NAME_MAX + 160];
   int n = snprintf(buf, sizeof buf,
                    "event: flowcast.gap\ndata: {\"channel\":\"%s\",\"lost\":%llu,\"exact\":%s,\"next\":%s}\n\n",
                    fc_channel_name(g->channel), (unsigned long long)g->lost, g->exact ? "true" : "false", next);
-  fc_conn_send_copy(c, buf, (size_t)n);
+  fc_stream_send_copy(c, buf, (size_t)n);
 }
 
 void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n, const fc_resume_t *from,
@@ -177,15 +177,15 @@ void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n
   }
   fc_stream_t *s = fc_http_stream(req, 200, sse_headers, &sse_stream, sub);
   sub->stream = s;
-  fc_conn_t *c = s->conn;
-  fc_conn_send(c, &sse->retry_frame);
+  fc_stream_t *c = s;
+  fc_stream_send(c, &sse->retry_frame);
 
   fc_backlog_t backlog;
   fc_hub_subscribe(sse->opts.hub, thread, links, n, from, &backlog);
   for (size_t i = 0; i < backlog.ngaps; i++) send_gap(c, &backlog.gaps[i]);
   bool ended = false;
   for (size_t i = 0; i < backlog.nevents && !ended; i++) {
-    fc_conn_send(c, frame_of(sub, backlog.events[i]));
+    fc_stream_send(c, frame_of(sub, backlog.events[i]));
     ended = is_final && is_final(backlog.events[i]);
   }
   if (backlog.nevents == 0) {
@@ -193,15 +193,15 @@ void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n
      * without an event, so a reconnect resumes exactly from here. */
     char pos[40];
     int len = snprintf(pos, sizeof pos, "id: %llu\n\n", (unsigned long long)backlog.position);
-    fc_conn_send_copy(c, pos, (size_t)len);
+    fc_stream_send_copy(c, pos, (size_t)len);
   }
   sse_loop_t *sl = &sse->loops[thread];
   atomic_fetch_add_explicit(&sl->delivered, backlog.nevents, memory_order_relaxed);
   fc_backlog_dispose(&backlog);
   /* The backlog is shared frames already retained: it does not count against
    * the bound, which limits how far behind live delivery may fall. */
-  fc_conn_set_bound(c, fc_conn_queued(c) + sse->opts.queue_bytes);
-  fc_conn_set_bulk(c, true);
+  fc_stream_set_bound(c, fc_stream_queued(c) + sse->opts.queue_bytes);
+  fc_stream_set_bulk(c, true);
 
   sub->next = sl->subs;
   if (sub->next) sub->next->prev = sub;
@@ -225,9 +225,9 @@ void fc_sse_tick(fc_sse_t *sse, fc_loop_t *l, uint64_t now_ms) {
     if (sub->expires_ms && wall >= sub->expires_ms) {
       /* Said once, then closed: the client needs a new token to go on. */
       sub->dead = true;
-      fc_conn_send(sub->stream->conn, &expired_frame);
+      fc_stream_send(sub->stream, &expired_frame);
       fc_stream_close(sub->stream, true);
-    } else if (keepalive && fc_conn_send(sub->stream->conn, &keepalive_frame) == -ENOBUFS) {
+    } else if (keepalive && fc_stream_send(sub->stream, &keepalive_frame) == -ENOBUFS) {
       drop_slow(sub);
     }
   }

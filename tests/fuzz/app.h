@@ -80,6 +80,7 @@ static void fz_init(void) {
                                             .routes = routes,
                                             .nroutes = nroutes,
                                             .authorize = fc_api_authorize,
+                                            .h2c = true, /* fuzz_h2 */
                                             .ud = app});
   if (fc_api_auth_init(app, err, sizeof err) < 0) abort();
   app->net =
