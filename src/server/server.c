@@ -327,8 +327,8 @@ static int build(server_t *s, char *err, size_t errlen) {
   int rc = durable ? open_store(s, err, errlen) : 0;
   if (rc == 0) rc = fc_api_auth_init(app, err, errlen);
   if (rc == 0 && *cfg->tls_cert) {
-    s->tls = fc_tls_new(&(fc_tls_opts_t){.cert_file = cfg->tls_cert, .key_file = cfg->tls_key, .alpn = h2_alpn},
-                        err, errlen);
+    s->tls = fc_tls_new(&(fc_tls_opts_t){.cert_file = cfg->tls_cert, .key_file = cfg->tls_key, .alpn = h2_alpn}, err,
+                        errlen);
     if (!s->tls) rc = -EINVAL; /* `err` names the file */
   }
   if (rc < 0) return rc;
