@@ -308,19 +308,43 @@ static int parse_resume(fc_req_t *req, fc_resume_t *r) {
   return 0;
 }
 
+/* Reads presence's ?info= (JSON, at most 1 KiB) and ?joinLeave= (1/true or
+ * 0/false), with the token's subject. Answers 400 and returns -EINVAL when
+ * malformed. */
+static int parse_presence(fc_req_t *req, fc_sse_how_t *how) {
+  bool bad = false;
+  const char *jl = fc_req_query(req, "joinLeave", 0, &bad);
+  if (bad || (jl && strcmp(jl, "1") && strcmp(jl, "true") && strcmp(jl, "0") && strcmp(jl, "false"))) {
+    fc_http_error(req, 400, "bad_parameter", "?joinLeave= must be 1 or 0");
+    return -EINVAL;
+  }
+  how->join_leave = jl && (jl[0] == '1' || jl[0] == 't');
+  const char *info = fc_req_query(req, "info", 0, &bad);
+  if (bad || (info && fc_presence_check_info(info, strlen(info)) < 0)) {
+    fc_http_error(req, 400, "bad_info", "?info= must be JSON of at most %d bytes", FC_PRESENCE_INFO_MAX);
+    return -EINVAL;
+  }
+  how->info = info;
+  how->info_len = info ? strlen(info) : 0;
+  const fc_claims_t *c = fc_api_claims(req);
+  how->sub = c ? c->sub : NULL;
+  return 0;
+}
+
 /* Reads ?envelope= (1/true or 0/false) into how->envelope, with the token's
  * expiry. Answers 400 and returns -EINVAL when malformed. */
 static int parse_how(fc_req_t *req, fc_sse_how_t *how) {
   bool bad = false;
   const char *v = fc_req_query(req, "envelope", 0, &bad);
   *how = (fc_sse_how_t){.expires_ms = fc_api_expiry_ms(req)};
-  if (!v && !bad) return 0;
-  if (!bad && (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "0") || !strcmp(v, "false"))) {
+  if (v || bad) {
+    if (bad || (strcmp(v, "1") && strcmp(v, "true") && strcmp(v, "0") && strcmp(v, "false"))) {
+      fc_http_error(req, 400, "bad_envelope", "?envelope= must be 1 or 0");
+      return -EINVAL;
+    }
     how->envelope = v[0] == '1' || v[0] == 't';
-    return 0;
   }
-  fc_http_error(req, 400, "bad_envelope", "?envelope= must be 1 or 0");
-  return -EINVAL;
+  return parse_presence(req, how);
 }
 
 void fc_api_channel_sse(fc_req_t *req) {
