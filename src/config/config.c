@@ -95,6 +95,9 @@ static const opt_t options[] = {
      "may also hold `presence:PATTERN = on|off` lines, which come first"},
     {"presence-max-entries", OPT_UINT, OFF(presence_max_entries), "1000",
      "entries a presence listing shows per channel; past it the counts stay exact and the answer says truncated"},
+    {"presence-ttl", OPT_UINT, OFF(presence_ttl_s), "30",
+     "with --redis: seconds a node's presence entries live in Redis unless it refreshes them (it does every second); "
+     "a killed node's entries go, with leave notices, within this long (3-3600)"},
     {"channel-create-limit", OPT_UINT, OFF(channel_create_limit), "1000",
      "new channels one token subject may create per minute (admin exempt); past it: 429 (0: none)"},
 };
@@ -440,6 +443,10 @@ static int finish(fc_config_t *cfg, char *err, size_t errlen) {
   }
   for (size_t i = 0; i < cfg->nrules; i++)
     if (!cfg->rules[i].count) cfg->rules[i].count = cfg->retention;
+  if (cfg->presence_ttl_s < 3 || cfg->presence_ttl_s > 3600) {
+    snprintf(err, errlen, "presence-ttl: expected 3 to 3600 seconds");
+    return -EINVAL;
+  }
   if (strcmp(cfg->storage, "sqlite") && strcmp(cfg->storage, "memory")) {
     snprintf(err, errlen, "storage: expected sqlite or memory, got '%s'", cfg->storage);
     return -EINVAL;

@@ -79,6 +79,7 @@ typedef struct {
   size_t npresence_rules;
   char *presence_patterns;       /* --presence: channels with presence on, comma-separated globs */
   unsigned presence_max_entries; /* entries a presence listing shows per channel */
+  unsigned presence_ttl_s;       /* with --redis: a node's entries live this long unless it refreshes them */
 } fc_config_t;
 
 /* Fills defaults, then the file, environment and `argv` (the flags after

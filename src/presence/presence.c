@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,7 @@ typedef struct {
 
 struct fc_presence_entry {
   fc_presence_entry_t *prev, *next; /* in its channel, join order */
+  char conn[FC_PRESENCE_CONN_LEN + 1];
   struct pchan *pc;
   fc_channel_t *channel; /* held by the subscription's link while the entry lives */
   node_t *user;          /* its subject's count in pc->users */
@@ -43,6 +45,7 @@ typedef struct pchan {
 
 struct fc_presence {
   fc_presence_opts_t opts;
+  fc_prstore_t *cluster; /* NULL: one node */
   char *node;
   pthread_mutex_t lock;
   table_t channels; /* name -> pchan_t* */
@@ -120,6 +123,19 @@ void fc_presence_free(fc_presence_t *p) {
   free(p);
 }
 
+void fc_presence_set_cluster(fc_presence_t *p, fc_prstore_t *cluster) { p->cluster = cluster; }
+
+bool fc_presence_blocks(const fc_presence_t *p) { return p && p->cluster; }
+
+void fc_presence_remote(void *ud, bool join, const char *channel, const char *json, size_t len) {
+  fc_presence_t *p = ud;
+  fc_channel_t *ch;
+  if (!fc_presence_on(p, channel) || fc_hub_open(p->opts.hub, channel, strlen(channel), FC_HUB_CACHED, &ch) < 0) return;
+  static const fc_str_t names[2] = {{"flowcast.leave", 14}, {"flowcast.join", 13}};
+  fc_hub_notice(p->opts.hub, ch, names[join], (fc_str_t){json, len});
+  fc_channel_unref_quiet(ch);
+}
+
 void fc_presence_set_node(fc_presence_t *p, const char *node) {
   free(p->node);
   p->node = fc_xstrndup(node, strlen(node));
@@ -180,6 +196,7 @@ static void notice(fc_presence_t *p, fc_presence_entry_t *e, bool join) {
 fc_presence_entry_t *fc_presence_join(fc_presence_t *p, fc_channel_t *ch, const fc_presence_who_t *who) {
   const char *sub = who->sub && *who->sub ? who->sub : "anonymous";
   fc_presence_entry_t *e = entry_new(p, who, sub);
+  snprintf(e->conn, sizeof e->conn, "%s", who->conn);
   e->channel = ch;
   const char *name = fc_channel_name(ch);
   uint64_t hc = hash_of(p, name), hu = hash_of(p, sub);
@@ -201,11 +218,13 @@ fc_presence_entry_t *fc_presence_join(fc_presence_t *p, fc_channel_t *ch, const 
   e->user->value = (void *)((uintptr_t)e->user->value + 1);
   notice(p, e, true);
   pthread_mutex_unlock(&p->lock);
+  if (p->cluster) fc_prstore_join(p->cluster, name, e->conn, e->json);
   return e;
 }
 
 void fc_presence_leave(fc_presence_t *p, fc_presence_entry_t *e) {
   if (!e) return;
+  if (p->cluster) fc_prstore_leave(p->cluster, fc_channel_name(e->channel), e->conn, e->json);
   pthread_mutex_lock(&p->lock);
   notice(p, e, false);
   pchan_t *pc = e->pc;
@@ -231,8 +250,49 @@ static pchan_t *find_locked(fc_presence_t *p, const char *channel) {
   return n ? n->value : NULL;
 }
 
+/* Orders a cluster's entries by "since", then connection id: the entry
+ * JSON starts with {"conn":"<32 hex>", so those are at fixed places. */
+static int cmp_entry(const void *a, const void *b) {
+  const char *x = *(char *const *)a, *y = *(char *const *)b;
+  const char *sx = strstr(x, "\"since\":"), *sy = strstr(y, "\"since\":");
+  int c = sx && sy ? strncmp(sx, sy, 34) : 0;
+  return c ? c : strcmp(x, y);
+}
+
+/* A cluster's answer, from Redis. */
+static int cluster_answer(fc_presence_t *p, const char *channel, fc_buf_t *out, bool stats) {
+  char **v;
+  long n = fc_prstore_read(p->cluster, channel, &v);
+  if (n < 0) return -EIO;
+  qsort(v, (size_t)n, sizeof *v, cmp_entry);
+  if (stats) {
+    table_t users = {0};
+    for (long i = 0; i < n; i++) {
+      json_t *j = json_loads(v[i], 0, NULL);
+      const char *sub = json_string_value(json_object_get(j, "sub"));
+      if (sub && !table_find(&users, sub, hash_of(p, sub))) table_add(&users, sub, hash_of(p, sub), NULL);
+      json_decref(j);
+    }
+    fc_buf_printf(out, "{\"connections\":%ld,\"users\":%zu}", n, users.count);
+    for (size_t i = 0; i < users.cap; i++)
+      for (node_t *x = users.buckets[i], *next; x; x = next) next = x->next, free(x);
+    free(users.buckets);
+  } else {
+    fc_buf_puts(out, "{\"entries\":[");
+    for (long i = 0; i < n && (size_t)i < p->opts.max_entries; i++) {
+      if (i) fc_buf_puts(out, ",");
+      fc_buf_puts(out, v[i]);
+    }
+    fc_buf_printf(out, "],\"truncated\":%s}", (size_t)n > p->opts.max_entries ? "true" : "false");
+  }
+  for (long i = 0; i < n; i++) free(v[i]);
+  free(v);
+  return 0;
+}
+
 int fc_presence_list(fc_presence_t *p, const char *channel, fc_buf_t *out) {
   if (!fc_presence_on(p, channel)) return -ENOENT;
+  if (p->cluster) return cluster_answer(p, channel, out, false);
   fc_buf_puts(out, "{\"entries\":[");
   size_t shown = 0;
   bool truncated = false;
@@ -253,6 +313,7 @@ int fc_presence_list(fc_presence_t *p, const char *channel, fc_buf_t *out) {
 
 int fc_presence_stats(fc_presence_t *p, const char *channel, fc_buf_t *out) {
   if (!fc_presence_on(p, channel)) return -ENOENT;
+  if (p->cluster) return cluster_answer(p, channel, out, true);
   pthread_mutex_lock(&p->lock);
   pchan_t *pc = find_locked(p, channel);
   size_t conns = pc ? pc->entries : 0, users = pc ? pc->users.count : 0;

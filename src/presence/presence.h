@@ -12,6 +12,7 @@
 #define FC_PRESENCE_H
 
 #include "hub/hub.h"
+#include "store/presence_redis.h"
 
 typedef struct fc_presence fc_presence_t;
 typedef struct fc_presence_entry fc_presence_entry_t;
@@ -41,6 +42,18 @@ fc_presence_t *fc_presence_new(const fc_presence_opts_t *opts);
 void fc_presence_free(fc_presence_t *p);
 /* This node's name, shown in entries ("node"). Start-up, before any join. */
 void fc_presence_set_node(fc_presence_t *p, const char *node);
+
+/* Cluster mode: entries also go to `cluster` (fc_prstore_*), listings and
+ * counts come from it (the same on every node), and other nodes' joins and
+ * leaves reach this node's subscribers through fc_presence_remote. Start-up. */
+void fc_presence_set_cluster(fc_presence_t *p, fc_prstore_t *cluster);
+/* True in cluster mode: fc_presence_list and fc_presence_stats block on
+ * Redis (call them off the loop threads). */
+bool fc_presence_blocks(const fc_presence_t *p);
+/* Another node's join or leave on `channel`: queued as a notice when the
+ * channel is in memory here (else nobody here follows it). A
+ * fc_prstore_notice_cb (its `ud` is the presence). Any thread. */
+void fc_presence_remote(void *p, bool join, const char *channel, const char *json, size_t len);
 
 /* True when `channel` has presence on. False at once without rules; NULL p
  * is off. Any thread. */
@@ -77,7 +90,8 @@ void fc_presence_leave(fc_presence_t *p, fc_presence_entry_t *e);
  * nobody present answers no entries. Returns 0, or -ENOENT when the channel
  * has presence off. Any thread. */
 int fc_presence_list(fc_presence_t *p, const char *channel, fc_buf_t *out);
-/* Appends {"connections":N,"users":N} (distinct subjects); -ENOENT as above. */
+/* Appends {"connections":N,"users":N} (distinct subjects); -ENOENT as above.
+ * Both: -EIO when the cluster's Redis cannot answer. */
 int fc_presence_stats(fc_presence_t *p, const char *channel, fc_buf_t *out);
 
 #endif

@@ -20,6 +20,7 @@ typedef struct {
   fc_app_t *app;                      /* api's state; holds the modules */
   fc_hub_rule_t *rules;               /* the hub's retention rules: job.* first, then --retention-rule */
   fc_presence_rule_t *presence_rules; /* cfg's, for presence */
+  fc_prstore_t *prstore;              /* cluster mode: presence entries in Redis */
   fc_store_age_rule_t *ages;          /* the rules' age limits, for storage */
   fc_msg_t *hub_msgs;                 /* [threads]: each loop's "the hub's inbox has events" */
   uv_signal_t sigterm, sigint;
@@ -243,6 +244,7 @@ static void server_free(server_t *s) {
   if (app->net) fc_net_deliver_rest(app->net);
   fc_pub_free(app->pub);
   fc_net_free(app->net);
+  fc_prstore_close(s->prstore); /* after the connections' leaves were queued */
   fc_tls_free(s->tls);
   fc_jobs_free(app->jobs);
   fc_http_free(app->http);
@@ -276,6 +278,12 @@ static int wire_loops(server_t *s, char *err, size_t errlen) {
     snprintf(node, sizeof node, "%s:%d", host, fc_net_port(app->net));
   }
   fc_presence_set_node(app->presence, node);
+  if (*app->cfg->redis_url && app->cfg->npresence_rules) {
+    s->prstore = fc_prstore_open(app->cfg->redis_url, node, app->cfg->presence_ttl_s * 1000, fc_presence_remote,
+                                 app->presence, err, errlen);
+    if (!s->prstore) return -EIO; /* `err` says why */
+    fc_presence_set_cluster(app->presence, s->prstore);
+  }
   if (app->pub) app->ws = fc_api_ws_new(app);
   if (app->ws) return 0;
   snprintf(err, errlen, "too many mailbox receivers (at most %d)", FC_NET_MAX_RECEIVERS);
