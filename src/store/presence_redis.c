@@ -131,6 +131,7 @@ static bool write_op(fc_prstore_t *s, redisContext *c, const op_t *o) {
   return ok;
 }
 
+/* Renews this node's score and keys on every channel it has entries on. */
 static bool refresh(fc_prstore_t *s, redisContext *c) {
   char ttl[16];
   snprintf(ttl, sizeof ttl, "%u", s->ttl_ms);
@@ -141,6 +142,11 @@ static bool refresh(fc_prstore_t *s, redisContext *c) {
     if (!r) return false;
     freeReplyObject(r);
   }
+  return true;
+}
+
+/* Takes the dead nodes' entries (one script: one node gets each). */
+static bool sweep(fc_prstore_t *s, redisContext *c) {
   redisReply *r = redisCommand(c, "EVAL %s 1 fc:prch %s", sweep_lua, s->bus);
   if (!r) return false;
   if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
@@ -149,12 +155,12 @@ static bool refresh(fc_prstore_t *s, redisContext *c) {
   return true;
 }
 
-/* Writes queued ops; refreshes and sweeps every second (a refresh a third of
- * the TTL suffices: the TTL is at least 3 s). */
+/* Writes queued ops; sweeps every second and refreshes every third of the
+ * TTL (at least 3 s, so at least a second), until stopped. */
 static void *writer_main(void *arg) {
   fc_prstore_t *s = arg;
   redisContext *c = NULL;
-  uint64_t next_tick = 0;
+  uint64_t next_sweep = 0, next_refresh = 0;
   char err[256];
   pthread_mutex_lock(&s->lock);
   for (;;) {
@@ -171,9 +177,13 @@ static void *writer_main(void *arg) {
       op_free(o);
     }
     if (stop) break;
-    if (c && fc_mono_ms() >= next_tick) {
-      next_tick = fc_mono_ms() + 1000;
+    if (c && fc_mono_ms() >= next_refresh) {
+      next_refresh = fc_mono_ms() + s->ttl_ms / 3;
       if (!refresh(s, c)) redisFree(c), c = NULL;
+    }
+    if (c && fc_mono_ms() >= next_sweep) {
+      next_sweep = fc_mono_ms() + 1000;
+      if (!sweep(s, c)) redisFree(c), c = NULL;
     }
     pthread_mutex_lock(&s->lock);
     if (!s->head && !s->stop) {
