@@ -96,7 +96,7 @@ static const opt_t options[] = {
     {"presence-max-entries", OPT_UINT, OFF(presence_max_entries), "1000",
      "entries a presence listing shows per channel; past it the counts stay exact and the answer says truncated"},
     {"presence-ttl", OPT_UINT, OFF(presence_ttl_s), "30",
-     "with --redis: seconds a node's presence entries live in Redis unless it refreshes them (it does every third of it); "
+     "with --redis: seconds a node's presence entries live in Redis unless renewed (every third of it); "
      "a killed node's entries go, with leave notices, within this long (3-3600)"},
     {"channel-create-limit", OPT_UINT, OFF(channel_create_limit), "1000",
      "new channels one token subject may create per minute (admin exempt); past it: 429 (0: none)"},

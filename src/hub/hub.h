@@ -84,6 +84,7 @@ struct fc_sub_link {
   fc_channel_t *channel;      /* NULL while not subscribed */
   uint64_t last_seq;          /* highest id already given; later copies are skipped */
   uint64_t notice_from;       /* the channel's notices up to this one came before the link: skipped */
+  bool wants_notices;         /* set before subscribing: the subscriber takes notices (fc_hub_notice) */
   fc_sub_deliver_cb deliver;
   void *owner;
 };
@@ -193,7 +194,8 @@ void fc_hub_apply(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, size
 
 /* Queues a notice on `ch` (a JSON `data` named `name`, such as presence's
  * flowcast.join): an event without an id that never enters history, given
- * to the links subscribed when it is queued, in order with the channel's
+ * to the links subscribed when it is queued that want notices (nothing is
+ * made when none does), in order with the channel's
  * published events (it takes the same inboxes under the same lock). Each
  * link's deliver callback decides whether its subscriber wants it
  * (fc_event_is_notice). Copies the inputs. Any thread. */

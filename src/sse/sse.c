@@ -203,6 +203,7 @@ void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n
     sub->links[i].channel = channels[i];
     sub->links[i].deliver = on_event;
     sub->links[i].owner = sub;
+    sub->links[i].wants_notices = how->join_leave;
     links[i] = &sub->links[i];
   }
   fc_stream_t *s = fc_http_stream(req, 200, sse_headers, &sse_stream, sub);

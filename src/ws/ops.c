@@ -100,6 +100,7 @@ void fc__ws_subscribe(fc_ws_session_t *s, fc_channel_t *ch, const fc_resume_t *f
   sub->link.deliver = on_event;
   sub->link.owner = s;
   sub->join_leave = ask && ask->join_leave;
+  sub->link.wants_notices = sub->join_leave;
   fc_sub_link_t *links[] = {&sub->link};
   fc_backlog_t b;
   fc_hub_subscribe(s->ws->opts.hub, s->thread, links, 1, from, &b);
