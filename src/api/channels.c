@@ -211,7 +211,7 @@ static size_t merge_pages(const fc_channel_info_t *a, size_t na, const fc_channe
   return k;
 }
 
-static void list_json(fc_buf_t *b, const fc_channel_info_t *list, size_t n, bool more) {
+static void list_json(fc_buf_t *b, const fc_channel_info_t *list, size_t n, bool more, const fc_presence_t *pres) {
   fc_buf_puts(b, "{\"channels\":[");
   for (size_t i = 0; i < n; i++) {
     fc_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
@@ -219,7 +219,8 @@ static void list_json(fc_buf_t *b, const fc_channel_info_t *list, size_t n, bool
     fc_buf_printf(b, ",\"retained\":%zu,\"lastId\":", list[i].retained);
     if (list[i].last_seq) fc_buf_printf(b, "\"%llu\"", (unsigned long long)list[i].last_seq);
     else fc_buf_puts(b, "null");
-    fc_buf_printf(b, ",\"subscribers\":%zu}", list[i].subscribers);
+    fc_buf_printf(b, ",\"subscribers\":%zu,\"presence\":%s}", list[i].subscribers,
+                  fc_presence_on(pres, list[i].name) ? "true" : "false");
   }
   fc_buf_puts(b, "],\"next\":");
   if (more) fc_json_quote(b, list[n - 1].name, strlen(list[n - 1].name));
@@ -264,7 +265,7 @@ void fc_api_channels(fc_req_t *req) {
   bool more = n > limit;
   fc_buf_t b;
   fc_buf_init(&b);
-  list_json(&b, page, more ? (size_t)limit : n, more);
+  list_json(&b, page, more ? (size_t)limit : n, more, app->presence);
   free(page);
   free(live);
   free(st.list);
