@@ -116,15 +116,18 @@ static void count_local(fc_prstore_t *s, const char *channel, bool join) {
 
 /* Runs one op; false when the connection failed. */
 static bool write_op(fc_prstore_t *s, redisContext *c, const op_t *o) {
-  char z[200], h[620], msg[8192];
+  char z[200], h[620], ttl[16];
   keys_of(o->channel, s->node, z, sizeof z, h, sizeof h);
-  snprintf(msg, sizeof msg, "%c\n%s\n%s\n%s", o->join ? 'J' : 'L', s->node, o->channel, o->json);
-  char ttl[16];
   snprintf(ttl, sizeof ttl, "%u", s->ttl_ms);
-  redisReply *r = o->join
-                      ? redisCommand(c, "EVAL %s 3 %s %s fc:prch %s %s %s %s %s %s %s", join_lua, z, h, s->node,
-                                     o->conn, o->json, ttl, s->bus, msg, o->channel)
-                      : redisCommand(c, "EVAL %s 2 %s %s %s %s %s %s", leave_lua, z, h, s->node, o->conn, s->bus, msg);
+  fc_buf_t msg;
+  fc_buf_init(&msg);
+  fc_buf_printf(&msg, "%c\n%s\n%s\n%s", o->join ? 'J' : 'L', s->node, o->channel, o->json);
+  fc_buf_append(&msg, "", 1);
+  redisReply *r =
+      o->join ? redisCommand(c, "EVAL %s 3 %s %s fc:prch %s %s %s %s %s %s %s", join_lua, z, h, s->node, o->conn,
+                             o->json, ttl, s->bus, msg.data, o->channel)
+              : redisCommand(c, "EVAL %s 2 %s %s %s %s %s %s", leave_lua, z, h, s->node, o->conn, s->bus, msg.data);
+  fc_buf_dispose(&msg);
   bool ok = r != NULL;
   if (r && r->type == REDIS_REPLY_ERROR) fc_log(FC_LOG_WARN, "presence write refused", "error=\"%s\"", r->str);
   if (r) freeReplyObject(r);
