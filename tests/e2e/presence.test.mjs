@@ -3,11 +3,12 @@
 // order with the channel's events, never in history nor in resume.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { EventSource } from 'eventsource';
-import { startServer, request, assertJsonError, T, eventually } from './lib/server.mjs';
+import { startServer, request, assertJsonError, T, eventually, BIN } from './lib/server.mjs';
 import { subscribe, openSSE } from './lib/sse.mjs';
 import { connectWS } from './lib/ws.mjs';
 
@@ -82,6 +83,12 @@ test('presence: list and stats exact over SSE and WebSocket, rights, join/leave 
   assertJsonError(await get(`${base}/presence`), 401, 'unauthorized');
   assertJsonError(await get(`${base}/presence/stats`, alice), 403, 'forbidden');
   assert.equal((await get(`${base}/presence`, admin)).status, 200);
+  // `flowcast token --presence` mints the right; it covers only its patterns.
+  const cliTok = execFileSync(BIN, ['token', '--sub', 'bot', '--presence', 'room.a', '--url', h.url, '--token', admin], {
+    encoding: 'utf8',
+  }).trim();
+  assert.equal((await get(`${base}/presence/stats`, cliTok)).status, 200);
+  assertJsonError(await get(`${h.url}/api/v1/channels/room.b/presence`, cliTok), 403, 'forbidden');
   // Channels without presence: 404 presence_off (no rule, and an `off` rule before the glob's... after it).
   assertJsonError(await get(`${h.url}/api/v1/channels/other/presence`, admin), 404, 'presence_off');
   // Bad client info changes nothing.
