@@ -180,6 +180,30 @@ static bool publish_limited(fc_ws_session_t *s, size_t events, const char *ref) 
   return wait != 0;
 }
 
+/* Reads a subscribe op's presence part: "joinLeave" (a boolean) and "info"
+ * (any JSON, at most FC_PRESENCE_INFO_MAX bytes once compact, written into
+ * `buf`, which `ask` then points to). Sends an error and returns -EINVAL
+ * when either is bad. */
+static int presence_ask(fc_ws_session_t *s, json_t *msg, const char *ref, char buf[FC_PRESENCE_INFO_MAX + 1],
+                        ws_presence_ask_t *ask) {
+  json_t *info = json_object_get(msg, "info"), *jl = json_object_get(msg, "joinLeave");
+  *ask = (ws_presence_ask_t){.join_leave = json_is_true(jl)};
+  if (jl && !json_is_boolean(jl)) {
+    fc_ws_error(s, ref, "bad_parameter", "joinLeave must be true or false");
+    return -EINVAL;
+  }
+  if (!info) return 0;
+  size_t n = json_dumpb(info, buf, FC_PRESENCE_INFO_MAX, JSON_COMPACT | JSON_ENCODE_ANY);
+  if (n == 0 || n > FC_PRESENCE_INFO_MAX) {
+    fc_ws_error(s, ref, "bad_info", "info must be JSON of at most %d bytes", FC_PRESENCE_INFO_MAX);
+    return -EINVAL;
+  }
+  buf[n] = '\0';
+  ask->info = buf;
+  ask->info_len = n;
+  return 0;
+}
+
 static void op_subscribe(fc_ws_session_t *s, json_t *msg, const char *ref) {
   const char *name = json_string_value(json_object_get(msg, "channel"));
   bool valid = name && fc_channel_name_valid(name, strlen(name));
@@ -209,26 +233,13 @@ static void op_subscribe(fc_ws_session_t *s, json_t *msg, const char *ref) {
     }
     from.replay = json_integer_value(replay) > 1000000 ? 1000000 : (unsigned)json_integer_value(replay);
   }
-  ws_presence_ask_t ask = {0};
-  json_t *info = json_object_get(msg, "info"), *jl = json_object_get(msg, "joinLeave");
-  if (jl && !json_is_boolean(jl)) {
-    fc_ws_error(s, ref, "bad_parameter", "joinLeave must be true or false");
-    return;
-  }
-  ask.join_leave = json_is_true(jl);
-  char *info_text = info ? json_dumps(info, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-  if (info && (!info_text || strlen(info_text) > FC_PRESENCE_INFO_MAX)) {
-    free(info_text);
-    fc_ws_error(s, ref, "bad_info", "info must be JSON of at most %d bytes", FC_PRESENCE_INFO_MAX);
-    return;
-  }
-  ask.info = info_text;
-  ask.info_len = info_text ? strlen(info_text) : 0;
-  fc_channel_t *ch = NULL;
-  if (!valid || !create_limited(s, name, ref)) ch = op_channel(s, msg, ref, true);
+  ws_presence_ask_t ask;
+  char info[FC_PRESENCE_INFO_MAX + 1];
+  if (presence_ask(s, msg, ref, info, &ask) < 0) return;
+  if (valid && create_limited(s, name, ref)) return;
+  fc_channel_t *ch = op_channel(s, msg, ref, true);
   if (ch) fc__ws_subscribe(s, ch, &from, ref, &ask);
   fc_channel_unref(ch); /* a subscription holds it now */
-  free(info_text);
 }
 
 /* A publish waiting for its commit: whom to answer. */
