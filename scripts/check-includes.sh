@@ -5,11 +5,11 @@
 # Usage: scripts/check-includes.sh
 #
 # floor 8: main        7: server       6: api cli      5: jobs
-# floor 4: sse ws auth 3: pub          2: http store tls   1: net hub config
+# floor 4: sse ws auth 3: pub presence          2: http store tls   1: net hub config
 # floor 0: core
 set -uo pipefail
 cd "$(dirname "$0")/.."
-declare -A floor=([core]=0 [net]=1 [hub]=1 [config]=1 [http]=2 [store]=2 [tls]=2 [pub]=3
+declare -A floor=([core]=0 [net]=1 [hub]=1 [config]=1 [http]=2 [store]=2 [tls]=2 [pub]=3 [presence]=3
                   [sse]=4 [ws]=4 [auth]=4 [jobs]=5 [api]=6 [cli]=6 [server]=7 [main]=8)
 bad=0
 while IFS= read -r line; do

@@ -418,6 +418,7 @@
     rates: new Map(),
     sort: { key: 'name', dir: 1 },
     open: new Set(), // expanded prefix groups
+    presence: null, // the channel whose presence panel is open
     async enter() {
       if (!isAdmin()) {
         $('#ch-table').hidden = true;
@@ -447,6 +448,7 @@
       }
       await this.measure(all);
       this.rows = all;
+      if (this.presence) await this.showPresence(this.presence);
       const n = this.notice;
       $('#ch-status').textContent = n && Date.now() < n.until ? n.text : `${all.length} channels · updated ${new Date().toLocaleTimeString()}`;
       this.render();
@@ -531,7 +533,28 @@
             Tail.add(c.name);
             location.hash = '#tail';
           } }, 'Tail'),
+          c.presence ? h('button', { type: 'button', class: 'presence', onclick: () => this.showPresence(c.name) }, 'Presence') : null,
           h('button', { type: 'button', class: 'danger', onclick: () => this.purge(c.name) }, 'Purge')));
+    },
+    /** Fills the presence panel with who is subscribed to `name` (its entries and counts). */
+    async showPresence(name) {
+      this.presence = name;
+      const path = `/api/v1/channels/${encodeURIComponent(name)}/presence`;
+      const [list, stats] = await Promise.all([api(path), api(`${path}/stats`)]);
+      if (this.presence !== name) return;
+      $('#pr-panel').hidden = false;
+      $('#pr-title').textContent = `Presence: ${name}`;
+      if (list.status !== 200 || stats.status !== 200) {
+        $('#pr-stats').textContent = errText(list.status !== 200 ? list : stats);
+        $('#pr-table tbody').replaceChildren();
+        return;
+      }
+      const { connections, users } = stats.json;
+      $('#pr-stats').textContent = `${fmtInt(connections)} connection${connections === 1 ? '' : 's'} · ${fmtInt(users)} user${users === 1 ? '' : 's'}` +
+        (list.json.truncated ? ` · showing the first ${fmtInt(list.json.entries.length)}` : '');
+      $('#pr-table tbody').replaceChildren(...list.json.entries.map((e) => h('tr', { 'data-conn': e.conn },
+        h('td', { class: 'mono' }, e.conn.slice(0, 8)), h('td', {}, e.sub), h('td', {}, e.transport), h('td', {}, e.node),
+        h('td', {}, new Date(e.since).toLocaleTimeString()), h('td', { class: 'mono' }, e.info === undefined ? '' : JSON.stringify(e.info)))));
     },
     async purge(name) {
       if (!window.confirm(`Purge every retained event of "${name}"? Subscribers stay; stored events are deleted.`)) return;
@@ -541,6 +564,10 @@
     },
   };
   $('#ch-filter').addEventListener('input', () => Channels.render());
+  $('#pr-close').addEventListener('click', () => {
+    Channels.presence = null;
+    $('#pr-panel').hidden = true;
+  });
   $('#ch-group').addEventListener('change', () => Channels.render());
   for (const b of $$('#ch-table th button')) {
     b.addEventListener('click', () => {

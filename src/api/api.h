@@ -10,6 +10,7 @@
 #include "http/http.h"
 #include "hub/hub.h"
 #include "jobs/jobs.h"
+#include "presence/presence.h"
 #include "pub/pub.h"
 #include "sse/sse.h"
 #include "store/store.h"
@@ -24,6 +25,7 @@ enum {
   FC_ACCESS_ADMIN,           /* an admin token */
   FC_ACCESS_TOKEN,           /* any valid token (rights are checked per operation) */
   FC_ACCESS_SUBSCRIBE_JOB,   /* the subscribe right on job.{params[1]}, or a public channel */
+  FC_ACCESS_PRESENCE,        /* the presence right on the route's channel */
 };
 
 typedef struct fc_app {
@@ -32,6 +34,7 @@ typedef struct fc_app {
   fc_http_t *http;
   fc_sse_t *sse;
   fc_ws_t *ws;
+  fc_presence_t *presence; /* who is subscribed, on channels with presence on */
   fc_net_t *net;
   fc_store_t *store; /* NULL with --storage memory */
   fc_pub_t *pub;     /* every publish goes through it */
@@ -108,6 +111,9 @@ void fc_api_channels(fc_req_t *req);
 void fc_api_channel_delete(fc_req_t *req);
 void fc_api_channel_sse(fc_req_t *req);
 void fc_api_multi_sse(fc_req_t *req);
+/* Presence (presence.c): a channel's entries and its counts. */
+void fc_api_presence(fc_req_t *req);
+void fc_api_presence_stats(fc_req_t *req);
 void fc_api_healthz(fc_req_t *req);
 void fc_api_metrics(fc_req_t *req);
 /* The stats stream (stats.c): admin only; a sample a second. */

@@ -11,6 +11,8 @@ static const fc_route_t routes[] = {
     {"/api/v1/channels/{}/events", FC_POST, fc_api_publish, "publish", FC_ACCESS_PUBLISH, OVERLAP},
     {"/api/v1/channels/{}/events", FC_GET, fc_api_history, "history", FC_ACCESS_SUBSCRIBE, SERIAL},
     {"/api/v1/channels/{}/sse", FC_GET, fc_api_channel_sse, "sse", FC_ACCESS_SUBSCRIBE, SERIAL},
+    {"/api/v1/channels/{}/presence", FC_GET, fc_api_presence, "presence", FC_ACCESS_PRESENCE, SERIAL},
+    {"/api/v1/channels/{}/presence/stats", FC_GET, fc_api_presence_stats, "presence_stats", FC_ACCESS_PRESENCE, SERIAL},
     {"/api/v1/channels/{}", FC_DELETE, fc_api_channel_delete, "channel_delete", FC_ACCESS_ADMIN, SERIAL},
     {"/api/v1/channels", FC_GET, fc_api_channels, "channels", FC_ACCESS_ADMIN, SERIAL},
     {"/api/v1/sse", FC_GET, fc_api_multi_sse, "sse_multi", FC_ACCESS_SUBSCRIBE_QUERY, SERIAL},

@@ -213,6 +213,11 @@ int fc_api_authorize(fc_req_t *req) {
     case FC_ACCESS_TOKEN:
       if (!c) return deny(req, 401, "unauthorized", "a token is needed");
       return 0;
+    case FC_ACCESS_PRESENCE:
+      if (!c) return deny(req, 401, "unauthorized", "a token is needed to read presence");
+      if (!c->admin && !fc_patterns_match(c->presence, c->npresence, req->params[0]))
+        return deny(req, 403, "forbidden", "the token may not read this channel's presence");
+      return 0;
     case FC_ACCESS_ADMIN:
       if (!c) return deny(req, 401, "unauthorized", "a token is needed");
       if (!c->admin) return deny(req, 403, "forbidden", "this needs an admin token");
@@ -385,12 +390,14 @@ void fc_api_tokens(fc_req_t *req) {
   c.publish = pattern_list(json_object_get(j, "publish"), false, &c.npublish, &bad);
   c.subscribe = pattern_list(json_object_get(j, "subscribe"), false, &c.nsubscribe, &bad);
   c.run = pattern_list(json_object_get(j, "run"), true, &c.nrun, &bad);
+  c.presence = pattern_list(json_object_get(j, "presence"), false, &c.npresence, &bad);
   c.send = flag(j, "send", &bad);
   c.admin = flag(j, "admin", &bad);
   if (bad || !sub || !*sub || strlen(sub) > 128 || ttl < 1 || ttl > MAX_TOKEN_TTL_S) {
     fc_http_error(req, 400, "bad_token_request",
                   "expected {\"sub\": \"name\", \"publish\": [patterns], \"subscribe\": [patterns], \"run\": "
-                  "[workflow id patterns], \"send\": bool, \"admin\": bool, \"ttl\": 1..%d}; channel patterns are "
+                  "[workflow id patterns], \"presence\": [patterns], \"send\": bool, \"admin\": bool, \"ttl\": 1..%d}; "
+                  "channel patterns are "
                   "names or globs such as orders.*, run patterns digits and * (at most %d characters)",
                   MAX_TOKEN_TTL_S, RUN_PATTERN_MAX);
   } else {

@@ -240,7 +240,7 @@ static size_t merge_pages(const fc_channel_info_t *a, size_t na, const fc_channe
   return k;
 }
 
-static void list_json(fc_buf_t *b, const fc_channel_info_t *list, size_t n, bool more) {
+static void list_json(fc_buf_t *b, const fc_channel_info_t *list, size_t n, bool more, const fc_presence_t *pres) {
   fc_buf_puts(b, "{\"channels\":[");
   for (size_t i = 0; i < n; i++) {
     fc_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
@@ -248,7 +248,8 @@ static void list_json(fc_buf_t *b, const fc_channel_info_t *list, size_t n, bool
     fc_buf_printf(b, ",\"retained\":%zu,\"lastId\":", list[i].retained);
     if (list[i].last_seq) fc_buf_printf(b, "\"%llu\"", (unsigned long long)list[i].last_seq);
     else fc_buf_puts(b, "null");
-    fc_buf_printf(b, ",\"subscribers\":%zu}", list[i].subscribers);
+    fc_buf_printf(b, ",\"subscribers\":%zu,\"presence\":%s}", list[i].subscribers,
+                  fc_presence_on(pres, list[i].name) ? "true" : "false");
   }
   fc_buf_puts(b, "],\"next\":");
   if (more) fc_json_quote(b, list[n - 1].name, strlen(list[n - 1].name));
@@ -293,7 +294,7 @@ void fc_api_channels(fc_req_t *req) {
   bool more = n > limit;
   fc_buf_t b;
   fc_buf_init(&b);
-  list_json(&b, page, more ? (size_t)limit : n, more);
+  list_json(&b, page, more ? (size_t)limit : n, more, app->presence);
   free(page);
   free(live);
   free(st.list);
@@ -338,19 +339,43 @@ static int parse_resume(fc_req_t *req, fc_resume_t *r) {
   return 0;
 }
 
+/* Reads presence's ?info= (JSON, at most 1 KiB) and ?joinLeave= (1/true or
+ * 0/false), with the token's subject. Answers 400 and returns -EINVAL when
+ * malformed. */
+static int parse_presence(fc_req_t *req, fc_sse_how_t *how) {
+  bool bad = false;
+  const char *jl = fc_req_query(req, "joinLeave", 0, &bad);
+  if (bad || (jl && strcmp(jl, "1") && strcmp(jl, "true") && strcmp(jl, "0") && strcmp(jl, "false"))) {
+    fc_http_error(req, 400, "bad_parameter", "?joinLeave= must be 1 or 0");
+    return -EINVAL;
+  }
+  how->join_leave = jl && (jl[0] == '1' || jl[0] == 't');
+  const char *info = fc_req_query(req, "info", 0, &bad);
+  if (bad || (info && fc_presence_check_info(info, strlen(info)) < 0)) {
+    fc_http_error(req, 400, "bad_info", "?info= must be JSON of at most %d bytes", FC_PRESENCE_INFO_MAX);
+    return -EINVAL;
+  }
+  how->info = info;
+  how->info_len = info ? strlen(info) : 0;
+  const fc_claims_t *c = fc_api_claims(req);
+  how->sub = c ? c->sub : NULL;
+  return 0;
+}
+
 /* Reads ?envelope= (1/true or 0/false) into how->envelope, with the token's
  * expiry. Answers 400 and returns -EINVAL when malformed. */
 static int parse_how(fc_req_t *req, fc_sse_how_t *how) {
   bool bad = false;
   const char *v = fc_req_query(req, "envelope", 0, &bad);
   *how = (fc_sse_how_t){.expires_ms = fc_api_expiry_ms(req)};
-  if (!v && !bad) return 0;
-  if (!bad && (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "0") || !strcmp(v, "false"))) {
+  if (v || bad) {
+    if (bad || (strcmp(v, "1") && strcmp(v, "true") && strcmp(v, "0") && strcmp(v, "false"))) {
+      fc_http_error(req, 400, "bad_envelope", "?envelope= must be 1 or 0");
+      return -EINVAL;
+    }
     how->envelope = v[0] == '1' || v[0] == 't';
-    return 0;
   }
-  fc_http_error(req, 400, "bad_envelope", "?envelope= must be 1 or 0");
-  return -EINVAL;
+  return parse_presence(req, how);
 }
 
 void fc_api_channel_sse(fc_req_t *req) {

@@ -40,6 +40,12 @@ static uint64_t create_wait(void *ud, fc_ws_session_t *s, const char *channel) {
   return fc_api_create_wait(ud, fc_ws_session_user(s), fc_ws_session_id(s), channel);
 }
 
+static const char *subject(void *ud, fc_ws_session_t *s) {
+  (void)ud;
+  const fc_claims_t *c = fc_ws_session_user(s);
+  return c ? c->sub : NULL;
+}
+
 fc_ws_t *fc_api_ws_new(fc_app_t *app) {
   return fc_ws_new(&(fc_ws_opts_t){.hub = app->hub,
                                    .threads = app->cfg->threads,
@@ -55,5 +61,7 @@ fc_ws_t *fc_api_ws_new(fc_app_t *app) {
                                    .publish_wait = publish_wait,
                                    .create_wait = create_wait,
                                    .rate = app->cfg->ws_rate,
+                                   .presence = app->presence,
+                                   .subject = subject,
                                    .ud = app});
 }

@@ -17,6 +17,8 @@ typedef struct {
   size_t nsubscribe;
   char **run; /* workflows this token may start and control the jobs of */
   size_t nrun;
+  char **presence; /* channels whose presence (who is subscribed) it may read */
+  size_t npresence;
   bool send;   /* may send direct WebSocket messages to a connection */
   bool admin;  /* every right */
   int64_t exp; /* seconds since the epoch, at most FC_AUTH_TIME_MAX */

@@ -26,6 +26,8 @@ void fc_claims_dispose(fc_claims_t *c) {
   for (size_t i = 0; i < c->npublish; i++) free(c->publish[i]);
   for (size_t i = 0; i < c->nsubscribe; i++) free(c->subscribe[i]);
   for (size_t i = 0; i < c->nrun; i++) free(c->run[i]);
+  for (size_t i = 0; i < c->npresence; i++) free(c->presence[i]);
+  free(c->presence);
   free(c->publish);
   free(c->subscribe);
   free(c->run);
@@ -182,6 +184,7 @@ static int read_claims(jwt_t *jwt, fc_claims_t *out, int64_t now, char *why, siz
   out->publish = string_list(json_object_get(j, "publish"), &out->npublish);
   out->subscribe = string_list(json_object_get(j, "subscribe"), &out->nsubscribe);
   out->run = string_list(json_object_get(j, "run"), &out->nrun);
+  out->presence = string_list(json_object_get(j, "presence"), &out->npresence);
   out->send = json_is_true(json_object_get(j, "send"));
   out->admin = json_is_true(json_object_get(j, "admin"));
   json_decref(claims);
@@ -231,12 +234,13 @@ static json_t *json_list(char *const *v, size_t n) {
 
 char *fc_auth_mint(fc_auth_t *a, const fc_claims_t *c, int64_t now, int64_t ttl) {
   json_t *pub = json_list(c->publish, c->npublish), *sub = json_list(c->subscribe, c->nsubscribe);
-  json_t *run = json_list(c->run, c->nrun);
+  json_t *run = json_list(c->run, c->nrun), *pres = json_list(c->presence, c->npresence);
   /* A list that could not be encoded (text not UTF-8): mint nothing. */
-  json_t *fc = pub && sub && run ? json_pack("{s:{s:O,s:O,s:O,s:b,s:b}}", "flowcast", "publish", pub, "subscribe", sub,
-                                             "run", run, "send", c->send, "admin", c->admin)
-                                 : NULL;
-  json_decref(pub), json_decref(sub), json_decref(run);
+  json_t *fc = pub && sub && run && pres
+                   ? json_pack("{s:{s:O,s:O,s:O,s:O,s:b,s:b}}", "flowcast", "publish", pub, "subscribe", sub, "run",
+                               run, "presence", pres, "send", c->send, "admin", c->admin)
+                   : NULL;
+  json_decref(pub), json_decref(sub), json_decref(run), json_decref(pres);
   char *s = fc ? json_dumps(fc, JSON_COMPACT) : NULL, *tok = NULL;
   json_decref(fc);
   jwt_t *jwt = NULL;

@@ -111,10 +111,11 @@ int fc_cli_publish(int argc, char **argv) {
 /* ---- token ----------------------------------------------------------------- */
 
 static void token_usage(void) {
-  printf("Usage: flowcast token --sub NAME [--publish PATTERN]... [--subscribe PATTERN]... [--ttl S] [--admin]\n"
-         "                      [--url URL] [--token ADMIN_TOKEN]\n\n"
+  printf("Usage: flowcast token --sub NAME [--publish PATTERN]... [--subscribe PATTERN]... [--presence PATTERN]...\n"
+         "                      [--ttl S] [--admin] [--url URL] [--token ADMIN_TOKEN]\n\n"
          "Mints a scoped token through POST /api/v1/tokens (needs an admin token) and prints it.\n"
-         "PATTERN is a channel name or a glob such as orders.*\n\n");
+         "PATTERN is a channel name or a glob such as orders.*; --presence lets the token read who is\n"
+         "subscribed to matching channels (GET /api/v1/channels/{c}/presence).\n\n");
   fc_cli_exit_help(stdout);
 }
 
@@ -142,7 +143,7 @@ static int mint(const fc__client_t *o, json_t *req) {
 
 int fc_cli_token(int argc, char **argv) {
   const char *url = NULL, *token = NULL, *sub = NULL;
-  json_t *pub = json_array(), *subs = json_array();
+  json_t *pub = json_array(), *subs = json_array(), *pres = json_array();
   uint64_t ttl = 0;
   bool admin = false;
   int rc = FC_EXIT_USAGE;
@@ -156,6 +157,7 @@ int fc_cli_token(int argc, char **argv) {
     if (!strcmp(a, "--sub") && v) sub = v, i++;
     else if (!strcmp(a, "--publish") && v) json_array_append_new(pub, json_string(v)), i++;
     else if (!strcmp(a, "--subscribe") && v) json_array_append_new(subs, json_string(v)), i++;
+    else if (!strcmp(a, "--presence") && v) json_array_append_new(pres, json_string(v)), i++;
     else if (!strcmp(a, "--ttl") && v) {
       if (fc__parse_count("token", "--ttl", v, 100000000, &ttl) < 0) goto done;
       i++;
@@ -173,7 +175,8 @@ int fc_cli_token(int argc, char **argv) {
     goto done;
   }
   if ((rc = fc__client_init(&o, url, token, "token")) != 0) goto done;
-  json_t *req = json_pack("{s:s,s:O,s:O,s:b}", "sub", sub, "publish", pub, "subscribe", subs, "admin", admin);
+  json_t *req = json_pack("{s:s,s:O,s:O,s:O,s:b}", "sub", sub, "publish", pub, "subscribe", subs, "presence", pres,
+                          "admin", admin);
   if (!req) {
     fprintf(stderr, "flowcast token: --sub and the patterns must be UTF-8 text\n");
     rc = FC_EXIT_USAGE;
@@ -185,5 +188,6 @@ int fc_cli_token(int argc, char **argv) {
 done:
   json_decref(pub);
   json_decref(subs);
+  json_decref(pres);
   return rc;
 }

@@ -94,6 +94,14 @@ static const opt_t options[] = {
     {"ws-rate", OPT_UINT, OFF(ws_rate), "1000",
      "messages per second one WebSocket connection may send (bursts of twice that); past it: error rate_limited (0: "
      "none)"},
+    {"presence", OPT_STR, OFF(presence_patterns), "",
+     "channels whose subscribers are listed (presence, join/leave notices), comma-separated globs; the config file "
+     "may also hold `presence:PATTERN = on|off` lines, which come first"},
+    {"presence-max-entries", OPT_UINT, OFF(presence_max_entries), "1000",
+     "entries a presence listing shows per channel; past it the counts stay exact and the answer says truncated"},
+    {"presence-ttl", OPT_UINT, OFF(presence_ttl_s), "30",
+     "with --redis: seconds a node's presence entries live in Redis unless renewed (every third of it); "
+     "a killed node's entries go, with leave notices, within this long (3-3600)"},
     {"channel-create-limit", OPT_UINT, OFF(channel_create_limit), "1000",
      "new channels one token subject may create per minute (admin exempt); past it: 429 (0: none)"},
 };
@@ -104,7 +112,8 @@ void fc_config_usage(FILE *out) {
                "environment variables, then flags (flags win). Flags take --name VALUE or --name=VALUE.\n\n"
                "  --config FILE            config file of `name = value` lines (default ./flowcast.conf if present)\n"
                "                           it may also hold `retention:PATTERN = N` and `max-age:PATTERN = SECONDS`\n"
-               "                           (PATTERN a channel name or glob such as orders.*; the first match wins)\n");
+               "                           (PATTERN a channel name or glob such as orders.*; the first match wins)\n"
+               "                           and `presence:PATTERN = on|off` (who is subscribed; see --presence)\n");
   for (size_t i = 0; i < FC_ARRAY_LEN(options); i++) {
     const opt_t *o = &options[i];
     char flag[64];
@@ -181,6 +190,24 @@ static char *trim(char *s) {
   return s;
 }
 
+static void add_presence_rule(fc_config_t *cfg, const char *pattern, bool on) {
+  cfg->presence_rules = fc_xrealloc(cfg->presence_rules, (cfg->npresence_rules + 1) * sizeof *cfg->presence_rules);
+  cfg->presence_rules[cfg->npresence_rules++] = (struct fc_config_presence){fc_xstrndup(pattern, strlen(pattern)), on};
+}
+
+/* `presence:PATTERN = on|off`. */
+static int set_presence(fc_config_t *cfg, const char *key, const char *val, const char *path, int lineno, char *err,
+                        size_t errlen) {
+  const char *pattern = key + 9;
+  bool on = !strcmp(val, "on") || !strcmp(val, "true");
+  if (!*pattern || (!on && strcmp(val, "off") && strcmp(val, "false"))) {
+    snprintf(err, errlen, "%s:%d: expected presence:PATTERN = on|off", path, lineno);
+    return -EINVAL;
+  }
+  add_presence_rule(cfg, pattern, on);
+  return 0;
+}
+
 /* `retention:PATTERN = N` or `max-age:PATTERN = SECONDS`. */
 static int set_rule(fc_config_t *cfg, const char *key, const char *val, const char *path, int lineno, char *err,
                     size_t errlen) {
@@ -231,6 +258,10 @@ static int load_file(fc_config_t *cfg, const char *path, bool must_exist, char *
     if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') val[vl - 1] = '\0', val++;
     if (!strncmp(key, "retention:", 10) || !strncmp(key, "max-age:", 8)) {
       rc = set_rule(cfg, key, val, path, lineno, err, errlen);
+      continue;
+    }
+    if (!strncmp(key, "presence:", 9)) {
+      rc = set_presence(cfg, key, val, path, lineno, err, errlen);
       continue;
     }
     const opt_t *o = find_opt(key, strlen(key));
@@ -409,6 +440,9 @@ static int finish(fc_config_t *cfg, char *err, size_t errlen) {
   }
   cfg->cors_list = split_list(cfg->cors_origins);
   cfg->public_list = split_list(cfg->public_patterns);
+  char **pres = split_list(cfg->presence_patterns);
+  for (char **p = pres; *p; p++) add_presence_rule(cfg, *p, true);
+  free_list(pres);
   bool star = false;
   for (char **p = cfg->cors_list; *p; p++) star |= !strcmp(*p, "*");
   if (star && cfg->cors_credentials) {
@@ -417,6 +451,10 @@ static int finish(fc_config_t *cfg, char *err, size_t errlen) {
   }
   for (size_t i = 0; i < cfg->nrules; i++)
     if (!cfg->rules[i].count) cfg->rules[i].count = cfg->retention;
+  if (cfg->presence_ttl_s < 3 || cfg->presence_ttl_s > 3600) {
+    snprintf(err, errlen, "presence-ttl: expected 3 to 3600 seconds");
+    return -EINVAL;
+  }
   if (strcmp(cfg->storage, "sqlite") && strcmp(cfg->storage, "memory")) {
     snprintf(err, errlen, "storage: expected sqlite or memory, got '%s'", cfg->storage);
     return -EINVAL;
@@ -452,6 +490,8 @@ void fc_config_dispose(fc_config_t *cfg) {
   free_list(cfg->public_list);
   for (size_t i = 0; i < cfg->nrules; i++) free(cfg->rules[i].pattern);
   free(cfg->rules);
+  for (size_t i = 0; i < cfg->npresence_rules; i++) free(cfg->presence_rules[i].pattern);
+  free(cfg->presence_rules);
   free(cfg->host);
   free(cfg->config_file);
   memset(cfg, 0, sizeof *cfg);

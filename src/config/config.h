@@ -72,6 +72,16 @@ typedef struct {
   size_t nrules;
   char **cors_list; /* cors_origins split, NULL-terminated */
   bool help;        /* --help or -h was given: nothing past it was read */
+  /* Presence: `presence:PATTERN = on|off` lines of the config file, then
+   * each --presence pattern as on; the first match wins. */
+  struct fc_config_presence {
+    char *pattern;
+    bool on;
+  } * presence_rules;
+  size_t npresence_rules;
+  char *presence_patterns;       /* --presence: channels with presence on, comma-separated globs */
+  unsigned presence_max_entries; /* entries a presence listing shows per channel */
+  unsigned presence_ttl_s;       /* with --redis: a node's entries live this long unless it refreshes them */
 } fc_config_t;
 
 /* Fills defaults, then the file, environment and `argv` (the flags after

@@ -20,7 +20,7 @@ bool fc_channel_name_valid(const char *name, size_t len) { return name_valid(nam
 bool fc_event_name_valid(const char *name, size_t len) { return name_valid(name, len, FC_EVENT_NAME_MAX); }
 
 void fc_sse_frame_build(fc_buf_t *out, uint64_t seq, fc_str_t name, fc_str_t data) {
-  fc_buf_printf(out, "id: %llu\n", (unsigned long long)seq);
+  if (seq) fc_buf_printf(out, "id: %llu\n", (unsigned long long)seq);
   if (name.len) {
     fc_buf_append(out, "event: ", 7);
     fc_buf_append(out, name.base, name.len);

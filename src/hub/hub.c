@@ -411,6 +411,20 @@ static void publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, si
   if (evs != stack) free(evs);
 }
 
+void fc_hub_notice(fc_hub_t *hub, fc_channel_t *ch, fc_str_t name, fc_str_t data) {
+  fc_event_in_t in = {.name = name, .data = data, .is_json = true};
+  pthread_mutex_lock(&hub->lock);
+  if (!ch->notice_links) {
+    pthread_mutex_unlock(&hub->lock);
+    return;
+  }
+  fc_event_t *ev = fc__event_new(ch, 0, ++ch->notices, fc_now_ms(), &in);
+  for (unsigned t = 0; t < hub->opts.threads; t++)
+    if (ch->local_count[t]) inbox_push(hub, t, &ev, 1);
+  pthread_mutex_unlock(&hub->lock);
+  fc_event_unref(ev);
+}
+
 /* ---- subscribe ------------------------------------------------------------ */
 
 void fc_backlog_dispose(fc_backlog_t *b) {
@@ -492,6 +506,8 @@ void fc_hub_subscribe(fc_hub_t *hub, unsigned thread, fc_sub_link_t **links, siz
     /* Anything already in flight to this thread is in the backlog or skipped. */
     fc_sub_link_t *l = links[i];
     l->last_seq = ch->last_seq;
+    l->notice_from = ch->notices;
+    ch->notice_links += l->wants_notices;
     l->prev = NULL;
     l->next = ch->local[thread];
     if (l->next) l->next->prev = l;
@@ -513,6 +529,7 @@ void fc_hub_unsubscribe(fc_hub_t *hub, unsigned thread, fc_sub_link_t *l) {
   if (l->next) l->next->prev = l->prev;
   ch->local_count[thread]--;
   ch->subscribers--;
+  ch->notice_links -= l->wants_notices;
   atomic_store(&ch->used_ms, fc_mono_ms());
   pthread_mutex_unlock(&hub->lock);
   l->prev = l->next = NULL;
@@ -533,6 +550,10 @@ void fc_hub_drain(fc_hub_t *hub, unsigned thread) {
     /* Only this thread edits its list, so it can be walked without the hub lock. */
     for (fc_sub_link_t *l = ev->channel->local[thread], *next; l; l = next) {
       next = l->next;
+      if (fc_event_is_notice(ev)) {
+        if (l->wants_notices && ev->n > l->notice_from) l->deliver(l, ev);
+        continue;
+      }
       if (ev->seq <= l->last_seq) continue;
       l->last_seq = ev->seq;
       l->deliver(l, ev);

@@ -66,7 +66,11 @@ typedef struct {
   int64_t time_ms;
 } fc_event_in_t;
 
-/* Builds the SSE frame of `data` for event `seq` into `out`: an `id:` line, an
+/* True for a notice (fc_hub_notice): an event with no id, never in history. */
+static inline bool fc_event_is_notice(const fc_event_t *ev) { return ev->seq == 0; }
+
+/* Builds the SSE frame of `data` for event `seq` into `out`: an `id:` line (none
+ * when `seq` is 0, a notice), an
  * `event:` line when `name` is not empty, one `data:` line per line of data
  * (lines end at CRLF, CR or LF), then a blank line. */
 void fc_sse_frame_build(fc_buf_t *out, uint64_t seq, fc_str_t name, fc_str_t data);
@@ -79,6 +83,8 @@ struct fc_sub_link {
   fc_sub_link_t *prev, *next; /* in the channel's list for this thread */
   fc_channel_t *channel;      /* NULL while not subscribed */
   uint64_t last_seq;          /* highest id already given; later copies are skipped */
+  uint64_t notice_from;       /* the channel's notices up to this one came before the link: skipped */
+  bool wants_notices;         /* set before subscribing: the subscriber takes notices (fc_hub_notice) */
   fc_sub_deliver_cb deliver;
   void *owner;
 };
@@ -188,6 +194,15 @@ void fc_hub_publish(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, si
 /* fc_hub_publish() for events that came from elsewhere (a cluster's bus):
  * they are not a use of the channel, which is freed once idle. */
 void fc_hub_apply(fc_hub_t *hub, fc_channel_t *ch, const fc_event_in_t *in, size_t n, fc_publish_result_t *res);
+
+/* Queues a notice on `ch` (a JSON `data` named `name`, such as presence's
+ * flowcast.join): an event without an id that never enters history, given
+ * to the links subscribed when it is queued that want notices (nothing is
+ * made when none does), in order with the channel's
+ * published events (it takes the same inboxes under the same lock). Each
+ * link's deliver callback decides whether its subscriber wants it
+ * (fc_event_is_notice). Copies the inputs. Any thread. */
+void fc_hub_notice(fc_hub_t *hub, fc_channel_t *ch, fc_str_t name, fc_str_t data);
 
 /* Where a new subscription starts. */
 typedef struct {

@@ -35,6 +35,8 @@ struct fc_channel {
   atomic_size_t events;     /* events alive that point here, in history or not */
   _Atomic uint64_t used_ms; /* fc_mono_ms() of the last release, publish or unsubscribe */
   size_t subscribers;       /* links on every thread; hub lock */
+  uint64_t notices;         /* notices queued so far (fc_hub_notice); hub lock */
+  size_t notice_links;      /* links that want notices, on every thread; hub lock */
   unsigned *local_count;    /* [threads] subscribers per loop thread */
   fc_sub_link_t **local;    /* [threads] list heads; each touched by its thread only */
 };

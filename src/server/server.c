@@ -17,10 +17,12 @@
 
 /* Everything the wiring owns besides api's state. The loops' ud. */
 typedef struct {
-  fc_app_t *app;             /* api's state; holds the modules */
-  fc_hub_rule_t *rules;      /* the hub's retention rules: job.* first, then --retention-rule */
-  fc_store_age_rule_t *ages; /* the rules' age limits, for storage */
-  fc_msg_t *hub_msgs;        /* [threads]: each loop's "the hub's inbox has events" */
+  fc_app_t *app;                      /* api's state; holds the modules */
+  fc_hub_rule_t *rules;               /* the hub's retention rules: job.* first, then --retention-rule */
+  fc_presence_rule_t *presence_rules; /* cfg's, for presence */
+  fc_prstore_t *prstore;              /* cluster mode: presence entries in Redis */
+  fc_store_age_rule_t *ages;          /* the rules' age limits, for storage */
+  fc_msg_t *hub_msgs;                 /* [threads]: each loop's "the hub's inbox has events" */
   uv_signal_t sigterm, sigint;
   fc_tls_t *tls;      /* --tls-cert: the port speaks HTTPS; NULL: plain */
   uv_signal_t sighup; /* reloads the certificate (with tls only) */
@@ -245,16 +247,19 @@ static void server_free(server_t *s) {
   if (app->net) fc_net_deliver_rest(app->net);
   fc_pub_free(app->pub);
   fc_net_free(app->net);
+  fc_prstore_close(s->prstore); /* after the connections' leaves were queued */
   fc_tls_free(s->tls);
   fc_jobs_free(app->jobs);
   fc_http_free(app->http);
   fc_sse_free(app->sse);
   fc_ws_free(app->ws);
+  fc_presence_free(app->presence);
   fc_hub_free(app->hub);
   fc_api_free(app);
   free(s->hub_msgs);
   free(s->ages);
   free(s->rules);
+  free(s->presence_rules);
 }
 
 /* Once net exists (its loops wait for fc_net_run): the hub's receiver, pub
@@ -267,6 +272,20 @@ static int wire_loops(server_t *s, char *err, size_t errlen) {
     s->hub_msgs = fc_xcalloc(threads, sizeof *s->hub_msgs);
     for (unsigned i = 0; i < threads; i++) s->hub_msgs[i].receiver = (unsigned)rx;
     app->pub = fc_pub_new(&(fc_pub_opts_t){.hub = app->hub, .store = app->store, .threads = threads, .net = app->net});
+  }
+  char node[300];
+  if (*app->cfg->node_name) snprintf(node, sizeof node, "%s", app->cfg->node_name);
+  else {
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    snprintf(node, sizeof node, "%s:%d", host, fc_net_port(app->net));
+  }
+  fc_presence_set_node(app->presence, node);
+  if (*app->cfg->redis_url && app->cfg->npresence_rules) {
+    s->prstore = fc_prstore_open(app->cfg->redis_url, node, app->cfg->presence_ttl_s * 1000, fc_presence_remote,
+                                 app->presence, err, errlen);
+    if (!s->prstore) return -EIO; /* `err` says why */
+    fc_presence_set_cluster(app->presence, s->prstore);
   }
   if (app->pub) app->ws = fc_api_ws_new(app);
   if (app->ws) return 0;
@@ -299,7 +318,15 @@ static int build(server_t *s, char *err, size_t errlen) {
                                          .notify_ud = s,
                                          .on_channel = on_channel,
                                          .on_channel_ud = app});
+  s->presence_rules = fc_xcalloc(cfg->npresence_rules + 1, sizeof *s->presence_rules);
+  for (size_t i = 0; i < cfg->npresence_rules; i++)
+    s->presence_rules[i] = (fc_presence_rule_t){cfg->presence_rules[i].pattern, cfg->presence_rules[i].on};
+  app->presence = fc_presence_new(&(fc_presence_opts_t){.hub = app->hub,
+                                                        .rules = s->presence_rules,
+                                                        .nrules = cfg->npresence_rules,
+                                                        .max_entries = cfg->presence_max_entries});
   app->sse = fc_sse_new(&(fc_sse_opts_t){.hub = app->hub,
+                                         .presence = app->presence,
                                          .threads = cfg->threads,
                                          .keepalive_ms = cfg->keepalive_s * 1000,
                                          .retry_ms = 3000,

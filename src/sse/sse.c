@@ -28,10 +28,12 @@ struct sse_sub {
   fc_stream_t *stream;
   sse_sub_t *prev, *next; /* in its loop's list */
   unsigned thread;
-  bool dead;                /* being closed: ignore further events */
-  int64_t expires_ms;       /* token expiry, ms since the epoch; 0: never */
-  fc_sse_final_cb is_final; /* NULL: the stream never ends by itself */
-  bool envelope;            /* sends each event's enveloped frame */
+  bool dead;                     /* being closed: ignore further events */
+  int64_t expires_ms;            /* token expiry, ms since the epoch; 0: never */
+  fc_sse_final_cb is_final;      /* NULL: the stream never ends by itself */
+  bool envelope;                 /* sends each event's enveloped frame */
+  bool join_leave;               /* also sends presence notices */
+  fc_presence_entry_t **entries; /* [nlinks] presence entries; NULL when no channel has presence on */
   size_t nlinks;
   fc_sub_link_t links[];
 };
@@ -102,6 +104,10 @@ static fc_frame_t *frame_of(const sse_sub_t *sub, fc_event_t *ev) {
 static void on_event(fc_sub_link_t *link, fc_event_t *ev) {
   sse_sub_t *sub = link->owner;
   if (sub->dead) return;
+  if (fc_event_is_notice(ev)) { /* presence: no id, no envelope, never final */
+    if (sub->join_leave && fc_stream_send(sub->stream, &ev->sse) == -ENOBUFS) drop_slow(sub);
+    return;
+  }
   if (fc_stream_send(sub->stream, frame_of(sub, ev)) == -ENOBUFS) {
     drop_slow(sub);
     return;
@@ -117,7 +123,11 @@ static void on_stream_close(fc_stream_t *s) {
   sse_sub_t *sub = s->ud;
   fc_sse_t *sse = sub->sse;
   sse_loop_t *sl = &sse->loops[sub->thread];
-  for (size_t i = 0; i < sub->nlinks; i++) fc_hub_unsubscribe(sse->opts.hub, sub->thread, &sub->links[i]);
+  for (size_t i = 0; i < sub->nlinks; i++) {
+    if (sub->entries) fc_presence_leave(sse->opts.presence, sub->entries[i]);
+    fc_hub_unsubscribe(sse->opts.hub, sub->thread, &sub->links[i]);
+  }
+  free(sub->entries);
   if (sub->prev) sub->prev->next = sub->next;
   else sl->subs = sub->next;
   if (sub->next) sub->next->prev = sub->prev;
@@ -153,6 +163,20 @@ static void send_gap(fc_stream_t *c, const fc_gap_t *g) {
   fc_stream_send_copy(c, buf, (size_t)n);
 }
 
+/* Adds the subscriber's presence entries on its channels with presence on,
+ * after its backlog: its own join is the first live thing it may see. */
+static void join_presence(fc_sse_t *sse, sse_sub_t *sub, const fc_sse_how_t *how) {
+  char conn[FC_PRESENCE_CONN_LEN + 1] = "";
+  for (size_t i = 0; i < sub->nlinks; i++) {
+    fc_channel_t *ch = sub->links[i].channel;
+    if (!fc_presence_on(sse->opts.presence, fc_channel_name(ch))) continue;
+    if (!conn[0]) fc_presence_conn_id(conn);
+    if (!sub->entries) sub->entries = fc_xcalloc(sub->nlinks, sizeof *sub->entries);
+    fc_presence_who_t who = {conn, how->sub, "sse", how->info, how->info_len};
+    sub->entries[i] = fc_presence_join(sse->opts.presence, ch, &who);
+  }
+}
+
 void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n, const fc_resume_t *from,
                  const fc_sse_how_t *how) {
   fc_sse_final_cb is_final = how->is_final;
@@ -168,11 +192,18 @@ void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n
   sub->expires_ms = how->expires_ms;
   sub->is_final = is_final;
   sub->envelope = how->envelope;
+  sub->join_leave = how->join_leave;
+  /* The request's memory (its token's claims, its query) goes with it once
+   * it becomes a stream: presence's part is copied first. */
+  fc_sse_how_t who = *how;
+  who.sub = how->sub ? fc_xstrndup(how->sub, strlen(how->sub)) : NULL;
+  who.info = how->info ? fc_xstrndup(how->info, how->info_len) : NULL;
   fc_sub_link_t *links[n];
   for (size_t i = 0; i < n; i++) {
     sub->links[i].channel = channels[i];
     sub->links[i].deliver = on_event;
     sub->links[i].owner = sub;
+    sub->links[i].wants_notices = how->join_leave;
     links[i] = &sub->links[i];
   }
   fc_stream_t *s = fc_http_stream(req, 200, sse_headers, &sse_stream, sub);
@@ -198,6 +229,9 @@ void fc_sse_open(fc_sse_t *sse, fc_req_t *req, fc_channel_t **channels, size_t n
   sse_loop_t *sl = &sse->loops[thread];
   atomic_fetch_add_explicit(&sl->delivered, backlog.nevents, memory_order_relaxed);
   fc_backlog_dispose(&backlog);
+  join_presence(sse, sub, &who);
+  free((char *)who.sub);
+  free((char *)who.info);
   /* The backlog is shared frames already retained: it does not count against
    * the bound, which limits how far behind live delivery may fall. */
   fc_stream_set_bound(c, fc_stream_queued(c) + sse->opts.queue_bytes);

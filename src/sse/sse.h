@@ -6,15 +6,17 @@
 
 #include "http/http.h"
 #include "hub/hub.h"
+#include "presence/presence.h"
 
 typedef struct fc_sse fc_sse_t;
 
 typedef struct {
   fc_hub_t *hub;
   unsigned threads;
-  unsigned keepalive_ms; /* a ":keepalive" comment this often */
-  unsigned retry_ms;     /* the reconnection delay announced to clients */
-  size_t queue_bytes;    /* a subscriber's unsent bytes past this: disconnected */
+  unsigned keepalive_ms;   /* a ":keepalive" comment this often */
+  unsigned retry_ms;       /* the reconnection delay announced to clients */
+  size_t queue_bytes;      /* a subscriber's unsent bytes past this: disconnected */
+  fc_presence_t *presence; /* subscriptions on channels with presence on join it; NULL: none */
 } fc_sse_opts_t;
 
 fc_sse_t *fc_sse_new(const fc_sse_opts_t *opts);
@@ -34,6 +36,13 @@ typedef struct {
    * as a JSON value when it was published as JSON, else a string), so that a
    * client of several channels can tell where an event came from. */
   bool envelope;
+  /* Presence (channels with it on): the token's subject (NULL: anonymous),
+   * checked client info (?info=, NULL: none), and ?joinLeave=1: the stream
+   * also carries the channels' flowcast.join and flowcast.leave notices. */
+  const char *sub;
+  const char *info;
+  size_t info_len;
+  bool join_leave;
 } fc_sse_how_t;
 
 /* Answers `req` with an event stream of `channels` (already validated and

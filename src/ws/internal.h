@@ -11,10 +11,12 @@
 
 /* One subscription of a session, in the session's table (subs.c). */
 typedef struct ws_sub {
-  fc_sub_link_t link;
-  struct ws_sub *next; /* in its bucket */
-  uint64_t hash;       /* of name, keyed per process */
-  char name[];         /* the channel's name */
+  fc_sub_link_t link;            /* first: the deliver callback finds the entry from it */
+  fc_presence_entry_t *presence; /* on a channel with presence on, else NULL */
+  bool join_leave;               /* the subscriber asked for presence notices */
+  struct ws_sub *next;           /* in its bucket */
+  uint64_t hash;                 /* of name, keyed per process */
+  char name[];                   /* the channel's name */
 } ws_sub_t;
 
 /* A direct message on its way to another loop's session. */
@@ -88,8 +90,18 @@ void fc__ws_send_json(fc_ws_session_t *s, json_t *j);
 /* Sends {"type":"error","code","message","ref"?} built by core's one error
  * writer: every string escaped, invalid UTF-8 as U+FFFD. Loop thread. */
 void fc__ws_send_error(fc_ws_session_t *s, const char *ref, const char *code, const char *msg);
+/* What a subscribe op asks besides where to start: presence's client info
+ * (checked JSON text, or NULL) and notices. */
+typedef struct {
+  const char *info;
+  size_t info_len;
+  bool join_leave;
+} ws_presence_ask_t;
 /* Subscribes the session to a channel and queues its backlog. */
-void fc__ws_subscribe(fc_ws_session_t *s, fc_channel_t *ch, const fc_resume_t *from, const char *ref);
+void fc__ws_subscribe(fc_ws_session_t *s, fc_channel_t *ch, const fc_resume_t *from, const char *ref,
+                      const ws_presence_ask_t *ask);
+/* Removes a subscription's presence entry, then its hub link (not the entry's memory). */
+void fc__ws_sub_drop(fc_ws_session_t *s, ws_sub_t *sub);
 void fc__ws_unsubscribe(fc_ws_session_t *s, fc_channel_t *ch, const char *name, const char *ref);
 /* Closes with a status code (a close frame, then the connection). */
 void fc__ws_close(fc_ws_session_t *s, uint16_t code, const char *reason);

@@ -59,9 +59,37 @@ static void send_event(fc_ws_session_t *s, fc_event_t *ev) {
   atomic_fetch_add_explicit(&s->ws->loops[s->thread].delivered, 1, memory_order_relaxed);
 }
 
-static void on_event(fc_sub_link_t *link, fc_event_t *ev) { send_event(link->owner, ev); }
+/* {"type":"event","channel","event","data"} for a presence notice: no id. */
+static fc_frame_t *build_notice_frame(const fc_event_t *ev) {
+  fc_buf_t b;
+  fc_buf_init(&b);
+  const char *name = fc_channel_name(ev->channel);
+  fc_buf_puts(&b, "{\"type\":\"event\",\"channel\":");
+  fc_json_quote(&b, name, strlen(name));
+  fc_buf_puts(&b, ",\"event\":");
+  fc_json_quote(&b, ev->name, ev->name_len);
+  fc_buf_puts(&b, ",\"data\":");
+  fc_buf_append(&b, ev->data, ev->data_len);
+  fc_buf_puts(&b, "}");
+  fc_frame_t *f = fc__ws_text_frame(b.data, b.len);
+  fc_buf_dispose(&b);
+  return f;
+}
 
-void fc__ws_subscribe(fc_ws_session_t *s, fc_channel_t *ch, const fc_resume_t *from, const char *ref) {
+static void on_event(fc_sub_link_t *link, fc_event_t *ev) {
+  fc_ws_session_t *s = link->owner;
+  if (!fc_event_is_notice(ev)) {
+    send_event(s, ev);
+    return;
+  }
+  ws_sub_t *sub = (ws_sub_t *)link;
+  if (!sub->join_leave || s->closing || !s->stream) return;
+  if (fc_conn_send(s->stream->conn, fc_event_ws_frame(ev, build_notice_frame)) == -ENOBUFS)
+    fc__ws_close(s, 1008, "too slow");
+}
+
+void fc__ws_subscribe(fc_ws_session_t *s, fc_channel_t *ch, const fc_resume_t *from, const char *ref,
+                      const ws_presence_ask_t *ask) {
   json_t *ok = json_pack("{s:s,s:s}", "type", "subscribed", "channel", fc_channel_name(ch));
   if (ref) json_object_set_new(ok, "ref", json_string(ref));
   if (fc__ws_sub_find(s, fc_channel_name(ch))) { /* already: say so again, give nothing twice */
@@ -72,6 +100,8 @@ void fc__ws_subscribe(fc_ws_session_t *s, fc_channel_t *ch, const fc_resume_t *f
   sub->link.channel = ch;
   sub->link.deliver = on_event;
   sub->link.owner = s;
+  sub->join_leave = ask && ask->join_leave;
+  sub->link.wants_notices = sub->join_leave;
   fc_sub_link_t *links[] = {&sub->link};
   fc_backlog_t b;
   fc_hub_subscribe(s->ws->opts.hub, s->thread, links, 1, from, &b);
@@ -85,12 +115,18 @@ void fc__ws_subscribe(fc_ws_session_t *s, fc_channel_t *ch, const fc_resume_t *f
   }
   for (size_t i = 0; i < b.nevents; i++) send_event(s, b.events[i]);
   fc_backlog_dispose(&b);
+  const fc_ws_opts_t *o = &s->ws->opts;
+  if (fc_presence_on(o->presence, fc_channel_name(ch))) {
+    fc_presence_who_t who = {s->id, o->subject ? o->subject(o->ud, s) : NULL, "ws", ask ? ask->info : NULL,
+                             ask ? ask->info_len : 0};
+    sub->presence = fc_presence_join(o->presence, ch, &who);
+  }
 }
 
 void fc__ws_unsubscribe(fc_ws_session_t *s, fc_channel_t *ch, const char *name, const char *ref) {
   ws_sub_t *sub = ch ? fc__ws_sub_take(s, fc_channel_name(ch)) : NULL;
   if (sub) {
-    fc_hub_unsubscribe(s->ws->opts.hub, s->thread, &sub->link);
+    fc__ws_sub_drop(s, sub);
     free(sub);
   }
   json_t *j = json_pack("{s:s,s:s}", "type", "unsubscribed", "channel", name);
@@ -168,6 +204,30 @@ static bool warming(fc_ws_session_t *s, const char *channel) {
   return true;
 }
 
+/* Reads a subscribe op's presence part: "joinLeave" (a boolean) and "info"
+ * (any JSON, at most FC_PRESENCE_INFO_MAX bytes once compact, written into
+ * `buf`, which `ask` then points to). Sends an error and returns -EINVAL
+ * when either is bad. */
+static int presence_ask(fc_ws_session_t *s, json_t *msg, const char *ref, char buf[FC_PRESENCE_INFO_MAX + 1],
+                        ws_presence_ask_t *ask) {
+  json_t *info = json_object_get(msg, "info"), *jl = json_object_get(msg, "joinLeave");
+  *ask = (ws_presence_ask_t){.join_leave = json_is_true(jl)};
+  if (jl && !json_is_boolean(jl)) {
+    fc_ws_error(s, ref, "bad_parameter", "joinLeave must be true or false");
+    return -EINVAL;
+  }
+  if (!info) return 0;
+  size_t n = json_dumpb(info, buf, FC_PRESENCE_INFO_MAX, JSON_COMPACT | JSON_ENCODE_ANY);
+  if (n == 0 || n > FC_PRESENCE_INFO_MAX) {
+    fc_ws_error(s, ref, "bad_info", "info must be JSON of at most %d bytes", FC_PRESENCE_INFO_MAX);
+    return -EINVAL;
+  }
+  buf[n] = '\0';
+  ask->info = buf;
+  ask->info_len = n;
+  return 0;
+}
+
 static void op_subscribe(fc_ws_session_t *s, json_t *msg, const char *ref) {
   const char *name = json_string_value(json_object_get(msg, "channel"));
   bool valid = name && fc_channel_name_valid(name, strlen(name));
@@ -197,9 +257,12 @@ static void op_subscribe(fc_ws_session_t *s, json_t *msg, const char *ref) {
     }
     from.replay = json_integer_value(replay) > 1000000 ? 1000000 : (unsigned)json_integer_value(replay);
   }
+  ws_presence_ask_t ask;
+  char info[FC_PRESENCE_INFO_MAX + 1];
+  if (presence_ask(s, msg, ref, info, &ask) < 0) return;
   if (valid && (warming(s, name) || create_limited(s, name, ref))) return;
   fc_channel_t *ch = op_channel(s, msg, ref, true);
-  if (ch) fc__ws_subscribe(s, ch, &from, ref);
+  if (ch) fc__ws_subscribe(s, ch, &from, ref, &ask);
   fc_channel_unref(ch); /* a subscription holds it now */
 }
 

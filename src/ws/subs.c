@@ -72,11 +72,17 @@ void fc__ws_subs_dispose(fc_ws_session_t *s) {
   for (size_t i = 0; i < s->subs_cap; i++) {
     for (ws_sub_t *e = s->subs[i], *next; e; e = next) {
       next = e->next;
-      fc_hub_unsubscribe(s->ws->opts.hub, s->thread, &e->link);
+      fc__ws_sub_drop(s, e);
       free(e);
     }
   }
   free(s->subs);
   s->subs = NULL;
   s->subs_cap = s->nsubs = 0;
+}
+
+void fc__ws_sub_drop(fc_ws_session_t *s, ws_sub_t *sub) {
+  fc_presence_leave(s->ws->opts.presence, sub->presence);
+  sub->presence = NULL;
+  fc_hub_unsubscribe(s->ws->opts.hub, s->thread, &sub->link);
 }

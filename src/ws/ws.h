@@ -8,6 +8,7 @@
 
 #include "http/http.h"
 #include "hub/hub.h"
+#include "presence/presence.h"
 #include "pub/pub.h"
 
 typedef struct fc_ws fc_ws_t;
@@ -34,6 +35,9 @@ typedef struct {
   uint64_t (*publish_wait)(void *ud, fc_ws_session_t *s, size_t events);
   uint64_t (*create_wait)(void *ud, fc_ws_session_t *s, const char *channel);
   unsigned rate; /* messages per second per session, in bursts of twice that; past it: error rate_limited (0: none) */
+  fc_presence_t *presence; /* subscriptions on channels with presence on join it; NULL: none */
+  /* The session's token subject for presence (NULL or "": anonymous). */
+  const char *(*subject)(void *ud, fc_ws_session_t *s);
   void *ud;
 } fc_ws_opts_t;
 

@@ -57,7 +57,7 @@ const pub = (channel, data, opts = {}) =>
 
 before(async () => {
   browser = await launchChromium();
-  srv = await startServer({ open: false, env: { FLOWCAST_ADMIN_PASSWORD: PASSWORD }, extraArgs: ['--workflows', wfDir] });
+  srv = await startServer({ open: false, env: { FLOWCAST_ADMIN_PASSWORD: PASSWORD }, extraArgs: ['--workflows', wfDir, '--presence', 'room.*'] });
   admin = await login(srv.url);
 });
 after(async () => {
@@ -456,6 +456,40 @@ describe('overview', () => {
     await page.click('#ch-table tr[data-channel="zz.only"] button.danger');
     await page.waitForFunction(() => /Purged zz\.only/.test(document.querySelector('#ch-status').textContent));
     assert.equal((await storedEvents(srv.url, 'zz.only', `?access_token=${admin}`)).length, 0);
+  });
+});
+
+describe('presence', () => {
+  test('channels with presence on have a Presence panel: counts and entries, updated', TO, async (t) => {
+    const subscriber = (info) => {
+      const ac = new AbortController();
+      t.after(() => ac.abort());
+      const q = info ? `?info=${encodeURIComponent(JSON.stringify(info))}` : '';
+      return fetch(`${srv.url}/api/v1/channels/room.dash/sse${q}`, { headers: bearer(admin), signal: ac.signal }).then((r) => {
+        assert.equal(r.status, 200);
+        return ac;
+      });
+    };
+    await subscriber({ name: 'Ann' });
+    const second = await subscriber();
+    await pub('room.dash', { hello: 1 });
+    await pub('plain.dash', { hello: 1 });
+    const page = await newPage(t);
+    await loginThroughForm(page);
+    await go(page, 'channels');
+    await page.uncheck('#ch-group');
+    await page.waitForSelector('#ch-table tr[data-channel="room.dash"] button.presence');
+    await page.waitForSelector('#ch-table tr[data-channel="plain.dash"]');
+    assert.equal(await page.$('#ch-table tr[data-channel="plain.dash"] button.presence'), null, 'no Presence button without presence');
+    await page.click('#ch-table tr[data-channel="room.dash"] button.presence');
+    await page.waitForFunction(() => document.querySelector('#pr-stats').textContent.startsWith('2 connections · 1 user'));
+    assert.equal(await page.$$eval('#pr-table tbody tr', (l) => l.length), 2);
+    assert.match(await page.textContent('#pr-table tbody'), /"name":"Ann"/);
+    await shot(page, 'presence');
+    second.abort();
+    await page.waitForFunction(() => document.querySelector('#pr-stats').textContent.startsWith('1 connection · 1 user'), null, { timeout: T(10000) });
+    await page.click('#pr-close');
+    assert.equal(await page.isVisible('#pr-panel'), false);
   });
 });
 
