@@ -52,7 +52,9 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     fc_buf_append(&want, &c, 1);
   }
   char idtxt[24];
-  snprintf(idtxt, sizeof idtxt, "%llu", (unsigned long long)seq);
+  /* Id 0 is a notice's (presence): it has no id line. */
+  idtxt[0] = '\0';
+  if (seq) snprintf(idtxt, sizeof idtxt, "%llu", (unsigned long long)seq);
   if (want.len != g.data.len || (want.len && memcmp(want.data, g.data.data, want.len))) abort();
   if (strcmp(g.event.data, name_len ? "" : "message") &&
       (g.event.len != name_len || memcmp(g.event.data, name.base, name_len)))
