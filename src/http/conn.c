@@ -395,15 +395,7 @@ static void on_close(fc_conn_t *c) {
   fc_http_conn_t *hc = fc_conn_ud(c);
   fc_http_stats.connections--;
   if (hc->h2) fc__h2_free(hc);
-  if (hc->stream) {
-    fc_stream_t *s = hc->stream;
-    if (s->h->on_close) s->h->on_close(s);
-    fc_log(FC_LOG_INFO, "stream", "%s bytes=%llu ms=%llu peer=%s", s->log_head ? s->log_head : "",
-           (unsigned long long)(fc_conn_written(c) - s->written_at_start),
-           (unsigned long long)(fc_mono_ms() - s->start_ms), s->log_peer);
-    free(s->log_head);
-    free(s);
-  }
+  if (hc->stream) fc__stream_end(hc->stream, 0, 0);
   for (fc__answer_t *a = hc->out_head, *next; a; a = next) {
     next = a->next;
     if (a->req) { /* its handler still holds it: it will see the connection gone */

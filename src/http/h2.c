@@ -100,14 +100,7 @@ static void stream_gone(fc__h2s_t *s) {
   if (s->next) s->next->prev = s->prev;
   h->nstreams--;
   h->last_active_ms = now_of(h);
-  if (s->stream) {
-    fc_stream_t *st = s->stream;
-    if (st->h->on_close) st->h->on_close(st);
-    fc_log(FC_LOG_INFO, "stream", "%s bytes=%llu ms=%llu peer=%s h2_stream=%d", st->log_head ? st->log_head : "",
-           (unsigned long long)s->sent, (unsigned long long)(fc_mono_ms() - st->start_ms), st->log_peer, s->id);
-    free(st->log_head);
-    free(st);
-  }
+  if (s->stream) fc__stream_end(s->stream, s->sent, s->id);
   if (s->req) {
     fc__req_t *q = fc__req(s->req);
     if (s->dispatched) { /* its handler still holds it: it will see the stream gone */
@@ -255,20 +248,7 @@ void fc__h2_answer(fc_req_t *req, int status, const fc_buf_t *head, const void *
 fc_stream_t *fc__h2_stream(fc_req_t *req, int status, const fc_buf_t *head, const fc_stream_handler_t *h, void *ud) {
   fc__req_t *q = fc__req(req);
   fc__h2s_t *s = q->h2s;
-  fc_stream_t *st = fc_xcalloc(1, sizeof *st);
-  st->conn = s->h->hc->conn;
-  st->loop = req->loop;
-  st->h = h;
-  st->ud = ud;
-  st->start_ms = fc_mono_ms();
-  st->h2s = s;
-  fc_buf_t lh;
-  fc_buf_init(&lh);
-  fc__http_log_head(req, &lh);
-  fc_buf_printf(&lh, " in_bytes=%zu", req->body.len);
-  st->log_head = fc_xstrndup(lh.data, lh.len);
-  fc_buf_dispose(&lh);
-  fc_req_peer_ip(req, st->log_peer, sizeof st->log_peer);
+  fc_stream_t *st = fc__stream_new(req, s->h->hc->conn, h, ud);
   s->stream = st;
   s->req = NULL;
   fc__req_free(req);

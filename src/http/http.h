@@ -179,12 +179,8 @@ struct fc_stream {
   fc_loop_t *loop;
   const fc_stream_handler_t *h;
   void *ud;
-  uint64_t start_ms;
-  /* http's, for the request's log line when the stream ends: */
-  char *log_head; /* method, target, status, in_bytes */
-  char log_peer[64];
-  uint64_t written_at_start; /* the connection's bytes written before the stream */
-  void *h2s;                 /* http's: the HTTP/2 stream it is; NULL on HTTP/1.1 */
+  void *h2s;                  /* http's: the HTTP/2 stream it is; NULL on HTTP/1.1 */
+  struct fc__stream_log *log; /* http's: its log line's fields until it ends; NULL when info lines are off */
 };
 
 /* Sends the status line and headers (CORS included, close-delimited body; for

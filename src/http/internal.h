@@ -108,8 +108,15 @@ void fc__http_cors_headers(fc_req_t *req, fc_buf_t *out);
 /* Writes the request's log line fields (redacting tokens) into `out`. */
 void fc__http_log_fields(fc_req_t *req, fc_buf_t *out);
 
-/* The request's log line fields for a stream's head ("method=.. target=.. status=.."). */
-void fc__http_log_head(fc_req_t *req, fc_buf_t *out);
+/* A stream for `req`, whose answer head has gone or is going out on `conn`.
+ * The request's log line is written when the stream ends (fc__stream_end),
+ * with its bytes and duration; what it is about is kept until then, and only
+ * when info lines are written: an idle stream holds 48 bytes otherwise. */
+fc_stream_t *fc__stream_new(fc_req_t *req, fc_conn_t *conn, const fc_stream_handler_t *h, void *ud);
+/* Ends a stream: its on_close, its log line, and its memory. An HTTP/2 stream
+ * passes the bytes it sent and its id; on HTTP/1.1 (0, 0) the bytes are the
+ * connection's since the stream began. */
+void fc__stream_end(fc_stream_t *s, uint64_t h2_sent, int h2_id);
 /* The header lines (each "Name: value\r\n") an answer carries besides its
  * status: Date, Server, CORS, then `extra`. */
 void fc__http_head_lines(fc_buf_t *b, fc_req_t *req, const char *extra);

@@ -191,31 +191,61 @@ fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers
   fc_buf_init(&b);
   head_into(&b, req, status, extra_headers);
   fc_buf_puts(&b, status == 101 ? "\r\n" : "Connection: close\r\n\r\n");
-  fc_stream_t *s = fc_xcalloc(1, sizeof *s);
-  s->conn = hc->conn;
-  s->loop = fc_conn_loop(hc->conn);
-  s->h = h;
-  s->ud = ud;
-  s->start_ms = fc_mono_ms();
   fc_conn_send_copy(hc->conn, b.data, b.len);
   fc_buf_dispose(&b);
-  /* The request's one log line is written when the stream ends (with its
-   * bytes and duration); what it is about is kept until then. */
-  fc_buf_t head;
-  fc_buf_init(&head);
-  log_head(req, &head);
-  char peer[64] = "-";
-  fc_conn_peer(hc->conn, peer, sizeof peer);
-  fc_buf_printf(&head, " in_bytes=%zu", req->body.len);
-  s->log_head = fc_xstrndup(head.data, head.len);
-  snprintf(s->log_peer, sizeof s->log_peer, "%s", peer);
-  s->written_at_start = fc_conn_written(hc->conn);
-  fc_buf_dispose(&head);
+  fc_stream_t *s = fc__stream_new(req, hc->conn, h, ud);
   hc->stream = s;
   hc->state = HC_STREAM;
   hc->req = NULL;
   fc__req_free(req);
   return s;
+}
+
+/* What a stream's log line says of it, kept from its start to its end. */
+struct fc__stream_log {
+  uint64_t start_ms;
+  uint64_t written_at_start; /* the connection's bytes written before it (HTTP/1.1) */
+  char text[];               /* "method=.. target=.. status=.. in_bytes=N", a NUL, then the peer */
+};
+
+fc_stream_t *fc__stream_new(fc_req_t *req, fc_conn_t *conn, const fc_stream_handler_t *h, void *ud) {
+  fc_stream_t *s = fc_xcalloc(1, sizeof *s);
+  s->conn = conn;
+  s->loop = fc_conn_loop(conn);
+  s->h = h;
+  s->ud = ud;
+  s->h2s = fc__req(req)->h2s;
+  if (!fc_log_enabled(FC_LOG_INFO)) return s;
+  fc_buf_t text;
+  fc_buf_init(&text);
+  log_head(req, &text);
+  fc_buf_printf(&text, " in_bytes=%zu", req->body.len);
+  char peer[64] = "-";
+  fc_conn_peer(conn, peer, sizeof peer);
+  fc_buf_append(&text, "", 1);
+  fc_buf_puts(&text, peer);
+  s->log = fc_xmalloc(sizeof *s->log + text.len + 1);
+  s->log->start_ms = fc_mono_ms();
+  s->log->written_at_start = fc_conn_written(conn);
+  memcpy(s->log->text, text.data, text.len + 1);
+  fc_buf_dispose(&text);
+  return s;
+}
+
+void fc__stream_end(fc_stream_t *s, uint64_t h2_sent, int h2_id) {
+  if (s->h->on_close) s->h->on_close(s);
+  struct fc__stream_log *l = s->log;
+  if (l) {
+    const char *peer = l->text + strlen(l->text) + 1;
+    uint64_t sent = h2_id ? h2_sent : fc_conn_written(s->conn) - l->written_at_start;
+    unsigned long long ms = (unsigned long long)(fc_mono_ms() - l->start_ms);
+    if (h2_id)
+      fc_log(FC_LOG_INFO, "stream", "%s bytes=%llu ms=%llu peer=%s h2_stream=%d", l->text, (unsigned long long)sent,
+             ms, peer, h2_id);
+    else fc_log(FC_LOG_INFO, "stream", "%s bytes=%llu ms=%llu peer=%s", l->text, (unsigned long long)sent, ms, peer);
+    free(l);
+  }
+  free(s);
 }
 
 void fc_stream_close(fc_stream_t *s, bool flush) {
@@ -272,9 +302,6 @@ static void redacted_target(fc_req_t *req, fc_buf_t *out) {
     p = amp + 1;
   }
 }
-
-/* "method=.. target=.. status=..": who a request's log line is about. */
-void fc__http_log_head(fc_req_t *req, fc_buf_t *out) { log_head(req, out); }
 
 static void log_head(fc_req_t *req, fc_buf_t *out) {
   fc_buf_t target;
