@@ -58,6 +58,8 @@ int fc__conn_open(fc_loop_t *l, int fd, fc__peer_t *peer) {
   }
   c->tcp.data = c;
   c->loop = l;
+  c->q = c->qinline;
+  c->qcap = FC__QINLINE;
   if ((rc = uv_tcp_open(&c->tcp, fd)) < 0) {
     close(fd);
     uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
@@ -74,6 +76,14 @@ int fc__conn_open(fc_loop_t *l, int fd, fc__peer_t *peer) {
   return 0;
 }
 
+/* Back to the inline ring; the queue is empty. */
+static void ring_inline(fc_conn_t *c) {
+  if (c->q != c->qinline) free(c->q);
+  c->q = c->qinline;
+  c->qcap = FC__QINLINE;
+  c->qhead = 0;
+}
+
 static void queue_clear(fc_conn_t *c) {
   while (c->qlen) {
     fc_frame_unref(c->q[c->qhead]);
@@ -81,9 +91,7 @@ static void queue_clear(fc_conn_t *c) {
     c->qlen--;
   }
   c->qoff = 0;
-  free(c->q);
-  c->q = NULL;
-  c->qcap = 0;
+  ring_inline(c);
   c->queued = 0;
 }
 
@@ -154,9 +162,19 @@ void fc_conn_close_linger(fc_conn_t *c) {
   else c->close_when_flushed = true;
 }
 
-void fc__conn_sweep_lingering(fc_loop_t *l, uint64_t now) {
-  for (fc_conn_t *c = l->conns; c; c = c->next)
-    if (c->lingering && !c->closing && c->linger_since && now - c->linger_since > 2000) close_now(c);
+/* A ring grown on the heap goes back to the inline one once the connection
+ * has written nothing for this long: kept while it is busy, so a stream that
+ * writes often does not churn it. */
+#define RING_IDLE_MS 2000
+
+void fc__conn_sweep(fc_loop_t *l, uint64_t now) {
+  for (fc_conn_t *c = l->conns; c; c = c->next) {
+    if (c->lingering && !c->closing && c->linger_since && now - c->linger_since > 2000) {
+      close_now(c);
+    } else if (c->q != c->qinline && c->qlen == 0 && !c->wreq && now - c->progress_ms > RING_IDLE_MS) {
+      ring_inline(c);
+    }
+  }
 }
 
 void fc__conn_close_all(fc_loop_t *l) {
@@ -176,10 +194,10 @@ static int enqueue_raw(fc_conn_t *c, fc_frame_t *f, bool bounded) {
   if (bounded && c->bound && c->queued + f->len > c->bound) return -ENOBUFS;
   if (c->queued == 0) c->progress_ms = uv_now(&c->loop->uv);
   if (c->qlen == c->qcap) {
-    uint32_t cap = c->qcap ? c->qcap * 2 : 8;
+    uint32_t cap = c->qcap < 8 ? 8 : c->qcap * 2;
     fc_frame_t **q = fc_xmalloc(cap * sizeof *q);
     for (uint32_t i = 0; i < c->qlen; i++) q[i] = c->q[(c->qhead + i) % c->qcap];
-    free(c->q);
+    if (c->q != c->qinline) free(c->q);
     c->q = q;
     c->qhead = 0;
     c->qcap = cap;

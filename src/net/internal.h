@@ -51,6 +51,8 @@ struct fc_loop {
   char readbuf[64 * 1024]; /* shared by every connection: data is parsed in read_cb */
 };
 
+#define FC__QINLINE 4
+
 struct fc_conn {
   uv_tcp_t tcp;
   fc_loop_t *loop;
@@ -58,10 +60,11 @@ struct fc_conn {
   void *ud;
   fc_conn_t *prev, *next; /* in loop->conns */
   fc_conn_t *dirty_next;
-  fc_frame_t **q; /* ring of frames to write, oldest first */
+  fc_frame_t **q; /* ring of frames to write, oldest first: qinline until more are queued */
   uint32_t qhead, qlen, qcap;
-  uint32_t qoff;        /* bytes of the oldest frame already written */
-  uint32_t inflight;    /* bytes at the head of the queue in a uv_write */
+  uint32_t qoff;           /* bytes of the oldest frame already written */
+  uint32_t inflight;       /* bytes at the head of the queue in a uv_write */
+  uint32_t last_write_ms;  /* when a bulk pass last wrote it (uv_hrtime in ms; 0: never) */
   size_t queued;        /* bytes queued and not yet written, in-flight included */
   uint64_t written;     /* bytes written since it opened */
   size_t bound;         /* fc_conn_send fails past this many queued bytes; 0: none */
@@ -73,10 +76,12 @@ struct fc_conn {
   bool dead;                      /* closed, left on a dirty list for the flush to free */
   bool lingering;                 /* answered and shut down: input is read and dropped until EOF */
   uint64_t linger_since;          /* loop time the lingering began */
-  uint32_t last_write_ms;         /* when a bulk pass last wrote it (uv_hrtime in ms; 0: never) */
   fc__peer_t *peer;               /* its address's count (--max-connections-per-ip); NULL: no cap */
   const fc_conn_filter_t *filter; /* TLS; NULL: the plain path */
   void *filter_state;
+  /* An idle subscriber's few frames (an answer head, a retry line, its position) need no
+   * ring of their own on the heap. */
+  fc_frame_t *qinline[FC__QINLINE];
 };
 
 /* Why a connection is refused; indexes fc_net_t.refused and .answers. */
@@ -183,8 +188,9 @@ void fc__conn_flush_all(fc_loop_t *l);
 void fc__conn_drop_refs(fc_loop_t *l);
 /* Closes every connection at once (the stop deadline). */
 void fc__conn_close_all(fc_loop_t *l);
-/* Closes connections that lingered too long (the loop's tick). */
-void fc__conn_sweep_lingering(fc_loop_t *l, uint64_t now);
+/* The loop's tick: closes connections that lingered too long, and frees the
+ * empty write ring of one that has written nothing for a while. */
+void fc__conn_sweep(fc_loop_t *l, uint64_t now);
 /* Frees the closed connections still on the dirty lists (no connection is open). */
 void fc__conn_free_dead(fc_loop_t *l);
 /* Closes the loop's own handles once it is stopping and has no connection. */

@@ -37,7 +37,7 @@ static void on_prepare(uv_prepare_t *h) { fc__conn_flush_all(h->data); }
 
 static void on_tick(uv_timer_t *t) {
   fc_loop_t *l = t->data;
-  fc__conn_sweep_lingering(l, uv_now(&l->uv));
+  fc__conn_sweep(l, uv_now(&l->uv));
   if (l->net->opts.h.on_tick) l->net->opts.h.on_tick(l, uv_now(&l->uv));
 }
 
