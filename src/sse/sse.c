@@ -26,15 +26,15 @@ struct fc_sse {
 struct sse_sub {
   fc_sse_t *sse;
   fc_stream_t *stream;
-  sse_sub_t *prev, *next; /* in its loop's list */
-  unsigned thread;
-  bool dead;                     /* being closed: ignore further events */
+  sse_sub_t *prev, *next;        /* in its loop's list */
   int64_t expires_ms;            /* token expiry, ms since the epoch; 0: never */
   fc_sse_final_cb is_final;      /* NULL: the stream never ends by itself */
-  bool envelope;                 /* sends each event's enveloped frame */
-  bool join_leave;               /* also sends presence notices */
   fc_presence_entry_t **entries; /* [nlinks] presence entries; NULL when no channel has presence on */
-  size_t nlinks;
+  uint32_t nlinks;
+  uint16_t thread;
+  bool dead;       /* being closed: ignore further events */
+  bool envelope;   /* sends each event's enveloped frame */
+  bool join_leave; /* also sends presence notices */
   fc_sub_link_t links[];
 };
 
