@@ -73,14 +73,13 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   fc__req_t *q = fc__req(r);
   if (hc->state == HC_BODY) return on_trailer(hc, n);
   if (q->in_value || q->noff == 0) {
-    if (q->noff == FC_HTTP_MAX_HEADERS)
-      return abort_parse(hc, 431, "too_many_headers", "more than %zu header fields", (size_t)FC_HTTP_MAX_HEADERS);
+    size_t *o = fc__req_field(q);
+    if (!o) return abort_parse(hc, 431, "too_many_headers", "more than %zu header fields", (size_t)FC_HTTP_MAX_HEADERS);
     q->in_value = false;
-    size_t *o = q->hdr_off[q->noff++];
     o[0] = q->raw.len, o[1] = 0, o[2] = 0, o[3] = 0;
   }
   fc_buf_append(&q->raw, at, n);
-  q->hdr_off[q->noff - 1][1] += n;
+  q->fields[q->noff - 1].off[1] += n;
   return check_head_size(hc);
 }
 
@@ -89,7 +88,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   fc_req_t *r = hc->req;
   fc__req_t *q = fc__req(r);
   if (hc->state == HC_BODY) return on_trailer(hc, n);
-  size_t *o = q->hdr_off[q->noff - 1];
+  size_t *o = q->fields[q->noff - 1].off;
   if (!q->in_value) {
     /* RFC 9112 5.1: no whitespace between a field name and its colon. */
     char last = o[1] ? q->raw.data[o[0] + o[1] - 1] : ' ';
@@ -124,7 +123,7 @@ static int check_head(fc_http_conn_t *hc, llhttp_t *p) {
   size_t hosts = 0;
   bool other_coding = false;
   for (size_t i = 0; i < fc__req(r)->nheaders; i++) {
-    const fc_header_t *h = &fc__req(r)->headers[i];
+    const fc_header_t *h = &fc__req(r)->fields[i].h;
     if (fc_str_ieq(h->name, "host")) hosts++;
     if (!fc_str_ieq(h->name, "transfer-encoding")) continue;
     /* llhttp has already refused a list whose last coding is not chunked,
@@ -168,12 +167,7 @@ static int on_headers_complete(llhttp_t *p) {
   fc__req_t *q = fc__req(r);
   /* From here on the raw bytes do not change (on_trailer): these stay valid. */
   r->url.base = q->raw.data ? q->raw.data : "";
-  for (size_t i = 0; i < q->noff; i++) {
-    size_t *o = q->hdr_off[i];
-    q->headers[i].name = (fc_str_t){q->raw.data + o[0], o[1]};
-    q->headers[i].value = (fc_str_t){o[3] ? q->raw.data + o[2] : "", o[3]};
-  }
-  q->nheaders = q->noff; /* only now are they there to read */
+  fc__req_fields_done(q);
   r->method = method_bit(p->method);
   r->method_name = llhttp_method_name(p->method);
   /* An upgrade that is refused ends the connection: what follows is not HTTP. */
@@ -395,7 +389,7 @@ static void on_close(fc_conn_t *c) {
   fc_http_conn_t *hc = fc_conn_ud(c);
   fc_http_stats.connections--;
   if (hc->h2) fc__h2_free(hc);
-  if (hc->stream) fc__stream_end(hc->stream, 0, 0);
+  if (hc->stream) fc__stream_end(hc->stream, 0);
   for (fc__answer_t *a = hc->out_head, *next; a; a = next) {
     next = a->next;
     if (a->req) { /* its handler still holds it: it will see the connection gone */

@@ -34,13 +34,11 @@ struct fc__h2s {
   fc_frame_t **q;         /* ring of frames to send, oldest first; NULL when empty */
   size_t queued;          /* bytes in q not yet handed to nghttp2 */
   size_t bound;           /* fc__h2s_send refuses past this (0: none) */
-  uint64_t sent;          /* DATA bytes handed to nghttp2 */
   uint32_t qhead, qlen, qcap, qoff;
   int32_t id;
-  uint32_t opened_ms;                    /* loop time it opened (truncated), to tell a rapid reset */
-  uint32_t url_off, url_len, head_bytes; /* while the request's head arrives (bounded by its limits) */
-  int16_t err_status;                    /* the request is refused with this once its head is in */
-  bool has_url, dispatched;
+  uint32_t opened_ms;  /* loop time it opened (truncated), to tell a rapid reset */
+  uint32_t head_bytes; /* its header lists' bytes, trailers too (bounded by its limits) */
+  bool dispatched;
   bool eof;         /* END_STREAM after the queue */
   bool data_on;     /* nghttp2 holds a DATA source of the stream (an outbound item) */
   bool data_ending; /* that source gave its last bytes without END_STREAM: it ends once they are sent */
@@ -100,7 +98,7 @@ static void stream_gone(fc__h2s_t *s) {
   if (s->next) s->next->prev = s->prev;
   h->nstreams--;
   h->last_active_ms = now_of(h);
-  if (s->stream) fc__stream_end(s->stream, s->sent, s->id);
+  if (s->stream) fc__stream_end(s->stream, s->id);
   if (s->req) {
     fc__req_t *q = fc__req(s->req);
     if (s->dispatched) { /* its handler still holds it: it will see the stream gone */
@@ -133,7 +131,7 @@ static ssize_t read_data(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     }
   }
   s->queued -= n;
-  s->sent += n;
+  if (s->stream) fc__stream_sent(s->stream, n);
   if (s->qlen) return (ssize_t)n;
   free(s->q); /* an idle stream holds no ring */
   s->q = NULL;
@@ -372,12 +370,12 @@ static int keep_field(fc__h2s_t *s, const uint8_t *name, size_t nlen, const uint
       r->method = method_bit(r->method_name);
     } else if (nlen == 5 && memcmp(name, ":path", 5) == 0) {
       if (vlen > r->http->opts.max_url_bytes) {
-        s->err_status = 414;
+        q->h2_err_status = 414;
         return 0;
       }
-      s->url_off = (uint32_t)q->raw.len;
-      s->url_len = (uint32_t)vlen;
-      s->has_url = true;
+      q->h2_url_off = (uint32_t)q->raw.len;
+      q->h2_url_len = (uint32_t)vlen;
+      q->h2_has_url = true;
       fc_buf_append(&q->raw, value, vlen);
     } else if (nlen == 10 && memcmp(name, ":authority", 10) == 0) {
       name = (const uint8_t *)"host", nlen = 4;
@@ -386,11 +384,11 @@ static int keep_field(fc__h2s_t *s, const uint8_t *name, size_t nlen, const uint
     }
     if (nlen != 4) return 0;
   }
-  if (q->noff == FC_HTTP_MAX_HEADERS) {
-    s->err_status = 431;
+  size_t *o = fc__req_field(q);
+  if (!o) {
+    q->h2_err_status = 431;
     return 0;
   }
-  size_t *o = q->hdr_off[q->noff++];
   o[0] = q->raw.len, o[1] = nlen;
   fc_buf_append(&q->raw, name, nlen);
   o[2] = q->raw.len, o[3] = vlen;
@@ -411,8 +409,9 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *fr, const uint8_t
     return NGHTTP2_ERR_CALLBACK_FAILURE;
   }
   if (!s->req || s->dispatched || fr->headers.cat != NGHTTP2_HCAT_REQUEST) return 0; /* trailers: counted, not kept */
-  if (s->head_bytes > max) s->err_status = 431;
-  if (s->err_status) return 0;
+  fc__req_t *q = fc__req(s->req);
+  if (s->head_bytes > max) q->h2_err_status = 431;
+  if (q->h2_err_status) return 0;
   return keep_field(s, name, nlen, value, vlen);
 }
 
@@ -420,28 +419,24 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *fr, const uint8_t
 static void head_done(fc__h2s_t *s) {
   fc_req_t *r = s->req;
   fc__req_t *q = fc__req(r);
-  r->url = s->has_url ? (fc_str_t){q->raw.data + s->url_off, s->url_len} : (fc_str_t){"", 0};
-  for (size_t i = 0; i < q->noff; i++) {
-    size_t *o = q->hdr_off[i];
-    q->headers[i].name = (fc_str_t){q->raw.data + o[0], o[1]};
-    q->headers[i].value = (fc_str_t){q->raw.data + o[2], o[3]};
-  }
-  q->nheaders = q->noff;
+  r->url = q->h2_has_url ? (fc_str_t){q->raw.data + q->h2_url_off, q->h2_url_len} : (fc_str_t){"", 0};
+  fc__req_fields_done(q);
   if (!r->method_name) r->method_name = "-";
   fc_str_t cl = fc_req_header(r, "content-length");
   uint64_t len;
-  if (!s->err_status && cl.base && fc_parse_u64(cl.base, cl.len, &len) == 0 && len > r->http->opts.max_body_bytes)
-    s->err_status = 413;
+  if (!q->h2_err_status && cl.base && fc_parse_u64(cl.base, cl.len, &len) == 0 && len > r->http->opts.max_body_bytes)
+    q->h2_err_status = 413;
 }
 
 /* Answers a request refused by a limit, with HTTP/1.1's codes and messages. */
 static void refuse(fc__h2s_t *s) {
   fc_req_t *r = s->req;
+  fc__req_t *q = fc__req(r);
   const fc_http_opts_t *o = &r->http->opts;
   s->dispatched = true;
-  if (s->has_url) fc_http_parse_target(r); /* for the log line */
-  if (s->err_status == 413) fc_http_error(r, 413, "body_too_large", "body larger than %zu bytes", o->max_body_bytes);
-  else if (s->err_status == 414)
+  if (q->h2_has_url) fc_http_parse_target(r); /* for the log line */
+  if (q->h2_err_status == 413) fc_http_error(r, 413, "body_too_large", "body larger than %zu bytes", o->max_body_bytes);
+  else if (q->h2_err_status == 414)
     fc_http_error(r, 414, "uri_too_long", "request target longer than %zu bytes", o->max_url_bytes);
   else fc_http_error(r, 431, "headers_too_large", "request head larger than %zu bytes", o->max_header_bytes);
 }
@@ -452,7 +447,7 @@ static void complete(fc__h2s_t *s) {
   s->dispatched = true;
   fc_http_stats.requests_total++;
   if (!r->body.data) fc_buf_append(&r->body, "", 0);
-  int rc = s->has_url ? fc_http_parse_target(r) : -EINVAL;
+  int rc = fc__req(r)->h2_has_url ? fc_http_parse_target(r) : -EINVAL;
   if (rc == -E2BIG) {
     fc_http_error(r, 414, "uri_too_long", "request target has more than %d path segments", FC_HTTP_MAX_SEGMENTS);
   } else if (rc < 0) {
@@ -469,7 +464,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
   if (!s || !s->req || s->dispatched) return 0;
   fc_req_t *r = s->req;
   if (r->body.len + len > r->http->opts.max_body_bytes) {
-    s->err_status = 413;
+    fc__req(r)->h2_err_status = 413;
     refuse(s);
     return 0;
   }
@@ -510,7 +505,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *fr, void *ud)
     case NGHTTP2_HEADERS:
       if (!s || !s->req || s->dispatched || fr->headers.cat != NGHTTP2_HCAT_REQUEST) break;
       head_done(s);
-      if (s->err_status) {
+      if (fc__req(s->req)->h2_err_status) {
         refuse(s);
         return 0;
       }

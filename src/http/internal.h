@@ -33,6 +33,14 @@ typedef struct fc__answer {
   bool keep;         /* the connection stays open after it */
 } fc__answer_t;
 
+/* A header field of a request: its offsets into the raw bytes while the head
+ * is parsed (name offset, name length, value offset, value length), then,
+ * once the head is complete, its name and value in the same place. */
+typedef union {
+  size_t off[4];
+  fc_header_t h;
+} fc__field_t;
+
 /* A request with the parser's private part. Every fc_req_t is the `pub` of
  * one of these (fc__req_new), reached with fc__req(). */
 typedef struct fc__req {
@@ -50,10 +58,14 @@ typedef struct fc__req {
   size_t out_bytes;
   size_t nheaders;      /* headers[] entries, set once the head is complete */
   bool in_value;        /* parsing a header's value */
-  size_t noff;          /* hdr_off entries so far */
+  size_t noff;          /* fields entries so far */
   size_t trailer_bytes; /* chunked trailer fields seen (counted, never kept) */
   void *mem;            /* fc_req_alloc blocks past the arena, freed with the request */
   size_t arena_used;
+  /* HTTP/2: while its head arrives (h2.c). */
+  uint32_t h2_url_off, h2_url_len; /* :path in raw, once has_url */
+  int h2_err_status;               /* refused with this once its head is in; 0: not */
+  bool h2_has_url;
   /* Not cleared (a request object is reused, see fc__req_new): the buffers
    * keep their room, the tables are filled as a request is parsed.
    * url and header bytes: pub.url and headers[] point into it once the head is
@@ -61,8 +73,8 @@ typedef struct fc__req {
    * an append may move it. */
   fc_buf_t raw;
   _Alignas(max_align_t) char arena[384]; /* fc_req_alloc's first bytes */
-  fc_header_t headers[FC_HTTP_MAX_HEADERS];
-  size_t hdr_off[FC_HTTP_MAX_HEADERS][4]; /* offsets into raw while parsing */
+  fc__field_t *fields;                   /* [fields_cap], grown as heads need (fc__req_field) */
+  size_t fields_cap;
 } fc__req_t;
 
 /* The private request around a public one. */
@@ -93,6 +105,13 @@ struct fc_http_conn {
 
 /* Runs a complete request that fc__http_route matched (router.c). */
 void fc__http_dispatch(fc_req_t *req);
+/* The next header field's offsets (noff grows by one), or NULL when the
+ * request has FC_HTTP_MAX_HEADERS already. The table grows as a head needs:
+ * a request waiting for its handler holds only what its head used. */
+size_t *fc__req_field(fc__req_t *q);
+/* Turns the fields' offsets into names and values (the raw bytes no longer
+ * move); an empty value points to "". */
+void fc__req_fields_done(fc__req_t *q);
 /* A cleared request, reused from the thread's spares when it has one. */
 fc_req_t *fc__req_new(void);
 /* Frees a request and everything it allocated (keeping it as a spare). */
@@ -113,10 +132,12 @@ void fc__http_log_fields(fc_req_t *req, fc_buf_t *out);
  * with its bytes and duration; what it is about is kept until then, and only
  * when info lines are written: an idle stream holds 48 bytes otherwise. */
 fc_stream_t *fc__stream_new(fc_req_t *req, fc_conn_t *conn, const fc_stream_handler_t *h, void *ud);
-/* Ends a stream: its on_close, its log line, and its memory. An HTTP/2 stream
- * passes the bytes it sent and its id; on HTTP/1.1 (0, 0) the bytes are the
- * connection's since the stream began. */
-void fc__stream_end(fc_stream_t *s, uint64_t h2_sent, int h2_id);
+/* An HTTP/2 stream handed `n` DATA bytes to nghttp2 (for its log line; on
+ * HTTP/1.1 they are the connection's). */
+void fc__stream_sent(fc_stream_t *s, size_t n);
+/* Ends a stream: its on_close, its log line (`h2_id` > 0 names its HTTP/2
+ * stream), and its memory. */
+void fc__stream_end(fc_stream_t *s, int h2_id);
 /* The header lines (each "Name: value\r\n") an answer carries besides its
  * status: Date, Server, CORS, then `extra`. */
 void fc__http_head_lines(fc_buf_t *b, fc_req_t *req, const char *extra);

@@ -204,8 +204,8 @@ fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers
 /* What a stream's log line says of it, kept from its start to its end. */
 struct fc__stream_log {
   uint64_t start_ms;
-  uint64_t written_at_start; /* the connection's bytes written before it (HTTP/1.1) */
-  char text[];               /* "method=.. target=.. status=.. in_bytes=N", a NUL, then the peer */
+  uint64_t bytes; /* HTTP/1.1: the connection's bytes written before it; HTTP/2: its bytes sent */
+  char text[];    /* "method=.. target=.. status=.. in_bytes=N", a NUL, then the peer */
 };
 
 fc_stream_t *fc__stream_new(fc_req_t *req, fc_conn_t *conn, const fc_stream_handler_t *h, void *ud) {
@@ -226,18 +226,22 @@ fc_stream_t *fc__stream_new(fc_req_t *req, fc_conn_t *conn, const fc_stream_hand
   fc_buf_puts(&text, peer);
   s->log = fc_xmalloc(sizeof *s->log + text.len + 1);
   s->log->start_ms = fc_mono_ms();
-  s->log->written_at_start = fc_conn_written(conn);
+  s->log->bytes = s->h2s ? 0 : fc_conn_written(conn);
   memcpy(s->log->text, text.data, text.len + 1);
   fc_buf_dispose(&text);
   return s;
 }
 
-void fc__stream_end(fc_stream_t *s, uint64_t h2_sent, int h2_id) {
+void fc__stream_sent(fc_stream_t *s, size_t n) {
+  if (s->log) s->log->bytes += n;
+}
+
+void fc__stream_end(fc_stream_t *s, int h2_id) {
   if (s->h->on_close) s->h->on_close(s);
   struct fc__stream_log *l = s->log;
   if (l) {
     const char *peer = l->text + strlen(l->text) + 1;
-    uint64_t sent = h2_id ? h2_sent : fc_conn_written(s->conn) - l->written_at_start;
+    uint64_t sent = s->h2s ? l->bytes : fc_conn_written(s->conn) - l->bytes;
     unsigned long long ms = (unsigned long long)(fc_mono_ms() - l->start_ms);
     if (h2_id)
       fc_log(FC_LOG_INFO, "stream", "%s bytes=%llu ms=%llu peer=%s h2_stream=%d", l->text, (unsigned long long)sent,

@@ -51,6 +51,7 @@ static void spare_free(void *unused) {
     spare = q->mem;
     fc_buf_dispose(&q->raw);
     fc_buf_dispose(&q->pub.body);
+    free(q->fields);
     free(q);
   }
   nspare = 0;
@@ -94,6 +95,7 @@ void fc__req_free(fc_req_t *req) {
   if (nspare == SPARE_MAX) {
     fc_buf_dispose(&q->raw);
     fc_buf_dispose(&req->body);
+    free(q->fields);
     free(q);
     return;
   }
@@ -105,6 +107,27 @@ void fc__req_free(fc_req_t *req) {
   q->mem = spare;
   spare = q;
   nspare++;
+}
+
+size_t *fc__req_field(fc__req_t *q) {
+  if (q->noff == FC_HTTP_MAX_HEADERS) return NULL;
+  if (q->noff == q->fields_cap) {
+    size_t cap = q->fields_cap ? q->fields_cap * 2 : 16;
+    if (cap > FC_HTTP_MAX_HEADERS) cap = FC_HTTP_MAX_HEADERS;
+    q->fields = fc_xrealloc(q->fields, cap * sizeof *q->fields);
+    q->fields_cap = cap;
+  }
+  return q->fields[q->noff++].off;
+}
+
+void fc__req_fields_done(fc__req_t *q) {
+  for (size_t i = 0; i < q->noff; i++) {
+    size_t *o = q->fields[i].off;
+    size_t name = o[0], nlen = o[1], value = o[2], vlen = o[3];
+    q->fields[i].h.name = (fc_str_t){q->raw.data + name, nlen};
+    q->fields[i].h.value = (fc_str_t){vlen ? q->raw.data + value : "", vlen};
+  }
+  q->nheaders = q->noff; /* only now are they there to read */
 }
 
 bool fc_req_gone(const fc_req_t *req) { return fc__req((fc_req_t *)req)->hc == NULL; }
@@ -124,7 +147,7 @@ fc_str_t fc_req_header(const fc_req_t *req, const char *name) {
   fc__req_t *q = fc__req(req);
   size_t n = strlen(name);
   for (size_t i = 0; i < q->nheaders; i++) {
-    const fc_header_t *h = &q->headers[i];
+    const fc_header_t *h = &q->fields[i].h;
     if (h->name.len == n && strncasecmp(h->name.base, name, n) == 0) return h->value;
   }
   return (fc_str_t){NULL, 0};
