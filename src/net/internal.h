@@ -62,16 +62,16 @@ struct fc_conn {
   fc_conn_t *dirty_next;
   fc_frame_t **q; /* ring of frames to write, oldest first: qinline until more are queued */
   uint32_t qhead, qlen, qcap;
-  uint32_t qoff;           /* bytes of the oldest frame already written */
-  uint32_t inflight;       /* bytes at the head of the queue in a uv_write */
-  uint32_t last_write_ms;  /* when a bulk pass last wrote it (uv_hrtime in ms; 0: never) */
-  size_t queued;        /* bytes queued and not yet written, in-flight included */
-  uint64_t written;     /* bytes written since it opened */
-  size_t bound;         /* fc_conn_send fails past this many queued bytes; 0: none */
-  uint64_t progress_ms; /* loop time of the last write progress, or of the queue's last start from empty */
-  uv_write_t *wreq;     /* the write in flight, if any: idle connections hold none */
-  bool dirty;           /* on loop->dirty or loop->bulk_dirty (as `bulk` was when marked) */
-  bool bulk;            /* a subscriber stream: its writes may be coalesced under load */
+  uint32_t qoff;          /* bytes of the oldest frame already written */
+  uint32_t inflight;      /* bytes at the head of the queue in a uv_write */
+  uint32_t last_write_ms; /* when a bulk pass last wrote it (uv_hrtime in ms; 0: never) */
+  size_t queued;          /* bytes queued and not yet written, in-flight included */
+  uint64_t written;       /* bytes written since it opened */
+  size_t bound;           /* fc_conn_send fails past this many queued bytes; 0: none */
+  uint64_t progress_ms;   /* loop time of the last write progress, or of the queue's last start from empty */
+  uv_write_t *wreq;       /* the write in flight, if any: idle connections hold none */
+  bool dirty;             /* on loop->dirty or loop->bulk_dirty (as `bulk` was when marked) */
+  bool bulk;              /* a subscriber stream: its writes may be coalesced under load */
   bool closing, close_when_flushed, reading;
   bool dead;                      /* closed, left on a dirty list for the flush to free */
   bool lingering;                 /* answered and shut down: input is read and dropped until EOF */
