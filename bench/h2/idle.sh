@@ -453,7 +453,7 @@ run_row() {
     esac
     stop_server
   fi
-  log "$CUR: $(jq -r '"\(.connected)/\(.subs) connected, \(.per_sub) B per subscriber" + (if .valid then "" else ", INVALID: \(.note)" end)' "$OUT/$CUR.json")"
+  log "$CUR: $(jq -r '"\(.connected)/\(.subs) connected, " + (if .valid then "\(.per_sub) B per subscriber" else "INVALID: \(.note)" end)' "$OUT/$CUR.json")"
   CUR=""
 }
 
@@ -475,6 +475,7 @@ fi
 
 START=$(date -u '+%Y-%m-%d %H:%M UTC')
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+FC_VERSION=$("$FLOWCAST_BIN" --version 2>/dev/null | head -n 1 || true)
 log "$SUBS subscribers, $PER_CONN streams per HTTP/2 connection ($CONNS connections), $ROUNDS round(s), rows $ROWS; raw files in $OUT"
 for round in $(seq 1 "$ROUNDS"); do
   for row in "${rows[@]}"; do
@@ -515,7 +516,8 @@ status=0
 if jq -se 'all(.valid) | not' "$OUT/results.jsonl" >/dev/null; then status=1; fi
 {
   echo "SSE idle subscribers, $SUBS per row; HTTP/2 rows: $PER_CONN streams per connection; $ROUNDS round(s);"
-  echo "$START, commit $COMMIT; RSS = VmRSS of the server's processes (nginx: master + 2 workers)."
+  echo "$START, script at commit $COMMIT, server ${FC_VERSION:-$FLOWCAST_BIN};"
+  echo "RSS = VmRSS of the server's processes (nginx: master + 2 workers)."
   echo
   echo "| round | transport | server | connections | subscribers connected | RSS before (KB) | RSS with subscribers (KB) | RSS per idle subscriber (B) |"
   echo "|---|---|---|---|---|---|---|---|"
