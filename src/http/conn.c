@@ -13,10 +13,10 @@ static fc_http_conn_t *hc_of(llhttp_t *p) { return p->data; }
 /* Ends the parse with an answer to give: `msg` is a printf format that takes
  * `limit` (%zu) once, or a plain message. Returns the llhttp error to return. */
 static int abort_parse(fc_http_conn_t *hc, int status, const char *code, const char *msg, size_t limit) {
-  hc->err_status = status;
-  hc->err_code = code;
-  hc->err_msg = msg;
-  hc->err_limit = limit;
+  hc->h1->err_status = status;
+  hc->h1->err_code = code;
+  hc->h1->err_msg = msg;
+  hc->h1->err_limit = limit;
   return HPE_USER;
 }
 
@@ -157,7 +157,7 @@ static int expect_continue(fc_http_conn_t *hc, llhttp_t *p) {
     return abort_parse(hc, 417, "expectation_failed", "the only expectation understood is 100-continue", 0);
   bool body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
   static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-  if (body && p->http_minor >= 1 && !hc->out_head) fc_conn_send_copy(hc->conn, cont, sizeof cont - 1);
+  if (body && p->http_minor >= 1 && !hc->h1->out_head) fc_conn_send_copy(hc->conn, cont, sizeof cont - 1);
   return 0;
 }
 
@@ -173,7 +173,7 @@ static int on_headers_complete(llhttp_t *p) {
   /* An upgrade that is refused ends the connection: what follows is not HTTP. */
   q->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
   hc->state = HC_BODY;
-  hc->since_ms = hc->body_ms = uv_now(fc_loop_uv(fc_conn_loop(hc->conn))); /* the body timeout runs from here */
+  hc->since_ms = hc->h1->body_ms = uv_now(fc_loop_uv(fc_conn_loop(hc->conn))); /* the body timeout runs from here */
   int rc = check_head(hc, p);
   if (rc) return rc;
   size_t max = hc->http->opts.max_body_bytes;
@@ -188,7 +188,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
   size_t max = hc->http->opts.max_body_bytes;
   if (r->body.len + n > max) return abort_parse(hc, 413, "body_too_large", "body larger than %zu bytes", max);
   fc_buf_append(&r->body, at, n);
-  hc->body_ms = uv_now(fc_loop_uv(fc_conn_loop(hc->conn)));
+  hc->h1->body_ms = uv_now(fc_loop_uv(fc_conn_loop(hc->conn)));
   return 0;
 }
 
@@ -204,10 +204,10 @@ static fc__answer_t *owe(fc_http_conn_t *hc, fc_req_t *r) {
   fc__answer_t *a = fc_xcalloc(1, sizeof *a);
   a->req = r;
   if (r) fc__req(r)->slot = a;
-  if (hc->out_tail) hc->out_tail->next = a;
-  else hc->out_head = a;
-  hc->out_tail = a;
-  hc->nout++;
+  if (hc->h1->out_tail) hc->h1->out_tail->next = a;
+  else hc->h1->out_head = a;
+  hc->h1->out_tail = a;
+  hc->h1->nout++;
   return a;
 }
 
@@ -225,7 +225,7 @@ static void handle(fc_http_conn_t *hc, fc_req_t *r) {
 
 /* Whether parsing may go on; if so the connection is between requests again. */
 static bool read_on(fc_http_conn_t *hc) {
-  if (hc->state != HC_HANDLING || hc->req || hc->nout >= OWED_MAX || fc_conn_queued(hc->conn) > UNSENT_MAX)
+  if (hc->state != HC_HANDLING || hc->req || hc->h1->nout >= OWED_MAX || fc_conn_queued(hc->conn) > UNSENT_MAX)
     return false;
   hc->state = HC_IDLE;
   hc->since_ms = uv_now(fc_loop_uv(fc_conn_loop(hc->conn)));
@@ -248,8 +248,8 @@ static int on_message_complete(llhttp_t *p) {
     /* Behind answers still owed, only an overlapping request is handled now:
      * any other waits for them, so it sees their effects and cannot become a
      * stream ahead of them. */
-    if (hc->out_head && !(r->route && r->route->overlap)) {
-      hc->deferred = true;
+    if (hc->h1->out_head && !(r->route && r->route->overlap)) {
+      hc->h1->deferred = true;
       return HPE_PAUSED;
     }
     handle(hc, r);
@@ -276,12 +276,12 @@ static void parse_failed(fc_http_conn_t *hc, llhttp_errno_t err) {
   fc__req(r)->keep_alive = false;
   if (!r->method_name) r->method_name = "-";
   if (r->url.base) fc_http_parse_target(r); /* the head was complete: its target goes in the log line */
-  if (hc->err_status) {
+  if (hc->h1->err_status) {
     char msg[160];
-    snprintf(msg, sizeof msg, hc->err_msg, hc->err_limit);
-    fc_http_error(r, hc->err_status, hc->err_code, "%s", msg);
+    snprintf(msg, sizeof msg, hc->h1->err_msg, hc->h1->err_limit);
+    fc_http_error(r, hc->h1->err_status, hc->h1->err_code, "%s", msg);
   } else {
-    const char *reason = llhttp_get_error_reason(hc->parser);
+    const char *reason = llhttp_get_error_reason(&hc->h1->parser);
     fc_http_error(r, 400, "bad_request", "malformed request: %s (%s)", reason ? reason : "-", llhttp_errno_name(err));
   }
 }
@@ -291,29 +291,28 @@ static void parse_failed(fc_http_conn_t *hc, llhttp_errno_t err) {
  * request) until a pipelining client has sent PENDING_MAX bytes ahead. */
 #define PENDING_MAX (64 * 1024)
 static void hold_input(fc_http_conn_t *hc) {
-  if (hc->pending.len >= PENDING_MAX) fc_conn_read_stop(hc->conn);
+  if (hc->h1->pending.len >= PENDING_MAX) fc_conn_read_stop(hc->conn);
 }
 
 /* An upgraded connection: what follows the request is the new protocol's. */
 static void became_stream(fc_http_conn_t *hc, const char *rest, size_t n) {
-  free(hc->parser); /* no more HTTP on this connection */
-  hc->parser = NULL;
+  fc__http_h1_free(hc); /* no more HTTP on this connection */
   if (hc->stream->h->on_data && n) hc->stream->h->on_data(hc->stream, rest, n);
 }
 
 /* Feeds bytes to the parser; keeps what follows a pause for later. */
 static void execute(fc_http_conn_t *hc, const char *p, size_t n) {
-  hc->in_execute = true;
-  llhttp_errno_t err = llhttp_execute(hc->parser, p, n);
-  hc->in_execute = false;
+  hc->h1->in_execute = true;
+  llhttp_errno_t err = llhttp_execute(&hc->h1->parser, p, n);
+  hc->h1->in_execute = false;
   if (err == HPE_OK) return;
   if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
     if (hc->state == HC_HANDLING) {
-      const char *pos = llhttp_get_error_pos(hc->parser);
-      if (pos && pos < p + n) fc_buf_append(&hc->pending, pos, (size_t)(p + n - pos));
+      const char *pos = llhttp_get_error_pos(&hc->h1->parser);
+      if (pos && pos < p + n) fc_buf_append(&hc->h1->pending, pos, (size_t)(p + n - pos));
       hold_input(hc);
     } else if (hc->state == HC_STREAM) {
-      const char *pos = llhttp_get_error_pos(hc->parser);
+      const char *pos = llhttp_get_error_pos(&hc->h1->parser);
       became_stream(hc, pos, pos && pos < p + n ? (size_t)(p + n - pos) : 0);
     }
     return; /* streaming or closing: the rest of the input is not HTTP for us */
@@ -335,20 +334,20 @@ static bool h2_allowed(fc_http_conn_t *hc) {
 static bool sniff(fc_http_conn_t *hc, const char *p, size_t n) {
   hc->sniffed = true;
   if (!h2_allowed(hc)) return false;
-  if (!hc->pending.len && n >= FC__H2_PREFACE_LEN) {
+  if (!hc->h1->pending.len && n >= FC__H2_PREFACE_LEN) {
     if (memcmp(p, FC__H2_PREFACE, FC__H2_PREFACE_LEN) != 0) return false;
     fc__h2_start(hc, p, n);
     return true;
   }
-  fc_buf_append(&hc->pending, p, n);
-  size_t k = hc->pending.len < FC__H2_PREFACE_LEN ? hc->pending.len : FC__H2_PREFACE_LEN;
-  bool h2 = memcmp(hc->pending.data, FC__H2_PREFACE, k) == 0;
+  fc_buf_append(&hc->h1->pending, p, n);
+  size_t k = hc->h1->pending.len < FC__H2_PREFACE_LEN ? hc->h1->pending.len : FC__H2_PREFACE_LEN;
+  bool h2 = memcmp(hc->h1->pending.data, FC__H2_PREFACE, k) == 0;
   if (h2 && k < FC__H2_PREFACE_LEN) {
     hc->sniffed = false; /* not enough yet to tell */
     return true;
   }
-  fc_buf_t first = hc->pending;
-  fc_buf_init(&hc->pending);
+  fc_buf_t first = hc->h1->pending;
+  fc_buf_init(&hc->h1->pending);
   if (h2) fc__h2_start(hc, first.data, first.len);
   else execute(hc, first.data, first.len);
   fc_buf_dispose(&first);
@@ -365,7 +364,7 @@ static void on_data(fc_conn_t *c, const char *p, size_t n) {
       return; /* an SSE client has nothing more to say */
     case HC_CLOSING: return;
     case HC_HANDLING:
-      fc_buf_append(&hc->pending, p, n);
+      fc_buf_append(&hc->h1->pending, p, n);
       hold_input(hc);
       return;
     default: execute(hc, p, n);
@@ -376,7 +375,7 @@ static void on_eof(fc_conn_t *c) {
   fc_http_conn_t *hc = fc_conn_ud(c);
   /* A half-closed client may still wait for answers: once they are out,
    * reading starts again and finds the end of input again. */
-  if (hc->state == HC_HANDLING || hc->out_head) return;
+  if (hc->state == HC_HANDLING || (hc->h1 && hc->h1->out_head)) return;
   if (hc->state == HC_H2) {
     fc_conn_close(c, true);
     return;
@@ -390,7 +389,7 @@ static void on_close(fc_conn_t *c) {
   fc_http_stats.connections--;
   if (hc->h2) fc__h2_free(hc);
   if (hc->stream) fc__stream_end(hc->stream, 0);
-  for (fc__answer_t *a = hc->out_head, *next; a; a = next) {
+  for (fc__answer_t *a = hc->h1 ? hc->h1->out_head : NULL, *next; a; a = next) {
     next = a->next;
     if (a->req) { /* its handler still holds it: it will see the connection gone */
       fc__req(a->req)->hc = NULL;
@@ -401,11 +400,10 @@ static void on_close(fc_conn_t *c) {
   }
   if (hc->req) {
     /* A handler still holds the request: it will see the connection gone. */
-    if (hc->state == HC_HANDLING && !hc->deferred) fc__req(hc->req)->hc = NULL;
+    if (hc->state == HC_HANDLING && !(hc->h1 && hc->h1->deferred)) fc__req(hc->req)->hc = NULL;
     else fc__req_free(hc->req);
   }
-  fc_buf_dispose(&hc->pending);
-  free(hc->parser);
+  fc__http_h1_free(hc);
   free(hc);
 }
 
@@ -431,14 +429,21 @@ static const fc_conn_handler_t http_conn_handler = {
     .on_close = on_close,
 };
 
+void fc__http_h1_free(fc_http_conn_t *hc) {
+  if (!hc->h1) return;
+  fc_buf_dispose(&hc->h1->pending);
+  free(hc->h1);
+  hc->h1 = NULL;
+}
+
 void fc_http_accept(fc_http_t *http, fc_conn_t *c) {
   fc_http_conn_t *hc = fc_xcalloc(1, sizeof *hc);
   hc->conn = c;
   hc->http = http;
   hc->since_ms = uv_now(fc_loop_uv(fc_conn_loop(c)));
-  hc->parser = fc_xmalloc(sizeof *hc->parser);
-  llhttp_init(hc->parser, HTTP_REQUEST, &http->settings);
-  hc->parser->data = hc;
+  hc->h1 = fc_xcalloc(1, sizeof *hc->h1);
+  llhttp_init(&hc->h1->parser, HTTP_REQUEST, &http->settings);
+  hc->h1->parser.data = hc;
   fc_conn_set_handler(c, &http_conn_handler, hc);
   fc_http_stats.connections++;
   fc_http_stats.connections_total++;
@@ -458,17 +463,17 @@ static bool send_answer(fc_http_conn_t *hc, fc_frame_t *f, bool keep) {
 
 /* Sends the answers that are ready and next in line. */
 static void send_ready(fc_http_conn_t *hc) {
-  while (hc->out_head && hc->out_head->frame) {
-    fc__answer_t *a = hc->out_head;
-    hc->out_head = a->next;
-    if (!hc->out_head) hc->out_tail = NULL;
-    hc->nout--;
+  while (hc->h1->out_head && hc->h1->out_head->frame) {
+    fc__answer_t *a = hc->h1->out_head;
+    hc->h1->out_head = a->next;
+    if (!hc->h1->out_head) hc->h1->out_tail = NULL;
+    hc->h1->nout--;
     fc_frame_t *f = a->frame;
     bool keep = a->keep;
     free(a);
     if (!send_answer(hc, f, keep)) return;
   }
-  if (hc->out_head || hc->state == HC_HANDLING || hc->state == HC_STREAM) return;
+  if (hc->h1->out_head || hc->state == HC_HANDLING || hc->state == HC_STREAM) return;
   if (hc->stopping) {
     hc->state = HC_CLOSING;
     fc_conn_close(hc->conn, true);
@@ -480,30 +485,30 @@ static void send_ready(fc_http_conn_t *hc) {
 /* After an answer: handles a request that waited for the answers before it,
  * and resumes the parser on what arrived meanwhile. */
 static void go_on(fc_http_conn_t *hc) {
-  if (hc->in_execute || hc->state != HC_HANDLING || fc_conn_closing(hc->conn)) return;
-  if (hc->deferred) {
-    if (hc->out_head) return;
-    hc->deferred = false;
+  if (hc->h1->in_execute || hc->state != HC_HANDLING || fc_conn_closing(hc->conn)) return;
+  if (hc->h1->deferred) {
+    if (hc->h1->out_head) return;
+    hc->h1->deferred = false;
     if (hc->stopping) { /* never taken: the client may send it again */
       hc->state = HC_CLOSING;
       fc_conn_close(hc->conn, true);
       return;
     }
-    hc->in_execute = true; /* its answer must not re-enter this */
+    hc->h1->in_execute = true; /* its answer must not re-enter this */
     handle(hc, hc->req);
-    hc->in_execute = false;
+    hc->h1->in_execute = false;
     if (hc->state == HC_STREAM) {
-      fc_buf_t rest = hc->pending;
-      fc_buf_init(&hc->pending);
+      fc_buf_t rest = hc->h1->pending;
+      fc_buf_init(&hc->h1->pending);
       became_stream(hc, rest.data, rest.len);
       fc_buf_dispose(&rest);
       return;
     }
   }
   if (!read_on(hc)) return;
-  llhttp_resume(hc->parser);
-  fc_buf_t pending = hc->pending;
-  fc_buf_init(&hc->pending);
+  llhttp_resume(&hc->h1->parser);
+  fc_buf_t pending = hc->h1->pending;
+  fc_buf_init(&hc->h1->pending);
   if (pending.len) execute(hc, pending.data, pending.len);
   fc_buf_dispose(&pending);
   if (hc->state == HC_IDLE || hc->state == HC_HEAD || hc->state == HC_BODY) fc_conn_read_start(hc->conn);
@@ -522,7 +527,7 @@ void fc__http_answer(fc_http_conn_t *hc, fc_req_t *req, fc_frame_t *f, bool keep
   if (hc && hc->req == req) hc->req = NULL;
   fc__req_free(req);
   if (!hc) return;
-  if (!a && !hc->out_head) { /* nothing owed before it: out at once */
+  if (!a && !hc->h1->out_head) { /* nothing owed before it: out at once */
     send_answer(hc, f, keep);
   } else {
     if (!a) a = owe(hc, NULL);
@@ -566,9 +571,9 @@ static void tick_conn(fc_conn_t *c, void *arg) {
     timed_out(hc, "request head not received", o->header_timeout_ms);
   } else if (hc->state == HC_BODY && now - hc->since_ms > o->body_timeout_ms) {
     timed_out(hc, "request body not received", o->body_timeout_ms);
-  } else if (hc->state == HC_BODY && now - hc->body_ms > o->idle_timeout_ms) {
+  } else if (hc->state == HC_BODY && now - hc->h1->body_ms > o->idle_timeout_ms) {
     timed_out(hc, "no request body data received", o->idle_timeout_ms); /* a stopped body is idle */
-  } else if (hc->state == HC_IDLE && !hc->out_head && now - hc->since_ms > o->idle_timeout_ms) {
+  } else if (hc->state == HC_IDLE && !hc->h1->out_head && now - hc->since_ms > o->idle_timeout_ms) {
     /* Never while answers are owed: they go out first, however slow a commit. */
     hc->state = HC_CLOSING;
     fc_conn_close(c, false);
@@ -591,7 +596,7 @@ static void stop_conn(fc_conn_t *c, void *arg) {
     /* Nothing answered is lost: a request not fully received was never
      * taken, and answers still owed go out before the close. */
     hc->state = HC_CLOSING;
-    if (hc->out_head) fc_conn_read_stop(c);
+    if (hc->h1->out_head) fc_conn_read_stop(c);
     else fc_conn_close(c, true);
   }
 }

@@ -580,8 +580,7 @@ void fc__h2_start(fc_http_conn_t *hc, const char *p, size_t n) {
   h->hc = hc;
   hc->h2 = h;
   hc->state = HC_H2;
-  free(hc->parser);
-  hc->parser = NULL;
+  fc__http_h1_free(hc);
   uv_idle_init(fc_loop_uv(loop_of(h)), &h->idle);
   h->idle.data = h;
   h->ng = session_new(h);
@@ -613,7 +612,8 @@ static void end_session(fc__h2_t *h, int rc) {
  * client that opens a thousand streams in one write has their answers' heads
  * and first bytes sent (and freed) a few dozen at a time, so the memory they
  * needed meanwhile is reused instead of left as holes among the streams that
- * stay (about 140 bytes of RSS per idle stream; bench/RESULTS.md). */
+ * stay (130 to 200 bytes of RSS per idle stream with h2load's 1,000 streams a
+ * connection). */
 #define RECV_SLICE 1024
 
 void fc__h2_on_data(fc_http_conn_t *hc, const char *p, size_t n) {

@@ -80,28 +80,38 @@ typedef struct fc__req {
 /* The private request around a public one. */
 #define fc__req(r) ((fc__req_t *)((char *)(r)-offsetof(fc__req_t, pub)))
 
-struct fc_http_conn {
-  fc_conn_t *conn;
-  fc_http_t *http;
-  fc_req_t *req;                     /* the request being read or handled */
-  fc_stream_t *stream;               /* once streaming */
+/* An HTTP/1.1 connection's parsing state: freed once the connection becomes a
+ * stream or HTTP/2, so an idle subscriber holds none of it. */
+typedef struct {
+  llhttp_t parser;
   fc_buf_t pending;                  /* input that arrived while parsing was paused */
   fc__answer_t *out_head, *out_tail; /* answers owed, oldest first */
   unsigned nout;
-  bool deferred;     /* req waits for every earlier answer before it is handled */
-  uint64_t since_ms; /* when the current state began (loop time) */
-  uint64_t body_ms;  /* HC_BODY: when body bytes last arrived (loop time) */
-  fc__hc_state_t state;
-  bool in_execute; /* inside llhttp_execute: answers must not re-enter it */
-  bool stopping;   /* close after the current response */
-  int err_status;  /* set by a callback that aborts the parse */
+  bool deferred;    /* req waits for every earlier answer before it is handled */
+  bool in_execute;  /* inside llhttp_execute: answers must not re-enter it */
+  uint64_t body_ms; /* HC_BODY: when body bytes last arrived (loop time) */
+  int err_status;   /* set by a callback that aborts the parse */
   const char *err_code;
   const char *err_msg; /* its message: a printf format taking err_limit (%zu), or none */
   size_t err_limit;
-  llhttp_t *parser; /* freed once the connection is a stream: idle streams hold no parser */
-  bool sniffed;     /* the first bytes were checked for the HTTP/2 preface */
-  fc__h2_t *h2;     /* HC_H2: the session */
+} fc__h1_t;
+
+struct fc_http_conn {
+  fc_conn_t *conn;
+  fc_http_t *http;
+  fc_req_t *req;       /* the request being read or handled */
+  fc_stream_t *stream; /* once streaming */
+  uint64_t since_ms;   /* when the current state began (loop time) */
+  fc__hc_state_t state;
+  bool stopping; /* close after the current response */
+  bool sniffed;  /* the first bytes were checked for the HTTP/2 preface */
+  fc__h1_t *h1;  /* HTTP/1.1 parsing; NULL once a stream or HTTP/2 */
+  fc__h2_t *h2;  /* HC_H2: the session */
 };
+
+/* Frees the HTTP/1.1 parsing state (and input held in it): the connection
+ * is a stream, HTTP/2, or closed. */
+void fc__http_h1_free(fc_http_conn_t *hc);
 
 /* Runs a complete request that fc__http_route matched (router.c). */
 void fc__http_dispatch(fc_req_t *req);

@@ -186,7 +186,7 @@ fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers
     return s;
   }
   /* Requests that may become streams never overlap others (fc_route_t). */
-  assert(hc->out_head == NULL);
+  assert(hc->h1->out_head == NULL);
   fc_buf_t b;
   fc_buf_init(&b);
   head_into(&b, req, status, extra_headers);
@@ -198,6 +198,9 @@ fc_stream_t *fc_http_stream(fc_req_t *req, int status, const char *extra_headers
   hc->state = HC_STREAM;
   hc->req = NULL;
   fc__req_free(req);
+  /* Inside the parser, it ends the parse and frees this; a handler that
+   * answered later (after a read, say) leaves nothing to parse. */
+  if (!hc->h1->in_execute && !hc->h1->pending.len) fc__http_h1_free(hc);
   return s;
 }
 
@@ -244,8 +247,8 @@ void fc__stream_end(fc_stream_t *s, int h2_id) {
     uint64_t sent = s->h2s ? l->bytes : fc_conn_written(s->conn) - l->bytes;
     unsigned long long ms = (unsigned long long)(fc_mono_ms() - l->start_ms);
     if (h2_id)
-      fc_log(FC_LOG_INFO, "stream", "%s bytes=%llu ms=%llu peer=%s h2_stream=%d", l->text, (unsigned long long)sent,
-             ms, peer, h2_id);
+      fc_log(FC_LOG_INFO, "stream", "%s bytes=%llu ms=%llu peer=%s h2_stream=%d", l->text, (unsigned long long)sent, ms,
+             peer, h2_id);
     else fc_log(FC_LOG_INFO, "stream", "%s bytes=%llu ms=%llu peer=%s", l->text, (unsigned long long)sent, ms, peer);
     free(l);
   }
