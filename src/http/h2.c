@@ -25,15 +25,19 @@
  * a decompression bomb, the connection ends (below it: 431 and go on). */
 #define BOMB_FACTOR 4
 #define ANSWER_FIELDS 40
+#define SUBMIT_BATCH 64 /* DATA sources submitted at once (submit_some) */
 
 struct fc__h2s {
   fc__h2_t *h;
   fc__h2s_t *prev, *next; /* in h->streams */
   fc_req_t *req;          /* being received, or handled (dispatched); NULL once answered */
   fc_stream_t *stream;    /* once a transport's (fc_http_stream) */
-  fc_frame_t **q;         /* ring of frames to send, oldest first; NULL when empty */
-  size_t queued;          /* bytes in q not yet handed to nghttp2 */
-  size_t bound;           /* fc__h2s_send refuses past this (0: none) */
+  union {
+    fc_frame_t *one;   /* qcap 1: the one frame queued, held in place */
+    fc_frame_t **ring; /* qcap 4 and more: a ring on the heap, oldest first */
+  } q;                 /* frames to send; qcap 0: none */
+  size_t queued;       /* bytes in q not yet handed to nghttp2 */
+  size_t bound;        /* fc__h2s_send refuses past this (0: none) */
   uint32_t qhead, qlen, qcap, qoff;
   int32_t id;
   uint32_t opened_ms;  /* loop time it opened (truncated), to tell a rapid reset */
@@ -56,7 +60,7 @@ struct fc__h2 {
   bool goaway;       /* shutdown: close once the last stream ends */
   bool ping_out;     /* a keepalive PING waits for its ACK */
   const char *abuse; /* a flood seen while receiving: the connection ends */
-  bool resubmit;     /* a stream's DATA source ended with data or its end still to send */
+  bool resubmit;     /* a stream has data or its end to send and no DATA source (submit_some) */
   uint64_t last_recv_ms, last_active_ms, window_ms;
   unsigned resets, settings, pings; /* in the current second */
 };
@@ -64,11 +68,22 @@ struct fc__h2 {
 static fc_loop_t *loop_of(fc__h2_t *h) { return fc_conn_loop(h->hc->conn); }
 static uint64_t now_of(fc__h2_t *h) { return uv_now(fc_loop_uv(loop_of(h))); }
 
+/* The queue's i-th frame, oldest first. */
+static fc_frame_t **at(fc__h2s_t *s, uint32_t i) {
+  return s->qcap == 1 ? &s->q.one : &s->q.ring[(s->qhead + i) % s->qcap];
+}
+
+/* The queue is empty: an idle stream holds no ring. */
+static void ring_free(fc__h2s_t *s) {
+  if (s->qcap > 1) free(s->q.ring);
+  s->q.ring = NULL;
+  s->qcap = s->qhead = 0;
+}
+
 static void queue_clear(fc__h2s_t *s) {
-  for (; s->qlen; s->qlen--, s->qhead = (s->qhead + 1) % s->qcap) fc_frame_unref(s->q[s->qhead]);
-  free(s->q);
-  s->q = NULL;
-  s->qcap = s->qhead = s->qoff = 0;
+  for (; s->qlen; s->qlen--, s->qhead = (s->qhead + 1) % s->qcap) fc_frame_unref(*at(s, 0));
+  ring_free(s);
+  s->qoff = 0;
   s->queued = 0;
 }
 
@@ -118,7 +133,7 @@ static ssize_t read_data(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
   fc__h2s_t *s = src->ptr;
   size_t n = 0;
   while (n < len && s->qlen) {
-    fc_frame_t *f = s->q[s->qhead];
+    fc_frame_t *f = *at(s, 0);
     size_t k = f->len - s->qoff < len - n ? f->len - s->qoff : len - n;
     memcpy(buf + n, f->bytes + s->qoff, k);
     n += k;
@@ -133,9 +148,7 @@ static ssize_t read_data(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
   s->queued -= n;
   if (s->stream) fc__stream_sent(s->stream, n);
   if (s->qlen) return (ssize_t)n;
-  free(s->q); /* an idle stream holds no ring */
-  s->q = NULL;
-  s->qcap = s->qhead = 0;
+  ring_free(s);
   /* The queue is empty: the source ends (nghttp2 frees its item) and the
    * next frame queued submits a new one, so an idle stream holds none. */
   *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -171,6 +184,13 @@ static size_t head_fields(char *p, size_t len, nghttp2_nv *nv, size_t max) {
     p = eol + 2;
   }
   return n;
+}
+
+/* The stream has frames to send: flush() gives it a DATA source (submit_some). */
+static void need_data(fc__h2s_t *s) {
+  if (s->data_on || s->reset) return;
+  s->h->resubmit = true;
+  schedule(s->h);
 }
 
 /* Gives nghttp2 a DATA source pulling from the stream's queue, when it has
@@ -211,17 +231,21 @@ static int submit_head(fc__h2s_t *s, int status, const fc_buf_t *head, const cha
   return rc;
 }
 
+/* Queues a frame: the first in place (a keepalive to every stream allocates
+ * nothing), more in a ring. */
 static void push(fc__h2s_t *s, fc_frame_t *f) {
-  if (s->qlen == s->qcap) {
-    uint32_t cap = s->qcap ? s->qcap * 2 : 4;
+  if (s->qlen == s->qcap && s->qcap == 0) {
+    s->qcap = 1;
+  } else if (s->qlen == s->qcap) {
+    uint32_t cap = s->qcap == 1 ? 4 : s->qcap * 2;
     fc_frame_t **q = fc_xmalloc(cap * sizeof *q);
-    for (uint32_t i = 0; i < s->qlen; i++) q[i] = s->q[(s->qhead + i) % s->qcap];
-    free(s->q);
-    s->q = q;
+    for (uint32_t i = 0; i < s->qlen; i++) q[i] = *at(s, i);
+    if (s->qcap > 1) free(s->q.ring);
+    s->q.ring = q;
     s->qhead = 0;
     s->qcap = cap;
   }
-  s->q[(s->qhead + s->qlen++) % s->qcap] = fc_frame_ref(f);
+  *at(s, s->qlen++) = fc_frame_ref(f);
   s->queued += f->len;
 }
 
@@ -259,7 +283,7 @@ int fc__h2s_send(fc__h2s_t *s, fc_frame_t *f, bool bounded) {
   if (bounded && s->bound && s->queued + f->len > s->bound) return -ENOBUFS;
   if (!f->len) return 0;
   push(s, f);
-  want_data(s);
+  need_data(s);
   return 0;
 }
 
@@ -271,13 +295,32 @@ void fc__h2s_close(fc__h2s_t *s, bool flush_first) {
   if (s->reset || (s->eof && flush_first)) return;
   if (flush_first) {
     s->eof = true;
-    want_data(s);
+    need_data(s);
   } else {
     s->reset = true;
     queue_clear(s); /* what it held is freed now, not when the peer reads */
     nghttp2_submit_rst_stream(s->h->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
   }
   schedule(s->h);
+}
+
+/* DATA sources for streams that have frames (or their end) to send and none:
+ * SUBMIT_BATCH at a time, each batch sent (and its items freed) before the
+ * next, so an event or keepalive to 1,000 streams never holds 1,000 of
+ * nghttp2's items at once. Returns whether any was submitted. */
+static bool submit_some(fc__h2_t *h) {
+  h->resubmit = false;
+  unsigned n = 0;
+  for (fc__h2s_t *s = h->streams; s; s = s->next) {
+    if (!s->stream || s->data_on || s->reset || !(s->qlen || s->eof)) continue;
+    if (n == SUBMIT_BATCH) {
+      h->resubmit = true;
+      break;
+    }
+    want_data(s);
+    n += s->data_on;
+  }
+  return n > 0;
 }
 
 /* Sends what nghttp2 has ready, as one frame, while the connection's queue is
@@ -289,20 +332,12 @@ static void flush(fc__h2_t *h) {
   fc_buf_init(&out);
   h->depth++;
   ssize_t n = 0;
-  bool resubmitted = false;
   while (fc_conn_queued(c) + out.len < CONN_HIGH) {
     const uint8_t *d;
     n = nghttp2_session_mem_send(h->ng, &d);
     if (n < 0) break;
-    if (n == 0 && (!h->resubmit || resubmitted)) break;
-    if (n == 0) { /* DATA sources that ended while more was queued: new ones (once a flush) */
-      h->resubmit = false;
-      resubmitted = true;
-      for (fc__h2s_t *s = h->streams; s; s = s->next)
-        if (s->stream && !s->data_on && (s->qlen || s->eof)) want_data(s);
-      continue;
-    }
-    fc_buf_append(&out, d, (size_t)n);
+    if (n == 0 && !(h->resubmit && submit_some(h))) break;
+    if (n > 0) fc_buf_append(&out, d, (size_t)n);
   }
   h->depth--;
   if (out.len) {
