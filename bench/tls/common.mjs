@@ -122,7 +122,7 @@ export function publishTls(port, ca, channel, i) {
  * measures RSS per idle subscriber and server CPU per delivered event.
  */
 export async function measure(label, { extra, useTls, open, n, events, dir }) {
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = 20000 + Math.floor(Math.random() * 12000); // below the ephemeral range (32768-)
   const { p, data } = await startServer(port, extra);
   const ca = fs.readFileSync(path.join(dir, 'ca.pem'));
   await sleep(300);
