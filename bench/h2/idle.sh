@@ -49,7 +49,9 @@
 #   PER_CONN      streams per HTTP/2 connection (default 1000; connections =
 #                 ceil(SUBS / PER_CONN))
 #   ROUNDS        rounds (default 2)
-#   HOLD          seconds held before the RSS sample (default 5, as run.sh)
+#   HOLD          seconds held before the RSS sample (default 20: past flowcast's
+#                 first SSE keepalive round, every 15 s, whose passing memory is
+#                 part of what a subscriber that stays costs; run.sh holds 5)
 #   H2_STAGGER_MS h2 rows: h2load opens one connection every this many ms
 #                 (h2load -r 1 --rate-period; default 200, as fcload paces its
 #                 connects); 0: all connections at once, whose connect burst
@@ -86,7 +88,7 @@ NCHAN_DIR=$ROOT/bench/nchan
 SUBS=${SUBS:-10000}
 PER_CONN=${PER_CONN:-1000}
 ROUNDS=${ROUNDS:-2}
-HOLD=${HOLD:-5}
+HOLD=${HOLD:-20}
 H2_STAGGER_MS=${H2_STAGGER_MS:-200}
 ALL_ROWS=fc-h1,nchan-h1,floor,fc-h2c,nchan-h2c,fc-h2,nchan-h2
 ROWS=${ROWS:-$ALL_ROWS}
