@@ -80,6 +80,7 @@ async function subscribeH2(port, useTls, ca, sse) {
 }
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-h2bench-ca-'));
+process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true })); // also on errors and Ctrl-C
 makeCert(dir);
 const ca = fs.readFileSync(path.join(dir, 'ca.pem'));
 const tlsArgs = ['--tls-cert', path.join(dir, 'srv.pem'), '--tls-key', path.join(dir, 'srv.key')];
@@ -126,7 +127,6 @@ for (let round = 1; round <= ROUNDS; round++) {
     rows.push(r);
   }
 }
-fs.rmSync(dir, { recursive: true, force: true });
 
 console.log(`subscribers=${N} events=${EVENTS} payload=~115 B per_conn=${PER_CONN} rounds=${ROUNDS}`);
 console.log('publishing: flowcast on the subscribers\' port (over TLS, a new connection per event, on its TLS rows); ' +
