@@ -54,6 +54,7 @@ struct fc__h2 {
   nghttp2_session *ng;
   uv_idle_t idle; /* runs flush() outside whatever callback asked for it */
   fc__h2s_t *streams;
+  fc__h2s_t *cursor; /* where submit_some goes on; NULL: the head */
   unsigned nstreams;
   int depth;         /* inside nghttp2: sending waits */
   bool scheduled;    /* idle is active */
@@ -111,6 +112,7 @@ static void stream_gone(fc__h2s_t *s) {
   if (s->prev) s->prev->next = s->next;
   else h->streams = s->next;
   if (s->next) s->next->prev = s->prev;
+  if (h->cursor == s) h->cursor = s->next;
   h->nstreams--;
   h->last_active_ms = now_of(h);
   if (s->stream) fc__stream_end(s->stream, s->id);
@@ -311,10 +313,15 @@ void fc__h2s_close(fc__h2s_t *s, bool flush_first) {
 static bool submit_some(fc__h2_t *h) {
   h->resubmit = false;
   unsigned n = 0;
-  for (fc__h2s_t *s = h->streams; s; s = s->next) {
+  /* From where the last batch stopped, once round the list: a round to
+   * 1,000 streams looks at each once, not once per batch. */
+  fc__h2s_t *s = h->cursor ? h->cursor : h->streams;
+  h->cursor = NULL;
+  for (unsigned seen = 0; s && seen < h->nstreams; seen++, s = s->next ? s->next : h->streams) {
     if (!s->stream || s->data_on || s->reset || !(s->qlen || s->eof)) continue;
     if (n == SUBMIT_BATCH) {
       h->resubmit = true;
+      h->cursor = s;
       break;
     }
     want_data(s);
