@@ -267,21 +267,27 @@ start_server() {
   return 1
 }
 
+# stop_pid PID SIGNAL TENTHS: sends SIGNAL, waits up to TENTHS tenths of a
+# second for PID to exit, then SIGKILLs it (saying so) and reaps it.
+stop_pid() {
+  if kill -0 "$1" 2>/dev/null; then
+    kill -"$2" "$1" 2>/dev/null || true
+    for _ in $(seq 1 "$3"); do
+      kill -0 "$1" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$1" 2>/dev/null; then
+      log "process $1 ignored SIG$2 for $(($3 / 10)) s; killing it"
+      kill -KILL "$1" 2>/dev/null || true
+    fi
+  fi
+  wait "$1" 2>/dev/null || true
+}
+
 # Stops whatever start_server started (SIGTERM, SIGKILL after 10 s).
 stop_server() {
   if [ -n "$SRV_PID" ]; then
-    if kill -0 "$SRV_PID" 2>/dev/null; then
-      kill -TERM "$SRV_PID" 2>/dev/null || true
-      for _ in $(seq 1 100); do
-        kill -0 "$SRV_PID" 2>/dev/null || break
-        sleep 0.1
-      done
-      if kill -0 "$SRV_PID" 2>/dev/null; then
-        log "server $SRV_PID ignored SIGTERM for 10 s; killing it"
-        kill -KILL "$SRV_PID" 2>/dev/null || true
-      fi
-    fi
-    wait "$SRV_PID" 2>/dev/null || true
+    stop_pid "$SRV_PID" TERM 100
     SRV_PID=""
   fi
   if [ -n "$FC_DATA" ]; then
@@ -302,15 +308,7 @@ stop_server() {
 # the signal on to fcload or h2load.
 stop_load() {
   if [ -n "$LOAD_PID" ]; then
-    if kill -0 "$LOAD_PID" 2>/dev/null; then
-      kill -INT "$LOAD_PID" 2>/dev/null || true
-      for _ in $(seq 1 150); do
-        kill -0 "$LOAD_PID" 2>/dev/null || break
-        sleep 0.1
-      done
-      kill -KILL "$LOAD_PID" 2>/dev/null || true
-    fi
-    wait "$LOAD_PID" 2>/dev/null || true
+    stop_pid "$LOAD_PID" INT 150
     LOAD_PID=""
   fi
 }

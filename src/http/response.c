@@ -245,11 +245,10 @@ void fc__stream_end(fc_stream_t *s, int h2_id) {
   if (l) {
     const char *peer = l->text + strlen(l->text) + 1;
     uint64_t sent = s->h2s ? l->bytes : fc_conn_written(s->conn) - l->bytes;
-    unsigned long long ms = (unsigned long long)(fc_mono_ms() - l->start_ms);
-    if (h2_id)
-      fc_log(FC_LOG_INFO, "stream", "%s bytes=%llu ms=%llu peer=%s h2_stream=%d", l->text, (unsigned long long)sent, ms,
-             peer, h2_id);
-    else fc_log(FC_LOG_INFO, "stream", "%s bytes=%llu ms=%llu peer=%s", l->text, (unsigned long long)sent, ms, peer);
+    char id[32] = "";
+    if (h2_id) snprintf(id, sizeof id, " h2_stream=%d", h2_id);
+    fc_log(FC_LOG_INFO, "stream", "%s bytes=%llu ms=%llu peer=%s%s", l->text, (unsigned long long)sent,
+           (unsigned long long)(fc_mono_ms() - l->start_ms), peer, id);
     free(l);
   }
   free(s);
